@@ -1,0 +1,39 @@
+# memwm: set up a virtual environment and run things in it. Every target is idempotent.
+#   make run    set up, then train the embedded default (a short memory task run on the CPU)
+#   make test   set up, then run the test suite
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.memwm-installed
+# A CPU build of torch 2.13.0 is installed before the project, so that pip does not pull a
+# multi-GB CUDA build on CPU machines. On a GPU machine, set TORCH_SPEC to the build you want.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?= -n 2
+
+.PHONY: setup sysdeps run test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# Headless MuJoCo rendering (dm_control, Memory Maze) needs EGL and GL libraries.
+sysdeps:
+	@if ldconfig -p | grep -q 'libEGL.so.1' && ldconfig -p | grep -q 'libGL.so.1'; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libegl1 libgl1 >/dev/null; \
+	else echo "memwm: dm_control rendering needs libegl1 and libgl1 (sudo apt-get install -y libegl1 libgl1)"; fi
+
+run: setup
+	$(VENV)/bin/memwm train
+
+test: setup sysdeps
+	MUJOCO_GL=egl $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m benchmarks.scan
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Speed and learning benchmarks: each prints a table and writes JSON to benchmarks/results/."""

@@ -1,0 +1,1 @@
+"""memwm environments: one registry, `envs.make(id)`, with one observation format."""

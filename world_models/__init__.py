@@ -1,0 +1,1 @@
+"""memwm world models: encoders, decoders, heads, latents, the sequence backbones and the WorldModel interface."""
