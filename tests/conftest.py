@@ -8,6 +8,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    torch.set_num_threads(1)  # the xdist workers already fill the cores
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
