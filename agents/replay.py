@@ -1,0 +1,135 @@
+"""Replay: finished episodes on disk and in memory, sampled as fixed-length sequences that may cross episode starts.
+
+Each step is stored as DreamerV3 stores it: the observation, the reward and flags that arrived
+with it (`is_first`, `is_last`, `is_terminal`), and `action`, the action taken AFTER seeing it.
+Episodes are written to `<directory>/` as compressed .npz files as soon as they finish
+(temporary file, then rename, so a SIGKILL leaves either the whole file or none) and kept in
+memory as they came (images stay uint8). The buffer holds at most `capacity` steps: the oldest
+episodes are dropped from memory (their files stay on disk). A sampled sequence is a window of
+`length` consecutive steps of the stream of stored episodes; where it crosses into the next
+episode, `is_first` marks the reset, which every world model honours.
+
+Memory: capacity x bytes per step (for 64x64x3 images, 12 KiB) plus per-episode bookkeeping.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+FLAGS = ("is_first", "is_last", "is_terminal")
+_NAME = re.compile(r"^ep-(\d+)-len(\d+)\.npz$")
+
+
+class Replay:
+    """A capacity-bounded episode store with fixed-length sequence sampling.
+
+    capacity: most steps held in memory; directory: where episodes are written (None: memory only).
+    """
+
+    def __init__(self, capacity: int, directory: str | os.PathLike | None = None, seed: int = 0):
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be a positive number of steps, got {capacity}")
+        self.capacity = int(capacity)
+        self.directory = None if directory is None else Path(directory)
+        self.rng = np.random.default_rng(seed)
+        self.episodes: collections.deque[dict[str, np.ndarray]] = collections.deque()
+        self._ends: list[int] = []  # cumulative end index of each episode in the stream
+        self.num_steps = 0  # steps held in memory
+        self.num_episodes = 0  # episodes ever added (also the next file's index)
+        self._pending: dict[int, list[dict[str, np.ndarray]]] = collections.defaultdict(list)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._load()
+
+    # ------------------------------------------------------------------ adding
+    def add_step(self, step: dict[str, np.ndarray], worker: int = 0) -> dict[str, np.ndarray] | None:
+        """Append one step of environment `worker`; when it is the episode's last, store and return the episode."""
+        steps = self._pending[worker]
+        if step["is_first"] and steps:
+            steps.clear()  # an unfinished episode (the env was reset): its steps are not kept
+        steps.append({k: np.asarray(v) for k, v in step.items()})
+        if not step["is_last"]:
+            return None
+        episode = {k: np.stack([s[k] for s in steps]) for k in steps[0]}
+        steps.clear()
+        self.add_episode(episode)
+        return episode
+
+    def add_episode(self, episode: dict[str, np.ndarray]) -> None:
+        """Store a whole episode: dict of (T, ...) arrays with `action`, `reward` and the flags."""
+        missing = [k for k in ("action", "reward", *FLAGS) if k not in episode]
+        if missing:
+            raise ValueError(f"an episode needs keys action, reward, {', '.join(FLAGS)}; missing {missing}")
+        lengths = {k: len(v) for k, v in episode.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"every array of an episode must have the same length, got {lengths}")
+        length = len(episode["reward"])
+        if self.directory is not None:
+            self._write(episode, self.num_episodes, length)
+        self.num_episodes += 1
+        self._append(episode)
+
+    def _append(self, episode: dict[str, np.ndarray]) -> None:
+        length = len(episode["reward"])
+        self.episodes.append(episode)
+        self.num_steps += length
+        while self.num_steps > self.capacity and len(self.episodes) > 1:
+            self.num_steps -= len(self.episodes.popleft()["reward"])
+        self._ends = list(np.cumsum([len(e["reward"]) for e in self.episodes]))
+
+    def _write(self, episode: dict[str, np.ndarray], index: int, length: int) -> None:
+        path = self.directory / f"ep-{index:07d}-len{length}.npz"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **episode)
+        os.replace(tmp, path)
+
+    def _load(self) -> None:
+        """Reload the newest episodes (up to capacity) written by an earlier run in the same directory."""
+        files = sorted((int(m[1]), int(m[2]), p) for p in self.directory.iterdir() if (m := _NAME.match(p.name)))
+        if not files:
+            return
+        self.num_episodes = files[-1][0] + 1
+        chosen, total = [], 0
+        for index, length, path in reversed(files):
+            if total >= self.capacity:
+                break
+            chosen.append(path)
+            total += length
+        for path in reversed(chosen):
+            with np.load(path) as data:
+                self._append({k: data[k] for k in data.files})
+
+    # ------------------------------------------------------------------ sampling
+    def __len__(self) -> int:
+        return self.num_steps
+
+    def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
+        """A batch of windows: dict of (batch_size, length, ...) arrays; is_first marks every episode start inside."""
+        if self.num_steps < length:
+            raise ValueError(f"replay holds {self.num_steps} steps, fewer than the sequence length {length}")
+        starts = self.rng.integers(0, self.num_steps - length + 1, size=batch_size)
+        seqs = [self._window(int(s), length) for s in starts]
+        return {k: np.stack([s[k] for s in seqs]) for k in seqs[0]}
+
+    def _window(self, start: int, length: int) -> dict[str, np.ndarray]:
+        """Steps [start, start+length) of the stream of episodes in memory; the first step always counts as a start."""
+        i = bisect.bisect_right(self._ends, start)
+        offset = start - (self._ends[i - 1] if i > 0 else 0)
+        parts, need = [], length
+        while need > 0:
+            ep = self.episodes[i]
+            take = min(need, len(ep["reward"]) - offset)
+            parts.append({k: v[offset : offset + take] for k, v in ep.items()})
+            need -= take
+            i, offset = i + 1, 0
+        seq = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        seq["is_first"] = seq["is_first"].copy()
+        seq["is_first"][0] = True  # the model has no state from before the window
+        return seq

@@ -1,0 +1,105 @@
+"""Replay: episodes on disk and in memory, capacity, and windows that cross episode starts."""
+
+import numpy as np
+import pytest
+
+from agents.replay import Replay
+
+
+def _episode(length, ep_id, image=True):
+    """An episode whose every step records (episode id, time index) so windows can be checked."""
+    t = np.arange(length)
+    ep = {
+        "vector": np.stack([np.full(length, ep_id, np.float32), t.astype(np.float32)], 1),
+        "action": np.eye(3, dtype=np.float32)[t % 3],
+        "reward": (t == length - 1).astype(np.float32),
+        "is_first": t == 0,
+        "is_last": t == length - 1,
+        "is_terminal": t == length - 1,
+    }
+    if image:
+        ep["image"] = np.full((length, 8, 8, 3), ep_id, np.uint8)
+    return ep
+
+
+def _add_by_steps(replay, episode, worker=0):
+    out = None
+    for i in range(len(episode["reward"])):
+        out = replay.add_step({k: v[i] for k, v in episode.items()}, worker)
+    return out
+
+
+def test_windows_cross_episode_starts_with_is_first_exactly_at_the_resets(tmp_path):
+    replay = Replay(capacity=10_000, directory=tmp_path, seed=0)
+    lengths = [5, 9, 3, 12, 7]
+    for i, n in enumerate(lengths):
+        _add_by_steps(replay, _episode(n, i))
+    batch = replay.sample(64, 10)
+    assert batch["vector"].shape == (64, 10, 2) and batch["image"].shape == (64, 10, 8, 8, 3)
+    assert batch["image"].dtype == np.uint8
+    crossed = 0
+    for seq_vec, seq_first in zip(batch["vector"], batch["is_first"]):
+        ep, t = seq_vec[:, 0], seq_vec[:, 1]
+        # consecutive steps: same episode and t+1, or the next episode at t=0
+        for j in range(1, 10):
+            if ep[j] == ep[j - 1]:
+                assert t[j] == t[j - 1] + 1 and not seq_first[j]
+            else:
+                assert ep[j] == ep[j - 1] + 1 and t[j] == 0 and t[j - 1] == lengths[int(ep[j - 1])] - 1 and seq_first[j]
+                crossed += 1
+        assert seq_first[0]
+    assert crossed > 0
+
+
+def test_capacity_drops_oldest_episodes_and_memory_is_capacity_times_step_size(tmp_path):
+    replay = Replay(capacity=30, directory=tmp_path)
+    for i in range(10):
+        replay.add_episode(_episode(10, i))
+    assert len(replay) == 30
+    ids = sorted({int(e["vector"][0, 0]) for e in replay.episodes})
+    assert ids == [7, 8, 9]
+    step_bytes = sum(v[0].nbytes for v in _episode(1, 0).values())
+    held = sum(v.nbytes for e in replay.episodes for v in e.values())
+    assert held == 30 * step_bytes
+    assert len(list(tmp_path.glob("ep-*.npz"))) == 10  # files stay on disk
+
+
+def test_reload_from_disk_restores_newest_episodes_and_counter(tmp_path):
+    replay = Replay(capacity=25, directory=tmp_path)
+    for i in range(6):
+        replay.add_episode(_episode(10, i))
+    again = Replay(capacity=25, directory=tmp_path)
+    assert again.num_episodes == 6
+    assert [int(e["vector"][0, 0]) for e in again.episodes] == [3, 4, 5][-len(again.episodes) :]
+    np.testing.assert_array_equal(again.episodes[-1]["image"], replay.episodes[-1]["image"])
+    again.add_episode(_episode(4, 6))
+    assert (tmp_path / "ep-0000006-len4.npz").exists()
+
+
+def test_unfinished_episodes_are_not_written_and_workers_are_separate(tmp_path):
+    replay = Replay(capacity=100, directory=tmp_path)
+    a, b = _episode(6, 0), _episode(4, 1)
+    for i in range(4):
+        replay.add_step({k: v[i] for k, v in a.items()}, worker=0)
+        replay.add_step({k: v[i] for k, v in b.items()}, worker=1)
+    assert replay.num_episodes == 1 and len(replay) == 4  # only worker 1 finished
+    assert [p.name for p in tmp_path.iterdir()] == ["ep-0000000-len4.npz"]
+    np.testing.assert_array_equal(replay.episodes[0]["vector"], b["vector"])
+
+
+def test_temporary_files_are_ignored_on_reload(tmp_path):
+    replay = Replay(capacity=100, directory=tmp_path)
+    replay.add_episode(_episode(5, 0))
+    (tmp_path / "ep-0000001-len5.npz.tmp").write_bytes(b"torn")
+    assert len(Replay(capacity=100, directory=tmp_path)) == 5
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="capacity"):
+        Replay(capacity=0)
+    replay = Replay(capacity=100)
+    with pytest.raises(ValueError, match="missing"):
+        replay.add_episode({"reward": np.zeros(3)})
+    replay.add_episode(_episode(5, 0))
+    with pytest.raises(ValueError, match="fewer than the sequence length"):
+        replay.sample(2, 8)
