@@ -1,0 +1,66 @@
+"""S5 (Smith, Warrington, Linderman 2023): a MIMO diagonal SSM, one complex state of size P shared by
+all H channels, HiPPO-N initialisation, zero-order hold with learned per-state step sizes, run by
+`kernels.scan` with a time-invariant transition."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from world_models.backbones.ssm import SSMBackbone, complex_param, recurrent_step, scan_with_carry
+from world_models.config import WorldModelConfig
+
+
+def hippo_n_eigenvalues(P: int) -> Tensor:
+    """(P,) complex64: the eigenvalues -1/2 + i w (w > 0) of the normal part of HiPPO-LegS of size 2P."""
+    n = torch.arange(2 * P, dtype=torch.float64, device="cpu")
+    q = torch.sqrt(2 * n + 1)
+    S = -0.5 * q[:, None] * q[None, :] * torch.sign(n[:, None] - n[None, :])  # skew-symmetric part
+    w = torch.linalg.eigvalsh(-1j * S.to(torch.complex128))  # real; S = i * diag(w) in its eigenbasis
+    w = torch.sort(w[w > 0]).values[:P]
+    return torch.complex(torch.full_like(w, -0.5), w).to(torch.complex64)
+
+
+class S5Layer(nn.Module):
+    """u (B, L, H) -> y (B, L, H); state x (B, P) complex64. Parameters named as in the paper."""
+
+    def __init__(self, H: int, P: int, dt_min: float, dt_max: float, backend: str = "auto"):
+        super().__init__()
+        self.H, self.P, self.backend = H, P, backend
+        Lambda = hippo_n_eigenvalues(P)
+        self.Lambda_re_log = nn.Parameter(torch.log(-Lambda.real).to(torch.get_default_device()))  # Re(Lambda) = -exp(.)
+        self.Lambda_im = nn.Parameter(Lambda.imag.to(torch.get_default_device()))
+        self.B = complex_param((P, H), 1 / math.sqrt(H))  # (P, H)
+        self.C = complex_param((H, P), 1 / math.sqrt(P))  # (H, P)
+        self.D = nn.Parameter(torch.ones(H))
+        self.log_dt = nn.Parameter(torch.empty(P).uniform_(math.log(dt_min), math.log(dt_max)))
+        self.state_shape, self.state_dtype = (P,), torch.complex64
+
+    def discretize(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Zero-order hold: (Lambda_bar (P,), B_bar (P, H), C (H, P)), complex64."""
+        Lambda = torch.complex(-torch.exp(self.Lambda_re_log), self.Lambda_im)
+        Lambda_bar = torch.exp(Lambda * torch.exp(self.log_dt))
+        B_bar = ((Lambda_bar - 1) / Lambda)[:, None] * torch.view_as_complex(self.B)
+        return Lambda_bar, B_bar, torch.view_as_complex(self.C)
+
+    def forward(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """u (B, L, H), is_first (B, L), x (B, P) -> (y (B, L, H), states (B, L, P))."""
+        Lambda_bar, B_bar, C = self.discretize()
+        bu = u.to(torch.complex64) @ B_bar.T  # (B, L, P)
+        xs = scan_with_carry(Lambda_bar, bu, is_first, x, self.backend)  # (B, L, P)
+        y = (xs @ C.T).real + self.D * u
+        return y, xs
+
+    def step(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """u (B, H), is_first (B,), x (B, P) -> (y (B, H), x_next (B, P))."""
+        Lambda_bar, B_bar, C = self.discretize()
+        bu = u.to(torch.complex64) @ B_bar.T  # (B, P)
+        return recurrent_step(x, Lambda_bar, bu, C, self.D, u, is_first)
+
+
+class S5Backbone(SSMBackbone):
+    def __init__(self, in_dim: int, width: int, config: WorldModelConfig):
+        super().__init__(in_dim, width, config, lambda: S5Layer(width, config.ssm_state, config.dt_min, config.dt_max,
+                                                                config.scan_backend))

@@ -1,0 +1,148 @@
+"""DreamerV3's small distributions: symlog/symexp, two-hot symlog, unimix categorical with
+straight-through samples, Bernoulli, Gaussian. Each has `sample`, `mode`, `log_prob`, `entropy`.
+
+Batch shapes are whatever the parameters have in front of the event dimensions; `sample` takes an
+optional `torch.Generator` so that tests (and evaluations) can control the noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) * log(1 + |x|): compresses large magnitudes (DreamerV3 inputs and targets)."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of symlog."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+class OneHotCategorical:
+    """Independent categoricals over the last dim, mixed with `unimix` of the uniform (DreamerV3).
+
+    logits: (..., K). Samples and modes are one-hot (..., K) with straight-through gradients to the
+    probabilities, so that a loss on a sample trains the logits.
+    """
+
+    def __init__(self, logits: Tensor, unimix: float = 0.0):
+        if unimix < 0 or unimix >= 1:
+            raise ValueError(f"unimix must be in [0, 1), got {unimix}")
+        if unimix > 0:
+            probs = F.softmax(logits.float(), -1)
+            probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+            logits = torch.log(probs)
+        self.logits = torch.log_softmax(logits.float(), -1)  # (..., K) normalised
+        self.probs = self.logits.exp()
+
+    def _straight_through(self, index: Tensor) -> Tensor:
+        hard = F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
+        return hard + self.probs - self.probs.detach()
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        flat = self.probs.detach().reshape(-1, self.probs.shape[-1])
+        index = torch.multinomial(flat, 1, generator=generator).reshape(self.probs.shape[:-1])
+        return self._straight_through(index)
+
+    def mode(self) -> Tensor:
+        return self._straight_through(self.probs.argmax(-1))
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """value: one-hot (..., K) -> (...)."""
+        return (value * self.logits).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return -(self.probs * self.logits).sum(-1)
+
+    def kl(self, other: "OneHotCategorical") -> Tensor:
+        """KL(self || other) over the last dim -> (...)."""
+        return (self.probs * (self.logits - other.logits)).sum(-1)
+
+
+class Normal:
+    """Diagonal Gaussian with reparameterised samples; mean, std: (..., D), event dim last."""
+
+    def __init__(self, mean: Tensor, std: Tensor):
+        self.mean, self.std = mean.float(), std.float()
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * noise
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        z = (value - self.mean) / self.std
+        return (-0.5 * z**2 - torch.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)
+
+    def kl(self, other: "Normal") -> Tensor:
+        var_ratio = (self.std / other.std) ** 2
+        t1 = ((self.mean - other.mean) / other.std) ** 2
+        return 0.5 * (var_ratio + t1 - 1 - torch.log(var_ratio)).sum(-1)
+
+
+class Bernoulli:
+    """Bernoulli from logits (...,); `mode` is the probability rounded, `mean` the probability."""
+
+    def __init__(self, logits: Tensor):
+        self.logits = logits.float()
+        self.mean = torch.sigmoid(self.logits)
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        return torch.bernoulli(self.mean.detach(), generator=generator)
+
+    def mode(self) -> Tensor:
+        return (self.mean > 0.5).to(self.mean.dtype)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return -F.binary_cross_entropy_with_logits(self.logits, value.to(self.logits.dtype), reduction="none")
+
+    def entropy(self) -> Tensor:
+        return F.binary_cross_entropy_with_logits(self.logits, self.mean.detach(), reduction="none")
+
+
+class TwoHotSymlog:
+    """A scalar as a categorical over bins evenly spaced in symlog space (DreamerV3 reward/critic).
+
+    logits: (..., K) over `bins` (K,). `mode()`/`mean` is symexp of the expected bin; `log_prob`
+    of a real value spreads it over its two neighbouring bins (two-hot).
+    """
+
+    def __init__(self, logits: Tensor, low: float = -20.0, high: float = 20.0):
+        self.logits = torch.log_softmax(logits.float(), -1)
+        self.probs = self.logits.exp()
+        self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device)  # (K,) symlog space
+        self.mean = symexp((self.probs * self.bins).sum(-1))
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        return self.mean  # a point estimate, as in DreamerV3
+
+    def two_hot(self, value: Tensor) -> Tensor:
+        """value (...) -> two-hot weights (..., K) in symlog space."""
+        x = symlog(value.float()).clamp(self.bins[0], self.bins[-1])
+        K = self.bins.shape[0]
+        below = (torch.bucketize(x, self.bins, right=True) - 1).clamp(0, K - 1)
+        above = (below + 1).clamp(max=K - 1)
+        lo, hi = self.bins[below], self.bins[above]
+        span = torch.where(above == below, torch.ones_like(lo), hi - lo)
+        w_above = torch.where(above == below, torch.zeros_like(x), (x - lo) / span)
+        return F.one_hot(below, K) * (1 - w_above)[..., None] + F.one_hot(above, K) * w_above[..., None]
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return (self.two_hot(value) * self.logits).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return -(self.probs * self.logits).sum(-1)

@@ -1,0 +1,399 @@
+"""The world model: encoder, posterior, a swappable sequence backbone, prior, decoder, reward and
+continue heads, and DreamerV3's loss, behind one interface for every backbone.
+
+Sequences follow DreamerV3's replay: action[:, t] is the action taken after seeing obs[:, t]. To
+predict step t the backbone reads x_t = (z_{t-1}, a_{t-1}), both zero at an episode start, and gives
+h_t; the prior is p(z_t | h_t); the posterior is q(z_t | o_t) (S4WM: all posteriors of a sequence at
+once, then the backbone in parallel) or q(z_t | h_t, o_t) for the RSSM (step by step). Features
+(h_t, z_t) feed the decoder, the heads and the policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from world_models import backbones
+from world_models.config import WorldModelConfig
+from world_models.distributions import Bernoulli, TwoHotSymlog, symexp, symlog
+from world_models.latents import Latent, LatentNet, kl_losses, latent_dim
+from world_models.nets import IMAGE_SHAPE, MLP, ObsDecoder, ObsEncoder
+from world_models.state import State
+
+OBS_KEYS = ("image", "vector")
+IGNORED_OBS_KEYS = ("is_first", "is_last", "is_terminal")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a world model reads and writes: image or not, vector size, action vector size."""
+
+    image: bool
+    vector_dim: int
+    act_dim: int
+
+    @classmethod
+    def from_spaces(cls, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space) -> "Spec":
+        if not isinstance(obs_space, gymnasium.spaces.Dict):
+            raise ValueError(f"obs_space must be a gymnasium.spaces.Dict with 'image' and/or 'vector', got {obs_space!r}")
+        unknown = sorted(set(obs_space.spaces) - set(OBS_KEYS) - set(IGNORED_OBS_KEYS))
+        if unknown:
+            raise ValueError(f"unknown observation keys {unknown}; a world model reads {OBS_KEYS} "
+                             f"(and ignores {IGNORED_OBS_KEYS})")
+        image, vector_dim = "image" in obs_space.spaces, 0
+        if image and (obs_space["image"].shape != IMAGE_SHAPE or obs_space["image"].dtype != np.uint8):
+            raise ValueError(f"obs_space['image'] must be uint8 {IMAGE_SHAPE}, got {obs_space['image']!r}")
+        if "vector" in obs_space.spaces:
+            shape = obs_space["vector"].shape
+            if len(shape) != 1:
+                raise ValueError(f"obs_space['vector'] must be 1-D (K,), got shape {shape}")
+            vector_dim = int(shape[0])
+        if not image and not vector_dim:
+            raise ValueError(f"obs_space needs an 'image' or a 'vector' key, got keys {list(obs_space.spaces)}")
+        return cls(image, vector_dim, action_dim(act_space))
+
+
+def action_dim(act_space: gymnasium.Space) -> int:
+    """Size of the action vector: one-hot size (Discrete), sum of one-hots (MultiDiscrete), Box dim."""
+    if isinstance(act_space, gymnasium.spaces.Discrete):
+        return int(act_space.n)
+    if isinstance(act_space, gymnasium.spaces.MultiDiscrete):
+        return int(np.sum(act_space.nvec))
+    if isinstance(act_space, gymnasium.spaces.Box) and len(act_space.shape) == 1:
+        return int(act_space.shape[0])
+    raise ValueError(f"act_space must be Discrete, MultiDiscrete or a 1-D Box, got {act_space!r}")
+
+
+@dataclass
+class Imagination:
+    """An imagined trajectory from N start states over `horizon` steps.
+
+    features: (N, H+1, F), [:, 0] the start's features.
+    actions: (N, H+1, A), actions[:, i] taken from features[:, i]; given actions fill [:, :H] and
+        [:, H] is zero; a policy samples [:, H] too.
+    latents: (N, H+1, Z) the z of each step ([:, 0] the start's).
+    prior: Latent with stats (N, H, S): p(z_i | h_i) for steps 1..H.
+    state: the State after the last step (for continuing the imagination).
+    """
+
+    features: Tensor
+    actions: Tensor
+    latents: Tensor
+    prior: Latent
+    state: State
+
+
+class WorldModel(nn.Module):
+    """See the module docstring. Build with `world_models.make`."""
+
+    def __init__(self, backbone: str, spec: Spec, config: WorldModelConfig, width: int):
+        super().__init__()
+        if config.ssm_state_features and backbone not in ("s4", "s5", "mamba"):
+            raise ValueError(f"ssm_state_features applies to the SSM backbones s4, s5, mamba, not {backbone!r}")
+        self.backbone_name, self.spec, self.config = backbone, spec, config
+        c = config
+        self.act_dim, self.z_dim = spec.act_dim, latent_dim(c)
+        self.encoder = ObsEncoder(spec.image, spec.vector_dim, c.cnn_depth, c.hidden, c.mlp_layers, c.norm, c.act)
+        self.backbone = backbones.make(backbone, self.z_dim + spec.act_dim, width, c)
+        self.h_dim = self.backbone.out_dim
+        self.posterior_sees_h = backbone == "rssm"  # DreamerV3's RSSM; the others follow S4WM
+        self.posterior_net = LatentNet(self.encoder.out_dim + (self.h_dim if self.posterior_sees_h else 0), c)
+        self.prior_net = LatentNet(self.h_dim, c)
+        self.feat_dim = self.h_dim + self.z_dim
+        self.decoder = ObsDecoder(self.feat_dim, spec.image, spec.vector_dim, c.cnn_depth, c.hidden, c.mlp_layers, c.norm, c.act)
+        self.reward_head = MLP(self.feat_dim, c.reward_bins, c.hidden, c.mlp_layers, c.norm, c.act)
+        self.cont_head = MLP(self.feat_dim, 1, c.hidden, c.mlp_layers, c.norm, c.act)
+        if not self.reward_head.net[-1].weight.is_meta:
+            nn.init.zeros_(self.reward_head.net[-1].weight)  # DreamerV3: reward predictions start at 0
+
+    # ----------------------------------------------------------------------------------- basics
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        device = self.device if device is None else device
+        return State(torch.zeros(batch_size, self.h_dim, device=device), torch.zeros(batch_size, self.z_dim, device=device),
+                     torch.zeros(batch_size, self.act_dim, device=device), self.backbone.initial_state(batch_size, device))
+
+    @staticmethod
+    def _pick(dist: Latent, sample: bool, generator: torch.Generator | None) -> Tensor:
+        return dist.sample(generator) if sample else dist.mode()
+
+    # ------------------------------------------------------------------------------ checking input
+    def _check_obs(self, obs: dict[str, Tensor], lead: tuple[int, ...], where: str) -> None:
+        if not isinstance(obs, dict):
+            raise ValueError(f"{where}: obs must be a dict with keys {self._obs_keys()}, got {type(obs).__name__}")
+        for key in self._obs_keys():
+            if key not in obs:
+                raise ValueError(f"{where}: obs is missing {key!r}; expected keys {self._obs_keys()}, got {list(obs)}")
+        if self.spec.image:
+            image = obs["image"]
+            if tuple(image.shape) != (*lead, *IMAGE_SHAPE) or image.dtype != torch.uint8:
+                raise ValueError(f"{where}: obs['image'] must be uint8 {(*lead, *IMAGE_SHAPE)}, "
+                                 f"got {image.dtype} {tuple(image.shape)}")
+        if self.spec.vector_dim:
+            vector = obs["vector"]
+            if tuple(vector.shape) != (*lead, self.spec.vector_dim) or not vector.is_floating_point():
+                raise ValueError(f"{where}: obs['vector'] must be float {(*lead, self.spec.vector_dim)}, "
+                                 f"got {vector.dtype} {tuple(vector.shape)}")
+
+    def _obs_keys(self) -> list[str]:
+        return [k for k, on in (("image", self.spec.image), ("vector", self.spec.vector_dim)) if on]
+
+    def _check_action(self, action: Tensor, lead: tuple[int, ...], where: str) -> None:
+        if tuple(action.shape) != (*lead, self.act_dim) or not action.is_floating_point():
+            raise ValueError(f"{where}: action must be float {(*lead, self.act_dim)} (one-hot for discrete actions), "
+                             f"got {action.dtype} {tuple(action.shape)}")
+
+    @staticmethod
+    def _check_flags(flags: Tensor, lead: tuple[int, ...], name: str, where: str) -> Tensor:
+        if tuple(flags.shape) != lead:
+            raise ValueError(f"{where}: {name} must be {lead}, got {tuple(flags.shape)}")
+        return flags if flags.dtype == torch.bool else flags != 0
+
+    def _check_state(self, state: State, batch: int, where: str) -> None:
+        if state.batch_size != batch or state.h.shape[1] != self.h_dim or state.z.shape[1] != self.z_dim:
+            raise ValueError(f"{where}: state must have batch {batch}, h (B, {self.h_dim}), z (B, {self.z_dim}); "
+                             f"got h {tuple(state.h.shape)}, z {tuple(state.z.shape)}")
+
+    # --------------------------------------------------------------------------------- observing
+    def observe(self, obs: dict[str, Tensor], action: Tensor, is_first: Tensor, state: State | None = None,
+                sample: bool = True, generator: torch.Generator | None = None) -> tuple[Latent, Latent, Tensor, State]:
+        """Posterior and prior over a sequence.
+
+        obs: image (B, L, 64, 64, 3) uint8 and/or vector (B, L, K) float; action (B, L, A);
+        is_first (B, L) bool (resets the backbone, previous latent and previous action).
+        Returns (posterior, prior) with stats (B, L, S), features (B, L, F), the state after step L-1.
+        sample=False takes the modes instead of samples (deterministic).
+        """
+        post, prior, feat, state, _ = self._observe(obs, action, is_first, state, sample, generator, all_states=False)
+        return post, prior, feat, state
+
+    def _observe(self, obs, action, is_first, state, sample, generator, all_states):
+        if action.dim() != 3:
+            raise ValueError(f"observe: action must be (B, L, {self.act_dim}), got {tuple(action.shape)}")
+        B, L = action.shape[:2]
+        if L == 0:
+            raise ValueError("observe: sequences must hold at least one step, got L = 0")
+        self._check_action(action, (B, L), "observe")
+        self._check_obs(obs, (B, L), "observe")
+        is_first = self._check_flags(is_first, (B, L), "is_first", "observe")
+        state = self.initial_state(B, action.device) if state is None else state
+        self._check_state(state, B, "observe")
+        embed = self.encoder(obs)  # (B, L, E)
+        keep = ~is_first[..., None]  # (B, L, 1)
+        a_prev = torch.where(keep, torch.cat([state.action[:, None], action[:, :-1]], 1), 0.0)  # (B, L, A)
+
+        if not self.posterior_sees_h:
+            post = self.posterior_net(embed)
+            z = self._pick(post, sample, generator)  # (B, L, Z)
+            z_prev = torch.where(keep, torch.cat([state.z[:, None], z[:, :-1]], 1), 0.0)
+            h, mem = self.backbone(torch.cat([z_prev, a_prev], -1), is_first, state.mem, all_states=all_states)
+        else:  # RSSM: z_t depends on h_t, so the sequence runs step by step
+            mem, z_t, hs, zs, stats = state.mem, state.z, [], [], []
+            for t in range(L):
+                z_prev = torch.where(keep[:, t], z_t, 0.0)
+                h_t, mem = self.backbone.step(torch.cat([z_prev, a_prev[:, t]], -1), is_first[:, t], mem)
+                post_t = self.posterior_net(torch.cat([h_t, embed[:, t]], -1))
+                z_t = self._pick(post_t, sample, generator)
+                hs.append(h_t)
+                zs.append(z_t)
+                stats.append(post_t.stats)
+            h, z, post = torch.stack(hs, 1), torch.stack(zs, 1), Latent(torch.stack(stats, 1), self.config)
+            if all_states:
+                mem = {"h": h}
+        prior = self.prior_net(h)
+        feat = torch.cat([h, z], -1)  # (B, L, F)
+        if all_states:
+            starts = State(h.flatten(0, 1), z.flatten(0, 1), action.flatten(0, 1), {k: v.flatten(0, 1) for k, v in mem.items()})
+            last = starts[torch.arange(B, device=h.device) * L + L - 1]
+        else:
+            starts, last = None, State(h[:, -1], z[:, -1], action[:, -1], mem)
+        return post, prior, feat, last, starts
+
+    def step(self, state: State, prev_action: Tensor, obs: dict[str, Tensor], is_first: Tensor,
+             sample: bool = True, generator: torch.Generator | None = None) -> tuple[State, Tensor]:
+        """One env step for acting: state after the previous step, prev_action (B, A) taken since, obs of
+        (B, ...), is_first (B,) resets those rows. Returns (state, features (B, F))."""
+        B = prev_action.shape[0] if prev_action.dim() else 0
+        self._check_action(prev_action, (B,), "step")
+        self._check_obs(obs, (B,), "step")
+        is_first = self._check_flags(is_first, (B,), "is_first", "step")
+        self._check_state(state, B, "step")
+        keep = ~is_first[:, None]
+        x = torch.cat([torch.where(keep, state.z, 0.0), torch.where(keep, prev_action, 0.0)], -1)
+        h, mem = self.backbone.step(x, is_first, state.mem)  # (B, H)
+        embed = self.encoder(obs)  # (B, E)
+        post = self.posterior_net(torch.cat([h, embed], -1) if self.posterior_sees_h else embed)
+        z = self._pick(post, sample, generator)
+        return State(h, z, torch.zeros_like(prev_action), mem), torch.cat([h, z], -1)
+
+    # -------------------------------------------------------------------------------- imagining
+    def img_step(self, state: State, action: Tensor, sample: bool = True,
+                 generator: torch.Generator | None = None) -> tuple[State, Tensor, Latent]:
+        """One imagined step from `state` taking `action` (N, A): (state, features (N, F), prior)."""
+        x = torch.cat([state.z, action], -1)
+        h, mem = self.backbone.step(x, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device), state.mem)
+        prior = self.prior_net(h)
+        z = self._pick(prior, sample, generator)  # straight-through: dynamics gradients flow
+        return State(h, z, torch.zeros_like(action), mem), torch.cat([h, z], -1), prior
+
+    def imagine(self, start: State, policy: Callable[[Tensor], Tensor] | Tensor, horizon: int,
+                sample: bool = True, generator: torch.Generator | None = None) -> Imagination:
+        """Roll the prior forward `horizon` steps from `start` (N states) in recurrent mode.
+
+        policy: a function features (N, F) -> actions (N, A), or actions (N, horizon, A) for
+        open-loop prediction. See `Imagination` for what comes back.
+        """
+        N = start.batch_size
+        self._check_state(start, N, "imagine")
+        if horizon < 0:
+            raise ValueError(f"imagine: horizon must be >= 0, got {horizon}")
+        given = isinstance(policy, Tensor)
+        if given:
+            self._check_action(policy, (N, horizon), "imagine (given actions)")
+        elif not callable(policy):
+            raise ValueError(f"imagine: policy must be a callable or an action tensor (N, H, A), got {type(policy).__name__}")
+        feats, acts, zs, priors = [torch.cat([start.h, start.z], -1)], [], [start.z], []
+        state = start
+        for i in range(horizon):
+            action = policy[:, i] if given else policy(feats[-1])
+            state, feat, prior = self.img_step(state, action, sample, generator)
+            acts.append(action)
+            feats.append(feat)
+            zs.append(state.z)
+            priors.append(prior.stats)
+        acts.append(torch.zeros(N, self.act_dim, device=start.h.device) if given else policy(feats[-1]))
+        prior_stats = torch.stack(priors, 1) if priors else start.h.new_zeros(N, 0, self.prior_net.net.out_dim)
+        return Imagination(torch.stack(feats, 1), torch.stack(acts, 1), torch.stack(zs, 1),
+                           Latent(prior_stats, self.config), state)
+
+    # ------------------------------------------------------------------------------ predictions
+    def decode(self, features: Tensor) -> dict[str, Tensor]:
+        """features (..., F) -> `image` (..., 64, 64, 3) float mean in [0, 1] (x255 for uint8 scale)
+        and/or `vector` (..., K) in the observation's own scale (un-symlogged)."""
+        out = self.decoder(features)
+        if "image" in out:
+            out["image"] = out["image"].clamp(0, 1)
+        if "vector" in out:
+            out["vector"] = symexp(out["vector"])
+        return out
+
+    def reward_dist(self, features: Tensor) -> TwoHotSymlog:
+        return TwoHotSymlog(self.reward_head(features))
+
+    def reward(self, features: Tensor) -> Tensor:
+        """features (..., F) -> predicted reward (...): the two-hot symlog mean."""
+        return self.reward_dist(features).mean
+
+    def cont_dist(self, features: Tensor) -> Bernoulli:
+        return Bernoulli(self.cont_head(features).squeeze(-1))
+
+    def cont(self, features: Tensor) -> Tensor:
+        """features (..., F) -> probability that the episode continues (...)."""
+        return self.cont_dist(features).mean
+
+    # ------------------------------------------------------------------------------------ loss
+    def loss(self, batch: dict[str, Tensor], state: State | None = None, return_starts: bool = False,
+             sample: bool = True, generator: torch.Generator | None = None):
+        """DreamerV3's world-model loss on a batch of (B, L, ...) sequences.
+
+        batch: observation keys, `action` (B, L, A), `reward` (B, L), `is_first`, `is_terminal` (B, L).
+        Returns (loss, metrics) or, with return_starts, (loss, metrics, starts): a detached State
+        batched over B*L (b-major), the state right after observing each step.
+        """
+        missing = [k for k in ("action", "reward", "is_first", "is_terminal", *self._obs_keys()) if k not in batch]
+        if missing:
+            raise ValueError(f"loss: batch is missing {missing}; got keys {sorted(batch)}")
+        action = batch["action"]
+        lead = tuple(action.shape[:2])
+        reward = batch["reward"]
+        if tuple(reward.shape) != lead:
+            raise ValueError(f"loss: reward must be {lead}, got {tuple(reward.shape)}")
+        is_terminal = self._check_flags(batch["is_terminal"], lead, "is_terminal", "loss")
+        obs = {k: batch[k] for k in self._obs_keys()}
+        post, prior, feat, _, starts = self._observe(obs, action, batch["is_first"], state, sample, generator, return_starts)
+
+        c, terms = self.config, {}
+        pred = self.decoder(feat)
+        if self.spec.image:
+            target = obs["image"].float() / 255.0
+            terms["image"] = (c.image_scale, (pred["image"] - target).pow(2).sum((-3, -2, -1)).mean())
+        if self.spec.vector_dim:
+            terms["vector"] = (c.vector_scale, (pred["vector"] - symlog(obs["vector"].float())).pow(2).sum(-1).mean())
+        terms["reward"] = (c.reward_scale, -self.reward_dist(feat).log_prob(reward.float()).mean())
+        terms["cont"] = (c.cont_scale, -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean())
+        dyn, rep, kl = kl_losses(post, prior, c.free_bits)
+        terms["dyn"], terms["rep"] = (c.dyn_scale, dyn.mean()), (c.rep_scale, rep.mean())
+
+        total = feat.new_zeros(())
+        for name, (scale, value) in terms.items():
+            if not torch.isfinite(value):
+                raise FloatingPointError(f"world-model loss term loss/{name} is not finite: {value.item()}")
+            total = total + scale * value
+        metrics: dict[str, float] = {f"loss/{name}": value.item() for name, (_, value) in terms.items()}
+        metrics.update({"loss": total.item(), "kl": kl.mean().item(),
+                        "prior_entropy": prior.entropy().mean().item(), "post_entropy": post.entropy().mean().item()})
+        if return_starts:
+            return total, metrics, starts.detach()
+        return total, metrics
+
+
+# ------------------------------------------------------------------------------- construction
+def make(backbone: str, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space,
+         config: WorldModelConfig | None = None, device: torch.device | str | None = None) -> WorldModel:
+    """A world model with the named backbone (one of BACKBONES) for these spaces.
+
+    config.width = 0 sizes the non-RSSM backbones so that the whole model has about as many
+    parameters as the RSSM model at the same config (`fit_width`)."""
+    if backbone not in backbones.BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(backbones.BACKBONES)}")
+    config = WorldModelConfig() if config is None else config
+    if not isinstance(config, WorldModelConfig):
+        raise ValueError(f"config must be a WorldModelConfig, got {type(config).__name__}")
+    spec = Spec.from_spaces(obs_space, act_space)
+    width = fit_width(backbone, spec, config)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return WorldModel(backbone, spec, config, width)
+
+
+def count_params(backbone: str, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space,
+                 config: WorldModelConfig | None = None) -> int:
+    """Parameters of `make(backbone, ...)` without allocating them (built on the meta device)."""
+    return make(backbone, obs_space, act_space, config, device="meta").num_params()
+
+
+@functools.lru_cache(maxsize=None)
+def fit_width(backbone: str, spec: Spec, config: WorldModelConfig) -> int:
+    """The backbone width: config.deter for the RSSM; config.width if set; else the width (a multiple
+    of 8, and of the heads for the Transformer) whose model parameter count is closest to the RSSM's."""
+    if backbone == "rssm":
+        return config.deter
+    if config.width:
+        return config.width
+    target = _count("rssm", spec, config.replace(ssm_state_features=False), config.deter)
+    step = int(np.lcm(8, config.heads)) if backbone == "transformer" else 8
+    lo, hi = 1, 2
+    while _count(backbone, spec, config, hi * step) < target:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # the count grows with the width: bisect for the last width below the target
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _count(backbone, spec, config, mid * step) < target else (lo, mid)
+    return min((lo * step, hi * step), key=lambda w: abs(_count(backbone, spec, config, w) - target))
+
+
+@functools.lru_cache(maxsize=None)
+def _count(backbone: str, spec: Spec, config: WorldModelConfig, width: int) -> int:
+    with torch.device("meta"):
+        return WorldModel(backbone, spec, config, width).num_params()
