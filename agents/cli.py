@@ -29,6 +29,11 @@ def version() -> None:
 
 def _commands() -> dict[str, Callable[..., object]]:
     commands: dict[str, Callable[..., object]] = {"version": version}
+    from world_models.compare import compare
+    from world_models.imagine import imagine
+
+    commands["compare"] = compare
+    commands["imagine"] = imagine
     return commands
 
 

@@ -191,12 +191,13 @@ class OpenLoop:
 
 @torch.no_grad()
 def open_loop(wm, batch: dict[str, Tensor], context: int, horizon: int,
-              policy: Callable[[Tensor], Tensor] | None = None) -> OpenLoop:
+              policy: Callable[[Tensor], Tensor] | None = None, sample: bool = False) -> OpenLoop:
     """Observe steps [0, context) of `batch` (N, L, ...), then imagine `horizon` steps.
 
     The action after the last observed step is `batch["action"][:, context - 1]` (DreamerV3 replay
     order), so imagined step C + i is driven by `action[:, C - 1 + i]`; with a `policy`
     (features (N, F) -> actions (N, A)) the policy chooses every action instead, the first included.
+    sample=False takes the latents' modes (deterministic, the model's best guess); True samples them.
     """
     L = batch["action"].shape[1]
     if not 1 <= context <= L:
@@ -205,11 +206,12 @@ def open_loop(wm, batch: dict[str, Tensor], context: int, horizon: int,
         raise ValueError(f"horizon must be in [0, {L - context}] to imagine with the sequences' own actions "
                          f"after a context of {context} of {L} steps, got {horizon}")
     obs = {k: batch[k][:, :context] for k in OBS_KEYS if k in batch}
-    _, _, feat_ctx, state = wm.observe(obs, batch["action"][:, :context], batch["is_first"][:, :context])  # (N, C, F)
+    _, _, feat_ctx, state = wm.observe(obs, batch["action"][:, :context], batch["is_first"][:, :context],
+                                      sample=sample)  # (N, C, F)
     if horizon == 0:
         return OpenLoop(feat_ctx, batch["action"][:, :0], context)
     drive = policy if policy is not None else batch["action"][:, context - 1 : context - 1 + horizon]  # (N, H, A)
-    imag = wm.imagine(state, drive, horizon)
+    imag = wm.imagine(state, drive, horizon, sample=sample)
     features = torch.cat([feat_ctx, imag.features[:, 1:]], 1)  # (N, C + H, F)
     return OpenLoop(features, imag.actions[:, :horizon], context)
 

@@ -1,0 +1,501 @@
+"""Offline comparison of world-model backbones on one memory task, with the S4WM probes: `memwm compare`.
+
+The story (Deng, Park, Ahn 2023, "Facing off World Models", at CPU scale):
+1. collect (or reuse) a data set of the task's episodes with its scripted policy (`envs.collect`);
+2. train every backbone on the same batches, from the same seed, for the same number of steps,
+   at the same preset (the presets give every backbone about the RSSM's parameter count);
+3. probe what each one remembers, on held-out episodes:
+   - long-term imagination (memory/rooms-*, memory/teleport): observe the context phase, imagine
+     the query phase open-loop with the episode's actions; MSE of imagined vs true frames by
+     imagination step, in bins;
+   - reward prediction (memory/distracting-*): accuracy of the predicted reward where the task
+     decides it, from the posterior (inference) and from imagination after the context;
+   - context-dependent recall (memory/doors-keys-*): MSE of the imagined frames that show doors;
+   - speed: train step time, imagination time per step, parameter counts;
+4. write results.json, results.md (one row per backbone), plots and one imagination GIF per backbone.
+
+The out folder (a rerun with the same --out reuses the data and every finished backbone):
+
+    data/train/*.npz, data/eval/*.npz    episodes (envs.collect), data/meta.json what they are
+    <backbone>/model.pt                  the trained world model (world_models.imagine.save_world_model)
+    <backbone>/metrics.json              its settings, training curve, probes and speed: the mark of done
+    <backbone>/imagination.gif           context (green) then imagination (red) of up to 6 eval episodes
+    results.json, results.md, mse_vs_horizon.png, train_loss.png, speed.png (+ reward_accuracy.png,
+    door_mse.png for their tasks)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from world_models.imagine import (
+    decode_frames,
+    episodes_to_batch,
+    open_loop,
+    query_start,
+    resolve_device,
+    save_world_model,
+)
+
+PROBES = {"rooms": "imagination", "teleport": "imagination", "distracting": "reward", "doors-keys": "doors"}
+HORIZON_BINS = 10  # imagination steps are grouped into this many equal bins for the MSE-vs-horizon curve
+REWARD_TOLERANCE = 0.5  # a predicted reward is correct within half a reward unit of the true one
+VIDEO_CONTEXT = 8  # context frames shown before the imagined ones in the GIFs
+VIDEO_HORIZON = 128  # at most this many imagined frames in the GIFs
+
+
+# --------------------------------------------------------------------------- task and data
+
+
+def task_env_id(task: str) -> str:
+    """`distracting-100` or `memory/distracting-100` -> `memory/distracting-100` (checked against envs.ids())."""
+    import envs
+
+    env_id = task if "/" in task else f"memory/{task}"
+    known = [i for i in envs.ids() if i.startswith("memory/")]
+    if env_id not in known:
+        raise ValueError(f"unknown compare task {task!r}; known: {', '.join(i.split('/', 1)[1] for i in known)}")
+    return env_id
+
+
+def probe_kind(env_id: str) -> str:
+    """Which S4WM probe a memory task gets: imagination, reward or doors."""
+    name = env_id.split("/", 1)[-1]
+    for prefix, kind in PROBES.items():
+        if name.startswith(prefix):
+            return kind
+    raise ValueError(f"no compare probe for {env_id!r}; tasks: {', '.join(f'memory/{p}-*' for p in PROBES)}")
+
+
+def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, seed: int) -> dict[str, list]:
+    """The train and eval episodes in `folder`, collected with the scripted policy unless already there.
+
+    Train and eval episodes come from different seeds, so the probes run on episodes never trained on.
+    """
+    from envs import collect
+    from envs.dataset import load_episodes
+
+    meta = {"env": env_id, "episodes": episodes, "eval_episodes": eval_episodes, "seed": seed, "policy": "scripted"}
+    meta_path = folder / "meta.json"
+    if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
+        old = json.loads(meta_path.read_text())
+        raise ValueError(f"{folder} holds a data set for {old}, not {meta}; use another --out or the same settings")
+    data = {}
+    for split, count, split_seed in (("train", episodes, seed), ("eval", eval_episodes, seed + 1_000_003)):
+        path = folder / split
+        have = len(list(path.glob("*.npz"))) if path.is_dir() else 0
+        if have < count:
+            if have:  # a collection that was interrupted: start the split again, same seed, same episodes
+                for f in path.glob("*.npz"):
+                    f.unlink()
+            collect(env=env_id, episodes=count, policy="scripted", out=path, seed=split_seed)
+        data[split] = load_episodes(path)[:count]
+    folder.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return data
+
+
+def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_space, device, seed: int):
+    """Endless training batches of (B, L, ...) tensors; the same seed gives every backbone the same batches.
+
+    Each sequence starts at an episode start, so that the cue is inside every sequence the models
+    learn from; an episode shorter than L is followed by another (its first step flagged is_first).
+    """
+    rng = np.random.default_rng(seed)
+    while True:
+        seqs = []
+        for _ in range(batch_size):
+            parts, n = [], 0
+            while n < seq_len:
+                ep = episodes[rng.integers(len(episodes))]
+                take = min(len(ep["action"]), seq_len - n)
+                parts.append({k: v[:take] for k, v in ep.items()})
+                n += take
+            seqs.append({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0])
+            starts = np.cumsum([0] + [len(p["action"]) for p in parts[:-1]])
+            seqs[-1]["is_first"] = np.asarray(seqs[-1]["is_first"], bool).copy()
+            seqs[-1]["is_first"][starts] = True
+        yield episodes_to_batch(seqs, act_space, device, length=seq_len)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: int = 10) -> dict:
+    """Adam on `wm.loss` for `steps` batches; returns the training curve and the median step time."""
+    from tqdm import tqdm
+
+    opt = torch.optim.Adam(wm.parameters(), lr=lr, eps=1e-8)
+    curve, times = [], []
+    wm.train()
+    bar = tqdm(range(steps), desc=desc, dynamic_ncols=True, leave=False)
+    for step in bar:
+        batch = next(batches)
+        t0 = time.perf_counter()
+        loss, metrics = wm.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(wm.parameters(), 100.0)  # DreamerV3 clips world-model gradients
+        opt.step()
+        if loss.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        if step % log_every == 0 or step == steps - 1:
+            row = {"step": step, "loss": float(loss.detach())}
+            row.update({k: float(v) for k, v in metrics.items() if k.startswith("loss/") or k == "kl"})
+            curve.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+    wm.eval()
+    warm = times[min(3, len(times) - 1):] if times else [float("nan")]
+    return {"curve": curve, "train_step_ms": 1000.0 * float(np.median(warm))}
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _groups(episodes: list[dict]) -> list[list[int]]:
+    """Indices of eval episodes grouped by (length, query start), so each group is one batch."""
+    groups: dict[tuple, list[int]] = {}
+    for i, ep in enumerate(episodes):
+        start = query_start(ep)
+        if start is None or start < 1:
+            raise ValueError(f"eval episode {i} has no query phase (`phase` == 1 after step 0); "
+                             f"the compare probes need the task's phase annotations")
+        groups.setdefault((len(ep["action"]), start), []).append(i)
+    return list(groups.values())
+
+
+def _reward_mask(ep: dict) -> np.ndarray:
+    """(T,) bool: the steps where the task decides the reward (`reward_step`), else where any reward is paid."""
+    for key in ("reward_step", "reward_decided", "reward_mask"):
+        if key in ep:
+            return np.asarray(ep[key], bool)
+    return np.asarray(ep["reward"]) != 0
+
+
+def _door_mask(ep: dict) -> np.ndarray:
+    for key in ("door_visible", "doors_visible", "door"):
+        if key in ep:
+            return np.asarray(ep[key], bool)
+    raise ValueError(f"doors-keys episodes need a `door_visible` array; keys: {sorted(ep)}")
+
+
+@torch.no_grad()
+def run_probes(wm, kind: str, episodes: list[dict], act_space, device) -> dict:
+    """Observe each eval episode's context phase, imagine its query phase, and score the S4WM probe.
+
+    Returns per-step imagination MSE (all kinds, images), and by kind: `mse_bins` (imagination),
+    `reward_acc_inference` / `reward_acc_imagination` (reward), `door_mse` (doors).
+    """
+    sq_err_sum: dict[int, float] = {}  # imagination step (1-based) -> summed per-frame MSE
+    sq_err_n: dict[int, int] = {}
+    hits = {"inference": [], "imagination": []}
+    door_err = []
+    query_err = []
+    for idx in _groups(episodes):
+        eps = [episodes[i] for i in idx]
+        T, C = len(eps[0]["action"]), query_start(eps[0])
+        batch = episodes_to_batch(eps, act_space, device, length=T)
+        roll = open_loop(wm, batch, C, T - C)
+        truth = batch["image"].float() / 255.0 if "image" in batch else None  # (N, T, 64, 64, 3)
+        if truth is not None:
+            pred = decode_frames(wm, roll.features)  # (N, T, 64, 64, 3)
+            mse = ((pred - truth) ** 2).mean((2, 3, 4)).cpu().numpy()  # (N, T)
+            for k in range(1, T - C + 1):
+                sq_err_sum[k] = sq_err_sum.get(k, 0.0) + float(mse[:, C - 1 + k].sum())
+                sq_err_n[k] = sq_err_n.get(k, 0) + len(eps)
+            query_err.append(mse[:, C:].mean(1))
+        if kind == "reward":
+            _, _, feat_post, _ = wm.observe({k: batch[k] for k in ("image", "vector") if k in batch},
+                                            batch["action"], batch["is_first"], sample=False)  # (N, T, F)
+            true_r = batch["reward"].cpu().numpy()
+            for mode, feats in (("inference", feat_post), ("imagination", roll.features)):
+                pred_r = wm.reward(feats).float().cpu().numpy()  # (N, T)
+                for n, ep in enumerate(eps):
+                    mask = _reward_mask(ep)[:T].copy()
+                    if mode == "imagination":
+                        mask[:C] = False  # only rewards the model had to imagine
+                    hits[mode].extend(np.abs(pred_r[n, mask] - true_r[n, mask]) < REWARD_TOLERANCE)
+        if kind == "doors" and truth is not None:
+            for n, ep in enumerate(eps):
+                mask = _door_mask(ep)[:T].copy()
+                mask[:C] = False
+                if mask.any():
+                    door_err.extend(mse[n, mask])
+    result: dict = {}
+    if sq_err_n:
+        H = max(sq_err_n)
+        per_step = [sq_err_sum[k] / sq_err_n[k] for k in range(1, H + 1)]
+        result["mse_per_step"] = per_step
+        result["mse_bins"] = horizon_bins(per_step)
+        result["query_mse"] = float(np.concatenate(query_err).mean())
+    if kind == "reward":
+        for mode, h in hits.items():
+            if not h:
+                raise ValueError(f"no reward steps in the {mode} part of the eval episodes; the reward probe "
+                                 f"needs a `reward_step` annotation or nonzero rewards after the context")
+            result[f"reward_acc_{mode}"] = float(np.mean(h))
+    if kind == "doors":
+        if not door_err:
+            raise ValueError("no door-visible frames after the context in the eval episodes")
+        result["door_mse"] = float(np.mean(door_err))
+    return result
+
+
+def horizon_bins(per_step: list[float], bins: int = HORIZON_BINS) -> list[dict]:
+    """Per-step MSE (index 0 = imagination step 1) -> mean MSE in up to `bins` equal bins of steps."""
+    H = len(per_step)
+    edges = np.unique(np.linspace(0, H, min(bins, H) + 1).round().astype(int))
+    return [{"start": int(a) + 1, "end": int(b), "mse": float(np.mean(per_step[a:b]))} for a, b in zip(edges[:-1], edges[1:])]
+
+
+@torch.no_grad()
+def imagination_speed(wm, episodes: list[dict], act_space, device, horizon: int = 32, repeats: int = 3) -> float:
+    """Milliseconds per imagined step (batch of the first eval group, after its context), median of repeats."""
+    idx = _groups(episodes)[0]
+    eps = [episodes[i] for i in idx]
+    C = query_start(eps[0])
+    batch = episodes_to_batch(eps, act_space, device, length=len(eps[0]["action"]))
+    obs = {k: batch[k][:, :C] for k in ("image", "vector") if k in batch}
+    _, _, _, state = wm.observe(obs, batch["action"][:, :C], batch["is_first"][:, :C])
+    actions = torch.zeros(len(eps), horizon, batch["action"].shape[-1], device=device)
+    actions[..., 0] = 1.0
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        wm.imagine(state, actions, horizon)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(times[1:])) / horizon
+
+
+@torch.no_grad()
+def imagination_gif(wm, episodes: list[dict], act_space, device, path: Path, columns: int = 6) -> Path:
+    """The GIF of up to `columns` eval episodes: the last context frames, then the imagined query phase."""
+    from world_models.video import imagination_video, write_video
+
+    idx = _groups(episodes)[0][:columns]
+    eps = [episodes[i] for i in idx]
+    T, C = len(eps[0]["action"]), query_start(eps[0])
+    H = min(T - C, VIDEO_HORIZON)
+    batch = episodes_to_batch(eps, act_space, device, length=C + H)
+    roll = open_loop(wm, batch, C, H)
+    start = max(0, C - VIDEO_CONTEXT)
+    model = decode_frames(wm, roll.features[:, start:]).cpu().numpy()  # (N, C + H - start, 64, 64, 3)
+    truth = batch["image"][:, start:].cpu().numpy()
+    frames = imagination_video(truth, model, context=C - start, start_step=start)
+    return write_video(path, frames, fps=10)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def compare(
+    task: str = "distracting-100",
+    backbones: str = "rssm,transformer,s4,s5,mamba",
+    preset: str = "small",
+    steps: int = 1000,
+    episodes: int = 200,
+    eval_episodes: int = 32,
+    batch_size: int = 8,
+    seq_len: int = 0,
+    lr: float = 3e-4,
+    seed: int = 0,
+    device: str = "auto",
+    out: Path | None = None,
+) -> dict:
+    """Train world-model backbones on the same offline data of a memory task and compare them with the S4WM probes.
+
+    Args:
+        task: a memory task: rooms-2|4|10, teleport, distracting-100|200|400, doors-keys-3|5|7 (memory/ optional).
+        backbones: comma-separated backbones to compare (rssm, transformer, s4, s5, mamba).
+        preset: world-model size preset (tiny, small, medium, large); the backbones match in parameters.
+        steps: gradient steps per backbone.
+        episodes: scripted training episodes to collect.
+        eval_episodes: held-out scripted episodes the probes run on.
+        batch_size: sequences per batch.
+        seq_len: steps per training sequence; 0 = the longest episode (sequences start at episode starts).
+        lr: Adam learning rate.
+        seed: one seed for the data, the initial weights and the batch order of every backbone.
+        device: auto, cpu or cuda.
+        out: the output folder; default runs/compare-<task>. Rerunning reuses its data and finished backbones.
+    """
+    import world_models
+
+    env_id = task_env_id(task)
+    kind = probe_kind(env_id)
+    names = [b.strip() for b in backbones.split(",") if b.strip()]
+    unknown = [b for b in names if b not in world_models.BACKBONES]
+    if unknown or not names:
+        raise ValueError(f"unknown backbones {unknown or names}; known: {', '.join(world_models.BACKBONES)}")
+    for name, value in (("steps", steps), ("episodes", episodes), ("eval_episodes", eval_episodes), ("batch_size", batch_size)):
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if seq_len < 0:
+        raise ValueError(f"--seq-len must be >= 0 (0 = whole episodes), got {seq_len}")
+    config = world_models.WorldModelConfig.preset(preset)
+    dev = resolve_device(device)
+    out = Path(out) if out is not None else Path("runs") / f"compare-{env_id.split('/', 1)[1]}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    data = ensure_data(env_id, out / "data", episodes, eval_episodes, seed)
+    import envs
+
+    env = envs.make(env_id, seed=seed)
+    obs_space = _model_obs_space(env.observation_space)
+    act_space = env.action_space
+    env.close()
+    L = seq_len or max(len(ep["action"]) for ep in data["train"])
+    settings = {"task": env_id, "preset": preset, "steps": steps, "episodes": episodes, "eval_episodes": eval_episodes,
+                "batch_size": batch_size, "seq_len": L, "lr": lr, "seed": seed}
+
+    results = {"task": env_id, "probe": kind, "settings": settings, "backbones": {}}
+    for name in names:
+        folder = out / name
+        done = folder / "metrics.json"
+        if done.exists() and json.loads(done.read_text()).get("settings") == settings and (folder / "model.pt").exists():
+            print(f"compare: reusing {name} from {folder}")
+            results["backbones"][name] = json.loads(done.read_text())
+            continue
+        torch.manual_seed(seed)
+        wm = world_models.make(name, obs_space, act_space, config).to(dev)
+        batches = sequence_batches(data["train"], batch_size, L, act_space, dev, seed)
+        trained = train_world_model(wm, batches, steps, lr, desc=f"{name} on {env_id}")
+        probes = run_probes(wm, kind, data["eval"], act_space, dev)
+        speed = {"params": int(wm.num_params()), "train_step_ms": trained["train_step_ms"],
+                 "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev)}
+        save_world_model(folder / "model.pt", wm, backbone=name, config=config, env=env_id,
+                         obs_space=obs_space, act_space=act_space)
+        if "image" in obs_space.spaces:
+            imagination_gif(wm, data["eval"], act_space, dev, folder / "imagination.gif")
+        metrics = {"backbone": name, "settings": settings, "speed": speed, "probes": probes, "curve": trained["curve"]}
+        _write_json(done, metrics)
+        results["backbones"][name] = metrics
+        del wm
+
+    _write_json(out / "results.json", results)
+    (out / "results.md").write_text(results_table(results))
+    plot_results(results, out)
+    print(results_table(results))
+    print(f"compare: results in {out}")
+    return results
+
+
+def _model_obs_space(space):
+    """The observation keys a world model reads (image, vector), without the flags."""
+    import gymnasium as gym
+
+    keys = {k: v for k, v in space.spaces.items() if k in ("image", "vector")}
+    if not keys:
+        raise ValueError(f"the task's observations carry no image or vector: {sorted(space.spaces)}")
+    return gym.spaces.Dict(keys)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def results_table(results: dict) -> str:
+    """The markdown table of results.md: one row per backbone."""
+    kind = results["probe"]
+    cols = ["backbone", "params", "train step ms", "imagine ms/step", "final loss"]
+    if kind == "reward":
+        cols += ["reward acc (inference)", "reward acc (imagination)"]
+    if kind == "doors":
+        cols += ["door-frame MSE"]
+    cols += ["query MSE", "MSE first bin", "MSE last bin"]
+    lines = [f"# compare on {results['task']} ({results['probe']} probe)", "",
+             "settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()), "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, m in results["backbones"].items():
+        p, s = m["probes"], m["speed"]
+        row = [name, f"{s['params']:,}", f"{s['train_step_ms']:.1f}", f"{s['imagine_ms_per_step']:.2f}",
+               f"{m['curve'][-1]['loss']:.3f}" if m["curve"] else "-"]
+        if kind == "reward":
+            row += [f"{100 * p['reward_acc_inference']:.1f}%", f"{100 * p['reward_acc_imagination']:.1f}%"]
+        if kind == "doors":
+            row += [f"{p['door_mse']:.5f}"]
+        bins = p.get("mse_bins") or []
+        row += [f"{p['query_mse']:.5f}" if "query_mse" in p else "-",
+                f"{bins[0]['mse']:.5f}" if bins else "-", f"{bins[-1]['mse']:.5f}" if bins else "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: dict, out: Path) -> list[Path]:
+    """mse_vs_horizon.png, train_loss.png, speed.png, and the probe's own bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    runs = results["backbones"]
+    title = results["task"]
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, m in runs.items():
+        bins = m["probes"].get("mse_bins")
+        if bins:
+            ax.plot([(b["start"] + b["end"]) / 2 for b in bins], [b["mse"] for b in bins], marker="o", label=name)
+    ax.set(xlabel="imagination step", ylabel="frame MSE", title=f"{title}: imagination MSE vs horizon")
+    ax.legend()
+    written.append(_save(fig, out / "mse_vs_horizon.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, m in runs.items():
+        ax.plot([r["step"] for r in m["curve"]], [r["loss"] for r in m["curve"]], label=name)
+    ax.set(xlabel="gradient step", ylabel="world-model loss", title=f"{title}: training loss")
+    ax.set_yscale("symlog")
+    ax.legend()
+    written.append(_save(fig, out / "train_loss.png"))
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    names = list(runs)
+    for ax, key, label in zip(axes, ("train_step_ms", "imagine_ms_per_step", "params"),
+                              ("train step (ms)", "imagination (ms/step)", "parameters")):
+        ax.bar(names, [runs[n]["speed"][key] for n in names])
+        ax.set_title(label)
+        ax.tick_params(axis="x", rotation=30)
+    written.append(_save(fig, out / "speed.png"))
+
+    if results["probe"] == "reward":
+        fig, ax = plt.subplots(figsize=(6, 4))
+        x = np.arange(len(names))
+        for i, mode in enumerate(("inference", "imagination")):
+            ax.bar(x + (i - 0.5) * 0.4, [100 * runs[n]["probes"][f"reward_acc_{mode}"] for n in names], 0.4, label=mode)
+        ax.set_xticks(x, names)
+        ax.set(ylabel="reward accuracy (%)", ylim=(0, 100), title=f"{title}: reward prediction")
+        ax.legend()
+        written.append(_save(fig, out / "reward_accuracy.png"))
+    if results["probe"] == "doors":
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.bar(names, [runs[n]["probes"]["door_mse"] for n in names])
+        ax.set(ylabel="MSE of door frames", title=f"{title}: context-dependent recall")
+        written.append(_save(fig, out / "door_mse.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["compare", "task_env_id", "probe_kind", "ensure_data", "sequence_batches", "train_world_model",
+           "run_probes", "horizon_bins", "imagination_speed", "imagination_gif", "results_table", "plot_results"]
