@@ -383,3 +383,15 @@ class PPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+
+
+class RecurrentPolicy:
+    """A PPO learner's policy as an `agents.icrl.Policy`: `act(obs)` carries the memory between calls
+    (reset where obs["is_first"]). Sampling by default: in context, exploring is part of the policy."""
+
+    def __init__(self, ppo: PPO, greedy: bool = False):
+        self.ppo, self.greedy, self.state = ppo, greedy, None
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        action, self.state = self.ppo.act(obs, self.state, self.greedy)
+        return action
