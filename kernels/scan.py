@@ -1,0 +1,157 @@
+"""`scan`: the resettable diagonal linear recurrence every SSM backbone runs on, and its dispatch.
+
+    h_t = a_t * h_{t-1} + b_t,   h_{-1} = h0,   a reset at t replaces h_{t-1} by h0 (zeros if None).
+
+Inputs are checked and brought to one normal form here, so a backend sees
+    a (Ba, La, D), Ba in {1, B}, La in {1, L}   (a time-invariant `a` is never expanded over time)
+    b (B, L, D), reset (B, L) bool or None, h0 (Bh, D), Bh in {1, B}, or None
+all contiguous, on one device, in the compute dtype (float32, float64, complex64 or complex128).
+
+A backend other than "reference" is a module with two functions, wrapped in one autograd Function:
+    forward(a, b, reset, h0) -> h (B, L, D)
+    backward(a, h, dh, reset, h0) -> (grad_b (B, L, D), grad_a (B, La, D), grad_h0 (B, D))
+The backward is the reverse scan
+    g_t = dh_t + conj(a_{t+1} * (1 - reset_{t+1})) * g_{t+1},   grad_b = g,
+    grad_a_t = g_t * conj(h_{t-1}, or h0 where reset_t or t = 0)   (summed over time when La = 1),
+    grad_h0 = sum over t = 0 and the reset steps of g_t * conj(a_t),
+which is PyTorch's convention for complex gradients (the conjugate Wirtinger derivative).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from kernels.reference import scan_reference
+
+BACKENDS = ("auto", "reference", "torch", "numba", "triton")
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
+_MODULES = {"torch": "kernels.torch_scan", "numba": "kernels.numba_scan", "triton": "kernels.triton_scan"}
+
+
+def scan(a: Tensor, b: Tensor, reset: Tensor | None = None, h0: Tensor | None = None,
+         backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """h_t = a_t * h_{t-1} + b_t over dim 1 of b; a reset at t replaces h_{t-1} by h0.
+
+    a: (B, L, D) | (B, D) | (D,); b: (B, L, D); reset: (B, L) bool; h0: (D,) | (B, D).
+    float32/float64/complex64/complex128; float16/bfloat16 inputs give a float32 state.
+    backend: "auto" (triton on CUDA, the fastest available CPU path elsewhere), "reference",
+    "torch", "numba" (CPU) or "triton" (CUDA, or the CPU under TRITON_INTERPRET=1).
+    Returns (h (B, L, D), h_last (B, D)); differentiable in a, b and h0.
+    """
+    dtype = _check(a, b, reset, h0)
+    name = resolve_backend(backend, b.device)
+    B, L, D = b.shape
+    if L == 0:
+        h_last = h0.to(dtype).expand(B, D).clone() if h0 is not None else b.new_zeros(B, D, dtype=dtype)
+        return b.new_zeros(B, 0, D, dtype=dtype), h_last
+    if name == "reference":
+        h = scan_reference(*normal_form(a, b, reset, h0, dtype))
+    else:
+        h = _Scan.apply(a, b, h0, reset, dtype, backend_module(name))
+    return h, h[:, -1]
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend that `backend` means for tensors on `device` (resolves "auto")."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown scan backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if device.type == "cuda" and available("triton"):
+        return "triton"
+    if device.type == "cpu" and available("numba"):
+        return "numba"
+    return "torch"
+
+
+def available(name: str) -> bool:
+    """Whether backend `name` can run here (its optional dependency imports)."""
+    try:
+        backend_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def backend_module(name: str) -> ModuleType:
+    """The module that implements backend `name` ("torch", "numba" or "triton")."""
+    return importlib.import_module(_MODULES[name])
+
+
+def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """The state dtype for inputs of these dtypes: their promotion, with half precision kept in float32."""
+    out = dtypes[0]
+    for d in dtypes[1:]:
+        out = torch.promote_types(out, d)
+    return torch.float32 if out in (torch.float16, torch.bfloat16) else out
+
+
+def normal_form(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None, dtype: torch.dtype):
+    """(a (Ba, La, D), b (B, L, D), reset (B, L) | None, h0 (Bh, D) | None): contiguous, in `dtype`, never expanded."""
+    D = b.shape[2]
+    a = a if a.dim() == 3 else a.reshape(-1 if a.dim() == 2 else 1, 1, D)
+    h0 = None if h0 is None else h0.reshape(-1, D).to(dtype).contiguous()
+    return a.to(dtype).contiguous(), b.to(dtype).contiguous(), None if reset is None else reset.contiguous(), h0
+
+
+def _check(a, b, reset, h0) -> torch.dtype:
+    """Raises ValueError naming what was given and what was expected; returns the compute dtype."""
+    if not isinstance(b, Tensor) or b.dim() != 3:
+        raise ValueError(f"scan: b must be a (B, L, D) tensor, got {_describe(b)}")
+    B, L, D = b.shape
+    if not isinstance(a, Tensor) or tuple(a.shape) not in ((B, L, D), (B, D), (D,)):
+        raise ValueError(f"scan: a must have shape (B, L, D) = {(B, L, D)}, (B, D) = {(B, D)} or (D,) = {(D,)} "
+                         f"to match b of shape {tuple(b.shape)}, got {_describe(a)}")
+    if h0 is not None and (not isinstance(h0, Tensor) or tuple(h0.shape) not in ((B, D), (D,))):
+        raise ValueError(f"scan: h0 must have shape (B, D) = {(B, D)} or (D,) = {(D,)}, got {_describe(h0)}")
+    if reset is not None and (not isinstance(reset, Tensor) or tuple(reset.shape) != (B, L) or reset.dtype != torch.bool):
+        raise ValueError(f"scan: reset must be a bool tensor of shape (B, L) = {(B, L)}, got {_describe(reset)}")
+    named = [("a", a), ("b", b)] + ([("h0", h0)] if h0 is not None else [])
+    for name, x in named:
+        if x.dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"scan: {name} has dtype {x.dtype}; expected one of "
+                             f"{', '.join(str(d) for d in _FLOAT_DTYPES)}")
+    for name, x in named + ([("reset", reset)] if reset is not None else []):
+        if x.device != b.device:
+            raise ValueError(f"scan: {name} is on {x.device} but b is on {b.device}; expected all on one device")
+    return compute_dtype(*(x.dtype for _, x in named))
+
+
+def _describe(x) -> str:
+    return f"shape {tuple(x.shape)} dtype {x.dtype} on {x.device}" if isinstance(x, Tensor) else type(x).__name__
+
+
+def _grad_like(g: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """A gradient from a backend ((B, La, D) or (B, D), compute dtype) in the shape and dtype of its input."""
+    if len(shape) == 1:
+        g = g.sum(0)  # the input was broadcast over the batch
+    if g.is_complex() and not dtype.is_complex:
+        g = g.real
+    return g.reshape(shape).to(dtype)
+
+
+class _Scan(torch.autograd.Function):
+    """One autograd node around a backend's fused forward and reverse-scan backward."""
+
+    @staticmethod
+    def forward(ctx, a, b, h0, reset, dtype, module):
+        a_n, b_n, reset, h0_n = normal_form(a, b, reset, h0, dtype)
+        h = module.forward(a_n, b_n, reset, h0_n)  # (B, L, D)
+        ctx.save_for_backward(a_n, h, reset, h0_n)
+        ctx.module = module
+        ctx.like = [None if x is None else (x.shape, x.dtype) for x in (a, b, h0)]
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        a_n, h, reset, h0_n = ctx.saved_tensors
+        if not any(ctx.needs_input_grad[:3]):
+            return (None,) * 6
+        grad_b, grad_a, grad_h0 = ctx.module.backward(a_n, h, dh.to(h.dtype).contiguous(), reset, h0_n)
+        grads = [_grad_like(g, *like) if need else None
+                 for g, like, need in zip((grad_a, grad_b, grad_h0), ctx.like, ctx.needs_input_grad[:3])]
+        return (*grads, None, None, None)

@@ -1,0 +1,241 @@
+"""kernels.scan: every CPU backend equals the reference loop (values and gradients), the loop equals an
+independent tree scan with the three-part operator of resettable scans, and bad input is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels.scan import scan
+
+CPU_BACKENDS = ["torch"] + (["numba"] if kernels.available("numba") else [])
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+def make_gate(shape, dtype, near_one=False, gen=None):
+    """A stable gate: |a| < 1 (close to 1 with near_one), a random phase when complex."""
+    mag = torch.rand(shape, dtype=torch.float64, generator=gen)
+    mag = 1 - 1e-3 * mag if near_one else 0.2 + 0.75 * mag
+    if dtype.is_complex:
+        phase = 2 * torch.pi * torch.rand(shape, dtype=torch.float64, generator=gen)
+        return torch.polar(mag, phase).to(dtype)
+    return (mag * torch.where(torch.rand(shape, generator=gen) < 0.2, -1.0, 1.0).double()).to(dtype)
+
+
+def make_reset(B, L, pattern, gen=None):
+    """(B, L) bool resets: 'none', 'all', 'first', 'last', 'consecutive' or 'random'."""
+    r = torch.zeros(B, L, dtype=torch.bool)
+    if pattern == "all":
+        r[:] = True
+    elif pattern == "first":
+        r[:, 0] = True
+    elif pattern == "last":
+        r[:, -1] = True
+    elif pattern == "consecutive":
+        r[0, L // 3: L // 3 + 3] = True
+        r[-1, -2:] = True
+    elif pattern == "random":
+        r = torch.rand(B, L, generator=gen) < 0.3
+    return r
+
+
+def make_inputs(B, L, D, dtype, a_kind, pattern, with_h0, near_one=False, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    a_shape = {"varying": (B, L, D), "batch": (B, D), "shared": (D,)}[a_kind]
+    a = make_gate(a_shape, dtype, near_one, gen)
+    b = torch.randn(B, L, D, dtype=dtype, generator=gen)
+    h0 = torch.randn(D if with_h0 == "shared" else (B, D), dtype=dtype, generator=gen) if with_h0 else None
+    return a, b, make_reset(B, L, pattern, gen), h0
+
+
+def values_and_grads(a, b, reset, h0, backend, seed=1):
+    """h, h_last and the gradients of a random linear function of both with respect to a, b, h0."""
+    leaves = [x.detach().clone().requires_grad_() if x is not None else None for x in (a, b, h0)]
+    h, h_last = scan(leaves[0], leaves[1], reset, leaves[2], backend=backend)
+    gen = torch.Generator().manual_seed(seed)
+    w, w_last = torch.randn(h.shape, dtype=h.dtype, generator=gen), torch.randn(h_last.shape, dtype=h.dtype, generator=gen)
+    loss = (h * w).real.sum() + (h_last * w_last).real.sum()
+    wrt = [x for x in leaves if x is not None]
+    grads = torch.autograd.grad(loss, wrt)
+    return [h.detach(), h_last.detach(), *grads]
+
+
+def assert_all_close(got, want, tol):
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape and g.dtype == w.dtype, (i, g.shape, w.shape, g.dtype, w.dtype)
+        torch.testing.assert_close(g, w, rtol=tol, atol=tol, msg=lambda m: f"output {i}: {m}")
+
+
+# ------------------------------------------------------------------------------- the tree oracle
+
+def tree_scan(a, b, reset, h0):
+    """Hillis-Steele inclusive scan with the operator of resettable scans (Lu et al. 2023).
+
+    An element is (a, b, r); (a1, b1, r1) then (a2, b2, r2) is
+    (a2 if r2 else a2 a1, b2 if r2 else a2 b1 + b2, r1 or r2). h0 enters through the first element and the resets.
+    a, b: (B, L, D) (a expanded here, the oracle may); reset (B, L); h0 (B, D).
+    """
+    B, L, D = b.shape
+    r = reset.clone()
+    r[:, 0] = True  # every sequence starts from h0
+    b = torch.where(r[..., None], b + a * h0[:, None], b)
+    A, Bv, R = a.clone(), b.clone(), r[..., None].clone()
+    step = 1
+    while step < L:
+        A1, B1, R1 = A[:, :-step], Bv[:, :-step], R[:, :-step]
+        A2, B2, R2 = A[:, step:], Bv[:, step:], R[:, step:]
+        A = torch.cat([A[:, :step], torch.where(R2, A2, A2 * A1)], 1)
+        Bv = torch.cat([Bv[:, :step], torch.where(R2, B2, A2 * B1 + B2)], 1)
+        R = torch.cat([R[:, :step], R1 | R2], 1)
+        step *= 2
+    return Bv
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("pattern", ["none", "all", "first", "last", "consecutive", "random"])
+def test_reference_loop_equals_tree_scan_with_three_part_operator(dtype, pattern):
+    B, L, D = 3, 37, 4
+    a, b, reset, h0 = make_inputs(B, L, D, dtype, "varying", pattern, "batch", seed=3)
+    h, h_last = scan(a, b, reset, h0, backend="reference")
+    want = tree_scan(a, b, reset, h0)
+    torch.testing.assert_close(h, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_last, want[:, -1])
+
+
+def test_reference_loop_matches_hand_computed_recurrence():
+    a = torch.tensor([[[0.5], [2.0], [3.0]]], dtype=torch.float64)  # (1, 3, 1)
+    b = torch.tensor([[[1.0], [1.0], [1.0]]], dtype=torch.float64)
+    h0 = torch.tensor([10.0], dtype=torch.float64)
+    reset = torch.tensor([[False, False, True]])
+    h, h_last = scan(a, b, reset, h0, backend="reference")
+    # h_0 = 0.5 * 10 + 1 = 6; h_1 = 2 * 6 + 1 = 13; h_2 = 3 * h0 + 1 = 31 (reset)
+    assert h.flatten().tolist() == [6.0, 13.0, 31.0] and h_last.item() == 31.0
+
+
+# ----------------------------------------------------------------- backends against the reference
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("a_kind", ["varying", "batch", "shared"])
+@pytest.mark.parametrize("pattern", ["none", "all", "first", "last", "consecutive", "random"])
+def test_backend_equals_reference_values_and_gradients(backend, dtype, a_kind, pattern):
+    B, L, D = 3, 13, 5
+    with_h0 = {"none": None, "all": "batch", "first": "shared", "last": "batch", "consecutive": "shared", "random": "batch"}[pattern]
+    inputs = make_inputs(B, L, D, dtype, a_kind, pattern, with_h0, seed=hash((a_kind, pattern)) % 1000)
+    assert_all_close(values_and_grads(*inputs, backend), values_and_grads(*inputs, "reference"), 1e-10)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("L", [1, 2, 7, 64])
+def test_backend_equals_reference_with_complex_gates_near_one(backend, L):
+    inputs = make_inputs(2, L, 6, torch.complex128, "shared", "random", "shared", near_one=True, seed=L)
+    assert_all_close(values_and_grads(*inputs, backend), values_and_grads(*inputs, "reference"), 1e-10)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_backend_equals_reference_in_single_precision(backend, dtype):
+    inputs = make_inputs(4, 33, 16, dtype, "shared", "random", "batch", seed=5)
+    assert_all_close(values_and_grads(*inputs, backend), values_and_grads(*inputs, "reference"), 1e-4)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("a_kind", ["varying", "shared"])
+def test_gradcheck(backend, dtype, a_kind):
+    a, b, reset, h0 = make_inputs(2, 5, 3, dtype, a_kind, "consecutive", "shared", seed=7)
+    a, b, h0 = (x.clone().requires_grad_() for x in (a, b, h0))
+
+    def f(a, b, h0):
+        return scan(a, b, reset, h0, backend=backend)
+
+    assert torch.autograd.gradcheck(f, (a, b, h0))
+
+
+@pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
+@given(B=st.integers(1, 3), L=st.integers(1, 24), D=st.integers(1, 5), data=st.data(),
+       dtype=st.sampled_from([torch.float64, torch.complex128]), a_kind=st.sampled_from(["varying", "batch", "shared"]))
+@settings(max_examples=25, deadline=None)
+def test_property_backend_equals_tree_scan_and_reference(backend, B, L, D, data, dtype, a_kind):
+    flags = data.draw(st.lists(st.booleans(), min_size=B * L, max_size=B * L), label="reset")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    a, b, _, h0 = make_inputs(B, L, D, dtype, a_kind, "none", "batch", seed=seed)
+    reset = torch.tensor(flags, dtype=torch.bool).reshape(B, L)
+    got = values_and_grads(a, b, reset, h0, backend)
+    a_full = a.expand(B, L, D) if a.dim() == 3 else (a[:, None] if a.dim() == 2 else a).expand(B, L, D)
+    torch.testing.assert_close(got[0], tree_scan(a_full, b, reset, h0), rtol=1e-10, atol=1e-10)
+    if backend != "reference":
+        assert_all_close(got, values_and_grads(a, b, reset, h0, "reference"), 1e-10)
+
+
+# --------------------------------------------------------------------------- dtypes, shapes, API
+
+@pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
+def test_half_precision_inputs_give_float32_state_and_input_dtype_gradients(backend):
+    a, b, reset, h0 = make_inputs(2, 9, 4, torch.float32, "shared", "random", "batch", seed=2)
+    a16, b16 = a.to(torch.bfloat16).requires_grad_(), b.to(torch.bfloat16).requires_grad_()
+    h, h_last = scan(a16, b16, reset, h0, backend=backend)
+    assert h.dtype == torch.float32 and h_last.dtype == torch.float32
+    want, _ = scan(a16.float(), b16.float(), reset, h0, backend="reference")
+    torch.testing.assert_close(h, want)
+    ga, gb = torch.autograd.grad(h.sum(), [a16, b16])
+    assert ga.dtype == torch.bfloat16 and gb.dtype == torch.bfloat16 and ga.shape == a16.shape
+
+
+@pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
+def test_real_gate_on_complex_input_gets_a_real_gradient(backend):
+    a, _, reset, _ = make_inputs(2, 6, 3, torch.float64, "shared", "random", None, seed=4)
+    _, b, _, _ = make_inputs(2, 6, 3, torch.complex128, "shared", "none", None, seed=4)
+    got = values_and_grads(a, b, reset, None, backend)
+    want = values_and_grads(a.to(torch.complex128), b, reset, None, "reference")
+    assert got[2].dtype == torch.float64
+    torch.testing.assert_close(got[2], want[2].real)
+    torch.testing.assert_close(got[0], want[0])
+
+
+@pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
+def test_empty_sequence_returns_empty_states_and_h0_as_last(backend):
+    b = torch.zeros(2, 0, 3)
+    h0 = torch.randn(3)
+    h, h_last = scan(torch.rand(3), b, torch.zeros(2, 0, dtype=torch.bool), h0, backend=backend)
+    assert h.shape == (2, 0, 3)
+    torch.testing.assert_close(h_last, h0.expand(2, 3))
+    _, h_last = scan(torch.rand(3), b, backend=backend)
+    assert torch.equal(h_last, torch.zeros(2, 3))
+
+
+def test_h_last_continues_a_sequence():
+    a, b, reset, h0 = make_inputs(2, 20, 3, torch.complex128, "shared", "random", "batch", seed=9)
+    reset[:, 12:] = False  # the continuation's h0 is the carried state, so it must not reset
+    h, _ = scan(a, b, reset, h0)
+    _, mid = scan(a, b[:, :12], reset[:, :12], h0)
+    rest, _ = scan(a, b[:, 12:], reset[:, 12:], mid)
+    torch.testing.assert_close(rest, h[:, 12:])
+
+
+def test_auto_picks_a_compiled_or_torch_backend_on_the_cpu():
+    assert kernels.resolve_backend("auto", torch.device("cpu")) == ("numba" if kernels.available("numba") else "torch")
+
+
+@pytest.mark.parametrize("args, match", [
+    (lambda: (torch.rand(4), torch.rand(2, 5, 3)), r"a must have shape .*\(2, 5, 3\).*got shape \(4,\)"),
+    (lambda: (torch.rand(2, 4, 3), torch.rand(2, 5, 3)), r"a must have shape.*got shape \(2, 4, 3\)"),
+    (lambda: (torch.rand(3), torch.rand(5, 3)), r"b must be a \(B, L, D\) tensor, got shape \(5, 3\)"),
+    (lambda: (torch.rand(3), torch.rand(2, 5, 3), torch.zeros(2, 4, dtype=torch.bool)), r"reset must be .*\(2, 5\).*\(2, 4\)"),
+    (lambda: (torch.rand(3), torch.rand(2, 5, 3), torch.zeros(2, 5)), r"reset must be a bool tensor.*float32"),
+    (lambda: (torch.rand(3), torch.rand(2, 5, 3), None, torch.rand(4)), r"h0 must have shape \(B, D\) = \(2, 3\).*got shape \(4,\)"),
+    (lambda: (torch.ones(3, dtype=torch.int64), torch.rand(2, 5, 3)), r"a has dtype torch.int64; expected one of"),
+    (lambda: (torch.rand(3, device="meta"), torch.rand(2, 5, 3)), r"a is on meta but b is on cpu"),
+])
+def test_bad_input_raises_value_error_naming_shapes(args, match):
+    with pytest.raises(ValueError, match=match):
+        scan(*args())
+
+
+def test_unknown_backend_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="unknown scan backend 'cuda'; known: auto, reference, torch"):
+        scan(torch.rand(3), torch.rand(2, 5, 3), backend="cuda")
