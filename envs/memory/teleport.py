@@ -1,0 +1,134 @@
+"""memory/teleport: memory-based reasoning (S4WM's "teleport").
+
+A 12x12 room whose floor is split into nine regions of different colours, strewn with 14
+objects, with a gold goal somewhere. The agent sees 7x8 cells around itself.
+
+- Context phase, observations 0 .. 99: explore. The scripted policy sweeps the room in three
+  rows, then wanders at random. Reaching the goal gives nothing yet.
+- Teleport: the 100th move puts the agent on a random cell it has visited at least 4 cells
+  (Chebyshev) away from where it stands; observation 100 (info `query_start`) is the first of
+  the query phase, and it and what follows are predictable only from the memory of that place.
+- Query phase, observations 100 .. 160: the HUD turns white; reaching the goal gives +1 and
+  ends the episode (the scripted policy walks straight to it). Truncated after 160 steps.
+- Cue: the room's appearance (region colours and objects), an integer seed; `reset(options=
+  {"cue": int})` changes it and nothing else (start, goal, teleport target, scripted path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from envs.memory import tiles
+from envs.memory.base import MemoryTask
+
+SIZE = 12
+CONTEXT, QUERY = 100, 60
+N_OBJECTS = 14
+SWEEP_ROWS = (2, 6, 10)
+
+
+class Teleport(MemoryTask):
+    probe_keys = ("query_start",)
+
+    def __init__(self, context_steps: int = CONTEXT, query_steps: int = QUERY):
+        if context_steps < 80 or query_steps < 25:
+            raise ValueError(
+                f"teleport: need context_steps >= 80 (to sweep the room) and query_steps >= 25 (to reach the goal), "
+                f"got {context_steps} and {query_steps}"
+            )
+        super().__init__(num_actions=4)
+        self.context_len, self.query_len = context_steps, query_steps
+
+    def _build(self, cue: int) -> None:
+        rng = np.random.default_rng(cue)
+        atlas = tiles.Atlas()
+        wall = atlas.add(tiles.wall_tile())
+        self._hud_context = atlas.add(tiles.solid((60, 60, 60)))
+        self._hud_query = atlas.add(tiles.solid(tiles.WHITE))
+        self._hud_blank = atlas.add(tiles.solid(tiles.BLACK))
+        colours = tiles.PALETTE[rng.choice(len(tiles.PALETTE), 9, replace=False)]  # (9, 3)
+        region = np.arange(SIZE)[:, None] // 4 * 3 + np.arange(SIZE)[None, :] // 4  # (12, 12) region index
+        floors = np.array([atlas.add(tiles.solid(c)) for c in colours])
+        grid = np.full((SIZE + 2, SIZE + 2), wall)
+        grid[1:-1, 1:-1] = floors[region]
+        gy, gx = self.goal
+        spots = [s for s in rng.permutation(SIZE * SIZE) if (1 + s // SIZE, 1 + s % SIZE) != (gy, gx)][:N_OBJECTS]
+        for s in spots:
+            bg = colours[region[s // SIZE, s % SIZE]]
+            shape = tiles.SHAPE_NAMES[rng.integers(len(tiles.SHAPE_NAMES))]
+            colour = tiles.PALETTE[rng.integers(len(tiles.PALETTE))]
+            if (colour == bg).all():
+                colour = tiles.BLACK
+            grid[1 + s // SIZE, 1 + s % SIZE] = atlas.add(tiles.sprite(shape, colour, bg))
+        grid[gy, gx] = atlas.add(tiles.sprite("ring", tiles.GOLD, colours[region[gy - 1, gx - 1]]))
+        self.world = tiles.TileWorld(grid, grid != wall, atlas.array(), wall)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        drawn = int(self.np_random.integers(2**31))
+        self.goal = tuple(int(v) for v in self.np_random.integers(1, SIZE + 1, 2))
+        self.pos = tuple(int(v) for v in self.np_random.integers(1, SIZE + 1, 2))
+        self._teleport_u = float(self.np_random.random())  # picks the teleport target among the candidates
+        self._policy_rng = np.random.default_rng(int(self.np_random.integers(2**31)))  # the scripted wandering
+        self.cue = int(self._cue(options, drawn))
+        self._build(self.cue)
+        self.t = 0
+        self.visited = {self.pos}
+        self.plan = self._sweep()
+        return self._observe(), self._info()
+
+    def _sweep(self) -> list[int]:
+        """Moves to the top-left, then along rows 2, 6 and 10 (the view spans 7 rows, so this sees every cell)."""
+        moves, x = tiles.path_actions(self.pos, (SWEEP_ROWS[0], 1)), 1
+        for i, row in enumerate(SWEEP_ROWS):
+            other = SIZE + 1 - x  # 1 <-> 12
+            moves += tiles.path_actions((row, x), (row, other))
+            x = other
+            if i + 1 < len(SWEEP_ROWS):
+                moves += tiles.path_actions((row, x), (SWEEP_ROWS[i + 1], x))
+        return moves[: self.context_len]
+
+    def step(self, action):
+        if self.t >= self.context_len + self.query_len:
+            raise RuntimeError("teleport: step() after the episode ended; call reset()")
+        dy, dx = tiles.MOVES[int(action)]
+        y, x = self.pos[0] + dy, self.pos[1] + dx
+        if self.world.can_enter(y, x):
+            self.pos = (int(y), int(x))
+        self.t += 1
+        if self.t == self.context_len:
+            self.pos = self._teleport_target()
+        elif self.t < self.context_len:
+            self.visited.add(self.pos)
+        reached = self.t > self.context_len and self.pos == self.goal
+        truncated = not reached and self.t >= self.context_len + self.query_len
+        return self._observe(), float(reached), reached, truncated, self._info()
+
+    def _teleport_target(self) -> tuple[int, int]:
+        y, x = self.pos
+        visited = sorted(self.visited)
+        far = [v for v in visited if max(abs(v[0] - y), abs(v[1] - x)) >= 4]
+        candidates = far or [v for v in visited if v != self.pos] or visited
+        return candidates[int(self._teleport_u * len(candidates))]
+
+    def scripted_action(self) -> int:
+        if self.t < len(self.plan):
+            return self.plan[self.t]
+        if self.t < self.context_len:
+            return int(self._policy_rng.integers(4))
+        moves = tiles.path_actions(self.pos, self.goal)
+        return moves[0] if moves else 0
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        hud = np.full(8, self._hud_blank)
+        hud[0] = self._hud_query if self.t >= self.context_len else self._hud_context
+        self._image = self.world.render(*self.pos, hud)
+        return {"image": self._image}
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "phase": "query" if self.t >= self.context_len else "context",
+            "query_start": self.t == self.context_len,
+        }
