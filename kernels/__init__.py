@@ -8,5 +8,6 @@ loop, used when numba imports), "triton" (fused GPU kernels), "auto" (the fastes
 """
 
 from kernels.scan import BACKENDS, available, resolve_backend, scan
+from kernels.step import ssm_step
 
-__all__ = ["BACKENDS", "available", "resolve_backend", "scan"]
+__all__ = ["BACKENDS", "available", "resolve_backend", "scan", "ssm_step"]

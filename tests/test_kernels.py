@@ -239,3 +239,64 @@ def test_bad_input_raises_value_error_naming_shapes(args, match):
 def test_unknown_backend_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match="unknown scan backend 'cuda'; known: auto, reference, torch"):
         scan(torch.rand(3), torch.rand(2, 5, 3), backend="cuda")
+
+
+# ------------------------------------------------------------------------------------- ssm_step
+
+def step_via_scan(h, a, bu, C, D, u, reset, h0):
+    """One step of `scan` over the flattened state (h0 where reset, else h, as the scan's h0), then the readout."""
+    B = h.shape[0]
+    init = torch.zeros_like(h) if h0 is None else h0.expand(h.shape)
+    start = torch.where(reset.view(-1, *[1] * (h.dim() - 1)), init, h) if reset is not None else h
+    a_flat = a.reshape(B, -1) if a.shape == h.shape else a.reshape(-1)
+    h_next, _ = scan(a_flat, bu.reshape(B, 1, -1), None, start.reshape(B, -1), backend="reference")
+    h_next = h_next[:, 0].reshape(h.shape)
+    y = torch.einsum("bn,kn->bk", h_next, C) if h.dim() == 2 else torch.einsum("bkn,kn->bk", h_next, C)
+    return y.real + (D * u if D is not None else 0), h_next
+
+
+@pytest.mark.parametrize("mode", ["mimo", "siso"])
+@pytest.mark.parametrize("batched_a", [False, True])
+@pytest.mark.parametrize("h0_kind", [None, "row", "batch"])
+def test_ssm_step_equals_one_scan_step_and_readout(mode, batched_a, h0_kind):
+    gen = torch.Generator().manual_seed(11)
+    B, H, N = 4, 3, 5
+    shape = (B, N) if mode == "mimo" else (B, H, N)
+    row = shape[1:]
+    cplx = lambda *s: torch.randn(*s, dtype=torch.complex128, generator=gen)
+    h, bu, C = cplx(*shape), cplx(*shape), cplx(H, N)
+    a = make_gate(shape if batched_a else row, torch.complex128, gen=gen)
+    D, u = torch.randn(H, dtype=torch.float64, generator=gen), torch.randn(B, H, dtype=torch.float64, generator=gen)
+    h0 = {None: None, "row": cplx(*row), "batch": cplx(*shape)}[h0_kind]
+    reset = torch.tensor([True, False, True, False])
+    y, h_next = kernels.ssm_step(h, a, bu, C, D, u, reset, h0)
+    y_want, h_want = step_via_scan(h, a, bu, C, D, u, reset, h0)
+    assert y.shape == (B, H) and y.dtype == torch.float64 and h_next.shape == shape
+    torch.testing.assert_close(h_next, h_want)
+    torch.testing.assert_close(y, y_want)
+
+
+def test_ssm_step_without_skip_or_reset_is_the_plain_readout():
+    gen = torch.Generator().manual_seed(12)
+    h, a, bu = (torch.randn(2, 6, dtype=torch.float64, generator=gen) for _ in range(3))
+    C = torch.randn(3, 6, dtype=torch.float64, generator=gen)
+    y, h_next = kernels.ssm_step(h, a, bu, C)
+    torch.testing.assert_close(h_next, a * h + bu)
+    torch.testing.assert_close(y, (a * h + bu) @ C.T)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(h=torch.zeros(2, 5), C=torch.zeros(3, 4)), r"C must be \(H, N\) = \(H, 5\) for h of shape \(2, 5\), got shape \(3, 4\)"),
+    (dict(h=torch.zeros(2, 3, 5), C=torch.zeros(4, 5)), r"C must be \(H, N\) = \(3, 5\)"),
+    (dict(a=torch.zeros(4)), r"a must have shape \(5,\) or \(2, 5\).*got shape \(4,\)"),
+    (dict(u=torch.zeros(2, 3)), r"D and u go together"),
+    (dict(reset=torch.zeros(3, dtype=torch.bool)), r"reset must have shape \(2,\).*got shape \(3,\)"),
+    (dict(reset=torch.zeros(2)), r"reset must be a bool tensor"),
+])
+def test_ssm_step_bad_input_raises_value_error(kwargs, match):
+    args = dict(h=torch.zeros(2, 5), a=torch.zeros(5), bu=torch.zeros(2, 5), C=torch.zeros(3, 5))
+    args.update(kwargs)
+    if args["h"].dim() == 3:
+        args.update(a=torch.zeros(3, 5), bu=torch.zeros(2, 3, 5))
+    with pytest.raises(ValueError, match=match):
+        kernels.ssm_step(**args)
