@@ -1,0 +1,141 @@
+"""`memwm compare` (world_models/compare.py): the batches, the S4WM probes against direct
+computations, the report, and a tiny compare end to end."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import world_models
+from world_models import compare as C
+
+IMAGE_SPACE = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
+ACT_SPACE = gym.spaces.Discrete(3)
+CPU = torch.device("cpu")
+
+
+def random_episode(rng: np.random.Generator, T: int, query: int, door_steps=(), reward_step: int | None = None):
+    is_first = np.zeros(T, bool)
+    is_first[0] = True
+    phase = np.zeros(T, np.int8)
+    phase[query:] = 1
+    door = np.zeros(T, bool)
+    door[list(door_steps)] = True
+    reward = np.zeros(T, np.float32)
+    reward_mask = np.zeros(T, bool)
+    if reward_step is not None:
+        reward[reward_step] = rng.choice([-1.0, 1.0])
+        reward_mask[reward_step] = True
+    return {"image": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8), "action": rng.integers(0, 3, T),
+            "reward": reward, "is_first": is_first, "is_last": np.zeros(T, bool), "is_terminal": np.zeros(T, bool),
+            "phase": phase, "door_visible": door, "reward_step": reward_mask}
+
+
+@pytest.fixture(scope="module")
+def tiny_s5():
+    torch.manual_seed(0)
+    return world_models.make("s5", IMAGE_SPACE, ACT_SPACE, world_models.WorldModelConfig.preset("tiny")).eval()
+
+
+def test_probe_kind_maps_each_memory_family():
+    assert C.probe_kind("memory/rooms-4") == "imagination"
+    assert C.probe_kind("memory/teleport") == "imagination"
+    assert C.probe_kind("memory/distracting-100") == "reward"
+    assert C.probe_kind("memory/doors-keys-3") == "doors"
+    with pytest.raises(ValueError, match="no compare probe for 'memory/other'"):
+        C.probe_kind("memory/other")
+
+
+def test_horizon_bins_average_the_steps_of_each_bin():
+    per_step = list(np.random.default_rng(0).random(37))
+    bins = C.horizon_bins(per_step, bins=5)
+    assert [b["start"] for b in bins][0] == 1 and bins[-1]["end"] == 37
+    assert all(a["end"] + 1 == b["start"] for a, b in zip(bins, bins[1:]))  # the bins tile 1..37
+    for b in bins:
+        assert b["mse"] == pytest.approx(np.mean(per_step[b["start"] - 1 : b["end"]]))
+    assert len(C.horizon_bins(per_step[:3], bins=10)) == 3  # never more bins than steps
+
+
+def test_sequence_batches_start_at_episode_starts_and_repeat_for_the_same_seed():
+    rng = np.random.default_rng(1)
+    eps = [random_episode(rng, T, 3) for T in (5, 7, 6)]
+    a = [next(C.sequence_batches(eps, 4, 9, ACT_SPACE, CPU, seed=3)) for _ in range(1)][0]
+    b = next(C.sequence_batches(eps, 4, 9, ACT_SPACE, CPU, seed=3))
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["action"], b["action"])
+    assert a["image"].shape == (4, 9, 64, 64, 3)
+    lengths = {len(ep["action"]) for ep in eps}
+    for row in range(4):
+        assert a["is_first"][row, 0]
+        # each row is an episode from its start, then the start of another one (flagged is_first)
+        second = int(a["is_first"][row, 1:].nonzero()[0, 0]) + 1
+        assert second in lengths
+        first = next(ep for ep in eps if torch.equal(torch.as_tensor(ep["image"][:second]), a["image"][row, :second]))
+        assert len(first["action"]) == second
+
+
+def test_imagination_probe_mse_per_step_equals_a_direct_computation(tiny_s5):
+    rng = np.random.default_rng(2)
+    eps = [random_episode(rng, 10, 4) for _ in range(2)] + [random_episode(rng, 12, 6)]
+    got = C.run_probes(tiny_s5, "imagination", eps, ACT_SPACE, CPU)
+    # reference: each episode alone, observe its context, img_step the prior with its actions, decode, MSE
+    errs: dict[int, list[float]] = {}
+    with torch.no_grad():
+        for ep in eps:
+            T, q = len(ep["action"]), int(np.flatnonzero(ep["phase"])[0])
+            img = torch.as_tensor(ep["image"])[None]
+            act = torch.eye(3)[torch.as_tensor(ep["action"])][None]
+            first = torch.as_tensor(ep["is_first"])[None]
+            _, _, _, state = tiny_s5.observe({"image": img[:, :q]}, act[:, :q], first[:, :q], sample=False)
+            for k in range(1, T - q + 1):
+                state, feat, _ = tiny_s5.img_step(state, act[:, q - 2 + k], sample=False)
+                pred = tiny_s5.decode(feat)["image"]
+                errs.setdefault(k, []).append(float(((pred - img[:, q - 1 + k].float() / 255) ** 2).mean()))
+    expected = [np.mean(errs[k]) for k in sorted(errs)]
+    assert len(got["mse_per_step"]) == 6
+    np.testing.assert_allclose(got["mse_per_step"], expected, rtol=1e-4)
+    assert got["mse_bins"][0]["mse"] == pytest.approx(expected[0], rel=1e-4)
+
+
+def test_reward_probe_counts_the_decided_steps_within_tolerance(tiny_s5, monkeypatch):
+    rng = np.random.default_rng(3)
+    eps = [random_episode(rng, 10, 4, reward_step=s) for s in (2, 8, 9, 9)]  # one decided inside the context
+    truth = torch.as_tensor(np.stack([ep["reward"] for ep in eps]))
+
+    # a reward head that is right except on the last episode: inference sees 3/4, imagination 2/3
+    monkeypatch.setattr(tiny_s5, "reward", lambda feat: truth + torch.tensor([0.0, 0.0, 0.3, 0.9])[:, None])
+    got = C.run_probes(tiny_s5, "reward", eps, ACT_SPACE, CPU)
+    assert got["reward_acc_inference"] == pytest.approx(3 / 4)
+    assert got["reward_acc_imagination"] == pytest.approx(2 / 3)
+
+
+def test_door_probe_averages_the_imagined_door_frames_only(tiny_s5):
+    rng = np.random.default_rng(4)
+    eps = [random_episode(rng, 10, 4, door_steps=(1, 6, 8)) for _ in range(2)]
+    got = C.run_probes(tiny_s5, "doors", eps, ACT_SPACE, CPU)
+    # the door frames after the context are imagination steps 3 and 5 (frames 6 and 8)
+    assert got["door_mse"] == pytest.approx(np.mean([got["mse_per_step"][2], got["mse_per_step"][4]]), rel=1e-5)
+
+
+def test_results_table_has_one_row_per_backbone():
+    run = {"speed": {"params": 1000, "train_step_ms": 1.5, "imagine_ms_per_step": 0.2},
+           "probes": {"reward_acc_inference": 1.0, "reward_acc_imagination": 0.5, "query_mse": 0.01,
+                      "mse_bins": [{"start": 1, "end": 2, "mse": 0.01}]}, "curve": [{"step": 0, "loss": 2.0}]}
+    results = {"task": "memory/distracting-100", "probe": "reward", "settings": {"steps": 1},
+               "backbones": {"rssm": run, "s5": run}}
+    lines = [line for line in C.results_table(results).splitlines() if line.startswith("| ")]
+    assert len(lines) == 3 and lines[1].startswith("| rssm |") and lines[2].startswith("| s5 |")
+    assert "50.0%" in lines[2]
+
+
+def test_compare_rejects_unknown_backbones_and_budgets(tmp_path):
+    pytest.importorskip("envs.dataset")
+    with pytest.raises(ValueError, match="unknown backbones \\['gru'\\]"):
+        C.compare(task="distracting-100", backbones="s5,gru", out=tmp_path)
+    with pytest.raises(ValueError, match="--steps must be at least 1, got 0"):
+        C.compare(task="distracting-100", backbones="s5", steps=0, out=tmp_path)
+    with pytest.raises(ValueError, match="unknown compare task 'rooms-3'"):
+        C.compare(task="rooms-3", out=tmp_path)
