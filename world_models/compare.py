@@ -278,13 +278,13 @@ def imagination_speed(wm, episodes: list[dict], act_space, device, horizon: int 
 
 @torch.no_grad()
 def imagination_gif(wm, episodes: list[dict], act_space, device, path: Path, columns: int = 6) -> Path:
-    """The GIF of up to `columns` eval episodes: the last context frames, then the imagined query phase."""
+    """The GIF of the first `columns` eval episodes, cut to a common length: the last context frames
+    (up to the earliest query start among them), then up to VIDEO_HORIZON imagined frames."""
     from world_models.video import imagination_video, write_video
 
-    idx = _groups(episodes)[0][:columns]
-    eps = [episodes[i] for i in idx]
-    T, C = len(eps[0]["action"]), query_start(eps[0])
-    H = min(T - C, VIDEO_HORIZON)
+    eps = episodes[:columns]
+    C = min(query_start(ep) for ep in eps)
+    H = min(min(len(ep["action"]) for ep in eps) - C, VIDEO_HORIZON)
     batch = episodes_to_batch(eps, act_space, device, length=C + H)
     roll = open_loop(wm, batch, C, H)
     start = max(0, C - VIDEO_CONTEXT)

@@ -131,7 +131,7 @@ class TwoHotSymlog:
         return self.mean  # a point estimate, as in DreamerV3
 
     def two_hot(self, value: Tensor) -> Tensor:
-        """value (...) -> two-hot weights (..., K) in symlog space."""
+        """value (...) -> two-hot weights (..., K) in symlog space; NaN rows for non-finite values."""
         x = symlog(value.float()).clamp(self.bins[0], self.bins[-1])
         K = self.bins.shape[0]
         below = (torch.bucketize(x, self.bins, right=True) - 1).clamp(0, K - 1)
@@ -139,7 +139,8 @@ class TwoHotSymlog:
         lo, hi = self.bins[below], self.bins[above]
         span = torch.where(above == below, torch.ones_like(lo), hi - lo)
         w_above = torch.where(above == below, torch.zeros_like(x), (x - lo) / span)
-        return F.one_hot(below, K) * (1 - w_above)[..., None] + F.one_hot(above, K) * w_above[..., None]
+        weights = F.one_hot(below, K) * (1 - w_above)[..., None] + F.one_hot(above, K) * w_above[..., None]
+        return torch.where(torch.isfinite(value)[..., None], weights, torch.nan)  # a bad target shows in the loss
 
     def log_prob(self, value: Tensor) -> Tensor:
         return (self.two_hot(value) * self.logits).sum(-1)
