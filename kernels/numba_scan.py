@@ -1,0 +1,147 @@
+"""The compiled CPU scan backend: numba-JIT loops over time, run on the torch tensors' memory.
+
+Optional: importing this module raises ImportError without numba, and `kernels.scan` then uses the
+torch backend. The loops are compiled once per dtype and cached on disk (cache=True), take numpy
+views of contiguous CPU tensors (no copies), and run in parallel over (batch, channel chunk) tasks
+on as many threads as torch uses, without the GIL.
+
+One forward pass reads a and b and writes h; one backward pass runs the reverse scan and forms
+every gradient product in the same sweep. Shapes are the normal form of `kernels.scan`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+from torch import Tensor
+
+_CHUNK = 256  # channels per task: a task's slice of h stays in L1 while it walks over time
+PARALLEL_MIN_ELEMENTS = 1 << 18  # below this many elements of b, one thread
+
+
+@njit(cache=True, nogil=True)
+def _forward_task(a, b, reset, h0, h, task, chunks):  # pragma: no cover - compiled
+    """Sequence i = task // chunks, channels of chunk task % chunks: fills h[i, :, lo:hi]."""
+    L, D = b.shape[1], b.shape[2]
+    i, c = task // chunks, task % chunks
+    lo, hi = c * _CHUNK, min(D, (c + 1) * _CHUNK)
+    ia = i if a.shape[0] > 1 else 0
+    ih = i if h0.shape[0] > 1 else 0
+    varying = a.shape[1] > 1
+    for t in range(L):
+        ta = t if varying else 0
+        if t == 0 or reset[i, t]:
+            for d in range(lo, hi):
+                h[i, t, d] = a[ia, ta, d] * h0[ih, d] + b[i, t, d]
+        else:
+            for d in range(lo, hi):
+                h[i, t, d] = a[ia, ta, d] * h[i, t - 1, d] + b[i, t, d]
+
+
+@njit(cache=True, nogil=True)
+def _backward_task(a, h, dh, reset, h0, g, grad_a, grad_h0, task, chunks):  # pragma: no cover - compiled
+    """Reverse scan g_t = dh_t + conj(a_{t+1} (1 - reset_{t+1})) g_{t+1} and the gradient products, for
+    sequence i = task // chunks and the channels of chunk task % chunks. grad_a (B, La, D) is summed over
+    time when La = 1 and grad_h0 (B, D) is summed over steps, so both must start at zero."""
+    L, D = h.shape[1], h.shape[2]
+    i, c = task // chunks, task % chunks
+    lo, hi = c * _CHUNK, min(D, (c + 1) * _CHUNK)
+    ia = i if a.shape[0] > 1 else 0
+    ih = i if h0.shape[0] > 1 else 0
+    varying = a.shape[1] > 1
+    zero = g.dtype.type(0)
+    carry = np.zeros(hi - lo, dtype=g.dtype)  # conj(a_{t+1} (1 - reset_{t+1})) g_{t+1}
+    for t in range(L - 1, -1, -1):
+        ta = t if varying else 0
+        starts = t == 0 or reset[i, t]
+        for d in range(lo, hi):
+            gt = dh[i, t, d] + carry[d - lo]
+            g[i, t, d] = gt
+            ac = a[ia, ta, d].conjugate()
+            if starts:
+                prod = gt * h0[ih, d].conjugate()
+                grad_h0[i, d] += gt * ac
+            else:
+                prod = gt * h[i, t - 1, d].conjugate()
+            if varying:
+                grad_a[i, t, d] = prod
+            else:
+                grad_a[i, 0, d] += prod
+            carry[d - lo] = zero if reset[i, t] else ac * gt
+
+
+# The same tasks run serially for small inputs, where waking threads costs more than it saves (and on a
+# shared machine a descheduled worker thread stalls the call), and in parallel for large ones.
+@njit(cache=True, nogil=True)
+def _forward_serial(a, b, reset, h0, h, chunks):  # pragma: no cover - compiled
+    for task in range(b.shape[0] * chunks):
+        _forward_task(a, b, reset, h0, h, task, chunks)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _forward_parallel(a, b, reset, h0, h, chunks):  # pragma: no cover - compiled
+    for task in prange(b.shape[0] * chunks):
+        _forward_task(a, b, reset, h0, h, task, chunks)
+
+
+@njit(cache=True, nogil=True)
+def _backward_serial(a, h, dh, reset, h0, g, grad_a, grad_h0, chunks):  # pragma: no cover - compiled
+    for task in range(h.shape[0] * chunks):
+        _backward_task(a, h, dh, reset, h0, g, grad_a, grad_h0, task, chunks)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _backward_parallel(a, h, dh, reset, h0, g, grad_a, grad_h0, chunks):  # pragma: no cover - compiled
+    for task in prange(h.shape[0] * chunks):
+        _backward_task(a, h, dh, reset, h0, g, grad_a, grad_h0, task, chunks)
+
+
+def _np(x: Tensor) -> np.ndarray:
+    """A numpy view of a contiguous CPU tensor's memory."""
+    return x.detach().resolve_conj().numpy()
+
+
+def _parallel(b: Tensor) -> bool:
+    """Whether to run on several threads (as many as torch uses): only for inputs worth waking them."""
+    threads = max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads()))
+    if threads == 1 or b.numel() < PARALLEL_MIN_ELEMENTS:
+        return False
+    numba.set_num_threads(threads)
+    return True
+
+
+def _check_cpu(x: Tensor) -> None:
+    if x.device.type != "cpu":
+        raise ValueError(f"scan backend 'numba' runs on the CPU, got tensors on {x.device}; use 'torch' or 'triton'")
+
+
+def _defaults(b: Tensor, reset: Tensor | None, h0: Tensor | None):
+    B, L, D = b.shape
+    reset = torch.zeros(B, L, dtype=torch.bool) if reset is None else reset
+    h0 = b.new_zeros(1, D) if h0 is None else h0
+    return reset, h0
+
+
+def forward(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None) -> Tensor:
+    """a (Ba, La, D), b (B, L, D), reset (B, L) | None, h0 (Bh, D) | None -> h (B, L, D)."""
+    _check_cpu(b)
+    reset, h0 = _defaults(b, reset, h0)
+    h = torch.empty_like(b)
+    run = _forward_parallel if _parallel(b) else _forward_serial
+    run(_np(a), _np(b), _np(reset), _np(h0), _np(h), -(-b.shape[2] // _CHUNK))
+    return h
+
+
+def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor | None):
+    """-> (grad_b (B, L, D), grad_a (B, La, D), grad_h0 (B, D)); see kernels/scan.py."""
+    _check_cpu(h)
+    reset, h0 = _defaults(h, reset, h0)
+    B, L, D = h.shape
+    g = torch.empty_like(dh)
+    grad_a = h.new_zeros(B, a.shape[1], D)
+    grad_h0 = h.new_zeros(B, D)
+    run = _backward_parallel if _parallel(h) else _backward_serial
+    run(_np(a), _np(h), _np(dh), _np(reset), _np(h0), _np(g), _np(grad_a), _np(grad_h0), -(-D // _CHUNK))
+    return g, grad_a, grad_h0
