@@ -43,7 +43,7 @@ class OneHotCategorical:
 
     def _straight_through(self, index: Tensor) -> Tensor:
         hard = F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
-        return hard + self.probs - self.probs.detach()
+        return hard + (self.probs - self.probs.detach())  # exactly one-hot forward, gradient of probs
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         flat = self.probs.detach().reshape(-1, self.probs.shape[-1])

@@ -1,0 +1,236 @@
+"""The world models' parts against references: distributions against torch.distributions and
+formulas, the SSM layers against plain complex128 loops, the HiPPO-N eigenvalues against numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.distributions as td
+
+import world_models as wm
+from world_models.backbones.mamba import SelectiveSSM
+from world_models.backbones.s4 import S4DLayer
+from world_models.backbones.s5 import S5Layer, hippo_n_eigenvalues
+from world_models.nets import ImageDecoder, ImageEncoder, MLP, RMSNorm
+from world_models.state import State
+
+
+# ------------------------------------------------------------------------------ distributions
+def test_symexp_inverts_symlog():
+    x = torch.randn(1000, dtype=torch.float64) * 100
+    torch.testing.assert_close(wm.symexp(wm.symlog(x)), x)
+    torch.testing.assert_close(wm.symlog(torch.tensor([-math.e + 1, 0.0, 3.0])), torch.tensor([-1.0, 0.0, math.log(4)]))
+
+
+def test_two_hot_weights_sum_to_one_and_average_to_the_symlog_value():
+    dist = wm.TwoHotSymlog(torch.zeros(7, 255))
+    x = torch.tensor([-1e6, -50.0, -1.3, 0.0, 0.7, 2.5, 1e3])
+    w = dist.two_hot(x)
+    torch.testing.assert_close(w.sum(-1), torch.ones(7))
+    assert ((w > 0).sum(-1) <= 2).all()
+    torch.testing.assert_close((w * dist.bins).sum(-1), wm.symlog(x).clamp(-20, 20))
+
+
+def test_two_hot_log_prob_and_mean_follow_the_bins():
+    logits = torch.randn(5, 255)
+    dist = wm.TwoHotSymlog(logits)
+    x = torch.randn(5) * 10
+    ref = (dist.two_hot(x) * torch.log_softmax(logits, -1)).sum(-1)
+    torch.testing.assert_close(dist.log_prob(x), ref)
+    torch.testing.assert_close(dist.mean, wm.symexp((torch.softmax(logits, -1) * dist.bins).sum(-1)))
+    peaked = wm.TwoHotSymlog(torch.log(wm.TwoHotSymlog(torch.zeros(5, 255)).two_hot(x) + 1e-12))
+    torch.testing.assert_close(peaked.mean, x, rtol=1e-3, atol=1e-3)
+    assert torch.isnan(dist.log_prob(torch.tensor([0.0, float("nan"), 1.0, float("inf"), 2.0]))[[1, 3]]).all()
+
+
+def test_unimix_categorical_matches_torch_categorical_of_the_mixed_probs():
+    logits = torch.randn(4, 6, 5) * 3
+    dist = wm.OneHotCategorical(logits, unimix=0.01)
+    probs = 0.99 * torch.softmax(logits, -1) + 0.01 / 5
+    torch.testing.assert_close(dist.probs, probs)
+    ref = td.Categorical(probs=probs)
+    torch.testing.assert_close(dist.entropy(), ref.entropy())
+    other_logits = torch.randn(4, 6, 5)
+    other = wm.OneHotCategorical(other_logits, unimix=0.01)
+    ref_other = td.Categorical(probs=0.99 * torch.softmax(other_logits, -1) + 0.01 / 5)
+    torch.testing.assert_close(dist.kl(other), td.kl_divergence(ref, ref_other))
+    value = torch.nn.functional.one_hot(torch.randint(0, 5, (4, 6)), 5).float()
+    torch.testing.assert_close(dist.log_prob(value), ref.log_prob(value.argmax(-1)))
+    torch.testing.assert_close(dist.mode().argmax(-1), probs.argmax(-1))
+
+
+def test_categorical_samples_follow_the_probs_and_pass_gradients_straight_through():
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5]], requires_grad=True)
+    dist = wm.OneHotCategorical(logits.expand(20000, 4), unimix=0.0)
+    gen = torch.Generator().manual_seed(0)
+    sample = dist.sample(gen)
+    assert ((sample.detach() == 0) | (sample.detach() == 1)).all() and (sample.detach().sum(-1) == 1).all()
+    freq = sample.detach().mean(0)
+    torch.testing.assert_close(freq, torch.softmax(logits.detach(), -1)[0], atol=0.015, rtol=0)
+    again = wm.OneHotCategorical(logits.expand(20000, 4)).sample(torch.Generator().manual_seed(0))
+    assert torch.equal(again.detach(), sample.detach())
+    weights = torch.randn(4)
+    (g_sample,) = torch.autograd.grad((sample * weights).sum(), logits, retain_graph=True)
+    (g_probs,) = torch.autograd.grad((dist.probs * weights).sum(), logits)
+    torch.testing.assert_close(g_sample, g_probs)
+
+
+def test_normal_and_bernoulli_match_torch_distributions():
+    mean, std = torch.randn(3, 4), torch.rand(3, 4) + 0.1
+    mean2, std2 = torch.randn(3, 4), torch.rand(3, 4) + 0.1
+    x = torch.randn(3, 4)
+    ours, ref = wm.Normal(mean, std), td.Independent(td.Normal(mean, std), 1)
+    torch.testing.assert_close(ours.log_prob(x), ref.log_prob(x))
+    torch.testing.assert_close(ours.entropy(), ref.entropy())
+    torch.testing.assert_close(ours.kl(wm.Normal(mean2, std2)),
+                               td.kl_divergence(ref, td.Independent(td.Normal(mean2, std2), 1)))
+    logits, y = torch.randn(10), (torch.rand(10) > 0.5).float()
+    b, rb = wm.Bernoulli(logits), td.Bernoulli(logits=logits)
+    torch.testing.assert_close(b.log_prob(y), rb.log_prob(y))
+    torch.testing.assert_close(b.entropy(), rb.entropy())
+    torch.testing.assert_close(b.mean, rb.mean)
+
+
+def test_gaussian_latents_sample_with_gradients():
+    config = wm.WorldModelConfig.preset("tiny", latent="gaussian")
+    stats = torch.randn(2, 3, 2 * config.stoch, requires_grad=True)
+    latent = wm.Latent(stats, config)
+    z = latent.sample(torch.Generator().manual_seed(0))
+    assert z.shape == (2, 3, config.stoch) and (latent.dist.std >= config.min_std).all()
+    z.sum().backward()
+    assert stats.grad.abs().sum() > 0
+    assert latent.kl(latent).abs().max() < 1e-6
+
+
+# ------------------------------------------------------------------------------------ SSM layers
+def hippo_n_reference(P: int) -> np.ndarray:
+    """Eigenvalues of the normal part of HiPPO-LegS (size 2P) with positive imaginary parts."""
+    N = 2 * P
+    n = np.arange(N)
+    A = -np.where(n[:, None] > n[None, :], np.sqrt((2 * n[:, None] + 1) * (2 * n[None, :] + 1)), 0.0) - np.diag(n + 1)
+    p = np.sqrt(n + 0.5)
+    eig = np.linalg.eigvals(A + np.outer(p, p))
+    eig = eig[eig.imag > 0]
+    return eig[np.argsort(eig.imag)]
+
+
+def test_hippo_n_eigenvalues_match_numpy():
+    ours = hippo_n_eigenvalues(8).numpy()
+    np.testing.assert_allclose(ours, hippo_n_reference(8), rtol=1e-4, atol=1e-4)
+
+
+def reference_scan(a, bu, is_first, carry):
+    """h_t = a_t * (0 if is_first_t else h_{t-1}) + bu_t in complex128; a (B, L, ...) or broadcastable."""
+    h, out = carry.to(torch.complex128), []
+    for t in range(bu.shape[1]):
+        at = a[:, t] if a.dim() == bu.dim() else a
+        h = at * torch.where(is_first[:, t].reshape(-1, *[1] * (h.dim() - 1)), torch.zeros_like(h), h) + bu[:, t]
+        out.append(h)
+    return torch.stack(out, 1)
+
+
+def random_resets(B, L):
+    is_first = torch.rand(B, L) < 0.25
+    is_first[0, 0] = True
+    return is_first
+
+
+@torch.no_grad()
+def test_s5_layer_matches_a_complex128_loop():
+    layer = S5Layer(H=6, P=4, dt_min=0.01, dt_max=0.5)
+    u, is_first = torch.randn(3, 11, 6), random_resets(3, 11)
+    x0 = torch.randn(3, 4, dtype=torch.complex64)
+    y, xs = layer(u, is_first, x0)
+    Lambda = torch.complex(-torch.exp(layer.Lambda_re_log.double()), layer.Lambda_im.double())
+    dt = torch.exp(layer.log_dt.double())
+    Lambda_bar = torch.exp(Lambda * dt)
+    B_bar = ((Lambda_bar - 1) / Lambda)[:, None] * torch.view_as_complex(layer.B.double())
+    ref_x = reference_scan(Lambda_bar, u.double().to(torch.complex128) @ B_bar.T, is_first, x0)
+    ref_y = (ref_x @ torch.view_as_complex(layer.C.double()).T).real + layer.D.double() * u.double()
+    torch.testing.assert_close(xs.to(torch.complex128), ref_x, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(y.double(), ref_y, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("init", ["lin", "inv"])
+@torch.no_grad()
+def test_s4d_layer_matches_a_complex128_loop(init):
+    layer = S4DLayer(H=5, N=3, dt_min=0.01, dt_max=0.5, init=init)
+    u, is_first = torch.randn(2, 9, 5), random_resets(2, 9)
+    x0 = torch.randn(2, 5, 3, dtype=torch.complex64)
+    y, xs = layer(u, is_first, x0)
+    A = torch.complex(-torch.exp(layer.log_A_real.double()), layer.A_imag.double())  # (H, N)
+    a = torch.exp(A * torch.exp(layer.log_dt.double())[:, None])
+    bu = u.double()[..., None] * ((a - 1) / A)  # (B, L, H, N)
+    ref_x = reference_scan(a, bu, is_first, x0)
+    ref_y = (ref_x * torch.view_as_complex(layer.C.double())).sum(-1).real + layer.D.double() * u.double()
+    torch.testing.assert_close(xs.to(torch.complex128), ref_x, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(y.double(), ref_y, atol=1e-4, rtol=1e-4)
+    if init == "lin":
+        torch.testing.assert_close(layer.A_imag[0], math.pi * torch.arange(3.0))
+
+
+@torch.no_grad()
+def test_selective_ssm_matches_a_loop_with_input_dependent_steps():
+    layer = SelectiveSSM(W=4, expand=2, N=3, dt_min=0.01, dt_max=0.5).double()
+    u, is_first = torch.randn(2, 7, 4, dtype=torch.float64), random_resets(2, 7)
+    s0 = torch.randn(2, 8, 3, dtype=torch.float64)
+    y, hs = layer(u, is_first, s0)
+    h, ys = s0, []
+    for t in range(7):
+        x, z = layer.in_proj(u[:, t]).chunk(2, -1)
+        x = torch.nn.functional.silu(x)
+        dt, Bm, Cm = layer.x_proj(x).split([layer.R, 3, 3], -1)
+        dt = torch.nn.functional.softplus(layer.dt_proj(dt))  # (B, E)
+        h = torch.where(is_first[:, t, None, None], torch.zeros_like(h), h)
+        h = torch.exp(dt[..., None] * -torch.exp(layer.A_log)) * h + (dt * x)[..., None] * Bm[:, None, :]
+        ys.append(layer.out_proj(((h * Cm[:, None, :]).sum(-1) + layer.D * x) * torch.nn.functional.silu(z)))
+    torch.testing.assert_close(hs[:, -1], h)
+    torch.testing.assert_close(y, torch.stack(ys, 1))
+
+
+# ------------------------------------------------------------------------------ nets and state
+def test_image_encoder_and_decoder_shapes():
+    enc, dec = ImageEncoder(4), ImageDecoder(10, 4)
+    image = torch.randint(0, 256, (2, 3, 64, 64, 3), dtype=torch.uint8)
+    assert enc(image).shape == (2, 3, enc.out_dim) and enc.out_dim == 32 * 16
+    assert dec(torch.randn(2, 3, 10)).shape == (2, 3, 64, 64, 3)
+
+
+def test_mlp_and_rms_norm():
+    mlp = MLP(3, 2, 8, 2, norm="rms", act="gelu")
+    assert mlp(torch.randn(5, 3)).shape == (5, 2)
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(RMSNorm(6)(x), x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt())
+    with pytest.raises(ValueError, match="unknown norm 'batch'; known: layer, rms, none"):
+        MLP(3, 2, 8, 1, norm="batch")
+
+
+def test_state_cat_pads_caches_and_rejects_mismatches():
+    a = State(torch.ones(1, 2), torch.ones(1, 3), torch.ones(1, 1), {"k0": torch.ones(1, 2, 4), "valid": torch.ones(1, 2, dtype=torch.bool)})
+    b = State(torch.ones(2, 2), torch.ones(2, 3), torch.ones(2, 1), {"k0": torch.ones(2, 3, 4), "valid": torch.ones(2, 3, dtype=torch.bool)})
+    both = State.cat([a, b])
+    assert both.mem["k0"].shape == (3, 3, 4) and both.batch_size == 3
+    assert both.mem["valid"].tolist() == [[False, True, True], [True] * 3, [True] * 3]
+    assert both.mem["k0"][0, 0].abs().sum() == 0
+    with pytest.raises(ValueError, match="empty list"):
+        State.cat([])
+    with pytest.raises(ValueError, match="memory keys differ"):
+        State.cat([a, State(a.h, a.z, a.action, {})])
+
+
+def test_backbones_run_on_their_own_as_sequence_models():
+    config = wm.WorldModelConfig.preset("tiny")
+    for name in wm.BACKBONES:
+        bb = wm.backbones.make(name, 7, 16, config)
+        x, is_first = torch.randn(2, 5, 7), torch.zeros(2, 5, dtype=torch.bool)
+        y, state = bb(x, is_first, bb.initial_state(2))
+        assert y.shape == (2, 5, bb.out_dim)
+        y1, _ = bb.step(x[:, 0], is_first[:, 0], bb.initial_state(2))
+        torch.testing.assert_close(y1, y[:, 0], atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match=r"x must be \(B, L, 7\)"):
+            bb(torch.randn(2, 5, 6), is_first)
+    with pytest.raises(ValueError, match="unknown backbone 'gru'"):
+        wm.backbones.make("gru", 7, 16, config)
