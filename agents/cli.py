@@ -34,6 +34,10 @@ def _commands() -> dict[str, Callable[..., object]]:
 
     commands["compare"] = compare
     commands["imagine"] = imagine
+    import envs
+
+    commands["envs"] = envs.cli_envs
+    commands["collect"] = envs.collect
     return commands
 
 

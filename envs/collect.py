@@ -47,6 +47,8 @@ def collect(
             paths.append(save_episode(out, i, play_episode(environment, act, seed + i)))
     finally:
         environment.close()
+    if progress:
+        print(f"collect: wrote {len(paths)} episodes of {env} to {out}")
     return paths
 
 
