@@ -1,0 +1,257 @@
+"""The Triton scan backend: fused forward and backward kernels, and the fused `ssm_step`.
+
+Layout: one program per (channel block, sequence); the channel blocks are on grid axis 0 (up to
+2^31 - 1 of them), the batch on axis 1. A program walks over time in tiles of BLOCK_T steps: it
+loads a (BLOCK_T, BLOCK_D) tile of a and b at once (many loads in flight), scans the tile with
+`tl.associative_scan` under the operator (a1, b1) then (a2, b2) = (a2 a1, a2 b1 + b2), and
+applies the carried state: h = A_cum * carry + B_cum. A reset is the gate masked to zero with
+h0 entering through b (a_t (1 - r_t), b_t + r_t a_t h0). Complex numbers are real/imaginary
+planes (the interleaved pairs of `torch.view_as_real`); the state and all arithmetic are float32
+(float64 for float64 inputs); offsets are int64.
+
+The backward is the same kernel shape run backwards in time: tiles are loaded in reversed time
+order, so the forward associative scan of the tile is the reverse scan
+    g_t = dh_t + conj(a_{t+1} (1 - r_{t+1})) g_{t+1},
+and the gradient products grad_a_t = g_t conj(h_{t-1} or h0) and grad_h0 are formed in the same
+sweep. On the CPU the kernels run under TRITON_INTERPRET=1 (the tests do that).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+# Tile sizes: (BLOCK_T, BLOCK_D, num_warps) for real and for complex inputs.
+CONFIG = {False: (32, 64, 4), True: (16, 64, 4)}
+
+
+# ------------------------------------------------------------------------------ complex helpers
+
+@triton.jit
+def _combine_real(a1, b1, a2, b2):
+    return a2 * a1, a2 * b1 + b2
+
+
+@triton.jit
+def _combine_complex(a1r, a1i, b1r, b1i, a2r, a2i, b2r, b2i):
+    return (a2r * a1r - a2i * a1i, a2r * a1i + a2i * a1r,
+            a2r * b1r - a2i * b1i + b2r, a2r * b1i + a2i * b1r + b2i)
+
+
+@triton.jit
+def _scan_tile(ar, ai, br, bi, COMPLEX: tl.constexpr):
+    """Inclusive scan over axis 0 of (BLOCK_T, BLOCK_D) tiles; for real inputs ai, bi are ignored."""
+    if COMPLEX:
+        ar, ai, br, bi = tl.associative_scan((ar, ai, br, bi), 0, _combine_complex)
+    else:
+        ar, br = tl.associative_scan((ar, br), 0, _combine_real)
+    return ar, ai, br, bi
+
+
+@triton.jit
+def _load(ptr, off, mask, other, ACC: tl.constexpr, COMPLEX: tl.constexpr):
+    """(re, im) of the elements at `off` (element offsets; complex = interleaved pairs), in ACC."""
+    if COMPLEX:
+        re = tl.load(ptr + 2 * off, mask=mask, other=other).to(ACC)
+        im = tl.load(ptr + 2 * off + 1, mask=mask, other=0.0).to(ACC)
+    else:
+        re = tl.load(ptr + off, mask=mask, other=other).to(ACC)
+        im = re * 0
+    return re, im
+
+
+@triton.jit
+def _store(ptr, off, re, im, mask, COMPLEX: tl.constexpr):
+    if COMPLEX:
+        tl.store(ptr + 2 * off, re.to(ptr.dtype.element_ty), mask=mask)
+        tl.store(ptr + 2 * off + 1, im.to(ptr.dtype.element_ty), mask=mask)
+    else:
+        tl.store(ptr + off, re.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _mul(xr, xi, yr, yi, COMPLEX: tl.constexpr):
+    if COMPLEX:
+        return xr * yr - xi * yi, xr * yi + xi * yr
+    return xr * yr, xi
+
+
+@triton.jit
+def _mul_conj(xr, xi, yr, yi, COMPLEX: tl.constexpr):
+    """x * conj(y)."""
+    if COMPLEX:
+        return xr * yr + xi * yi, xi * yr - xr * yi
+    return xr * yr, xi
+
+
+@triton.jit
+def _last_row(x, rows, BLOCK_T: tl.constexpr):
+    """Row BLOCK_T - 1 of a (BLOCK_T, BLOCK_D) tile, as (BLOCK_D,)."""
+    return tl.sum(tl.where(rows[:, None] == BLOCK_T - 1, x, 0.0), axis=0)
+
+
+# ------------------------------------------------------------------------------------ the scan
+
+@triton.jit
+def _scan_fwd_kernel(A, X, R, H0, H, L, D, a_sb, a_st, h0_sb,
+                     HAS_RESET: tl.constexpr, COMPLEX: tl.constexpr, ACC: tl.constexpr,
+                     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """A (Ba, La, D) with element strides a_sb (0 if shared), a_st (0 if time-invariant); X, H (B, L, D);
+    R (B, L) uint8; H0 (Bh, D) with batch stride h0_sb (0 if shared)."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    d = pid_d.to(tl.int64) * BLOCK_D + tl.arange(0, BLOCK_D)  # (BLOCK_D,)
+    dmask = d < D
+    rows = tl.arange(0, BLOCK_T)
+    h0r, h0i = _load(H0, pid_b * h0_sb + d, dmask, 0.0, ACC, COMPLEX)  # (BLOCK_D,)
+    cr, ci = h0r, h0i  # the carried state h_{t0 - 1}
+    seq = pid_b * L * D
+    for t0 in range(0, L, BLOCK_T):
+        t = t0 + rows  # (BLOCK_T,) int64 through t0? keep offsets int64 below
+        tmask = t < L
+        mask = tmask[:, None] & dmask[None, :]
+        off = seq + t.to(tl.int64)[:, None] * D + d[None, :]  # (BLOCK_T, BLOCK_D)
+        ar, ai = _load(A, pid_b * a_sb + t.to(tl.int64)[:, None] * a_st + d[None, :], mask, 1.0, ACC, COMPLEX)
+        br, bi = _load(X, off, mask, 0.0, ACC, COMPLEX)
+        first = (t == 0)[:, None] & dmask[None, :]
+        if HAS_RESET:
+            first = first | ((tl.load(R + pid_b * L + t, mask=tmask, other=0) != 0)[:, None] & dmask[None, :])
+        # at t = 0 and at resets h_{t-1} is h0: the gate drops out of the scan and a_t h0 joins b_t
+        # (at t = 0 the carry is h0 anyway; treating it as a start keeps one code path)
+        sr, si = _mul(ar, ai, h0r[None, :], h0i[None, :], COMPLEX)
+        br = tl.where(first, br + sr, br)
+        bi = tl.where(first, bi + si, bi)
+        ar = tl.where(first, 0.0, ar)
+        ai = tl.where(first, 0.0, ai)
+        ar, ai, br, bi = _scan_tile(ar, ai, br, bi, COMPLEX)
+        hr, hi = _mul(ar, ai, cr[None, :], ci[None, :], COMPLEX)
+        hr, hi = hr + br, hi + bi
+        _store(H, off, hr, hi, mask, COMPLEX)
+        # padded rows (t >= L) hold the identity (a = 1, b = 0), so the last row is the last state
+        cr = _last_row(hr, rows, BLOCK_T)
+        if COMPLEX:
+            ci = _last_row(hi, rows, BLOCK_T)
+
+
+@triton.jit
+def _scan_bwd_kernel(A, H, DH, R, H0, G, GA, GH0, L, D, a_sb, a_st, h0_sb,
+                     HAS_RESET: tl.constexpr, VARYING: tl.constexpr, COMPLEX: tl.constexpr, ACC: tl.constexpr,
+                     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Reverse scan and gradient products. G like H (B, L, D); GA (B, La, D); GH0 (B, D)."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    d = pid_d.to(tl.int64) * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < D
+    rows = tl.arange(0, BLOCK_T)
+    h0r, h0i = _load(H0, pid_b * h0_sb + d, dmask, 0.0, ACC, COMPLEX)  # (BLOCK_D,)
+    cr = tl.zeros([BLOCK_D], ACC)  # g_{t_hi + 1}
+    ci = tl.zeros([BLOCK_D], ACC)
+    gar = tl.zeros([BLOCK_D], ACC)  # grad_a summed over time (time-invariant a)
+    gai = tl.zeros([BLOCK_D], ACC)
+    ghr = tl.zeros([BLOCK_D], ACC)  # grad_h0
+    ghi = tl.zeros([BLOCK_D], ACC)
+    seq = pid_b * L * D
+    abase = pid_b * a_sb
+    for k in range(0, tl.cdiv(L, BLOCK_T)):
+        t = (L - 1 - k * BLOCK_T - rows).to(tl.int64)  # row j holds time t_hi - j
+        tmask = t >= 0
+        mask = tmask[:, None] & dmask[None, :]
+        off = seq + t[:, None] * D + d[None, :]
+        # the reverse-scan gate of row t is conj(a_{t+1} (1 - r_{t+1})), zero at t = L - 1
+        nmask = (t + 1 < L)[:, None] & dmask[None, :]
+        nr, ni = _load(A, abase + (t + 1)[:, None] * a_st + d[None, :], nmask, 0.0, ACC, COMPLEX)
+        if HAS_RESET:
+            rnext = tl.load(R + pid_b * L + t + 1, mask=t + 1 < L, other=0) != 0
+            nr = tl.where(rnext[:, None], 0.0, nr)
+            ni = tl.where(rnext[:, None], 0.0, ni)
+        ni = -ni
+        nr = tl.where(mask, nr, 1.0)  # padded rows (t < 0): identity
+        gr, gi = _load(DH, off, mask, 0.0, ACC, COMPLEX)
+        nr, ni, gr, gi = _scan_tile(nr, ni, gr, gi, COMPLEX)
+        tr, ti = _mul(nr, ni, cr[None, :], ci[None, :], COMPLEX)
+        gr, gi = gr + tr, gi + ti
+        _store(G, off, gr, gi, mask, COMPLEX)
+        cr = _last_row(gr, rows, BLOCK_T)
+        if COMPLEX:
+            ci = _last_row(gi, rows, BLOCK_T)
+        # grad_a_t = g_t conj(h_{t-1}), with h0 in place of h_{t-1} at t = 0 and at resets
+        first = (t == 0)[:, None] & dmask[None, :]
+        if HAS_RESET:
+            first = first | ((tl.load(R + pid_b * L + t, mask=tmask, other=0) != 0)[:, None] & dmask[None, :])
+        pmask = mask & (t >= 1)[:, None]
+        pr, pi = _load(H, off - D, pmask, 0.0, ACC, COMPLEX)
+        pr = tl.where(first, h0r[None, :], pr)
+        if COMPLEX:
+            pi = tl.where(first, h0i[None, :], pi)
+        qr, qi = _mul_conj(gr, gi, pr, pi, COMPLEX)
+        if VARYING:
+            _store(GA, off, qr, qi, mask, COMPLEX)
+        else:
+            gar += tl.sum(tl.where(mask, qr, 0.0), axis=0)
+            if COMPLEX:
+                gai += tl.sum(tl.where(mask, qi, 0.0), axis=0)
+        # grad_h0 += g_t conj(a_t) where h0 entered (t = 0 and resets)
+        ar, ai = _load(A, abase + t[:, None] * a_st + d[None, :], mask, 0.0, ACC, COMPLEX)
+        sr, si = _mul_conj(gr, gi, ar, ai, COMPLEX)
+        ghr += tl.sum(tl.where(first, sr, 0.0), axis=0)
+        if COMPLEX:
+            ghi += tl.sum(tl.where(first, si, 0.0), axis=0)
+    if not VARYING:
+        _store(GA, pid_b * D + d, gar, gai, dmask, COMPLEX)
+    _store(GH0, pid_b * D + d, ghr, ghi, dmask, COMPLEX)
+
+
+def _check_device(x: Tensor) -> None:
+    if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"scan backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU), got {x.device}")
+
+
+def _planes(x: Tensor) -> Tensor:
+    """The float view of x's memory: interleaved (re, im) pairs for complex tensors."""
+    return torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
+
+
+def _acc(dtype: torch.dtype):
+    return tl.float64 if dtype in (torch.float64, torch.complex128) else tl.float32
+
+
+def _common(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None):
+    B, L, D = b.shape
+    complex_ = b.is_complex()
+    block_t, block_d, warps = CONFIG[complex_]
+    block_d = min(block_d, triton.next_power_of_2(D))
+    h0 = b.new_zeros(1, D) if h0 is None else h0
+    r = reset.view(torch.uint8) if reset is not None else b.new_empty(1, dtype=torch.uint8)
+    strides = (a.stride(0) if a.shape[0] > 1 else 0, a.stride(1) if a.shape[1] > 1 else 0,
+               h0.stride(0) if h0.shape[0] > 1 else 0)
+    meta = dict(HAS_RESET=reset is not None, COMPLEX=complex_, ACC=_acc(b.dtype), BLOCK_T=block_t, BLOCK_D=block_d,
+                num_warps=warps)
+    grid = (triton.cdiv(D, block_d), B)
+    return h0, r, strides, meta, grid
+
+
+def forward(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None) -> Tensor:
+    """a (Ba, La, D), b (B, L, D), reset (B, L) | None, h0 (Bh, D) | None -> h (B, L, D)."""
+    _check_device(b)
+    B, L, D = b.shape
+    h0, r, strides, meta, grid = _common(a, b, reset, h0)
+    h = torch.empty_like(b)
+    _scan_fwd_kernel[grid](_planes(a), _planes(b), r, _planes(h0), _planes(h), L, D, *strides, **meta)
+    return h
+
+
+def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor | None):
+    """-> (grad_b (B, L, D), grad_a (B, La, D), grad_h0 (B, D)); see kernels/scan.py."""
+    _check_device(h)
+    B, L, D = h.shape
+    h0, r, strides, meta, grid = _common(a, h, reset, h0)
+    g = torch.empty_like(dh)
+    grad_a = torch.empty(B, a.shape[1], D, dtype=h.dtype, device=h.device)
+    grad_h0 = torch.empty(B, D, dtype=h.dtype, device=h.device)
+    _scan_bwd_kernel[grid](_planes(a), _planes(h), _planes(dh), r, _planes(h0), _planes(g), _planes(grad_a),
+                           _planes(grad_h0), L, D, *strides, VARYING=a.shape[1] > 1, **meta)
+    return g, grad_a, grad_h0
