@@ -1,0 +1,190 @@
+"""The one config of a training run: a typed dataclass that tyro turns into `memwm train`'s flags.
+
+Values come in layers, later ones winning:
+1. the defaults below (which are the embedded default run of `memwm train` with no arguments);
+2. the world-model preset (`--preset`) and the per-environment defaults (`ENV_DEFAULTS`);
+3. when resuming, the run's saved `config.yaml`;
+4. the flags given on the command line.
+A flag counts as given when its value differs from layer 1 (tyro does not say which flags were
+typed), so `--preset small --wm.hidden 64` keeps the 64 while `--preset small` alone takes the
+preset's sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from agents.dreamer import DreamerConfig
+from world_models import BACKBONES, WorldModelConfig
+
+DEFAULT_PRESET = "tiny"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`memwm train`: train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU."""
+
+    env: str = "memory/distracting-100"  # environment id (`memwm envs` lists them)
+    backbone: str = "s5"                 # world-model sequence backbone: rssm, transformer, s4, s5, mamba
+    preset: Literal["tiny", "small", "medium", "large"] = DEFAULT_PRESET  # world-model sizes
+    steps: int = 20_000                  # environment steps to train for (a resume continues up to this)
+    run: str = ""                        # run folder; "" = runs/<env>-<backbone>-<seed>
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_envs: int = 4                    # parallel environments while acting
+    train_ratio: float = 32.0            # replayed steps trained on per environment step
+    prefill: int = 2_000                 # environment steps of random actions before training starts
+    batch_size: int = 16                 # sequences per update
+    seq_len: int = 64                    # steps per sequence
+    replay_capacity: int = 200_000       # steps kept in memory (images are 12 KiB a step)
+    eval_every: int = 5_000              # environment steps between evaluations (0: only at the end)
+    eval_episodes: int = 8
+    video_every: int = 10_000            # environment steps between videos (0: only at the end; -1: never)
+    log_every: int = 1_000               # environment steps between logged training scalars
+    checkpoint_every: int = 5_000        # environment steps between checkpoints
+    threads: int = 0                     # torch CPU threads; 0 = torch's default
+    tensorboard: bool = True
+    wm: WorldModelConfig = field(default_factory=lambda: WorldModelConfig.preset(DEFAULT_PRESET))
+    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        if self.run:
+            return Path(self.run)
+        return Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', self.env)}-{self.backbone}-{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Build from a (possibly partial) dict such as a saved config.yaml; unknown keys are an error."""
+        return _from_dict(cls, data, "")
+
+
+# Per-environment defaults, by id prefix (the longest matching prefix wins): flat field names,
+# nested ones as "wm.<field>" / "dreamer.<field>".
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "memory/": {},
+    "minigrid/": {},
+    "dmc/": {"train_ratio": 64.0, "eval_episodes": 4},
+    "dmc-pomdp/": {"train_ratio": 64.0, "eval_episodes": 4},
+    "gym:": {"eval_episodes": 4},
+}
+
+
+def env_defaults(env: str) -> dict[str, Any]:
+    matches = [p for p in ENV_DEFAULTS if env.startswith(p)]
+    return dict(ENV_DEFAULTS[max(matches, key=len)]) if matches else {}
+
+
+def layered_defaults(env: str, preset: str) -> TrainConfig:
+    """Layer 2: the defaults with the preset's world-model sizes and the environment's defaults."""
+    base = TrainConfig(env=env, preset=preset, wm=WorldModelConfig.preset(preset))
+    return apply_overrides(base, env_defaults(env))
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """Replace fields named "field" or "wm.field" / "dreamer.field"; unknown names are an error."""
+    flat, nested = {}, {"wm": {}, "dreamer": {}}
+    for name, value in overrides.items():
+        group, _, sub = name.partition(".")
+        if sub:
+            if group not in nested:
+                raise ValueError(f"unknown config group {group!r} in {name!r}; known: wm, dreamer")
+            nested[group][sub] = value
+        else:
+            flat[name] = value
+    config = _replace(config, flat, "")
+    for group, values in nested.items():
+        if values:
+            config = dataclasses.replace(config, **{group: _replace(getattr(config, group), values, group + ".")})
+    return config
+
+
+def resolve(given: TrainConfig, saved: dict[str, Any] | None = None) -> TrainConfig:
+    """The run's config: `given` (what tyro parsed) over the saved config (resume) over layered defaults."""
+    generic = TrainConfig()
+    if saved is not None:
+        below = TrainConfig.from_dict(saved)
+        # A resumed run keeps its env/backbone/preset unless they were given.
+        env = given.env if given.env != generic.env else below.env
+        preset = given.preset if given.preset != generic.preset else below.preset
+    else:
+        env, preset = given.env, given.preset
+        below = layered_defaults(env, preset)
+    config = _merge(given, generic, below)
+    validate(config)
+    return config
+
+
+def _merge(given, generic, below):
+    """Fields of `given` that differ from `generic` win; the others come from `below` (recursively)."""
+    values = {}
+    for f in dataclasses.fields(given):
+        g, d, b = getattr(given, f.name), getattr(generic, f.name), getattr(below, f.name)
+        if dataclasses.is_dataclass(g):
+            values[f.name] = _merge(g, d, b)
+        else:
+            values[f.name] = g if g != d else b
+    return type(given)(**values)
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ValueError naming the first bad field (env ids are checked by `envs.make`)."""
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {config.backbone!r}; known: {', '.join(BACKBONES)}")
+    positive = ("steps", "num_envs", "batch_size", "seq_len", "replay_capacity", "eval_episodes", "log_every", "checkpoint_every")
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    for name in ("prefill", "eval_every", "threads"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if config.train_ratio < 0:
+        raise ValueError(f"train_ratio must be >= 0, got {config.train_ratio}")
+    if config.replay_capacity < config.seq_len:
+        raise ValueError(f"replay_capacity ({config.replay_capacity}) must hold at least one sequence of seq_len {config.seq_len}")
+    if config.dreamer.horizon < 1:
+        raise ValueError(f"dreamer.horizon must be >= 1, got {config.dreamer.horizon}")
+
+
+def save_yaml(config: TrainConfig, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, path)
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a memwm config (expected a mapping, got {type(data).__name__})")
+    return data
+
+
+def _replace(obj, values: dict[str, Any], prefix: str):
+    names = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown config field {prefix}{unknown[0]}; known: {', '.join(prefix + n for n in sorted(names))}")
+    return dataclasses.replace(obj, **values)
+
+
+def _from_dict(cls, data: dict[str, Any], prefix: str):
+    values = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        if name not in fields:
+            raise ValueError(f"unknown config field {prefix}{name}; known: {', '.join(prefix + n for n in sorted(fields))}")
+        sub = {"wm": WorldModelConfig, "dreamer": DreamerConfig}.get(name) if cls is TrainConfig else None
+        values[name] = _from_dict(sub, value, f"{name}.") if sub is not None else value
+    return cls(**values)

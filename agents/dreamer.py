@@ -1,0 +1,304 @@
+"""The Dreamer learner (DreamerV3, Hafner et al. 2023): a world model, and an actor and critic trained in imagination.
+
+One update (`Dreamer.update`) reads as the paper's three steps:
+1. world model: `wm.loss(batch)` on replayed sequences, which also returns the posterior state
+   after every replayed step (the starts of imagination);
+2. imagination: from each start the actor drives the world model for `horizon` steps;
+3. actor and critic: lambda-returns on the imagined rewards and continues, normalised by the
+   5th-95th percentile range of the returns (EMA), train the actor (REINFORCE for discrete
+   actions, gradients through the dynamics for continuous ones, plus an entropy bonus) and the
+   two-hot symlog critic (regularised towards its slow EMA copy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+import torch
+from torch import Tensor, nn
+
+from agents.actions import ActionCodec
+from world_models.distributions import Normal, OneHotCategorical, TwoHotSymlog
+from world_models.nets import MLP
+
+
+@dataclass(frozen=True)
+class DreamerConfig:
+    """The actor-critic's hyperparameters (DreamerV3 defaults) and the three optimisers."""
+
+    horizon: int = 15                   # imagination steps
+    gamma: float = 0.997                # discount (DreamerV3: 1 - 1/333)
+    lam: float = 0.95                   # lambda of the lambda-returns
+    entropy: float = 3e-4               # actor entropy bonus (on returns normalised to ~[0, 1])
+    unimix: float = 0.01                # uniform mixture of the discrete action distribution
+    min_std: float = 0.1                # continuous actions: std in [min_std, max_std]
+    max_std: float = 1.0
+    hidden: int = 0                     # actor/critic MLP width; 0 = the world model's `hidden`
+    layers: int = 0                     # actor/critic hidden layers; 0 = the world model's `mlp_layers`
+    critic_bins: int = 255              # two-hot symlog bins of the critic
+    slow_critic_decay: float = 0.98     # the slow critic keeps this fraction of itself per update
+    slow_critic_reg: float = 1.0        # weight of the critic's loss towards the slow critic's values
+    retnorm_decay: float = 0.99         # EMA of the 5th and 95th return percentiles
+    retnorm_low: float = 0.05
+    retnorm_high: float = 0.95
+    wm_lr: float = 1e-4
+    actor_lr: float = 3e-5
+    critic_lr: float = 3e-5
+    wm_eps: float = 1e-8
+    ac_eps: float = 1e-5
+    wm_grad_clip: float = 1000.0
+    ac_grad_clip: float = 100.0
+
+
+class ActionDist:
+    """The actor's distribution over action vectors (N, A): one-hot categoricals (Discrete,
+    MultiDiscrete as independent parts, concatenated) or a Gaussian in [-1, 1] (Box)."""
+
+    def __init__(self, parts: list[OneHotCategorical] | Normal):
+        self.parts = parts
+
+    def sample(self) -> Tensor:
+        if isinstance(self.parts, Normal):
+            x = self.parts.sample()
+            return x + (x.clamp(-1.0, 1.0) - x).detach()  # clipped, straight-through for the dynamics gradient
+        return torch.cat([p.sample() for p in self.parts], -1)
+
+    def mode(self) -> Tensor:
+        if isinstance(self.parts, Normal):
+            return self.parts.mode().clamp(-1.0, 1.0)
+        return torch.cat([p.mode() for p in self.parts], -1)
+
+    def log_prob(self, action: Tensor) -> Tensor:
+        """action (..., A) -> (...)."""
+        if isinstance(self.parts, Normal):
+            return self.parts.log_prob(action)
+        sizes = [p.logits.shape[-1] for p in self.parts]
+        return sum(p.log_prob(a) for p, a in zip(self.parts, action.split(sizes, -1)))
+
+    def entropy(self) -> Tensor:
+        if isinstance(self.parts, Normal):
+            return self.parts.entropy()
+        return sum(p.entropy() for p in self.parts)
+
+
+class Actor(nn.Module):
+    """features (..., F) -> ActionDist over action vectors (..., A)."""
+
+    def __init__(self, feat_dim: int, codec: ActionCodec, hidden: int, layers: int, norm: str, act: str, config: DreamerConfig):
+        super().__init__()
+        self.codec, self.config = codec, config
+        out = codec.dim if codec.discrete else 2 * codec.dim
+        self.net = MLP(feat_dim, out, hidden, layers, norm, act)
+
+    def forward(self, feat: Tensor) -> ActionDist:
+        x = self.net(feat)
+        if self.codec.discrete:
+            return ActionDist([OneHotCategorical(logits, self.config.unimix) for logits in x.split(self.codec.sizes, -1)])
+        mean, std = x.float().chunk(2, -1)
+        lo, hi = self.config.min_std, self.config.max_std
+        return ActionDist(Normal(torch.tanh(mean), (hi - lo) * torch.sigmoid(std + 2.0) + lo))
+
+
+class Critic(nn.Module):
+    """features (..., F) -> TwoHotSymlog over returns; the output layer starts at zero (value 0 everywhere)."""
+
+    def __init__(self, feat_dim: int, hidden: int, layers: int, norm: str, act: str, bins: int):
+        super().__init__()
+        self.net = MLP(feat_dim, bins, hidden, layers, norm, act)
+        out = self.net.net[-1]
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+
+    def forward(self, feat: Tensor) -> TwoHotSymlog:
+        return TwoHotSymlog(self.net(feat))
+
+
+class ReturnNorm(nn.Module):
+    """EMA of the `low` and `high` percentiles of the returns; `scale` = max(1, high - low) (DreamerV3)."""
+
+    def __init__(self, low: float, high: float, decay: float):
+        super().__init__()
+        self.q = (low, high)
+        self.decay = decay
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, returns: Tensor) -> Tensor:
+        """Fold in a batch of returns (any shape); return the new scale ()."""
+        x = returns.detach().float().flatten()
+        if x.numel() > 1 << 24:  # torch.quantile's size limit; a random subset estimates it as well
+            x = x[torch.randint(0, x.numel(), (1 << 24,), device=x.device)]
+        q = torch.quantile(x, torch.tensor(self.q, device=x.device))
+        self.low.mul_(self.decay).add_((1 - self.decay) * q[0])
+        self.high.mul_(self.decay).add_((1 - self.decay) * q[1])
+        return self.scale
+
+    @property
+    def scale(self) -> Tensor:
+        return torch.clamp(self.high - self.low, min=1.0)
+
+
+def lambda_returns(reward: Tensor, discount: Tensor, value: Tensor, lam: float) -> Tensor:
+    """TD(lambda) returns of an imagined trajectory.
+
+    reward, discount: (N, H) the reward and gamma*continue of arriving at steps 1..H;
+    value: (N, H+1) the critic at steps 0..H. Returns (N, H):
+    R_t = r_{t+1} + d_{t+1} * ((1 - lam) * v_{t+1} + lam * R_{t+1}),  R_H = v_H.
+    """
+    if reward.shape != discount.shape or value.shape != (reward.shape[0], reward.shape[1] + 1):
+        raise ValueError(f"lambda_returns: reward {tuple(reward.shape)} and discount {tuple(discount.shape)} must be (N, H) "
+                         f"and value {tuple(value.shape)} (N, H+1)")
+    out = []
+    ret = value[:, -1]
+    for t in reversed(range(reward.shape[1])):
+        ret = reward[:, t] + discount[:, t] * ((1 - lam) * value[:, t + 1] + lam * ret)
+        out.append(ret)
+    return torch.stack(out[::-1], 1)
+
+
+def _clip(name: str, params, max_norm: float) -> Tensor:
+    """Clip gradients to `max_norm`; a non-finite norm stops training before the optimiser step spoils the weights."""
+    norm = nn.utils.clip_grad_norm_(list(params), max_norm)
+    if not torch.isfinite(norm):
+        raise FloatingPointError(f"the {name} gradient is not finite (norm {norm.item()})")
+    return norm
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module):
+    """Parameters of `modules` take no gradient inside the block (gradients still flow through them)."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Dreamer(nn.Module):
+    """The world model, actor, critic, slow critic, return normaliser and their optimisers."""
+
+    def __init__(self, wm: nn.Module, act_space, config: DreamerConfig | None = None, wm_config=None):
+        super().__init__()
+        self.config = config = config or DreamerConfig()
+        self.wm = wm
+        self.codec = ActionCodec(act_space)
+        if self.codec.dim != wm.act_dim:
+            raise ValueError(f"the world model takes actions of size {wm.act_dim}, but {act_space} encodes to {self.codec.dim}")
+        wmc = wm_config if wm_config is not None else wm.config  # the actor and critic share its sizes and norms
+        hidden, layers = config.hidden or wmc.hidden, config.layers or wmc.mlp_layers
+        self.actor = Actor(wm.feat_dim, self.codec, hidden, layers, wmc.norm, wmc.act, config)
+        self.critic = Critic(wm.feat_dim, hidden, layers, wmc.norm, wmc.act, config.critic_bins)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.retnorm = ReturnNorm(config.retnorm_low, config.retnorm_high, config.retnorm_decay)
+        self.opt_wm = torch.optim.Adam(wm.parameters(), lr=config.wm_lr, eps=config.wm_eps)
+        self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.ac_eps)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=config.ac_eps)
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def policy(self, state, obs: dict[str, Tensor], prev_action: Tensor, is_first: Tensor, explore: bool = True):
+        """One env step for N environments: obs dict of (N, ...), prev_action (N, A), is_first (N,).
+
+        Returns (action (N, A), state); the world model resets the rows where is_first.
+        """
+        state, feat = self.wm.step(state, prev_action, obs, is_first)
+        dist = self.actor(feat)
+        action = dist.sample() if explore else dist.mode()
+        return action.detach(), state
+
+    # ------------------------------------------------------------------ learning
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """One update of world model, actor and critic on a batch of (B, L, ...) tensors; returns metrics."""
+        cfg = self.config
+        self.train()
+        loss, metrics, starts = self.wm.loss(batch, return_starts=True)
+        self.opt_wm.zero_grad(set_to_none=True)
+        loss.backward()
+        wm_norm = _clip("world-model", self.wm.parameters(), cfg.wm_grad_clip)
+        self.opt_wm.step()
+
+        terminal = batch["is_terminal"].reshape(-1).float()  # (B*L,), aligned with the starts
+        ac_loss, ac_metrics = self.actor_critic_loss(starts, terminal)
+        self.opt_actor.zero_grad(set_to_none=True)
+        self.opt_critic.zero_grad(set_to_none=True)
+        ac_loss.backward()
+        actor_norm = _clip("actor", self.actor.parameters(), cfg.ac_grad_clip)
+        critic_norm = _clip("critic", self.critic.parameters(), cfg.ac_grad_clip)
+        self.opt_actor.step()
+        self.opt_critic.step()
+        self.update_slow_critic()
+
+        out = {k: float(v) for k, v in metrics.items()}
+        out.update({k: float(v) for k, v in ac_metrics.items()})
+        out.update(wm_grad_norm=float(wm_norm), actor_grad_norm=float(actor_norm), critic_grad_norm=float(critic_norm))
+        return out
+
+    def actor_critic_loss(self, starts, terminal: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Imagine `horizon` steps from every start (N states) and return (actor + critic loss, metrics).
+
+        terminal: (N,) whether each start's step ended its episode (the imagined first continue).
+        """
+        cfg = self.config
+        discrete = self.codec.discrete
+
+        def act(feat: Tensor) -> Tensor:  # (N, F) -> (N, A)
+            return self.actor(feat.detach()).sample()
+
+        with frozen(self.wm, self.critic):
+            # REINFORCE needs no gradient through the imagination; continuous actions backprop through it.
+            with torch.no_grad() if discrete else contextlib.nullcontext():
+                imag = self.wm.imagine(starts, act, cfg.horizon)
+                feat = imag.features  # (N, H+1, F)
+                reward = self.wm.reward(feat)  # (N, H+1)
+                cont = self.wm.cont(feat)  # (N, H+1)
+                cont = torch.cat([1.0 - terminal[:, None], cont[:, 1:]], 1)
+                value = self.critic(feat).mean  # (N, H+1)
+                ret = lambda_returns(reward[:, 1:], cfg.gamma * cont[:, 1:], value, cfg.lam)  # (N, H)
+        weight = torch.cumprod(cont, 1)[:, :-1].detach()  # (N, H): the chance the imagined episode is still running
+        scale = self.retnorm.update(ret)
+        dist = self.actor(feat[:, :-1].detach())
+        entropy = dist.entropy()  # (N, H)
+        if discrete:
+            advantage = ((ret - value[:, :-1]) / scale).detach()
+            objective = dist.log_prob(imag.actions[:, :-1].detach()) * advantage
+        else:
+            objective = ret / scale  # gradients flow through the dynamics into the actor's samples
+        actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+
+        value_dist = self.critic(feat[:, :-1].detach())
+        slow_value = self.slow_critic(feat[:, :-1].detach()).mean.detach()
+        critic_nll = -value_dist.log_prob(ret.detach()) - cfg.slow_critic_reg * value_dist.log_prob(slow_value)
+        critic_loss = (weight * critic_nll).mean()
+        for name, term in (("actor", actor_loss), ("critic", critic_loss)):
+            if not torch.isfinite(term):
+                raise FloatingPointError(f"loss/{name} is not finite ({term.item()})")
+        metrics = {
+            "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach(),
+            "actor_entropy": entropy.mean().detach(), "return_scale": scale, "return_low": self.retnorm.low,
+            "return_high": self.retnorm.high, "imag_return": ret.mean().detach(), "imag_reward": reward[:, 1:].mean().detach(),
+            "value": value.mean().detach(),
+        }
+        return actor_loss + critic_loss, metrics
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        d = self.config.slow_critic_decay
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.mul_(d).add_((1 - d) * fast)
+
+    # ------------------------------------------------------------------ checkpoints
+    def optimiser_state(self) -> dict:
+        return {"wm": self.opt_wm.state_dict(), "actor": self.opt_actor.state_dict(), "critic": self.opt_critic.state_dict()}
+
+    def load_optimiser_state(self, state: dict) -> None:
+        self.opt_wm.load_state_dict(state["wm"])
+        self.opt_actor.load_state_dict(state["actor"])
+        self.opt_critic.load_state_dict(state["critic"])
+
+
+__all__ = ["Dreamer", "DreamerConfig", "Actor", "Critic", "ReturnNorm", "ActionDist", "lambda_returns", "frozen"]

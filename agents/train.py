@@ -1,0 +1,298 @@
+"""The training loop of `memwm train`: act in vectorised environments, store episodes, train on replay, evaluate, log, checkpoint.
+
+It reads top to bottom:
+    config  -> resolve defaults, the run folder, a resume's checkpoint
+    build   -> environments, world model, Dreamer, replay, logger
+    loop    -> one `WorldModel.step` per env step (random actions during prefill), episodes into
+               replay as they finish, `train_ratio` replayed steps per env step, then every N
+               steps: scalars, evaluation (policy mode), videos, checkpoint
+A NaN or infinite loss stops the run with the name of the loss term; the checkpoints on disk are
+the last good ones. Running again on the same run folder resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import tyro
+
+import envs
+import world_models
+from agents import checkpoint
+from agents.config import TrainConfig, load_yaml, resolve, save_yaml
+from agents.dreamer import Dreamer
+from agents.evaluate import OBS_KEYS, episode_success, model_obs_space, obs_to_torch, run_episodes
+from agents.logger import Logger
+from agents.replay import Replay
+from world_models.video import imagination_video
+
+FLAGS = ("is_first", "is_last", "is_terminal")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise ValueError(f"{run_dir} is not a memwm run (no config.yaml)")
+    return TrainConfig.from_dict(load_yaml(path))
+
+
+def build_agent(config: TrainConfig, device: torch.device, spaces=None) -> tuple[Dreamer, tuple]:
+    """The Dreamer agent for the config's environment; `spaces` (obs_space, act_space) avoids making an env."""
+    if spaces is None:
+        env = envs.make(config.env, seed=config.seed)
+        spaces = (env.observation_space, env.action_space)
+        env.close()
+    obs_space, act_space = model_obs_space(spaces[0]), spaces[1]
+    wm = world_models.make(config.backbone, obs_space, act_space, config.wm, device=device)
+    agent = Dreamer(wm, act_space, config.dreamer, config.wm).to(device)
+    return agent, (obs_space, act_space)
+
+
+def identity(config: TrainConfig) -> dict:
+    """What a resume must match: the environment and the model."""
+    return {"env": config.env, "backbone": config.backbone, "wm": dataclasses.asdict(config.wm)}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """A replay batch of (B, L, ...) arrays as tensors; flags as bool."""
+    out = {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
+    for k in FLAGS:
+        if k in out:
+            out[k] = out[k].bool()
+    return out
+
+
+class Trainer:
+    """Holds the run's pieces; `run()` is the loop."""
+
+    def __init__(self, given: TrainConfig):
+        run_dir = given.run_dir
+        saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+        self.config = config = resolve(given, saved)
+        self.run_dir = run_dir
+        self.device = pick_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+
+        self.env = envs.make_vector(config.env, config.num_envs, seed=config.seed)  # unknown ids fail here, before any file is written
+        spaces = (self.env.single_observation_space, self.env.single_action_space)
+        self.agent, (self.obs_space, _) = build_agent(config, self.device, spaces)
+        self.codec = self.agent.codec
+        self.counters = {"step": 0, "updates": 0, "episodes": 0}
+        self.rng = np.random.default_rng(config.seed)
+
+        found = checkpoint.load(run_dir / "checkpoints", map_location=self.device)
+        if found is not None:
+            payload, path = found
+            checkpoint.check_identity(payload["identity"], identity(config), path)
+            self.agent.load_state_dict(payload["agent"])
+            self.agent.load_optimiser_state(payload["optimisers"])
+            self.counters = dict(payload["counters"])
+            checkpoint.set_rng_state(payload["rng"])
+            self.rng.bit_generator.state = payload["action_rng"]
+            print(f"memwm: resuming {run_dir} from {path.name} at step {self.counters['step']}", file=sys.stderr)
+        save_yaml(config, run_dir / "config.yaml")
+        self.replay = Replay(config.replay_capacity, run_dir / "replay", seed=config.seed + self.counters["step"])
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, float]:
+        from tqdm import tqdm
+
+        cfg, agent, codec, device = self.config, self.agent, self.codec, self.device
+        n = cfg.num_envs
+        bar = tqdm(total=cfg.steps, initial=min(self.counters["step"], cfg.steps), unit="step", dynamic_ncols=True,
+                   mininterval=1.0, file=sys.stderr, desc=self.run_dir.name)
+        self.logger = logger = Logger(self.run_dir, cfg.tensorboard, bar)
+        obs, _ = self.env.reset(seed=cfg.seed + self.counters["step"])
+        state = agent.wm.initial_state(n, device)
+        prev_action = torch.zeros(n, codec.dim, device=device)
+        reward = np.zeros(n, np.float32)  # the reward that arrived with `obs`
+        returns, lengths = np.zeros(n), np.zeros(n, np.int64)
+        timer = {"time": time.time(), "step": self.counters["step"], "updates": self.counters["updates"]}
+        marks = {name: self.counters["step"] for name in ("log", "eval", "video", "checkpoint")}
+        info = _InfoView({})  # the info that came with `obs`
+        summary: dict[str, float] = {}
+        try:
+            while self.counters["step"] < cfg.steps:
+                # act: one world-model step per env step; the model resets the rows whose is_first is set
+                flags = {k: np.asarray(obs[k], bool) for k in FLAGS}
+                action, state = agent.policy(state, obs_to_torch(obs, device), prev_action,
+                                             torch.as_tensor(flags["is_first"], device=device))
+                if self.counters["step"] < cfg.prefill:
+                    action = torch.as_tensor(codec.random(n, self.rng), device=device)
+                action_np = action.cpu().numpy()
+                for i in range(n):
+                    step = {k: np.asarray(obs[k][i]) for k in self.obs_space.spaces}
+                    step.update(action=action_np[i], reward=np.float32(reward[i]), **{k: flags[k][i] for k in FLAGS})
+                    episode = self.replay.add_step(step, worker=i)
+                    if episode is not None:
+                        self._log_episode(episode, info.row(i))
+                obs, reward, terminated, truncated, raw_info = self.env.step(codec.to_env(action_np))
+                reward = np.asarray(reward, np.float32)
+                info = _InfoView(raw_info)
+                prev_action = action
+                self.counters["step"] += n
+                bar.update(n)
+
+                # train: `train_ratio` replayed steps per env step, once prefill is done
+                self._train_owed(logger)
+
+                step = self.counters["step"]
+                if step - marks["log"] >= cfg.log_every:
+                    marks["log"] = step
+                    now = time.time()
+                    elapsed = max(now - timer["time"], 1e-9)
+                    logger.scalar("perf/env_steps_per_s", (step - timer["step"]) / elapsed)
+                    logger.scalar("perf/train_steps_per_s", (self.counters["updates"] - timer["updates"]) / elapsed)
+                    logger.scalar("replay/steps", len(self.replay))
+                    logger.scalar("replay/episodes", self.replay.num_episodes)
+                    timer = {"time": now, "step": step, "updates": self.counters["updates"]}
+                    logger.write(step)
+                if cfg.eval_every and step - marks["eval"] >= cfg.eval_every and step < cfg.steps:
+                    marks["eval"] = step
+                    summary = self._evaluate()
+                if cfg.video_every > 0 and step - marks["video"] >= cfg.video_every and step < cfg.steps:
+                    marks["video"] = step
+                    self._videos()
+                if step - marks["checkpoint"] >= cfg.checkpoint_every:
+                    marks["checkpoint"] = step
+                    self.save()
+            if self.counters["updates"] > 0 or not summary:
+                summary = self._evaluate()
+                if cfg.video_every >= 0:
+                    self._videos()
+            self.save()
+        finally:
+            bar.close()
+            logger.close()
+            self.env.close()
+        return summary
+
+    def _train_owed(self, logger: Logger) -> None:
+        cfg = self.config
+        trained = self.counters["step"] - cfg.prefill
+        if trained <= 0 or len(self.replay) < cfg.seq_len:
+            return
+        owed = int(trained * cfg.train_ratio / (cfg.batch_size * cfg.seq_len)) + 1
+        metrics = None
+        while self.counters["updates"] < owed:
+            batch = to_torch(self.replay.sample(cfg.batch_size, cfg.seq_len), self.device)
+            metrics = self.agent.update(batch)
+            self.counters["updates"] += 1
+        if metrics is not None and self.counters["step"] - getattr(self, "_last_train_log", -cfg.log_every) >= cfg.log_every:
+            self._last_train_log = self.counters["step"]
+            logger.scalars(metrics, prefix="train/")
+            logger.scalar("train/updates", self.counters["updates"])
+
+    def _log_episode(self, episode: dict[str, np.ndarray], info) -> None:
+        total = float(episode["reward"].sum())
+        self.counters["episodes"] += 1
+        self.logger.scalar("episode/return", total)
+        self.logger.scalar("episode/length", len(episode["reward"]))
+        self.logger.scalar("episode/success", episode_success(info, total))
+        self.logger.write(self.counters["step"])
+
+    def _evaluate(self) -> dict[str, float]:
+        cfg = self.config
+        result = run_episodes(self.agent, cfg.env, cfg.eval_episodes, seed=cfg.seed + 1_000_000, device=self.device)
+        summary = {"eval/return": result.mean_return, "eval/success": result.success_rate, "eval/length": float(np.mean(result.lengths))}
+        self.logger.scalars(summary)
+        self.logger.write(self.counters["step"])
+        return summary
+
+    @torch.no_grad()
+    def _videos(self) -> None:
+        """Videos of evaluation episodes and of open-loop imagination from replayed context."""
+        if "image" not in self.obs_space.spaces:
+            return
+        step, cfg = self.counters["step"], self.config
+        result = run_episodes(self.agent, cfg.env, min(4, cfg.eval_episodes), seed=cfg.seed + 2_000_000,
+                              device=self.device, record=4)
+        if result.frames:
+            self.logger.video("eval/policy", result.video(), step)
+        if len(self.replay) >= cfg.seq_len:
+            truth, model, context = open_loop(self.agent.wm, self.replay.sample(4, cfg.seq_len), self.device)
+            self.logger.video("imagine/open_loop", imagination_video(truth, model, context), step)
+
+    def save(self) -> None:
+        checkpoint.save(self.run_dir / "checkpoints", self.counters["step"], {
+            "agent": self.agent.state_dict(), "optimisers": self.agent.optimiser_state(), "counters": dict(self.counters),
+            "identity": identity(self.config), "action_rng": self.rng.bit_generator.state,
+        })
+
+
+class _InfoView:
+    """Row i of a vectorised env's info dict as a plain dict (gymnasium keeps `_key` masks beside each key)."""
+
+    def __init__(self, info: dict):
+        self.info = info
+
+    def row(self, i: int) -> dict:
+        return {k: v[i] for k, v in self.info.items()
+                if not k.startswith("_") and isinstance(v, np.ndarray) and len(v) > i and self.info.get("_" + k, np.ones(i + 1, bool))[i]}
+
+
+@torch.no_grad()
+def open_loop(wm, batch: dict[str, np.ndarray], device: torch.device, context: int | None = None):
+    """Observe the first `context` steps, then imagine the rest with the replayed actions.
+
+    batch: replay sample of (B, L, ...) arrays with `image`. Returns (truth (B, L, 64, 64, 3) uint8,
+    model (B, L, 64, 64, 3) float in [0, 1], context): the model row holds reconstructions of the
+    context and open-loop predictions after it.
+    """
+    data = to_torch(batch, device)
+    L = data["action"].shape[1]
+    context = context or max(1, min(16, L // 2))
+    obs = {k: data[k][:, :context] for k in OBS_KEYS if k in data}
+    _, _, feat_ctx, state = wm.observe(obs, data["action"][:, :context], data["is_first"][:, :context])
+    # imagination starts after observing step context-1; its i-th action is the one taken at step context-1+i
+    imag = wm.imagine(state, data["action"][:, context - 1 : L - 1], L - context)
+    feat = torch.cat([feat_ctx, imag.features[:, 1:]], 1)  # (B, L, F)
+    model = wm.decode(feat)["image"].float().cpu().numpy()
+    return batch["image"], model, context
+
+
+# ---------------------------------------------------------------------- command line
+def train(config: TrainConfig) -> dict[str, float]:
+    """Train (or resume) the run described by `config`; return the final evaluation's scalars."""
+    trainer = Trainer(config)
+    summary = trainer.run()
+    run_dir = trainer.run_dir
+    print(f"memwm: finished {trainer.config.env} ({trainer.config.backbone}) at step {trainer.counters['step']}: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
+    print(f"memwm: logs in {run_dir} (tensorboard --logdir {run_dir}), metrics in {run_dir / 'metrics.jsonl'}, "
+          f"videos in {run_dir / 'videos'}")
+    return summary
+
+
+def train_command(config: Annotated[TrainConfig, tyro.conf.arg(name="")] = TrainConfig()) -> None:
+    """Train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU."""
+    try:
+        train(config)
+    except (ValueError, FloatingPointError, RuntimeError) as e:
+        print(f"memwm train: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        raise SystemExit(1)

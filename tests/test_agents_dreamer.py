@@ -1,0 +1,140 @@
+"""The Dreamer learner's pieces against hand-computed references on random inputs."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import world_models
+from agents.actions import ActionCodec
+from agents.dreamer import Dreamer, DreamerConfig, ReturnNorm, lambda_returns
+
+
+def test_lambda_returns_match_a_hand_computed_case():
+    reward = torch.tensor([[1.0, 0.0, 2.0]])
+    discount = torch.tensor([[0.9, 0.9, 0.0]])
+    value = torch.tensor([[0.5, 1.0, 2.0, 3.0]])
+    lam = 0.5
+    # R2 = r3 + d3 * (...) = 2 (terminal); R1 = 0 + 0.9 * (0.5 * 2 + 0.5 * 2) = 1.8; R0 = 1 + 0.9 * (0.5 * 1 + 0.5 * 1.8)
+    expected = torch.tensor([[1 + 0.9 * (0.5 * 1.0 + 0.5 * 1.8), 1.8, 2.0]])
+    torch.testing.assert_close(lambda_returns(reward, discount, value, lam), expected)
+
+
+def test_lambda_returns_equal_the_recursive_definition_on_random_inputs():
+    g = torch.Generator().manual_seed(1)
+    N, H, lam = 5, 7, 0.95
+    reward, discount, value = torch.randn(N, H, generator=g), torch.rand(N, H, generator=g), torch.randn(N, H + 1, generator=g)
+    out = lambda_returns(reward, discount, value, lam)
+    # lambda = 1 is the discounted Monte-Carlo return bootstrapped at H; lambda = 0 is one-step TD
+    mc = value[:, -1].clone()
+    expected_mc = []
+    for t in reversed(range(H)):
+        mc = reward[:, t] + discount[:, t] * mc
+        expected_mc.append(mc)
+    torch.testing.assert_close(lambda_returns(reward, discount, value, 1.0), torch.stack(expected_mc[::-1], 1))
+    torch.testing.assert_close(lambda_returns(reward, discount, value, 0.0), reward + discount * value[:, 1:])
+    # the general case mixes the two: R_t = r + d ((1 - lam) v_{t+1} + lam R_{t+1})
+    torch.testing.assert_close(out[:, :-1], reward[:, :-1] + discount[:, :-1] * ((1 - lam) * value[:, 1:-1] + lam * out[:, 1:]))
+    with pytest.raises(ValueError, match="value"):
+        lambda_returns(reward, discount, value[:, :-1], lam)
+
+
+def test_return_norm_is_an_ema_of_the_5th_and_95th_percentiles_with_scale_at_least_one():
+    norm = ReturnNorm(0.05, 0.95, decay=0.9)
+    rng = np.random.default_rng(0)
+    low = high = 0.0
+    for _ in range(5):
+        x = rng.normal(0, 10, size=1000).astype(np.float32)
+        low = 0.9 * low + 0.1 * np.quantile(x, 0.05)
+        high = 0.9 * high + 0.1 * np.quantile(x, 0.95)
+        scale = norm.update(torch.from_numpy(x))
+    assert norm.low.item() == pytest.approx(low, rel=1e-4) and norm.high.item() == pytest.approx(high, rel=1e-4)
+    assert scale.item() == pytest.approx(max(1.0, high - low), rel=1e-4)
+    small = ReturnNorm(0.05, 0.95, decay=0.0)
+    assert small.update(torch.rand(100) * 0.1).item() == 1.0  # small returns are not scaled up
+
+
+@pytest.mark.parametrize("space", [gym.spaces.Discrete(4), gym.spaces.MultiDiscrete([2, 3]), gym.spaces.Box(-2.0, 3.0, (2,))])
+def test_action_codec_round_trips_and_random_actions_are_valid(space):
+    codec = ActionCodec(space)
+    rng = np.random.default_rng(0)
+    vectors = codec.random(50, rng)
+    assert vectors.shape == (50, codec.dim) and vectors.dtype == np.float32
+    actions = codec.to_env(vectors)
+    assert all(space.contains(a) for a in actions)
+    if isinstance(space, gym.spaces.Box):
+        np.testing.assert_allclose(codec.to_env(np.array([[-1.0, 1.0]])), [[-2.0, 3.0]])
+    else:
+        np.testing.assert_array_equal(vectors.sum(1), len(codec.sizes))  # one-hot per component
+
+
+def _batch(codec, B=2, L=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.randint(0, 256, (B, L, 64, 64, 3), dtype=torch.uint8, generator=g),
+        "action": torch.from_numpy(codec.random(B * L, np.random.default_rng(seed)).reshape(B, L, codec.dim)),
+        "reward": torch.randn(B, L, generator=g),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+    }
+
+
+def _agent(space, backbone="rssm", **overrides):
+    obs_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
+    wm = world_models.make(backbone, obs_space, space, world_models.WorldModelConfig.preset("tiny"))
+    return Dreamer(wm, space, DreamerConfig(horizon=4, **overrides))
+
+
+@pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([2, 3]), gym.spaces.Box(-1.0, 1.0, (2,))])
+def test_update_changes_every_module_and_reports_stable_metric_names(space):
+    agent = _agent(space)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    metrics = agent.update(_batch(agent.codec))
+    for name in ("loss/image", "loss/dyn", "loss/actor", "loss/critic", "actor_entropy", "return_scale", "kl"):
+        assert np.isfinite(metrics[name]), name
+    after = agent.state_dict()
+    for prefix in ("wm.", "actor.", "critic.", "slow_critic."):
+        changed = [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
+        assert changed, f"{prefix} did not change"
+
+
+def test_discrete_imagination_trains_the_actor_and_not_the_world_model():
+    agent = _agent(gym.spaces.Discrete(3), entropy=0.0)
+    batch = _batch(agent.codec)
+    _, _, starts = agent.wm.loss(batch, return_starts=True)
+    loss, metrics = agent.actor_critic_loss(starts, batch["is_terminal"].reshape(-1).float())
+    agent.zero_grad()
+    loss.backward()
+    assert all(p.grad is None for p in agent.wm.parameters())  # imagination does not train the world model
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+
+
+def test_continuous_actor_gets_gradients_through_the_dynamics_only_into_the_actor():
+    agent = _agent(gym.spaces.Box(-1.0, 1.0, (2,)))
+    batch = _batch(agent.codec)
+    _, _, starts = agent.wm.loss(batch, return_starts=True)
+    loss, _ = agent.actor_critic_loss(starts, batch["is_terminal"].reshape(-1).float())
+    agent.zero_grad()
+    loss.backward()
+    assert all(p.grad is None for p in agent.wm.parameters())
+    assert all(p.requires_grad for p in agent.wm.parameters())  # unfrozen again afterwards
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+
+
+def test_non_finite_loss_names_the_term():
+    agent = _agent(gym.spaces.Discrete(3))
+    batch = _batch(agent.codec)
+    batch["reward"][0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="reward"):
+        agent.update(batch)
+
+
+def test_slow_critic_is_an_ema_of_the_critic():
+    agent = _agent(gym.spaces.Discrete(3), slow_critic_decay=0.5)
+    with torch.no_grad():
+        for p in agent.critic.parameters():
+            p.add_(1.0)
+    slow_before = [p.clone() for p in agent.slow_critic.parameters()]
+    agent.update_slow_critic()
+    for s0, s, f in zip(slow_before, agent.slow_critic.parameters(), agent.critic.parameters()):
+        torch.testing.assert_close(s, 0.5 * s0 + 0.5 * f)
