@@ -30,6 +30,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from agents.actions import ActionCodec
+from agents.dreamer import ActionDist
+from agents.evaluate import obs_to_torch
+from world_models import backbones
+from world_models.config import WorldModelConfig
 from world_models.distributions import Normal, OneHotCategorical, symlog
 from world_models.nets import MLP, ImageEncoder
 
@@ -40,14 +45,13 @@ State = dict[str, Tensor]  # a backbone's memory: name -> (B, ...) tensor
 class PPOConfig:
     """Hyperparameters of recurrent PPO (CleanRL's defaults where they apply)."""
 
-    num_envs: int = 16                  # parallel trials
     rollout: int = 128                  # env steps per chunk: the sequence length of an update
     lr: float = 3e-4
     anneal_lr: bool = False             # linear learning-rate decay to zero over the run
     gamma: float = 0.99
     gae_lambda: float = 0.95            # GAE (Schulman et al. 2016)
     epochs: int = 4                     # passes over each chunk
-    minibatches: int = 4                # minibatches of whole env sequences per pass
+    minibatches: int = 4                # minibatches of whole env sequences per pass (at most num_envs)
     clip: float = 0.2                   # PPO's clipped surrogate ratio range
     clip_value: bool = True             # clip the value update like the policy (PPO2 trick)
     norm_adv: bool = True               # normalise advantages per minibatch (PPO2 trick)
@@ -60,11 +64,9 @@ class PPOConfig:
     init_log_std: float = -0.5          # continuous actions: initial log standard deviation
 
     def __post_init__(self):
-        if self.num_envs % self.minibatches:
-            raise ValueError(f"ppo.num_envs ({self.num_envs}) must be divisible by ppo.minibatches ({self.minibatches}): "
-                             "minibatches hold whole env sequences")
-        if self.rollout < 1 or self.epochs < 1:
-            raise ValueError(f"ppo.rollout and ppo.epochs must be >= 1, got {self.rollout} and {self.epochs}")
+        for name in ("rollout", "epochs", "minibatches", "width", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ppo.{name} must be >= 1, got {getattr(self, name)}")
 
 
 # ---------------------------------------------------------------------------------------------- the losses
@@ -132,26 +134,21 @@ def ppo_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, value: Tensor, old_val
 
 
 # ---------------------------------------------------------------------------------------------- the network
-def make_backbone(name: str, in_dim: int, width: int, preset: str = "tiny", **overrides) -> nn.Module:
-    """A memwm sequence backbone as the policy's memory: (B, L, in_dim) -> (B, L, out_dim)."""
-    from world_models import backbones
-    from world_models.config import WorldModelConfig
-
-    config = WorldModelConfig.preset(preset, **overrides)
-    return backbones.make(name, in_dim, width, config)
-
-
 class RecurrentActorCritic(nn.Module):
     """Observation encoder -> memory backbone -> actor and critic heads.
 
     Observations: `vector` (symlog, then an MLP) and/or `image` (the world models' CNN encoder).
-    Actions: Discrete (a categorical over logits) or Box (a Gaussian with a state-independent
-    log std, as in CleanRL's continuous PPO; actions are clipped to the bounds in the env only).
+    Actions are vectors in `agents.actions.ActionCodec`'s layout: one-hots for Discrete (and
+    MultiDiscrete, independent parts), or for Box a Gaussian in [-1, 1] with a state-independent
+    log std (CleanRL's continuous PPO); the sample is stored unclipped and clipped by the codec.
+    The backbone's internals (layers, SSM state sizes, norm) come from the WorldModelConfig, its
+    width from `cfg.width`.
     """
 
     def __init__(self, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space, backbone: str, cfg: PPOConfig,
-                 preset: str = "tiny", **backbone_overrides):
+                 wm_config: WorldModelConfig | None = None):
         super().__init__()
+        wm_config = wm_config or WorldModelConfig.preset("tiny")
         self.keys = [k for k in ("vector", "image") if k in obs_space.spaces]
         if not self.keys:
             raise ValueError(f"PPO needs a 'vector' or 'image' observation; the env has {sorted(obs_space.spaces)}")
@@ -160,21 +157,16 @@ class RecurrentActorCritic(nn.Module):
             self.vector_enc = MLP(int(np.prod(obs_space["vector"].shape)), None, cfg.hidden, 1)
             enc_dim += self.vector_enc.out_dim
         if "image" in self.keys:
-            self.image_enc = ImageEncoder(16)
+            self.image_enc = ImageEncoder(wm_config.cnn_depth)
             enc_dim += self.image_enc.out_dim
-        self.backbone = make_backbone(backbone, enc_dim, cfg.width, preset, **backbone_overrides)
+        self.backbone = backbones.make(backbone, enc_dim, cfg.width, wm_config)
+        self.codec = ActionCodec(act_space)
         feat = self.backbone.out_dim
-        if isinstance(act_space, gymnasium.spaces.Discrete):
-            self.discrete, out = True, int(act_space.n)
-        elif isinstance(act_space, gymnasium.spaces.Box) and len(act_space.shape) == 1:
-            self.discrete, out = False, int(act_space.shape[0])
-            self.log_std = nn.Parameter(torch.full((out,), cfg.init_log_std))
-        else:
-            raise ValueError(f"PPO supports Discrete and 1-d Box action spaces, got {act_space}")
-        self.act_space = act_space
-        self.actor = MLP(feat, out, cfg.hidden, 1)
+        self.actor = MLP(feat, self.codec.dim, cfg.hidden, 1)
         self.critic = MLP(feat, 1, cfg.hidden, 1)
-        with torch.no_grad():  # CleanRL's orthogonal init scales: a near-uniform policy, a near-zero value
+        if not self.codec.discrete:
+            self.log_std = nn.Parameter(torch.full((self.codec.dim,), cfg.init_log_std))
+        with torch.no_grad():  # CleanRL's output scales: a near-uniform policy, a near-zero value
             self.actor.net[-1].weight.mul_(0.01)
             self.critic.net[-1].weight.mul_(0.1)
 
@@ -190,48 +182,35 @@ class RecurrentActorCritic(nn.Module):
             parts.append(self.image_enc(obs["image"]))
         return torch.cat(parts, -1)
 
-    def heads(self, feat: Tensor):
-        """feat (..., F) -> (action distribution over (...), value (...))."""
+    def heads(self, feat: Tensor) -> tuple[ActionDist, Tensor]:
+        """feat (..., F) -> (distribution over action vectors (..., A), value (...))."""
         out = self.actor(feat)
-        dist = OneHotCategorical(out) if self.discrete else Normal(out, self.log_std.exp().expand_as(out))
+        if self.codec.discrete:
+            dist = ActionDist([OneHotCategorical(logits) for logits in out.split(self.codec.sizes, -1)])
+        else:
+            dist = ActionDist(Normal(out, self.log_std.exp().expand_as(out)))
         return dist, self.critic(feat)[..., 0]
 
     def forward(self, obs: dict[str, Tensor], is_first: Tensor, state: State):
-        """Whole sequences: obs (B, L, ...), is_first (B, L) -> (dist over (B, L), value (B, L), state)."""
+        """Whole sequences: obs (B, L, ...), is_first (B, L) -> (dist over (B, L, A), value (B, L), state)."""
         feat, state = self.backbone(self.encode(obs), is_first, state)
         return (*self.heads(feat), state)
 
     def step(self, obs: dict[str, Tensor], is_first: Tensor, state: State):
-        """One env step: obs (B, ...), is_first (B,) -> (dist over (B,), value (B,), state)."""
+        """One env step: obs (B, ...), is_first (B,) -> (dist over (B, A), value (B,), state)."""
         feat, state = self.backbone.step(self.encode(obs), is_first, state)
         return (*self.heads(feat), state)
 
-    def log_prob(self, dist, action: Tensor) -> Tensor:
-        """action: (...) long index (discrete) or (..., A) float -> (...)."""
-        if self.discrete:
-            return dist.log_prob(nn.functional.one_hot(action.long(), dist.logits.shape[-1]).float())
-        return dist.log_prob(action)
-
-    def sample(self, dist, greedy: bool = False) -> Tensor:
-        """An action (B,) long or (B, A) float; `greedy` takes the mode."""
-        if self.discrete:
-            return (dist.mode() if greedy else dist.sample()).argmax(-1)
-        return dist.mode() if greedy else dist.sample()
-
-    def env_action(self, action: Tensor) -> np.ndarray:
-        """The action sent to the env: indices as int64, continuous actions clipped to the bounds."""
-        a = action.cpu().numpy()
-        if self.discrete:
-            return a.astype(np.int64)
-        return np.clip(a, self.act_space.low, self.act_space.high).astype(self.act_space.dtype)
+    def sample(self, dist: ActionDist, greedy: bool = False) -> Tensor:
+        """An action vector (B, A); `greedy` takes the mode. Gaussian samples stay unclipped (the env clips)."""
+        if greedy:
+            return dist.mode().detach()
+        return (dist.parts.sample() if isinstance(dist.parts, Normal) else dist.sample()).detach()
 
 
 def index_state(state: State, index) -> State:
+    """Rows `index` of every tensor of a backbone state."""
     return {k: v[index] for k, v in state.items()}
-
-
-def obs_to_torch(obs: dict[str, np.ndarray], keys: list[str], device) -> dict[str, Tensor]:
-    return {k: torch.as_tensor(np.asarray(obs[k]), device=device) for k in keys}
 
 
 # ---------------------------------------------------------------------------------------------- the learner
@@ -241,7 +220,7 @@ class Rollout:
 
     obs: dict[str, Tensor]   # (B, T, ...)
     is_first: Tensor         # (B, T) bool
-    action: Tensor           # (B, T) long or (B, T, A)
+    action: Tensor           # (B, T, A) action vectors (ActionCodec layout)
     logp: Tensor             # (B, T)
     value: Tensor            # (B, T)
     advantage: Tensor        # (B, T)
@@ -258,11 +237,9 @@ class PPO:
     """
 
     def __init__(self, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space, backbone: str,
-                 cfg: PPOConfig = PPOConfig(), preset: str = "tiny", device: str | torch.device = "cpu",
-                 **backbone_overrides):
+                 cfg: PPOConfig = PPOConfig(), wm_config: WorldModelConfig | None = None, device: str | torch.device = "cpu"):
         self.cfg, self.device = cfg, torch.device(device)
-        self.backbone_name = backbone
-        self.model = RecurrentActorCritic(obs_space, act_space, backbone, cfg, preset, **backbone_overrides).to(self.device)
+        self.model = RecurrentActorCritic(obs_space, act_space, backbone, cfg, wm_config).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)  # CleanRL's Adam epsilon
         self._obs = None      # the env's current observation (numpy, batched)
         self._state = None    # the backbone's state before the current observation
@@ -285,7 +262,7 @@ class PPO:
         steps: dict[str, list] = {k: [] for k in ("obs", "is_first", "action", "logp", "value", "reward", "is_last", "is_terminal")}
         finished: dict[str, list] = {"return": [], "length": []}
         for t in range(cfg.rollout + 1):
-            o = obs_to_torch(obs, keys, dev)
+            o = obs_to_torch(obs, dev)
             is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=dev)
             dist, value, next_state = model.step(o, is_first, state)
             steps["value"].append(value)
@@ -297,8 +274,8 @@ class PPO:
             self._track(obs, reward, finished)
             action = model.sample(dist)
             steps["obs"].append(o), steps["is_first"].append(is_first), steps["action"].append(action)
-            steps["logp"].append(model.log_prob(dist, action))
-            obs, reward, _, _, _ = envs.step(model.env_action(action))
+            steps["logp"].append(dist.log_prob(action))
+            obs, reward, _, _, _ = envs.step(model.codec.to_env(action.cpu().numpy()))
             state = next_state
         self._obs, self._reward, self._state = obs, reward, state
 
@@ -328,11 +305,10 @@ class PPO:
             for group in self.opt.param_groups:
                 group["lr"] = lr
         B = rollout.is_first.shape[0]
-        per = B // cfg.minibatches
         sums: dict[str, float] = {}
         count = 0
         for _ in range(cfg.epochs):
-            for idx in torch.randperm(B, device=self.device).split(per):
+            for idx in torch.randperm(B, device=self.device).tensor_split(min(cfg.minibatches, B)):
                 metrics = self.update_minibatch(rollout, idx)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
@@ -350,8 +326,7 @@ class PPO:
         model = self.model
         obs = {k: v[idx] for k, v in rollout.obs.items()}
         dist, value, _ = model(obs, rollout.is_first[idx], index_state(rollout.state0, idx))
-        logp = model.log_prob(dist, rollout.action[idx])
-        return ppo_loss(logp, rollout.logp[idx], rollout.advantage[idx], value, rollout.value[idx],
+        return ppo_loss(dist.log_prob(rollout.action[idx]), rollout.logp[idx], rollout.advantage[idx], value, rollout.value[idx],
                         rollout.returns[idx], dist.entropy(), rollout.mask[idx], self.cfg)
 
     def update_minibatch(self, rollout: Rollout, idx: Tensor) -> dict[str, Tensor]:
@@ -369,12 +344,12 @@ class PPO:
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], state: State | None, greedy: bool = False) -> tuple[np.ndarray, State]:
         """Actions for a batch of observations (numpy, (N, ...)), carrying `state` (None: a fresh one)."""
-        o = obs_to_torch(obs, self.model.keys, self.device)
+        o = obs_to_torch(obs, self.device)
         is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device)
         if state is None:
             state = self.model.initial_state(len(is_first), self.device)
         dist, _, state = self.model.step(o, is_first, state)
-        return self.model.env_action(self.model.sample(dist, greedy)), state
+        return self.model.codec.to_env(self.model.sample(dist, greedy).cpu().numpy()), state
 
     # ---- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -395,3 +370,157 @@ class RecurrentPolicy:
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         action, self.state = self.ppo.act(obs, self.state, self.greedy)
         return action
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def identity(config) -> dict[str, Any]:
+    """What a resume of a PPO run must match: the agent, the environment and the network's shape."""
+    return {"agent": "ppo", "env": config.env, "backbone": config.backbone, "wm": dataclasses.asdict(config.wm),
+            "ppo": {"width": config.ppo.width, "hidden": config.ppo.hidden}}
+
+
+def build(config, device: torch.device, spaces=None) -> PPO:
+    """The PPO learner for a TrainConfig; `spaces` (obs_space, act_space) avoids making an env."""
+    import envs as memwm_envs
+    from agents.evaluate import model_obs_space
+
+    if spaces is None:
+        env = memwm_envs.make(config.env, seed=config.seed)
+        spaces = (env.observation_space, env.action_space)
+        env.close()
+    return PPO(model_obs_space(spaces[0]), spaces[1], config.backbone, config.ppo, config.wm, device)
+
+
+def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None, step: int = 0) -> dict[str, float]:
+    """Whole trials with the sampling policy; on icrl/* envs the in-context metrics, bandit regrets and PNG.
+
+    Returns the scalars, `eval/return` (mean trial return) among them; logs them through `logger`."""
+    from agents import icrl
+
+    in_context = config.env.startswith("icrl/")
+    metrics, _ = icrl.evaluate(RecurrentPolicy(ppo), config.env, trials, seed, num_envs=min(8, trials),
+                               out_dir=out_dir if in_context else None)
+    summary = {"eval/return": metrics["icrl/trial_return"], **(metrics if in_context else {})}
+    if logger is not None:
+        logger.scalars(summary)
+        logger.write(step)
+    return summary
+
+
+def train(config) -> dict[str, float]:
+    """`memwm train --agent ppo`: recurrent PPO on `config.env` with `config.backbone` as memory.
+
+    config: an agents.config.TrainConfig (its env, backbone, wm sizes, steps, run, seed, device,
+    num_envs, eval/log/checkpoint intervals, and `ppo`). Writes the run folder as Dreamer runs do
+    (config.yaml, metrics.jsonl, TensorBoard, checkpoints/, icrl/ plots) and resumes from it.
+    Returns the final evaluation's scalars.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    import envs as memwm_envs
+    from agents import checkpoint
+    from agents.config import load_yaml, resolve, save_yaml
+    from agents.logger import Logger
+    from agents.train import pick_device, seed_everything
+
+    run_dir = config.run_dir
+    saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+    config = resolve(config, saved)
+    device = pick_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    vec = memwm_envs.make_vector(config.env, config.num_envs, seed=config.seed)
+    ppo = build(config, device, (vec.single_observation_space, vec.single_action_space))
+    counters = {"step": 0, "updates": 0, "trials": 0}
+    found = checkpoint.load(run_dir / "checkpoints", map_location=device)
+    if found is not None:
+        payload, path = found
+        checkpoint.check_identity(payload["identity"], identity(config), path)
+        ppo.load_state_dict(payload["agent"])
+        counters = dict(payload["counters"])
+        checkpoint.set_rng_state(payload["rng"])
+        print(f"memwm: resuming {run_dir} from {path.name} at step {counters['step']}", file=sys.stderr)
+    save_yaml(config, run_dir / "config.yaml")
+
+    def save():
+        checkpoint.save(run_dir / "checkpoints", counters["step"], {
+            "agent": ppo.state_dict(), "counters": dict(counters), "identity": identity(config)})
+
+    bar = tqdm(total=config.steps, initial=min(counters["step"], config.steps), unit="step", dynamic_ncols=True,
+               mininterval=1.0, file=sys.stderr, desc=run_dir.name)
+    logger = Logger(run_dir, config.tensorboard, bar)
+    marks = dict.fromkeys(("log", "eval", "checkpoint"), counters["step"])
+    timer = (time.time(), counters["step"])
+    eval_seed = config.seed + 1_000_000
+    summary: dict[str, float] = {}
+    try:
+        while counters["step"] < config.steps:
+            # 1. collect a chunk of every env's trial, carrying the memory; 2. GAE (inside collect)
+            rollout, finished = ppo.collect(vec, seed=config.seed + counters["step"])
+            counters["step"] += rollout.mask.numel()
+            bar.update(rollout.mask.numel())
+            # 3. update; the learning rate decays linearly to zero if anneal_lr (PPO's Atari setting)
+            lr = config.ppo.lr * max(0.0, 1 - counters["step"] / config.steps) if config.ppo.anneal_lr else None
+            metrics = ppo.update(rollout, lr)
+            counters["updates"] += 1
+            # 4. log
+            step = counters["step"]
+            if finished["return"]:
+                counters["trials"] += len(finished["return"])
+                logger.scalar("episode/return", np.mean(finished["return"]))
+                logger.scalar("episode/length", np.mean(finished["length"]))
+            if step - marks["log"] >= config.log_every:
+                marks["log"] = step
+                now = time.time()
+                logger.scalars(metrics)
+                logger.scalar("perf/env_steps_per_s", (step - timer[1]) / max(now - timer[0], 1e-9))
+                timer = (now, step)
+            logger.write(step)
+            if config.eval_every and step - marks["eval"] >= config.eval_every and step < config.steps:
+                marks["eval"] = step
+                summary = evaluate(ppo, config, config.eval_episodes, eval_seed, run_dir / "icrl", logger, step)
+            if step - marks["checkpoint"] >= config.checkpoint_every:
+                marks["checkpoint"] = step
+                save()
+        summary = evaluate(ppo, config, config.eval_episodes, eval_seed, run_dir / "icrl", logger, counters["step"])
+        save()
+    finally:
+        bar.close()
+        logger.close()
+        vec.close()
+    return summary
+
+
+def evaluate_run(run, episodes: int = 0, device: str = "auto", seed: int = 10_000) -> dict[str, float]:
+    """The hook of `memwm eval` for PPO runs: restore the run, play `episodes` trials (0: the run's
+    eval_episodes), log the scalars to the run's metrics.jsonl and TensorBoard, and write the
+    return-by-episode-index PNG to <run>/icrl/ for icrl/* envs. Returns the scalars."""
+    from pathlib import Path
+
+    from agents import checkpoint
+    from agents.logger import Logger
+    from agents.train import load_run_config, pick_device
+
+    run = Path(run)
+    config = load_run_config(run)
+    torch_device = pick_device(device)
+    ppo = build(config, torch_device)
+    found = checkpoint.load(run / "checkpoints", map_location=torch_device)
+    if found is None:
+        raise ValueError(f"run {run} has no checkpoint in {run / 'checkpoints'}; train it first")
+    payload, path = found
+    ppo.load_state_dict(payload["agent"])
+    step = payload["counters"]["step"]
+    logger = Logger(run, config.tensorboard)
+    try:
+        summary = evaluate(ppo, config, episodes or config.eval_episodes, seed, run / "icrl", logger, step)
+    finally:
+        logger.close()
+    print(f"{config.env} (ppo, {config.backbone}, {path.name}, step {step}): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if not k.startswith("icrl/return_ep")))
+    if config.env.startswith("icrl/"):
+        print(f"plot: {run / 'icrl' / f'icrl-{step:09d}.png'}")
+    return summary

@@ -68,7 +68,7 @@ def random_rollout(model: RecurrentActorCritic, is_first: torch.Tensor, state0) 
         obs = {"vector": torch.randn(B, T, 5, generator=g)}
         dist, value, _ = model(obs, is_first, state0)
         action = model.sample(dist)
-        logp = model.log_prob(dist, action) + 0.3 * torch.randn(B, T, generator=g)  # as if collected by an older policy
+        logp = dist.log_prob(action) + 0.3 * torch.randn(B, T, generator=g)  # as if collected by an older policy
     mask = torch.rand(B, T, generator=g) > 0.2
     return Rollout(obs=obs, is_first=is_first, action=action, logp=logp, value=value + 0.1 * torch.randn(B, T, generator=g),
                    advantage=torch.randn(B, T, generator=g), returns=torch.randn(B, T, generator=g), mask=mask, state0=state0)
@@ -79,9 +79,10 @@ def grads(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("backbone", ["s5", "rssm"])
-@pytest.mark.parametrize("act_space", [gymnasium.spaces.Discrete(3), gymnasium.spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "box"])
+@pytest.mark.parametrize("act_space", [gymnasium.spaces.Discrete(3), gymnasium.spaces.MultiDiscrete([2, 3]),
+                                       gymnasium.spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "multidiscrete", "box"])
 def test_update_over_sequences_with_resets_equals_episodes_run_separately(backbone, act_space):
-    cfg = PPOConfig(num_envs=2, minibatches=1, norm_adv=False)  # normalisation would couple the episodes
+    cfg = PPOConfig(minibatches=1, norm_adv=False)  # normalisation would couple the episodes
     ppo = PPO(VEC, act_space, backbone, cfg)
     model = ppo.model
     T = 12
@@ -118,7 +119,7 @@ def test_update_over_sequences_with_resets_equals_episodes_run_separately(backbo
 
 def test_update_from_a_wrong_initial_state_gives_other_gradients():
     """The stored initial state matters: the check above would catch a loop that ignored it."""
-    ppo = PPO(VEC, gymnasium.spaces.Discrete(3), "s5", PPOConfig(num_envs=1, minibatches=1, norm_adv=False))
+    ppo = PPO(VEC, gymnasium.spaces.Discrete(3), "s5", PPOConfig(minibatches=1, norm_adv=False))
     is_first = torch.zeros(1, 6, dtype=torch.bool)
     state0 = {k: 3 * torch.randn_like(v) for k, v in ppo.model.initial_state(1).items()}
     rollout = random_rollout(ppo.model, is_first, state0)
@@ -128,9 +129,9 @@ def test_update_from_a_wrong_initial_state_gives_other_gradients():
     assert not torch.allclose(a, b)
 
 
-def test_config_rejects_minibatches_that_split_no_whole_sequences():
-    with pytest.raises(ValueError, match="divisible"):
-        PPOConfig(num_envs=6, minibatches=4)
+def test_config_rejects_empty_rollouts():
+    with pytest.raises(ValueError, match="ppo.rollout"):
+        PPOConfig(rollout=0)
 
 
 def test_unsupported_action_space_is_named():
