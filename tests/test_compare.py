@@ -132,10 +132,52 @@ def test_results_table_has_one_row_per_backbone():
 
 
 def test_compare_rejects_unknown_backbones_and_budgets(tmp_path):
-    pytest.importorskip("envs.dataset")
     with pytest.raises(ValueError, match="unknown backbones \\['gru'\\]"):
         C.compare(task="distracting-100", backbones="s5,gru", out=tmp_path)
     with pytest.raises(ValueError, match="--steps must be at least 1, got 0"):
         C.compare(task="distracting-100", backbones="s5", steps=0, out=tmp_path)
     with pytest.raises(ValueError, match="unknown compare task 'rooms-3'"):
         C.compare(task="rooms-3", out=tmp_path)
+
+
+TINY = dict(task="doors-keys-3", backbones="rssm,transformer,s5", preset="tiny", steps=2, episodes=3,
+            eval_episodes=2, batch_size=2, seq_len=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_compare(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    return out, C.compare(**TINY, out=out)
+
+
+def test_tiny_compare_writes_every_file_with_finite_values(tiny_compare):
+    out, results = tiny_compare
+    names = TINY["backbones"].split(",")
+    for f in ("results.json", "results.md", "mse_vs_horizon.png", "train_loss.png", "speed.png", "door_mse.png"):
+        assert (out / f).stat().st_size > 0, f
+    for name in names:
+        for f in ("model.pt", "metrics.json", "imagination.gif"):
+            assert (out / name / f).stat().st_size > 0, f"{name}/{f}"
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["probe"] == "doors" and list(saved["backbones"]) == names
+    for name in names:
+        m = saved["backbones"][name]
+        values = [m["probes"]["door_mse"], m["probes"]["query_mse"], *m["probes"]["mse_per_step"],
+                  m["speed"]["train_step_ms"], m["speed"]["imagine_ms_per_step"], *(r["loss"] for r in m["curve"])]
+        assert np.all(np.isfinite(values)) and m["speed"]["params"] > 0
+    rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ") and "backbone" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == names
+    # the parameter counts match across backbones (the preset sizes them to the RSSM's)
+    params = [saved["backbones"][n]["speed"]["params"] for n in names]
+    assert max(params) / min(params) < 1.15
+
+
+def test_compare_rerun_reuses_the_data_and_finished_backbones(tiny_compare):
+    out, results = tiny_compare
+    stamps = {p: p.stat().st_mtime_ns for p in [*out.glob("*/model.pt"), *out.glob("data/*/*.npz")]}
+    again = C.compare(**{**TINY, "backbones": "s5"}, out=out)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained or recollected
+    assert again["backbones"]["s5"] == results["backbones"]["s5"]
+    assert list(again["backbones"]) == ["s5"]
+    with pytest.raises(ValueError, match="holds a data set for"):
+        C.compare(**{**TINY, "episodes": 4}, out=out)

@@ -111,3 +111,28 @@ def test_load_world_model_names_what_a_run_folder_lacks(tmp_path):
     (tmp_path / "cmp" / "s5" / "model.pt").write_bytes(b"")
     with pytest.raises(ValueError, match=r"compare backbones \['s5'\]"):
         load_world_model(tmp_path / "cmp")
+
+
+def test_imagine_on_a_compare_backbone_writes_the_video_and_a_tensorboard_event(tmp_path):
+    import imageio.v2 as imageio
+
+    import envs
+    from world_models.imagine import imagine
+    from world_models.video import BORDER, GAP, GREEN, RED
+
+    # a compare run's layout: RUN/data/eval episodes beside RUN/<backbone>/model.pt
+    envs.collect(env="memory/doors-keys-3", episodes=3, out=tmp_path / "data" / "eval", seed=5, progress=False)
+    config, act_space = world_models.WorldModelConfig.preset("tiny"), gym.spaces.Discrete(4)
+    wm = world_models.make("s5", IMAGE_SPACE, act_space, config)
+    save_world_model(tmp_path / "s5" / "model.pt", wm, backbone="s5", config=config, env="memory/doors-keys-3",
+                     obs_space=IMAGE_SPACE, act_space=act_space)
+    path = imagine(run=tmp_path / "s5", context=5, horizon=7, episodes=2, out=tmp_path / "v.gif", device="cpu")
+    frames = np.stack(imageio.mimread(path))[..., :3]
+    cell = 64 + 2 * BORDER
+    assert frames.shape == (5 + 7, 3 * cell + 2 * GAP, 2 * cell + GAP, 3)  # rows truth/model/error, 2 columns
+    assert tuple(frames[4, 0, 0]) == GREEN and tuple(frames[5, 0, 0]) == RED  # context, then imagination
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "s5").iterdir())
+    with pytest.raises(ValueError, match=r"--episodes must be in \[1, 6\]"):
+        imagine(run=tmp_path / "s5", episodes=7)
+    with pytest.raises(ValueError, match="holds no policy"):
+        imagine(run=tmp_path / "s5", episodes=2, policy=True, device="cpu")

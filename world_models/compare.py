@@ -37,6 +37,7 @@ import torch
 from world_models.imagine import (
     decode_frames,
     episodes_to_batch,
+    model_obs_space,
     open_loop,
     query_start,
     resolve_device,
@@ -44,6 +45,13 @@ from world_models.imagine import (
 )
 
 PROBES = {"rooms": "imagination", "teleport": "imagination", "distracting": "reward", "doors-keys": "doors"}
+# The data's policy per probe. The reward probe records uniform random actions: the scripted policy of
+# memory/distracting-* always takes the cue's arm, so every reward would be +1 and predicting it would
+# need no memory; random arms (the corridor ignores the actions) make the reward +1 or -1 by the cue.
+COLLECT_POLICY = {"imagination": "scripted", "reward": "random", "doors": "scripted"}
+# Observed steps past the query start before imagining: memory/teleport's first query frame shows
+# where the agent was teleported to, which no model can guess; from there on memory decides.
+CONTEXT_PAST_QUERY = {"memory/teleport": 1}
 HORIZON_BINS = 10  # imagination steps are grouped into this many equal bins for the MSE-vs-horizon curve
 REWARD_TOLERANCE = 0.5  # a predicted reward is correct within half a reward unit of the true one
 VIDEO_CONTEXT = 8  # context frames shown before the imagined ones in the GIFs
@@ -73,15 +81,15 @@ def probe_kind(env_id: str) -> str:
     raise ValueError(f"no compare probe for {env_id!r}; tasks: {', '.join(f'memory/{p}-*' for p in PROBES)}")
 
 
-def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, seed: int) -> dict[str, list]:
-    """The train and eval episodes in `folder`, collected with the scripted policy unless already there.
+def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, seed: int, policy: str = "scripted") -> dict[str, list]:
+    """The train and eval episodes in `folder`, collected with `policy` unless already there.
 
     Train and eval episodes come from different seeds, so the probes run on episodes never trained on.
     """
     from envs import collect
     from envs.dataset import load_episodes
 
-    meta = {"env": env_id, "episodes": episodes, "eval_episodes": eval_episodes, "seed": seed, "policy": "scripted"}
+    meta = {"env": env_id, "episodes": episodes, "eval_episodes": eval_episodes, "seed": seed, "policy": policy}
     meta_path = folder / "meta.json"
     if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
         old = json.loads(meta_path.read_text())
@@ -94,7 +102,7 @@ def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, se
             if have:  # a collection that was interrupted: start the split again, same seed, same episodes
                 for f in path.glob("*.npz"):
                     f.unlink()
-            collect(env=env_id, episodes=count, policy="scripted", out=path, seed=split_seed)
+            collect(env=env_id, episodes=count, policy=policy, out=path, seed=split_seed, progress=False)
         data[split] = load_episodes(path)[:count]
     folder.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, indent=1))
@@ -159,15 +167,22 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: 
 # --------------------------------------------------------------------------- probes
 
 
-def _groups(episodes: list[dict]) -> list[list[int]]:
-    """Indices of eval episodes grouped by (length, query start), so each group is one batch."""
+def probe_context(ep: dict, shift: int = 0) -> int:
+    """Steps a probe observes before imagining: the episode's query start (+ shift)."""
+    start = query_start(ep)
+    if start is None or start < 1:
+        raise ValueError("an eval episode has no query phase (`phase` == 1 after step 0); "
+                         "the compare probes need the task's phase annotations")
+    if start + shift >= len(ep["action"]):
+        raise ValueError(f"an eval episode of {len(ep['action'])} steps leaves nothing to imagine after {start + shift} observed")
+    return start + shift
+
+
+def _groups(episodes: list[dict], shift: int) -> list[list[int]]:
+    """Indices of eval episodes grouped by (length, context), so each group is one batch."""
     groups: dict[tuple, list[int]] = {}
     for i, ep in enumerate(episodes):
-        start = query_start(ep)
-        if start is None or start < 1:
-            raise ValueError(f"eval episode {i} has no query phase (`phase` == 1 after step 0); "
-                             f"the compare probes need the task's phase annotations")
-        groups.setdefault((len(ep["action"]), start), []).append(i)
+        groups.setdefault((len(ep["action"]), probe_context(ep, shift)), []).append(i)
     return list(groups.values())
 
 
@@ -187,8 +202,8 @@ def _door_mask(ep: dict) -> np.ndarray:
 
 
 @torch.no_grad()
-def run_probes(wm, kind: str, episodes: list[dict], act_space, device) -> dict:
-    """Observe each eval episode's context phase, imagine its query phase, and score the S4WM probe.
+def run_probes(wm, kind: str, episodes: list[dict], act_space, device, shift: int = 0) -> dict:
+    """Observe each eval episode's context phase (+ `shift` steps), imagine the rest, and score the S4WM probe.
 
     Returns per-step imagination MSE (all kinds, images), and by kind: `mse_bins` (imagination),
     `reward_acc_inference` / `reward_acc_imagination` (reward), `door_mse` (doors).
@@ -198,9 +213,9 @@ def run_probes(wm, kind: str, episodes: list[dict], act_space, device) -> dict:
     hits = {"inference": [], "imagination": []}
     door_err = []
     query_err = []
-    for idx in _groups(episodes):
+    for idx in _groups(episodes, shift):
         eps = [episodes[i] for i in idx]
-        T, C = len(eps[0]["action"]), query_start(eps[0])
+        T, C = len(eps[0]["action"]), probe_context(eps[0], shift)
         batch = episodes_to_batch(eps, act_space, device, length=T)
         roll = open_loop(wm, batch, C, T - C)
         truth = batch["image"].float() / 255.0 if "image" in batch else None  # (N, T, 64, 64, 3)
@@ -256,11 +271,12 @@ def horizon_bins(per_step: list[float], bins: int = HORIZON_BINS) -> list[dict]:
 
 
 @torch.no_grad()
-def imagination_speed(wm, episodes: list[dict], act_space, device, horizon: int = 32, repeats: int = 3) -> float:
+def imagination_speed(wm, episodes: list[dict], act_space, device, horizon: int = 32, repeats: int = 3,
+                      shift: int = 0) -> float:
     """Milliseconds per imagined step (batch of the first eval group, after its context), median of repeats."""
-    idx = _groups(episodes)[0]
+    idx = _groups(episodes, shift)[0]
     eps = [episodes[i] for i in idx]
-    C = query_start(eps[0])
+    C = probe_context(eps[0], shift)
     batch = episodes_to_batch(eps, act_space, device, length=len(eps[0]["action"]))
     obs = {k: batch[k][:, :C] for k in ("image", "vector") if k in batch}
     _, _, _, state = wm.observe(obs, batch["action"][:, :C], batch["is_first"][:, :C])
@@ -277,13 +293,13 @@ def imagination_speed(wm, episodes: list[dict], act_space, device, horizon: int 
 
 
 @torch.no_grad()
-def imagination_gif(wm, episodes: list[dict], act_space, device, path: Path, columns: int = 6) -> Path:
+def imagination_gif(wm, episodes: list[dict], act_space, device, path: Path, columns: int = 6, shift: int = 0) -> Path:
     """The GIF of the first `columns` eval episodes, cut to a common length: the last context frames
     (up to the earliest query start among them), then up to VIDEO_HORIZON imagined frames."""
     from world_models.video import imagination_video, write_video
 
     eps = episodes[:columns]
-    C = min(query_start(ep) for ep in eps)
+    C = min(probe_context(ep, shift) for ep in eps)
     H = min(min(len(ep["action"]) for ep in eps) - C, VIDEO_HORIZON)
     batch = episodes_to_batch(eps, act_space, device, length=C + H)
     roll = open_loop(wm, batch, C, H)
@@ -331,6 +347,7 @@ def compare(
 
     env_id = task_env_id(task)
     kind = probe_kind(env_id)
+    shift = CONTEXT_PAST_QUERY.get(env_id, 0)
     names = [b.strip() for b in backbones.split(",") if b.strip()]
     unknown = [b for b in names if b not in world_models.BACKBONES]
     if unknown or not names:
@@ -345,11 +362,11 @@ def compare(
     out = Path(out) if out is not None else Path("runs") / f"compare-{env_id.split('/', 1)[1]}"
     out.mkdir(parents=True, exist_ok=True)
 
-    data = ensure_data(env_id, out / "data", episodes, eval_episodes, seed)
+    data = ensure_data(env_id, out / "data", episodes, eval_episodes, seed, COLLECT_POLICY[kind])
     import envs
 
     env = envs.make(env_id, seed=seed)
-    obs_space = _model_obs_space(env.observation_space)
+    obs_space = model_obs_space(env.observation_space)
     act_space = env.action_space
     env.close()
     L = seq_len or max(len(ep["action"]) for ep in data["train"])
@@ -368,13 +385,13 @@ def compare(
         wm = world_models.make(name, obs_space, act_space, config).to(dev)
         batches = sequence_batches(data["train"], batch_size, L, act_space, dev, seed)
         trained = train_world_model(wm, batches, steps, lr, desc=f"{name} on {env_id}")
-        probes = run_probes(wm, kind, data["eval"], act_space, dev)
+        probes = run_probes(wm, kind, data["eval"], act_space, dev, shift)
         speed = {"params": int(wm.num_params()), "train_step_ms": trained["train_step_ms"],
-                 "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev)}
+                 "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev, shift=shift)}
         save_world_model(folder / "model.pt", wm, backbone=name, config=config, env=env_id,
                          obs_space=obs_space, act_space=act_space)
         if "image" in obs_space.spaces:
-            imagination_gif(wm, data["eval"], act_space, dev, folder / "imagination.gif")
+            imagination_gif(wm, data["eval"], act_space, dev, folder / "imagination.gif", shift=shift)
         metrics = {"backbone": name, "settings": settings, "speed": speed, "probes": probes, "curve": trained["curve"]}
         _write_json(done, metrics)
         results["backbones"][name] = metrics
@@ -386,16 +403,6 @@ def compare(
     print(results_table(results))
     print(f"compare: results in {out}")
     return results
-
-
-def _model_obs_space(space):
-    """The observation keys a world model reads (image, vector), without the flags."""
-    import gymnasium as gym
-
-    keys = {k: v for k, v in space.spaces.items() if k in ("image", "vector")}
-    if not keys:
-        raise ValueError(f"the task's observations carry no image or vector: {sorted(space.spaces)}")
-    return gym.spaces.Dict(keys)
 
 
 def _write_json(path: Path, obj) -> None:

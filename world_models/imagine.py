@@ -92,15 +92,33 @@ def _find_model_file(run: Path) -> Path:
 
 
 def _world_model_payload(raw: dict, path: Path) -> dict:
-    """The world-model part of a file: our own format, or a `memwm train` checkpoint that nests it."""
+    """The world-model part of a file: our own format, or a `memwm train` checkpoint (agents/checkpoint.py:
+    `identity` {env, backbone, wm config} and `agent`, the learner's state dict whose `wm.*` entries are
+    the world model's), whose spaces come from its environment."""
     if raw.get("format") == WORLD_MODEL_FORMAT:
         return raw
-    for key in ("world_model", "wm_file", "model"):
-        inner = raw.get(key)
-        if isinstance(inner, dict) and inner.get("format") == WORLD_MODEL_FORMAT:
-            return {**inner, **{k: v for k, v in raw.items() if k not in inner and k != key}}
-    raise ValueError(f"{path} is not a memwm world-model file (format {WORLD_MODEL_FORMAT!r}); "
-                     f"its top-level keys are {sorted(raw)[:12]}")
+    identity, agent = raw.get("identity"), raw.get("agent")
+    if isinstance(identity, dict) and isinstance(agent, dict) and {"env", "backbone", "wm"} <= set(identity):
+        import envs
+
+        env = envs.make(identity["env"])
+        obs_space, act_space = model_obs_space(env.observation_space), env.action_space
+        env.close()
+        state_dict = {k[len("wm."):]: v for k, v in agent.items() if k.startswith("wm.")}
+        return {**raw, "backbone": identity["backbone"], "config": identity["wm"], "env": identity["env"],
+                "obs_space": obs_space, "act_space": act_space, "state_dict": state_dict}
+    raise ValueError(f"{path} is neither a memwm world-model file (format {WORLD_MODEL_FORMAT!r}) nor a "
+                     f"`memwm train` checkpoint (identity + agent); its top-level keys are {sorted(raw)[:12]}")
+
+
+def model_obs_space(space):
+    """The observation keys a world model reads (image, vector) of an environment's dict space, without the flags."""
+    import gymnasium as gym
+
+    keys = {k: v for k, v in space.spaces.items() if k in OBS_KEYS}
+    if not keys:
+        raise ValueError(f"the observations carry no image or vector: keys {sorted(space.spaces)}")
+    return gym.spaces.Dict(keys)
 
 
 def load_world_model(run: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
@@ -346,16 +364,30 @@ def collect_episodes(env_id: str, folder: Path, count: int, seed: int) -> None:
         envs.collect(env=env_id, episodes=count, policy="random", out=folder, seed=seed)
 
 
+# Functions (payload, loaded, device) -> policy or None that rebuild a run's trained policy from its file.
+# world_models never imports agents, so the agents package registers the loader for `memwm train`
+# checkpoints with `register_policy_loader` when it is imported (the CLI imports it).
+_POLICY_LOADERS: list[Callable] = []
+
+
+def register_policy_loader(loader: Callable) -> Callable:
+    """Add `loader(payload: dict, loaded: LoadedModel, device) -> (features (N, F) -> actions (N, A)) | None`."""
+    if loader not in _POLICY_LOADERS:
+        _POLICY_LOADERS.append(loader)
+    return loader
+
+
 def _load_policy(loaded: LoadedModel, device) -> Callable[[Tensor], Tensor]:
     """The trained policy stored beside the world model: features (N, F) -> actions (N, A)."""
-    policy = loaded.payload.get("policy")
-    if policy is None:
+    for loader in _POLICY_LOADERS:
+        policy = loader(loaded.payload, loaded, device)
+        if policy is not None:
+            return policy
+    if loaded.payload.get("format") == WORLD_MODEL_FORMAT:
         raise ValueError(f"{loaded.path} holds no policy (a `memwm compare` model is trained without one); "
                          f"imagine with the episodes' actions (drop --policy) or pass a `memwm train` run")
-    if isinstance(policy, torch.nn.Module):
-        policy = policy.to(device).eval()
-        return lambda feat: policy(feat)
-    raise ValueError(f"{loaded.path}: the stored policy is a {type(policy).__name__}, expected a torch module")
+    raise ValueError(f"no policy loader recognises {loaded.path} (registered: {len(_POLICY_LOADERS)}); "
+                     f"the agents package registers one for `memwm train` checkpoints when imported")
 
 
 def _log_tensorboard(run_dir: Path, frames: np.ndarray, fps: int) -> None:
@@ -382,4 +414,5 @@ def _log_tensorboard(run_dir: Path, frames: np.ndarray, fps: int) -> None:
 
 
 __all__ = ["save_world_model", "load_world_model", "LoadedModel", "action_vectors", "episodes_to_batch",
-           "OpenLoop", "open_loop", "decode_frames", "imagine", "default_context", "query_start"]
+           "OpenLoop", "open_loop", "decode_frames", "imagine", "default_context", "query_start",
+           "model_obs_space", "register_policy_loader"]
