@@ -28,7 +28,7 @@ def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None = Non
     h, a, bu = h.to(dtype), a.to(dtype), bu.to(dtype)
     h0 = None if h0 is None else h0.to(dtype)
     tensors = [x for x in (h, a, bu, C, D, u, h0) if x is not None]
-    fused = (h.device.type == "cuda" and available("triton")
+    fused = (h.device.type == "cuda" and available("triton") and (D is None or not (D.is_complex() or u.is_complex()))
              and not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors)))
     if fused:
         return backend_module("triton").ssm_step(h, a, bu, C, D, u, reset, h0)

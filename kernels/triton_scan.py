@@ -25,8 +25,11 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-# Tile sizes: (BLOCK_T, BLOCK_D, num_warps) for real and for complex inputs.
-CONFIG = {False: (32, 64, 4), True: (16, 64, 4)}
+# Tile sizes (BLOCK_T, BLOCK_D, num_warps) for real and for complex inputs. The interpreter runs
+# tl.associative_scan one element at a time in Python, so under it the tiles shrink to 4 x 4 (which
+# also lets tiny test shapes cross tile boundaries).
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+CONFIG = {False: (4, 4, 1), True: (4, 4, 1)} if INTERPRET else {False: (32, 64, 4), True: (16, 64, 4)}
 
 
 # ------------------------------------------------------------------------------ complex helpers
@@ -162,14 +165,14 @@ def _scan_bwd_kernel(A, H, DH, R, H0, G, GA, GH0, L, D, a_sb, a_st, h0_sb,
         mask = tmask[:, None] & dmask[None, :]
         off = seq + t[:, None] * D + d[None, :]
         # the reverse-scan gate of row t is conj(a_{t+1} (1 - r_{t+1})), zero at t = L - 1
-        nmask = (t + 1 < L)[:, None] & dmask[None, :]
+        nmask = ((t + 1 < L) & tmask)[:, None] & dmask[None, :]
         nr, ni = _load(A, abase + (t + 1)[:, None] * a_st + d[None, :], nmask, 0.0, ACC, COMPLEX)
         if HAS_RESET:
-            rnext = tl.load(R + pid_b * L + t + 1, mask=t + 1 < L, other=0) != 0
+            rnext = tl.load(R + pid_b * L + t + 1, mask=(t + 1 < L) & tmask, other=0) != 0
             nr = tl.where(rnext[:, None], 0.0, nr)
             ni = tl.where(rnext[:, None], 0.0, ni)
-        ni = -ni
-        nr = tl.where(mask, nr, 1.0)  # padded rows (t < 0): identity
+        nr = tl.where(mask, nr, 1.0)  # padded rows (t < 0): the identity
+        ni = tl.where(mask, -ni, 0.0)
         gr, gi = _load(DH, off, mask, 0.0, ACC, COMPLEX)
         nr, ni, gr, gi = _scan_tile(nr, ni, gr, gi, COMPLEX)
         tr, ti = _mul(nr, ni, cr[None, :], ci[None, :], COMPLEX)
@@ -206,7 +209,7 @@ def _scan_bwd_kernel(A, H, DH, R, H0, G, GA, GH0, L, D, a_sb, a_st, h0_sb,
 
 
 def _check_device(x: Tensor) -> None:
-    if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+    if x.device.type != "cuda" and not INTERPRET:
         raise ValueError(f"scan backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU), got {x.device}")
 
 
@@ -255,3 +258,83 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
     _scan_bwd_kernel[grid](_planes(a), _planes(h), _planes(dh), r, _planes(h0), _planes(g), _planes(grad_a),
                            _planes(grad_h0), L, D, *strides, VARYING=a.shape[1] > 1, **meta)
     return g, grad_a, grad_h0
+
+
+# ------------------------------------------------------------------------------------ ssm_step
+
+@triton.jit
+def _ssm_step_kernel(S, A, BU, R, H0, C, Dk, U, Y, SN, H, N, a_sb, h0_sb,
+                     SISO: tl.constexpr, HAS_RESET: tl.constexpr, HAS_D: tl.constexpr,
+                     COMPLEX: tl.constexpr, COMPLEX_C: tl.constexpr, ACC: tl.constexpr,
+                     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
+    """One program per (sequence, block of outputs k). The state S, SN is (B, N) (MIMO) or (B, H, N)
+    (SISO); A and H0 have batch strides a_sb, h0_sb (0 when shared); C (H, N); Dk (H,); U, Y (B, H)."""
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_k = tl.program_id(1)
+    k = pid_k * BLOCK_H + tl.arange(0, BLOCK_H)  # (BLOCK_H,)
+    kmask = k < H
+    size = H * N if SISO else N  # state elements per sequence
+    acc = tl.zeros([BLOCK_H], ACC)
+    for n0 in range(0, N, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        nmask = n < N
+        if SISO:
+            soff = k.to(tl.int64)[:, None] * N + n[None, :]  # (BLOCK_H, BLOCK_N)
+            smask = kmask[:, None] & nmask[None, :]
+        else:
+            soff = n.to(tl.int64)[None, :]  # (1, BLOCK_N), shared by every k
+            smask = nmask[None, :]
+        hr, hi = _load(S, pid_b * size + soff, smask, 0.0, ACC, COMPLEX)
+        if HAS_RESET:
+            start = tl.load(R + pid_b) != 0
+            h0r, h0i = _load(H0, pid_b * h0_sb + soff, smask, 0.0, ACC, COMPLEX)
+            hr = tl.where(start, h0r, hr)
+            hi = tl.where(start, h0i, hi)
+        ar, ai = _load(A, pid_b * a_sb + soff, smask, 0.0, ACC, COMPLEX)
+        ur, ui = _load(BU, pid_b * size + soff, smask, 0.0, ACC, COMPLEX)
+        nr, ni = _mul(ar, ai, hr, hi, COMPLEX)
+        nr, ni = nr + ur, ni + ui
+        if SISO:
+            _store(SN, pid_b * size + soff, nr, ni, smask, COMPLEX)
+        elif pid_k == 0:  # every program computes the shared state; the first one writes it
+            _store(SN, pid_b * size + soff, nr, ni, smask, COMPLEX)
+        cmask = kmask[:, None] & nmask[None, :]
+        cr, ci = _load(C, k.to(tl.int64)[:, None] * N + n[None, :], cmask, 0.0, ACC, COMPLEX_C)
+        prod = cr * nr  # Re(C h_next) = Cr hr - Ci hi, and only Cr hr when either is real
+        if COMPLEX and COMPLEX_C:
+            prod -= ci * ni
+        acc += tl.sum(tl.where(cmask, prod, 0.0), axis=1)
+    if HAS_D:
+        acc += tl.load(Dk + k, mask=kmask, other=0.0).to(ACC) * tl.load(U + pid_b * H + k, mask=kmask, other=0.0).to(ACC)
+    tl.store(Y + pid_b * H + k, acc.to(Y.dtype.element_ty), mask=kmask)
+
+
+def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: Tensor | None,
+             reset: Tensor | None, h0: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The fused `kernels.ssm_step` (inputs already checked there; h, a, bu, h0 in the state dtype).
+
+    h, bu (B, N) | (B, H, N); a, h0 like h or like one row; C (H, N); D (H,), u (B, H); reset (B,).
+    Returns (y (B, H), h_next like h)."""
+    _check_device(h)
+    siso = h.dim() == 3
+    B, N, H = h.shape[0], h.shape[-1], C.shape[0]
+    size = h[0].numel()
+    h, a, bu, C = h.contiguous(), a.contiguous(), bu.contiguous(), C.contiguous()
+    real_c = C.real if C.is_complex() else C
+    y_dtype = torch.promote_types(h.real.dtype if h.is_complex() else h.dtype, real_c.dtype)
+    if D is not None:
+        y_dtype = torch.promote_types(y_dtype, torch.promote_types(D.dtype, u.dtype))
+        D, u = D.contiguous(), u.contiguous()
+    h0 = h.new_zeros(h.shape[1:]) if h0 is None else h0.contiguous()
+    r = reset.view(torch.uint8) if reset is not None else h.new_empty(1, dtype=torch.uint8)
+    y = torch.empty(B, H, dtype=y_dtype, device=h.device)
+    h_next = torch.empty_like(h)
+    block_h = min(32, triton.next_power_of_2(H))
+    block_n = min(64, triton.next_power_of_2(N))
+    grid = (B, triton.cdiv(H, block_h))
+    _ssm_step_kernel[grid](
+        _planes(h), _planes(a), _planes(bu), r, _planes(h0), _planes(C), D if D is not None else y, u if u is not None else y,
+        y, _planes(h_next), H, N, size if a.dim() == h.dim() else 0, size if h0.dim() == h.dim() else 0,
+        SISO=siso, HAS_RESET=reset is not None, HAS_D=D is not None, COMPLEX=h.is_complex(), COMPLEX_C=C.is_complex(),
+        ACC=_acc(y_dtype), BLOCK_H=block_h, BLOCK_N=block_n, num_warps=4)
+    return y, h_next
