@@ -10,6 +10,7 @@ D > BLOCK_D) and cover every reset pattern and every form of `a`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -25,10 +26,12 @@ if not (INTERPRET or ON_GPU):
     def test_triton_kernels_pass_under_the_interpreter():
         env = dict(os.environ, TRITON_INTERPRET="1", PYTEST_ADDOPTS="")
         env.pop("PYTEST_XDIST_WORKER", None)
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", __file__],
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:xdist",
+                               __file__],
                               env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-        assert " passed" in proc.stdout, proc.stdout[-2000:]
+        passed = re.search(r"(\d+) passed", proc.stdout)
+        assert passed and int(passed.group(1)) >= 20, proc.stdout[-2000:]
 
 else:
     import kernels
