@@ -5,7 +5,8 @@ across its episodes and is reset only at the trial start. The evaluation runs wh
 reports, with stable names (TensorBoard, `metrics.jsonl`) and a PNG:
 
 - `icrl/return_ep01`, `icrl/return_ep02`, ...: mean return by episode index within a trial, the
-  curve that rises when the agent learns in context;
+  curve that rises when the agent learns in context (trials of more than 20 episodes log
+  `icrl/return_tenth01` .. `icrl/return_tenth10`, the mean per episode over each tenth of the trial);
 - `icrl/trial_return`: mean return of a whole trial;
 - `icrl/gain`: the in-context gain, mean return of the last quarter of the episodes (at least the
   last one) minus that of the first episode; `icrl/later_over_first`: mean return of episodes 3..n
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+
+MAX_CURVE_SCALARS = 20  # trials with more episodes log their curve in tenths (the PNG has all of it)
 
 
 class Policy(Protocol):
@@ -126,7 +130,7 @@ def run_trials(policy: Policy, env_id: str, trials: int, seed: int = 0, num_envs
         raise ValueError(f"run_trials needs at least one trial, got {trials}")
     num_envs = min(num_envs, trials)
     per_env = math.ceil(trials / num_envs)
-    vec = memwm_envs.make_vector(env_id, num_envs, seed=seed, **options)
+    vec = memwm_envs.make_vector(env_id, num_envs, seed=seed, asynchronous=False, **options)  # cheap envs: no processes
     try:
         obs, info = vec.reset(seed=[seed + i for i in range(num_envs)])
         done: list[list[dict]] = [[] for _ in range(num_envs)]
@@ -172,7 +176,10 @@ def in_context_metrics(trials: Trials) -> dict[str, float]:
     R = trials.returns.mean(0)  # (episodes,)
     n = len(R)
     k = max(1, n // 4)
-    out = {f"icrl/return_ep{e + 1:02d}": float(r) for e, r in enumerate(R)}
+    if n <= MAX_CURVE_SCALARS:
+        out = {f"icrl/return_ep{e + 1:02d}": float(r) for e, r in enumerate(R)}
+    else:  # long trials (bandits: 100 one-pull episodes): the mean per episode over each tenth of the trial
+        out = {f"icrl/return_tenth{i + 1:02d}": float(part.mean()) for i, part in enumerate(np.array_split(R, 10))}
     out["icrl/trial_return"] = float(trials.reward.sum(-1).mean())
     out["icrl/gain"] = float(R[-k:].mean() - R[0])
     if n >= 3:
@@ -259,3 +266,26 @@ def evaluate(policy: Policy, env_id: str, trials: int = 32, seed: int = 10_000, 
         logger.write(step)
     path = None if out_dir is None else plot(Path(out_dir) / f"icrl-{step:09d}.png", agent, env_id, baselines)
     return metrics, path
+
+
+class DreamerPolicy:
+    """A Dreamer agent (agents.dreamer.Dreamer) as a `Policy`: one world-model step per env step, the
+    world model's state kept across the episodes of a trial and reset where obs["is_first"].
+    Samples from the actor by default (explore=True): in context, exploring is part of the policy."""
+
+    def __init__(self, agent, device, explore: bool = True):
+        self.agent, self.device, self.explore = agent, device, explore
+        self.state = self.prev_action = None
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        from agents.evaluate import obs_to_torch
+
+        is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device)
+        if self.state is None:
+            self.state = self.agent.wm.initial_state(len(is_first), self.device)
+            self.prev_action = torch.zeros(len(is_first), self.agent.codec.dim, device=self.device)
+        self.prev_action, self.state = self.agent.policy(self.state, obs_to_torch(obs, self.device), self.prev_action,
+                                                         is_first, explore=self.explore)
+        return self.agent.codec.to_env(self.prev_action.cpu().numpy())

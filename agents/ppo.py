@@ -375,7 +375,8 @@ class RecurrentPolicy:
 # ---------------------------------------------------------------------------------------------- the run
 def identity(config) -> dict[str, Any]:
     """What a resume of a PPO run must match: the agent, the environment and the network's shape."""
-    return {"agent": "ppo", "env": config.env, "backbone": config.backbone, "wm": dataclasses.asdict(config.wm),
+    return {"agent": "ppo", "env": config.env, "env_options": dict(config.env_options), "backbone": config.backbone,
+            "wm": dataclasses.asdict(config.wm),
             "ppo": {"width": config.ppo.width, "hidden": config.ppo.hidden}}
 
 
@@ -385,7 +386,7 @@ def build(config, device: torch.device, spaces=None) -> PPO:
     from agents.evaluate import model_obs_space
 
     if spaces is None:
-        env = memwm_envs.make(config.env, seed=config.seed)
+        env = memwm_envs.make(config.env, seed=config.seed, **config.env_options)
         spaces = (env.observation_space, env.action_space)
         env.close()
     return PPO(model_obs_space(spaces[0]), spaces[1], config.backbone, config.ppo, config.wm, device)
@@ -399,7 +400,7 @@ def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None
 
     in_context = config.env.startswith("icrl/")
     metrics, _ = icrl.evaluate(RecurrentPolicy(ppo), config.env, trials, seed, num_envs=min(8, trials),
-                               out_dir=out_dir if in_context else None)
+                               out_dir=out_dir if in_context else None, step=step, **config.env_options)
     summary = {"eval/return": metrics["icrl/trial_return"], **(metrics if in_context else {})}
     if logger is not None:
         logger.scalars(summary)
@@ -432,7 +433,8 @@ def train(config) -> dict[str, float]:
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    vec = memwm_envs.make_vector(config.env, config.num_envs, seed=config.seed)
+    vec = memwm_envs.make_vector(config.env, config.num_envs, seed=config.seed, asynchronous=config.async_envs,
+                                 **config.env_options)
     ppo = build(config, device, (vec.single_observation_space, vec.single_action_space))
     counters = {"step": 0, "updates": 0, "trials": 0}
     found = checkpoint.load(run_dir / "checkpoints", map_location=device)
@@ -491,6 +493,10 @@ def train(config) -> dict[str, float]:
         bar.close()
         logger.close()
         vec.close()
+    print(f"memwm: finished {config.env} (ppo, {config.backbone}) at step {counters['step']}: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if not k.startswith(("icrl/return_ep", "icrl/return_tenth"))))
+    print(f"memwm: logs in {run_dir} (tensorboard --logdir {run_dir}), metrics in {run_dir / 'metrics.jsonl'}"
+          + (f", in-context plots in {run_dir / 'icrl'}" if config.env.startswith("icrl/") else ""))
     return summary
 
 
@@ -520,7 +526,7 @@ def evaluate_run(run, episodes: int = 0, device: str = "auto", seed: int = 10_00
     finally:
         logger.close()
     print(f"{config.env} (ppo, {config.backbone}, {path.name}, step {step}): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if not k.startswith("icrl/return_ep")))
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if not k.startswith(("icrl/return_ep", "icrl/return_tenth"))))
     if config.env.startswith("icrl/"):
         print(f"plot: {run / 'icrl' / f'icrl-{step:09d}.png'}")
     return summary
