@@ -122,8 +122,9 @@ def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_sp
             parts, n = [], 0
             while n < seq_len:
                 ep = episodes[rng.integers(len(episodes))]
-                take = min(len(ep["action"]), seq_len - n)
-                parts.append({k: v[:take] for k, v in ep.items()})
+                T = len(ep["action"])
+                take = min(T, seq_len - n)
+                parts.append({k: v[:take] for k, v in ep.items() if v.ndim and len(v) == T})  # per-step arrays only
                 n += take
             seqs.append({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0])
             starts = np.cumsum([0] + [len(p["action"]) for p in parts[:-1]])
