@@ -183,7 +183,8 @@ def in_context_metrics(trials: Trials) -> dict[str, float]:
     out["icrl/trial_return"] = float(trials.reward.sum(-1).mean())
     out["icrl/gain"] = float(R[-k:].mean() - R[0])
     if n >= 3:
-        out["icrl/later_over_first"] = float(R[2:].mean() / R[0]) if R[0] != 0 else float("inf") * np.sign(R[2:].mean())
+        later, first = float(R[2:].mean()), float(R[0])
+        out["icrl/later_over_first"] = later / first if first else (math.copysign(math.inf, later) if later else math.nan)
     return out
 
 
