@@ -136,3 +136,25 @@ def test_imagine_on_a_compare_backbone_writes_the_video_and_a_tensorboard_event(
         imagine(run=tmp_path / "s5", episodes=7)
     with pytest.raises(ValueError, match="holds no policy"):
         imagine(run=tmp_path / "s5", episodes=2, policy=True, device="cpu")
+
+
+def test_imagine_on_a_train_checkpoint_reads_its_world_model(tmp_path):
+    """A `memwm train` run's checkpoint (agents/checkpoint.py format) loads without world_models importing agents."""
+    import imageio.v2 as imageio
+
+    from agents import checkpoint
+    from agents.config import TrainConfig
+    from agents.train import build_agent, identity
+    from world_models.imagine import imagine
+
+    config = TrainConfig(env="memory/doors-keys-3", backbone="rssm", preset="tiny", run=str(tmp_path / "run"),
+                         wm=world_models.WorldModelConfig.preset("tiny"))
+    agent, _ = build_agent(config, torch.device("cpu"))
+    checkpoint.save(tmp_path / "run" / "checkpoints", 7, {"agent": agent.state_dict(), "identity": identity(config)})
+    loaded = load_world_model(tmp_path / "run")
+    assert loaded.backbone == "rssm" and loaded.env == "memory/doors-keys-3"
+    for key, value in agent.wm.state_dict().items():
+        assert torch.equal(loaded.wm.state_dict()[key], value), key
+    path = imagine(run=tmp_path / "run", context=4, horizon=3, episodes=1, device="cpu")
+    assert path == tmp_path / "run" / "videos" / "imagine.gif"
+    assert len(imageio.mimread(path)) == 4 + 3

@@ -67,6 +67,7 @@ class LoadedModel:
     wm: torch.nn.Module
     backbone: str
     env: str
+    env_options: dict
     obs_space: object
     act_space: object
     path: Path
@@ -100,13 +101,17 @@ def _world_model_payload(raw: dict, path: Path) -> dict:
     identity, agent = raw.get("identity"), raw.get("agent")
     if isinstance(identity, dict) and isinstance(agent, dict) and {"env", "backbone", "wm"} <= set(identity):
         import envs
+        import yaml
 
-        env = envs.make(identity["env"])
+        run_config = path.parent.parent / "config.yaml"  # the run's resolved TrainConfig: env_options
+        saved = yaml.safe_load(run_config.read_text()) if run_config.exists() else None
+        options = (saved or {}).get("env_options") or {}
+        env = envs.make(identity["env"], **options)
         obs_space, act_space = model_obs_space(env.observation_space), env.action_space
         env.close()
         state_dict = {k[len("wm."):]: v for k, v in agent.items() if k.startswith("wm.")}
         return {**raw, "backbone": identity["backbone"], "config": identity["wm"], "env": identity["env"],
-                "obs_space": obs_space, "act_space": act_space, "state_dict": state_dict}
+                "env_options": options, "obs_space": obs_space, "act_space": act_space, "state_dict": state_dict}
     raise ValueError(f"{path} is neither a memwm world-model file (format {WORLD_MODEL_FORMAT!r}) nor a "
                      f"`memwm train` checkpoint (identity + agent); its top-level keys are {sorted(raw)[:12]}")
 
@@ -134,7 +139,8 @@ def load_world_model(run: str | os.PathLike, device: str | torch.device = "cpu")
     wm = make(payload["backbone"], payload["obs_space"], payload["act_space"], config)
     wm.load_state_dict(payload["state_dict"])
     wm.to(device).eval()
-    return LoadedModel(wm, payload["backbone"], payload["env"], payload["obs_space"], payload["act_space"], path, payload)
+    return LoadedModel(wm, payload["backbone"], payload["env"], payload.get("env_options") or {}, payload["obs_space"],
+                       payload["act_space"], path, payload)
 
 
 # --------------------------------------------------------------------------- episodes as tensors
@@ -284,7 +290,7 @@ def imagine(
         raise ValueError(f"the world model in {loaded.path} sees no images (observation keys "
                          f"{sorted(getattr(loaded.obs_space, 'spaces', {}))}); nothing to draw")
     run_dir = loaded.path.parent.parent if loaded.path.parent.name == "checkpoints" else loaded.path.parent
-    eps = _episodes_for(run_dir, loaded.env, episodes, seed)
+    eps = _episodes_for(run_dir, loaded.env, loaded.env_options, episodes, seed)
     ctx = context or default_context(eps)
     L = min(len(ep["action"]) for ep in eps)
     if ctx > L:
@@ -336,7 +342,7 @@ def query_start(ep: dict[str, np.ndarray]) -> int | None:
     return int(idx[0]) if len(idx) else None
 
 
-def _episodes_for(run_dir: Path, env_id: str, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+def _episodes_for(run_dir: Path, env_id: str, options: dict, count: int, seed: int) -> list[dict[str, np.ndarray]]:
     """`count` real episodes of the run's environment: a compare run's held-out data, a train run's
     replay, or fresh ones collected with the env's scripted policy into RUN/imagine-episodes."""
     from envs.dataset import load_episodes
@@ -348,20 +354,27 @@ def _episodes_for(run_dir: Path, env_id: str, count: int, seed: int) -> list[dic
                 rng = np.random.default_rng(seed)
                 return [eps[i] for i in sorted(rng.choice(len(eps), count, replace=False))]
     folder = run_dir / "imagine-episodes"
-    collect_episodes(env_id, folder, count, seed)
+    collect_episodes(env_id, options, folder, count, seed)
     return load_episodes(folder)[:count]
 
 
-def collect_episodes(env_id: str, folder: Path, count: int, seed: int) -> None:
-    """Collect `count` episodes with the env's scripted policy (random if it has none) into `folder`."""
+def collect_episodes(env_id: str, options: dict, folder: Path, count: int, seed: int) -> None:
+    """Play `count` episodes of the env (built with the run's options) with its scripted policy, or
+    random actions where it has none, and write them to `folder` (envs' episode files)."""
     import envs
+    from envs.collect import play_episode
+    from envs.dataset import save_episode
 
+    env = envs.make(env_id, seed=seed, **options)
     try:
-        envs.collect(env=env_id, episodes=count, policy="scripted", out=folder, seed=seed)
-    except ValueError as err:
-        if "scripted" not in str(err):
-            raise
-        envs.collect(env=env_id, episodes=count, policy="random", out=folder, seed=seed)
+        try:
+            act = envs.scripted_policy(env)
+        except ValueError:  # only the memory/* tasks have a scripted policy
+            act = lambda obs: env.action_space.sample()  # noqa: E731
+        for i in range(count):
+            save_episode(folder, i, play_episode(env, act, seed + i))
+    finally:
+        env.close()
 
 
 # Functions (payload, loaded, device) -> policy or None that rebuild a run's trained policy from its file.
