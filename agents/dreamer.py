@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from agents import distributed
 from agents.actions import ActionCodec
 from world_models.distributions import Normal, OneHotCategorical, TwoHotSymlog
 from world_models.nets import MLP
@@ -131,6 +132,7 @@ class ReturnNorm(nn.Module):
         if x.numel() > 1 << 24:  # torch.quantile's size limit; a random subset estimates it as well
             x = x[torch.randint(0, x.numel(), (1 << 24,), device=x.device)]
         q = torch.quantile(x, torch.tensor(self.q, device=x.device))
+        q = distributed.all_mean(q)  # data-parallel runs: every rank keeps the same EMA (mean of the ranks' percentiles)
         self.low.mul_(self.decay).add_((1 - self.decay) * q[0])
         self.high.mul_(self.decay).add_((1 - self.decay) * q[1])
         return self.scale
@@ -219,6 +221,7 @@ class Dreamer(nn.Module):
         loss, metrics, starts = self.wm.loss(batch, return_starts=True)
         self.opt_wm.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.wm.parameters())  # data parallel: the mean gradient over ranks
         wm_norm = _clip("world-model", self.wm.parameters(), cfg.wm_grad_clip)
         self.opt_wm.step()
 
@@ -227,6 +230,7 @@ class Dreamer(nn.Module):
         self.opt_actor.zero_grad(set_to_none=True)
         self.opt_critic.zero_grad(set_to_none=True)
         ac_loss.backward()
+        distributed.average_gradients([*self.actor.parameters(), *self.critic.parameters()])
         actor_norm = _clip("actor", self.actor.parameters(), cfg.ac_grad_clip)
         critic_norm = _clip("critic", self.critic.parameters(), cfg.ac_grad_clip)
         self.opt_actor.step()
