@@ -55,6 +55,7 @@ class PPOConfig:
     clip: float = 0.2                   # PPO's clipped surrogate ratio range
     clip_value: bool = True             # clip the value update like the policy (PPO2 trick)
     norm_adv: bool = True               # normalise advantages per minibatch (PPO2 trick)
+    scale_rewards: bool = True          # divide rewards by the running std of the discounted return (PPO2 trick)
     vf_coef: float = 0.5
     ent_coef: float = 0.01
     max_grad_norm: float = 0.5          # global gradient clipping (PPO2 trick)
@@ -131,6 +132,36 @@ def ppo_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, value: Tensor, old_val
             "ppo/clip_fraction": mean(((ratio - 1).abs() > cfg.clip).to(m.dtype)),
         }
     return loss, metrics
+
+
+class RewardScale:
+    """Reward scaling (Engstrom et al. 2020, "Implementation Matters"; gymnasium's NormalizeReward):
+    each env keeps its discounted return R_t = gamma R_{t-1} + r_t (zeroed at a trial start), and
+    rewards are divided by the running standard deviation of R over every env and step, so that
+    value targets stay near unit scale whatever the task's reward scale (bandit trials sum to ~80)."""
+
+    def __init__(self, gamma: float, eps: float = 1e-8):
+        self.gamma, self.eps = gamma, eps
+        self.ret: np.ndarray | None = None   # (N,) each env's running discounted return
+        self.count, self.mean, self.var = 1e-4, 0.0, 1.0
+
+    def __call__(self, reward: np.ndarray, is_first: np.ndarray) -> np.ndarray:
+        """reward (N,) that arrived with observations whose flags are is_first (N,) -> scaled (N,) float32."""
+        if self.ret is None:
+            self.ret = np.zeros(len(reward))
+        self.ret = np.where(is_first, 0.0, self.gamma * self.ret + reward)
+        # Chan et al.'s parallel update of the running mean and variance with this batch
+        n, mean, var = len(self.ret), self.ret.mean(), self.ret.var()
+        delta, total = mean - self.mean, self.count + n
+        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
+        self.mean, self.count = self.mean + delta * n / total, total
+        return (reward / np.sqrt(self.var + self.eps)).astype(np.float32)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"count": self.count, "mean": self.mean, "var": self.var}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.count, self.mean, self.var = state["count"], state["mean"], state["var"]
 
 
 # ---------------------------------------------------------------------------------------------- the network
@@ -241,6 +272,7 @@ class PPO:
         self.cfg, self.device = cfg, torch.device(device)
         self.model = RecurrentActorCritic(obs_space, act_space, backbone, cfg, wm_config).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)  # CleanRL's Adam epsilon
+        self.reward_scale = RewardScale(cfg.gamma)
         self._obs = None      # the env's current observation (numpy, batched)
         self._state = None    # the backbone's state before the current observation
 
@@ -255,9 +287,10 @@ class PPO:
         if self._obs is None:
             self._obs, _ = envs.reset(seed=seed)
             self._reward = np.zeros(envs.num_envs, np.float32)  # the reward that came with self._obs
+            self._scaled = self._reward.copy()                     # the same, as the learner sees it
             self._state = model.initial_state(envs.num_envs, dev)
             self._trial_return, self._trial_length = np.zeros(envs.num_envs), np.zeros(envs.num_envs, np.int64)
-        obs, reward, state0 = self._obs, self._reward, self._state
+        obs, reward, scaled, state0 = self._obs, self._reward, self._scaled, self._state
         state, keys = state0, model.keys
         steps: dict[str, list] = {k: [] for k in ("obs", "is_first", "action", "logp", "value", "reward", "is_last", "is_terminal")}
         finished: dict[str, list] = {"return": [], "length": []}
@@ -266,7 +299,7 @@ class PPO:
             is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=dev)
             dist, value, next_state = model.step(o, is_first, state)
             steps["value"].append(value)
-            steps["reward"].append(torch.as_tensor(np.asarray(reward, np.float32), device=dev))
+            steps["reward"].append(torch.as_tensor(scaled, dtype=torch.float32, device=dev))
             steps["is_last"].append(torch.as_tensor(np.asarray(obs["is_last"]), device=dev))
             steps["is_terminal"].append(torch.as_tensor(np.asarray(obs["is_terminal"]), device=dev))
             if t == cfg.rollout:  # the observation after the chunk: its value bootstraps; it is acted on next chunk
@@ -276,8 +309,9 @@ class PPO:
             steps["obs"].append(o), steps["is_first"].append(is_first), steps["action"].append(action)
             steps["logp"].append(dist.log_prob(action))
             obs, reward, _, _, _ = envs.step(model.codec.to_env(action.cpu().numpy()))
+            scaled = self.reward_scale(np.asarray(reward, np.float64), np.asarray(obs["is_first"])) if cfg.scale_rewards else reward
             state = next_state
-        self._obs, self._reward, self._state = obs, reward, state
+        self._obs, self._reward, self._scaled, self._state = obs, reward, scaled, state
 
         S = {k: torch.stack(v, 1) for k, v in steps.items() if k != "obs"}  # (B, T[+1], ...)
         adv, ret = gae(S["reward"], S["value"], S["is_last"], S["is_terminal"], cfg.gamma, cfg.gae_lambda)
@@ -353,11 +387,12 @@ class PPO:
 
     # ---- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "reward_scale": self.reward_scale.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+        self.reward_scale.load_state_dict(state["reward_scale"])
 
 
 class RecurrentPolicy:

@@ -137,3 +137,18 @@ def test_config_rejects_empty_rollouts():
 def test_unsupported_action_space_is_named():
     with pytest.raises(ValueError, match="MultiBinary"):
         RecurrentActorCritic(VEC, gymnasium.spaces.MultiBinary(3), "s5", PPOConfig())
+
+
+def test_reward_scale_divides_by_the_running_std_of_discounted_returns():
+    from agents.ppo import RewardScale
+
+    rng = np.random.default_rng(0)
+    scale = RewardScale(gamma=0.9)
+    rewards, firsts = rng.normal(3.0, 2.0, size=(50, 4)), rng.uniform(size=(50, 4)) < 0.1
+    ret, seen = np.zeros(4), []
+    for r, f in zip(rewards, firsts):
+        out = scale(r, f)
+        ret = np.where(f, 0.0, 0.9 * ret + r)
+        seen.append(ret.copy())
+        # reference: the variance of every discounted return so far (the prior's weight of 1e-4 is negligible)
+        np.testing.assert_allclose(out, r / np.sqrt(np.var(np.concatenate(seen)) + 1e-8), rtol=1e-3)
