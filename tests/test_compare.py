@@ -78,6 +78,15 @@ def test_sequence_batches_start_at_episode_starts_and_repeat_for_the_same_seed()
         assert len(first["action"]) == second
 
 
+def test_sequence_batches_shorter_than_the_episodes_are_windows_inside_one_episode():
+    rng = np.random.default_rng(5)
+    eps = [random_episode(rng, T, 3) for T in (8, 12)]
+    batch = next(C.sequence_batches(eps, 6, 5, ACT_SPACE, CPU, seed=0))
+    assert batch["image"].shape == (6, 5, 64, 64, 3) and batch["is_first"][:, 0].all()
+    for row in batch["image"].numpy():
+        assert any(np.array_equal(row, ep["image"][o : o + 5]) for ep in eps for o in range(len(ep["action"]) - 4))
+
+
 def test_imagination_probe_mse_per_step_equals_a_direct_computation(tiny_s5):
     rng = np.random.default_rng(2)
     eps = [random_episode(rng, 10, 4) for _ in range(2)] + [random_episode(rng, 12, 6)]

@@ -112,9 +112,18 @@ def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, se
 def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_space, device, seed: int):
     """Endless training batches of (B, L, ...) tensors; the same seed gives every backbone the same batches.
 
-    Each sequence starts at an episode start, so that the cue is inside every sequence the models
-    learn from; an episode shorter than L is followed by another (its first step flagged is_first).
+    With L at least the longest episode (the default), each sequence is a whole episode from its
+    start, so that the cue and the query are inside every sequence the models learn from; an
+    episode shorter than L is followed by another (its first step flagged is_first). A shorter L
+    takes windows at random offsets inside episodes (envs.dataset.SequenceSampler), which covers
+    every part of long episodes but teaches memory only within a window.
     """
+    from envs.dataset import SequenceSampler
+
+    if seq_len < max(len(ep["action"]) for ep in episodes):
+        sampler = SequenceSampler(episodes, seq_len, seed=seed, within_episode=True)
+        while True:
+            yield episodes_to_batch([sampler.sample() for _ in range(batch_size)], act_space, device, length=seq_len)
     rng = np.random.default_rng(seed)
     while True:
         seqs = []
