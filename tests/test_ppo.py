@@ -152,3 +152,23 @@ def test_reward_scale_divides_by_the_running_std_of_discounted_returns():
         seen.append(ret.copy())
         # reference: the variance of every discounted return so far (the prior's weight of 1e-4 is negligible)
         np.testing.assert_allclose(out, r / np.sqrt(np.var(np.concatenate(seen)) + 1e-8), rtol=1e-3)
+
+
+def test_continuous_actions_collect_update_and_stay_in_bounds():
+    import envs
+    from agents.evaluate import model_obs_space
+
+    torch.set_num_threads(1)
+    vec = envs.make_vector("gym:Pendulum-v1", 2, seed=0, asynchronous=False)
+    ppo = PPO(model_obs_space(vec.single_observation_space), vec.single_action_space, "s5",
+              PPOConfig(rollout=16, minibatches=2, init_log_std=1.0))
+    rollout, _ = ppo.collect(vec, seed=0)
+    assert rollout.action.shape == (2, 16, 1) and rollout.action.abs().max() > 1  # stored unclipped (wide Gaussian)
+    before = {n: p.detach().clone() for n, p in ppo.model.named_parameters()}
+    metrics = ppo.update(rollout)
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert any(not torch.equal(before[n], p) for n, p in ppo.model.named_parameters())
+    obs, _ = vec.reset(seed=1)
+    action, _ = ppo.act(obs, None)
+    assert action.shape == (2, 1) and np.all(np.abs(action) <= 2.0)  # Pendulum's torque bounds
+    vec.close()
