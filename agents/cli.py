@@ -38,6 +38,11 @@ def _commands() -> dict[str, Callable[..., object]]:
 
     commands["envs"] = envs.cli_envs
     commands["collect"] = envs.collect
+    from agents.evaluate import eval_command
+    from agents.train import train_command
+
+    commands["train"] = train_command
+    commands["eval"] = eval_command
     return commands
 
 

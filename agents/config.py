@@ -17,11 +17,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import yaml
 
 from agents.dreamer import DreamerConfig
+from agents.ppo import PPOConfig  # in-context RL issue: `--agent ppo` (agents/ppo.py)
 from world_models import BACKBONES, WorldModelConfig
 
 DEFAULT_PRESET = "tiny"
@@ -32,6 +33,7 @@ class TrainConfig:
     """`memwm train`: train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU."""
 
     env: str = "memory/distracting-100"  # environment id (`memwm envs` lists them)
+    env_options: dict[str, Union[int, float, bool, str]] = field(default_factory=dict)  # constructor options of the env, e.g. length 16
     backbone: str = "s5"                 # world-model sequence backbone: rssm, transformer, s4, s5, mamba
     preset: Literal["tiny", "small", "medium", "large"] = DEFAULT_PRESET  # world-model sizes
     steps: int = 20_000                  # environment steps to train for (a resume continues up to this)
@@ -39,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_envs: int = 4                    # parallel environments while acting
+    async_envs: bool = False             # one process per environment (worth it when stepping the env is slow)
     train_ratio: float = 32.0            # replayed steps trained on per environment step
     prefill: int = 2_000                 # environment steps of random actions before training starts
     batch_size: int = 16                 # sequences per update
@@ -53,6 +56,9 @@ class TrainConfig:
     tensorboard: bool = True
     wm: WorldModelConfig = field(default_factory=lambda: WorldModelConfig.preset(DEFAULT_PRESET))
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
+    # in-context RL issue (agents/ppo.py): the learner, and recurrent PPO's settings when it is ppo
+    agent: Literal["dreamer", "ppo"] = "dreamer"
+    ppo: PPOConfig = field(default_factory=PPOConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -93,12 +99,12 @@ def layered_defaults(env: str, preset: str) -> TrainConfig:
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """Replace fields named "field" or "wm.field" / "dreamer.field"; unknown names are an error."""
-    flat, nested = {}, {"wm": {}, "dreamer": {}}
+    flat, nested = {}, {"wm": {}, "dreamer": {}, "ppo": {}}
     for name, value in overrides.items():
         group, _, sub = name.partition(".")
         if sub:
             if group not in nested:
-                raise ValueError(f"unknown config group {group!r} in {name!r}; known: wm, dreamer")
+                raise ValueError(f"unknown config group {group!r} in {name!r}; known: wm, dreamer, ppo")
             nested[group][sub] = value
         else:
             flat[name] = value
@@ -185,6 +191,6 @@ def _from_dict(cls, data: dict[str, Any], prefix: str):
     for name, value in data.items():
         if name not in fields:
             raise ValueError(f"unknown config field {prefix}{name}; known: {', '.join(prefix + n for n in sorted(fields))}")
-        sub = {"wm": WorldModelConfig, "dreamer": DreamerConfig}.get(name) if cls is TrainConfig else None
+        sub = {"wm": WorldModelConfig, "dreamer": DreamerConfig, "ppo": PPOConfig}.get(name) if cls is TrainConfig else None
         values[name] = _from_dict(sub, value, f"{name}.") if sub is not None else value
     return cls(**values)

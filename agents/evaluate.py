@@ -57,12 +57,12 @@ def episode_success(info: dict, episode_return: float) -> float:
 
 
 @torch.no_grad()
-def run_episodes(agent, env_id: str, episodes: int, seed: int, device: torch.device, record: int = 0, explore: bool = False) -> EvalResult:
+def run_episodes(agent, env_id: str, env_options: dict, episodes: int, seed: int, device: torch.device, record: int = 0, explore: bool = False) -> EvalResult:
     """Play `episodes` episodes of `env_id` one after another with the agent's policy mode (explore=False).
 
     record: how many of the first episodes keep their frames (observations' `image`) for a video.
     """
-    env = envs.make(env_id, seed=seed)
+    env = envs.make(env_id, seed=seed, **env_options)
     codec, wm = agent.codec, agent.wm
     result = EvalResult([], [], [])
     try:
@@ -100,6 +100,10 @@ def evaluate(run: str, episodes: int = 0, video: bool = False, device: str = "au
     from agents import checkpoint
 
     config = load_run_config(Path(run))
+    if config.agent == "ppo":  # in-context RL issue: PPO runs are restored and evaluated by agents/ppo.py
+        from agents import ppo
+
+        return ppo.evaluate_run(run, episodes, device, seed)
     torch_device = pick_device(device)
     agent, _ = build_agent(config, torch_device)
     found = checkpoint.load(Path(run) / "checkpoints", map_location=torch_device)
@@ -109,10 +113,21 @@ def evaluate(run: str, episodes: int = 0, video: bool = False, device: str = "au
     agent.load_state_dict(payload["agent"])
     agent.eval()
     n = episodes or config.eval_episodes
-    result = run_episodes(agent, config.env, n, seed, torch_device, record=min(n, 4) if video else 0)
+    result = run_episodes(agent, config.env, config.env_options, n, seed, torch_device, record=min(n, 4) if video else 0)
     step = payload["counters"]["step"]
     print(f"{config.env} ({config.backbone}, {path.name}, step {step}): mean return {result.mean_return:.3f}, "
           f"success rate {result.success_rate:.2f} over {n} episodes")
+    if config.env.startswith("icrl/"):  # in-context RL issue: return by episode index, gain, bandit regret, PNG
+        from agents import icrl
+        from agents.logger import Logger
+
+        logger = Logger(Path(run), config.tensorboard)
+        try:
+            metrics, png = icrl.evaluate(icrl.DreamerPolicy(agent, torch_device), config.env, n, seed, out_dir=Path(run) / "icrl",
+                                         logger=logger, step=step, **config.env_options)
+        finally:
+            logger.close()
+        print(", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if not k.startswith(("icrl/return_ep", "icrl/return_tenth"))) + f"; plot: {png}")
     if video and result.frames:
         from world_models.video import write_video
 

@@ -25,7 +25,7 @@ import tyro
 
 import envs
 import world_models
-from agents import checkpoint
+from agents import checkpoint, distributed
 from agents.config import TrainConfig, load_yaml, resolve, save_yaml
 from agents.dreamer import Dreamer
 from agents.evaluate import OBS_KEYS, episode_success, model_obs_space, obs_to_torch, run_episodes
@@ -56,7 +56,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 def build_agent(config: TrainConfig, device: torch.device, spaces=None) -> tuple[Dreamer, tuple]:
     """The Dreamer agent for the config's environment; `spaces` (obs_space, act_space) avoids making an env."""
     if spaces is None:
-        env = envs.make(config.env, seed=config.seed)
+        env = envs.make(config.env, seed=config.seed, **config.env_options)
         spaces = (env.observation_space, env.action_space)
         env.close()
     obs_space, act_space = model_obs_space(spaces[0]), spaces[1]
@@ -67,7 +67,7 @@ def build_agent(config: TrainConfig, device: torch.device, spaces=None) -> tuple
 
 def identity(config: TrainConfig) -> dict:
     """What a resume must match: the environment and the model."""
-    return {"env": config.env, "backbone": config.backbone, "wm": dataclasses.asdict(config.wm)}
+    return {"env": config.env, "env_options": dict(config.env_options), "backbone": config.backbone, "wm": dataclasses.asdict(config.wm)}
 
 
 def seed_everything(seed: int) -> None:
@@ -93,17 +93,19 @@ class Trainer:
         saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
         self.config = config = resolve(given, saved)
         self.run_dir = run_dir
-        self.device = pick_device(config.device)
+        self.device = distributed.init(pick_device(config.device))  # torchrun: join the process group, this rank's device
         if config.threads:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
 
-        self.env = envs.make_vector(config.env, config.num_envs, seed=config.seed)  # unknown ids fail here, before any file is written
+        # unknown ids and options fail here, before any file is written
+        self.env = distributed.parallel_envs(config.env, config.num_envs, seed=distributed.rank_seed(config.seed),
+                                             asynchronous=config.async_envs, **config.env_options)
         spaces = (self.env.single_observation_space, self.env.single_action_space)
         self.agent, (self.obs_space, _) = build_agent(config, self.device, spaces)
         self.codec = self.agent.codec
         self.counters = {"step": 0, "updates": 0, "episodes": 0}
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(distributed.rank_seed(config.seed))
 
         found = checkpoint.load(run_dir / "checkpoints", map_location=self.device)
         if found is not None:
@@ -115,8 +117,14 @@ class Trainer:
             checkpoint.set_rng_state(payload["rng"])
             self.rng.bit_generator.state = payload["action_rng"]
             print(f"memwm: resuming {run_dir} from {path.name} at step {self.counters['step']}", file=sys.stderr)
-        save_yaml(config, run_dir / "config.yaml")
-        self.replay = Replay(config.replay_capacity, run_dir / "replay", seed=config.seed + self.counters["step"])
+        distributed.broadcast_state(self.agent)  # data parallel: every rank starts from rank 0's weights
+        if not distributed.is_main():  # ranks > 0 draw their own random numbers (a resume restored rank 0's)
+            seed_everything(distributed.rank_seed(config.seed) + self.counters["step"])
+            self.rng = np.random.default_rng(distributed.rank_seed(config.seed) + self.counters["step"])
+        if distributed.is_main():
+            save_yaml(config, run_dir / "config.yaml")
+        self.replay = Replay(config.replay_capacity, distributed.shard(run_dir / "replay"),
+                             seed=distributed.rank_seed(config.seed) + self.counters["step"])
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, float]:
@@ -125,9 +133,9 @@ class Trainer:
         cfg, agent, codec, device = self.config, self.agent, self.codec, self.device
         n = cfg.num_envs
         bar = tqdm(total=cfg.steps, initial=min(self.counters["step"], cfg.steps), unit="step", dynamic_ncols=True,
-                   mininterval=1.0, file=sys.stderr, desc=self.run_dir.name)
-        self.logger = logger = Logger(self.run_dir, cfg.tensorboard, bar)
-        obs, _ = self.env.reset(seed=cfg.seed + self.counters["step"])
+                   mininterval=1.0, file=sys.stderr, desc=self.run_dir.name, disable=not distributed.is_main())
+        self.logger = logger = distributed.RankLogger(lambda: Logger(self.run_dir, cfg.tensorboard, bar))  # rank 0 writes
+        obs, _ = self.env.reset(seed=distributed.rank_seed(cfg.seed) + self.counters["step"])
         state = agent.wm.initial_state(n, device)
         prev_action = torch.zeros(n, codec.dim, device=device)
         reward = np.zeros(n, np.float32)  # the reward that arrived with `obs`
@@ -171,7 +179,7 @@ class Trainer:
                     logger.scalar("replay/steps", len(self.replay))
                     logger.scalar("replay/episodes", self.replay.num_episodes)
                     timer = {"time": now, "step": step, "updates": self.counters["updates"]}
-                    logger.write(step)
+                    logger.sync(step)  # every rank's scalars, averaged
                 if cfg.eval_every and step - marks["eval"] >= cfg.eval_every and step < cfg.steps:
                     marks["eval"] = step
                     summary = self._evaluate()
@@ -185,6 +193,7 @@ class Trainer:
                 summary = self._evaluate()
                 if cfg.video_every >= 0:
                     self._videos()
+            logger.sync(self.counters["step"])
             self.save()
         finally:
             bar.close()
@@ -195,7 +204,7 @@ class Trainer:
     def _train_owed(self, logger: Logger) -> None:
         cfg = self.config
         trained = self.counters["step"] - cfg.prefill
-        if trained <= 0 or len(self.replay) < cfg.seq_len:
+        if trained <= 0 or not distributed.all_true(len(self.replay) >= cfg.seq_len):  # all ranks update together
             return
         owed = int(trained * cfg.train_ratio / (cfg.batch_size * cfg.seq_len)) + 1
         metrics = None
@@ -217,9 +226,16 @@ class Trainer:
         self.logger.write(self.counters["step"])
 
     def _evaluate(self) -> dict[str, float]:
+        if not distributed.is_main():
+            return {}
         cfg = self.config
-        result = run_episodes(self.agent, cfg.env, cfg.eval_episodes, seed=cfg.seed + 1_000_000, device=self.device)
+        result = run_episodes(self.agent, cfg.env, cfg.env_options, cfg.eval_episodes, seed=cfg.seed + 1_000_000, device=self.device)
         summary = {"eval/return": result.mean_return, "eval/success": result.success_rate, "eval/length": float(np.mean(result.lengths))}
+        if cfg.env.startswith("icrl/"):  # in-context RL issue: return by episode index, gain, bandit regret, PNG
+            from agents import icrl
+
+            icrl.evaluate(icrl.DreamerPolicy(self.agent, self.device), cfg.env, cfg.eval_episodes, cfg.seed + 1_000_000,
+                          out_dir=self.run_dir / "icrl", logger=self.logger, step=self.counters["step"], **cfg.env_options)
         self.logger.scalars(summary)
         self.logger.write(self.counters["step"])
         return summary
@@ -227,10 +243,10 @@ class Trainer:
     @torch.no_grad()
     def _videos(self) -> None:
         """Videos of evaluation episodes and of open-loop imagination from replayed context."""
-        if "image" not in self.obs_space.spaces:
+        if "image" not in self.obs_space.spaces or not distributed.is_main():
             return
         step, cfg = self.counters["step"], self.config
-        result = run_episodes(self.agent, cfg.env, min(4, cfg.eval_episodes), seed=cfg.seed + 2_000_000,
+        result = run_episodes(self.agent, cfg.env, cfg.env_options, min(4, cfg.eval_episodes), seed=cfg.seed + 2_000_000,
                               device=self.device, record=4)
         if result.frames:
             self.logger.video("eval/policy", result.video(), step)
@@ -239,6 +255,9 @@ class Trainer:
             self.logger.video("imagine/open_loop", imagination_video(truth, model, context), step)
 
     def save(self) -> None:
+        distributed.check_in_sync(self.agent)  # every rank: the weights must not have drifted apart
+        if not distributed.is_main():
+            return
         checkpoint.save(self.run_dir / "checkpoints", self.counters["step"], {
             "agent": self.agent.state_dict(), "optimisers": self.agent.optimiser_state(), "counters": dict(self.counters),
             "identity": identity(self.config), "action_rng": self.rng.bit_generator.state,
@@ -279,9 +298,17 @@ def open_loop(wm, batch: dict[str, np.ndarray], device: torch.device, context: i
 # ---------------------------------------------------------------------- command line
 def train(config: TrainConfig) -> dict[str, float]:
     """Train (or resume) the run described by `config`; return the final evaluation's scalars."""
+    saved = config.run_dir / "config.yaml"
+    if resolve(config, load_yaml(saved) if saved.exists() else None).agent == "ppo":  # in-context RL issue: agents/ppo.py
+        from agents import ppo
+
+        distributed.require_one_process("--agent ppo")
+        return ppo.train(config)
     trainer = Trainer(config)
     summary = trainer.run()
     run_dir = trainer.run_dir
+    if not distributed.is_main():
+        return summary
     print(f"memwm: finished {trainer.config.env} ({trainer.config.backbone}) at step {trainer.counters['step']}: "
           + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
     print(f"memwm: logs in {run_dir} (tensorboard --logdir {run_dir}), metrics in {run_dir / 'metrics.jsonl'}, "

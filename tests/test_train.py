@@ -1,0 +1,170 @@
+"""`memwm train` / `memwm eval` end to end at preset tiny: the loop, the run folder, resume, eval and bad inputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from agents import checkpoint
+from agents.cli import main
+from agents.config import TrainConfig
+from agents.train import train
+from world_models import WorldModelConfig
+
+# A few hundred env steps, a handful of updates, short evaluations: seconds on a CPU.
+FAST = dict(preset="tiny", num_envs=2, prefill=60, batch_size=2, seq_len=8, train_ratio=2.0, eval_every=0,
+            eval_episodes=1, video_every=-1, log_every=50, checkpoint_every=100, tensorboard=False, threads=1)
+FAST_FLAGS = ["--preset", "tiny", "--num-envs", "2", "--prefill", "60", "--batch-size", "2", "--seq-len", "8",
+              "--train-ratio", "2", "--eval-every", "0", "--eval-episodes", "1", "--video-every", "-1",
+              "--log-every", "50", "--no-tensorboard", "--threads", "1"]
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def memory_run(tmp_path_factory):
+    """A finished run on a memory task, with videos and TensorBoard (shared by the tests that read it)."""
+    run = tmp_path_factory.mktemp("runs") / "distracting"
+    config = TrainConfig(env="memory/distracting-100", backbone="rssm", steps=240, run=str(run),
+                         **{**FAST, "video_every": 0, "tensorboard": True})
+    summary = train(config)
+    return run, summary
+
+
+def test_loop_on_a_memory_env_writes_every_file_of_a_run(memory_run):
+    run, summary = memory_run
+    assert set(summary) == {"eval/return", "eval/success", "eval/length"}
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["env"] == "memory/distracting-100" and saved["wm"] == WorldModelConfig.preset("tiny").__dict__
+    records = _records(run)
+    names = set().union(*records)
+    for name in ("episode/return", "episode/success", "train/loss/image", "train/loss/actor", "train/actor_entropy",
+                 "train/return_scale", "perf/env_steps_per_s", "eval/return", "eval/success"):
+        assert name in names, name
+    assert max(r["step"] for r in records) == 240
+    assert [p.name for p in checkpoint.checkpoints(run / "checkpoints")] == ["ckpt-000000200.pt", "ckpt-000000240.pt"]
+    episodes = sorted((run / "replay").glob("ep-*.npz"))
+    assert len(episodes) >= 2  # 102-step episodes, two envs
+    with np.load(episodes[0]) as ep:
+        assert ep["image"].shape == (102, 64, 64, 3) and ep["image"].dtype == np.uint8
+        assert ep["is_first"][0] and ep["is_last"][-1] and ep["is_terminal"][-1] and ep["is_first"].sum() == 1
+        assert ep["action"].shape == (102, 2) and abs(ep["reward"][-1]) == 1.0
+    videos = sorted(p.name for p in (run / "videos").iterdir())
+    assert videos == ["eval-policy-000000240.gif", "imagine-open_loop-000000240.gif"]
+    assert list(run.glob("events.out.tfevents.*"))
+
+
+def test_eval_of_a_finished_run_reports_return_and_success(memory_run, capsys):
+    run, _ = memory_run
+    main(["eval", "--run", str(run), "--episodes", "1", "--video"])
+    out = capsys.readouterr().out
+    assert "mean return" in out and "success rate" in out and "over 1 episodes" in out
+    assert list((run / "videos").glob("eval-cli-*.gif"))
+
+
+def test_loop_on_a_continuous_action_env(tmp_path):
+    run = tmp_path / "pendulum"
+    summary = train(TrainConfig(env="gym:Pendulum-v1", backbone="s5", steps=260, run=str(run), **{**FAST, "num_envs": 1}))
+    assert np.isfinite(summary["eval/return"]) and summary["eval/length"] == 200
+    with np.load(sorted((run / "replay").glob("ep-*.npz"))[0]) as ep:
+        assert ep["action"].shape == (201, 1) and np.abs(ep["action"]).max() <= 1.0
+    assert "train/loss/actor" in set().union(*_records(run))
+
+
+def test_resume_after_sigkill_continues_steps_and_replay(tmp_path):
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "agents.cli", "train", "--env", "memory/distracting-100", "--backbone", "rssm",
+           "--run", str(run), "--checkpoint-every", "100", *FAST_FLAGS]
+    proc = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not len(checkpoint.checkpoints(run / "checkpoints")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (kept,) = checkpoint.checkpoints(run / "checkpoints")[-1:]
+    killed_at = checkpoint.load(run / "checkpoints")[0]["counters"]["step"]
+    episodes_before = len(list((run / "replay").glob("ep-*.npz")))
+    assert killed_at >= 100 and episodes_before >= 1
+    done = subprocess.run([*cmd, "--steps", str(killed_at + 220)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming {run} from {kept.name} at step {killed_at}" in done.stderr
+    payload, _ = checkpoint.load(run / "checkpoints")
+    assert payload["counters"]["step"] == killed_at + 220
+    assert len(list((run / "replay").glob("ep-*.npz"))) > episodes_before
+    steps = [r["step"] for r in _records(run) if "perf/env_steps_per_s" in r]
+    assert steps and max(steps) > killed_at
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    run = tmp_path / "corrupt"
+    base = dict(env="memory/distracting-100", backbone="rssm", run=str(run), **{**FAST, "checkpoint_every": 50, "prefill": 200})
+    train(TrainConfig(steps=150, **base))
+    newest = checkpoint.checkpoints(run / "checkpoints")[-1]
+    newest.write_bytes(newest.read_bytes()[:1000])
+    train(TrainConfig(steps=200, **base))
+    err = capsys.readouterr().err
+    assert f"checkpoint {newest} is corrupt" in err and "falling back to ckpt-000000100.pt" in err
+    assert "resuming" in err and "at step 100" in err
+    assert checkpoint.load(run / "checkpoints")[0]["counters"]["step"] == 200
+
+
+def _cli_error(args, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code not in (0, None)
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err.splitlines()[-1] if "error:" in err else err  # the error line comes after any progress bar
+
+
+def test_unknown_env_backbone_or_field_is_a_short_error_and_writes_nothing(tmp_path, capsys):
+    run = str(tmp_path / "bad")
+    err = _cli_error(["train", "--env", "memory/rooms-3", "--run", run], capsys)
+    assert len(err.splitlines()) == 1 and "memory/rooms-3" in err and "memory/rooms-2" in err
+    err = _cli_error(["train", "--env", "memory/rooms-2", "--backbone", "lstm", "--run", run], capsys)
+    assert len(err.splitlines()) == 1 and "unknown backbone 'lstm'" in err and "s5" in err
+    err = _cli_error(["train", "--no-such-field", "3", "--run", run], capsys)
+    assert "--no-such-field" in err
+    assert not Path(run).exists()
+
+
+def test_resume_with_another_env_or_model_is_a_one_line_error(memory_run, capsys):
+    run, _ = memory_run
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    err = _cli_error(["train", "--run", str(run), "--env", "minigrid/memory-s7"], capsys)
+    assert len(err.splitlines()) == 1 and "env='memory/distracting-100'" in err and "env='minigrid/memory-s7'" in err
+    err = _cli_error(["train", "--run", str(run), "--wm.hidden", "32"], capsys)
+    assert len(err.splitlines()) == 1 and "wm.hidden=64" in err and "wm.hidden=32" in err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_nan_loss_stops_with_the_term_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    import agents.replay
+
+    run = tmp_path / "nan"
+    base = dict(env="memory/distracting-100", backbone="rssm", run=str(run), **{**FAST, "checkpoint_every": 50})
+    train(TrainConfig(steps=100, **base))
+    sample = agents.replay.Replay.sample
+
+    def poisoned(self, *args, **kwargs):
+        batch = sample(self, *args, **kwargs)
+        batch["reward"] = np.full_like(batch["reward"], np.nan)
+        return batch
+
+    monkeypatch.setattr(agents.replay.Replay, "sample", poisoned)
+    err = _cli_error(["train", "--run", str(run), "--steps", "400", *FAST_FLAGS, "--checkpoint-every", "50"], capsys)
+    assert len(err.splitlines()) == 1 and "loss/reward" in err and "not finite" in err
+    payload, _ = checkpoint.load(run / "checkpoints")
+    assert payload["counters"]["updates"] == 0  # the checkpoints on disk predate the first (poisoned) update
+    assert all(torch.isfinite(v).all() for v in payload["agent"].values() if v.is_floating_point())
