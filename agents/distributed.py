@@ -244,7 +244,7 @@ def state_digest(module: nn.Module) -> str:
     for name, t in module.state_dict().items():
         if isinstance(t, Tensor):
             h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
