@@ -72,6 +72,11 @@ def task_env_id(task: str) -> str:
     return env_id
 
 
+def default_out(env_id: str) -> Path:
+    """The out folder when --out is not given: runs/compare-<task>."""
+    return Path("runs") / f"compare-{env_id.split('/', 1)[1]}"
+
+
 def probe_kind(env_id: str) -> str:
     """Which S4WM probe a memory task gets: imagination, reward or doors."""
     name = env_id.split("/", 1)[-1]
@@ -369,7 +374,7 @@ def compare(
         raise ValueError(f"--seq-len must be >= 0 (0 = whole episodes), got {seq_len}")
     config = world_models.WorldModelConfig.preset(preset)
     dev = resolve_device(device)
-    out = Path(out) if out is not None else Path("runs") / f"compare-{env_id.split('/', 1)[1]}"
+    out = Path(out) if out is not None else default_out(env_id)
     out.mkdir(parents=True, exist_ok=True)
 
     data = ensure_data(env_id, out / "data", episodes, eval_episodes, seed, COLLECT_POLICY[kind])
