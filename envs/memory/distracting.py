@@ -24,7 +24,7 @@ import numpy as np
 from envs.memory import tiles
 from envs.memory.base import MemoryTask
 
-CUE_COLOURS = tiles.PALETTE[[0, 3]]  # red, blue
+CUE_COLOURS = (0, 3)  # palette indices: red, blue
 HEIGHT = 9  # rows 1..7 open, the agent walks along row 4
 ROW = 4
 START_X = 2  # the cue room spans x = 1..3
@@ -42,31 +42,27 @@ class Distracting(MemoryTask):
         self._build()
 
     def _build(self) -> None:
-        atlas = tiles.Atlas()
-        wall = atlas.add(tiles.wall_tile())
-        self._floor = atlas.add(tiles.solid(tiles.FLOOR))
-        self._hud = atlas.add(tiles.solid(tiles.BLACK))
-        self._cue_tiles = [atlas.add(tiles.solid(c)) for c in CUE_COLOURS]
-        others = [c for i, c in enumerate(tiles.PALETTE) if i not in (0, 3)]  # never the cue colours
-        self._distractors = np.array(
-            [atlas.add(tiles.sprite(s, c, tiles.FLOOR)) for s in tiles.SHAPE_NAMES for c in others]
-        )
+        self._floor = tiles.solid_id(tiles.FLOOR_C)
+        self._cue_tiles = [tiles.solid_id(c) for c in CUE_COLOURS]
+        others = [c for c in range(len(tiles.PALETTE)) if c not in CUE_COLOURS]  # never the cue colours
+        self._distractors = np.array([tiles.sprite_id(s, c, tiles.FLOOR_C) for s in tiles.SHAPE_NAMES for c in others])
         self.junction_x = START_X + self.length
         width = self.junction_x + 3
-        grid = np.full((HEIGHT, width), wall)
+        grid = np.full((HEIGHT, width), tiles.WALL_ID)
         grid[1:8, 1 : self.junction_x] = self._floor
         grid[1:ROW, self.junction_x] = self._cue_tiles[0]  # the upper arm is red
         grid[ROW, self.junction_x] = self._floor
         grid[ROW + 1 : 8, self.junction_x] = self._cue_tiles[1]  # the lower arm is blue
         self._grid = grid
-        self._wall = wall
-        self._atlas = atlas.array()
-        self._hud_row = np.full(8, self._hud)
+        self._hud_row = np.full(8, tiles.solid_id(tiles.BLACK_C))
         # cells the distractors may cover: the corridor, not the cue room, the agent's row or the junction
         mask = np.zeros((HEIGHT, width), bool)
         mask[1:8, START_X + 2 : self.junction_x - 1] = True
         mask[ROW, :] = False
-        self._distractable = np.pad(mask, tiles.PAD)
+        padded = np.pad(mask, tiles.PAD)
+        top, left = ROW + tiles.PAD - tiles.AGENT_ROW, START_X + tiles.PAD - tiles.AGENT_COL
+        self._free = np.stack([padded[top : top + tiles.VIEW_ROWS, left + t : left + t + tiles.VIEW_COLS]
+                               for t in range(self.length + 1)])  # (L + 1, 7, 8): the window at each corridor step
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -76,7 +72,11 @@ class Distracting(MemoryTask):
             raise ValueError(f"distracting: cue must be 0 (red) or 1 (blue), got {self.cue}")
         grid = self._grid.copy()
         grid[1:8, 1 : START_X + 2] = self._cue_tiles[self.cue]
-        self.world = tiles.TileWorld(grid, grid != self._wall, self._atlas, self._wall)
+        self.world = tiles.TileWorld(grid, grid != tiles.WALL_ID)
+        # the distractors of every corridor step, drawn at once: (L + 1, 7, 8) tile ids and where they go
+        shape = (self.length + 1, tiles.VIEW_ROWS, tiles.VIEW_COLS)
+        pick = self._distractors[self.np_random.integers(len(self._distractors), size=shape)]
+        self._strewn = np.where(self.np_random.random(shape) < DISTRACTOR_DENSITY, pick, self._floor)
         self.t = 0
         self.x, self.y = START_X, ROW
         self.choice = None
@@ -102,13 +102,10 @@ class Distracting(MemoryTask):
         return self.cue  # arm 0 is red (cue 0), arm 1 is blue (cue 1)
 
     def _observe(self) -> dict[str, np.ndarray]:
-        window = self.world.window(self.y, self.x)  # (7, 8) writable view
-        top, left = self.y + tiles.PAD - tiles.AGENT_ROW, self.x + tiles.PAD - tiles.AGENT_COL
-        free = self._distractable[top : top + tiles.VIEW_ROWS, left : left + tiles.VIEW_COLS]
-        if free.any():
-            r = self.np_random.random(free.shape)
-            pick = self._distractors[self.np_random.integers(len(self._distractors), size=free.shape)]
-            window[free] = np.where(r < DISTRACTOR_DENSITY, pick, self._floor)[free]
+        step = self.x - START_X
+        if step < len(self._strewn):  # re-strew the corridor cells in view (drawn at reset, all at once)
+            window = self.world.window(self.y, self.x)  # (7, 8) writable view
+            np.copyto(window, self._strewn[step], where=self._free[step])
         self._image = self.world.render(self.y, self.x, self._hud_row)
         return {"image": self._image}
 

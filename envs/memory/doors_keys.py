@@ -44,33 +44,20 @@ class DoorsKeys(MemoryTask):
         self.key_xs = [2 + 2 * i for i in range(n_keys)]
 
     def _build(self, colours: np.ndarray) -> None:
-        atlas = tiles.Atlas()
-        wall = atlas.add(tiles.wall_tile())
-        self._floor = atlas.add(tiles.solid(tiles.FLOOR))
-        self._hud_context = atlas.add(tiles.solid((60, 60, 60)))
-        self._hud_query = atlas.add(tiles.solid(tiles.WHITE))
-        self._hud_blank = atlas.add(tiles.solid(tiles.BLACK))
-        key_tiles = [atlas.add(tiles.sprite("diamond", tiles.PALETTE[c], tiles.FLOOR)) for c in colours]
-        self._closed, self._open = [], []
-        for c in colours:
-            closed = tiles.solid(tiles.PALETTE[c])
-            closed[3:5, 5:7] = tiles.BLACK  # the handle
-            doorway = tiles.solid(tiles.PALETTE[c])
-            doorway[2:, 2:6] = tiles.BLACK
-            self._closed.append(atlas.add(closed))
-            self._open.append(atlas.add(doorway))
+        self._colours = colours  # (K,) palette index of each key
         width = self.hall_x + 2 * self.n_keys + 2
-        grid = np.full((HEIGHT, width), wall)
-        grid[2:5, 1 : self.exit_x] = self._floor  # key room
-        grid[3, self.exit_x : self.hall_x] = self._floor  # corridor
-        grid[3:5, self.hall_x : self.hall_x + 2 * self.n_keys + 1] = self._floor  # hall
+        grid = np.full((HEIGHT, width), tiles.WALL_ID)
+        floor = tiles.solid_id(tiles.FLOOR_C)
+        grid[2:5, 1 : self.exit_x] = floor  # key room
+        grid[3, self.exit_x : self.hall_x] = floor  # corridor
+        grid[3:5, self.hall_x : self.hall_x + 2 * self.n_keys + 1] = floor  # hall
         for i, x in enumerate(self.key_xs):
-            grid[3, x] = key_tiles[i]
+            grid[3, x] = tiles.sprite_id("diamond", colours[i], tiles.FLOOR_C)
         for i, x in enumerate(self.door_xs):
-            grid[2, x] = self._closed[self.door_keys[i]]
-        self.world = tiles.TileWorld(grid, grid != wall, atlas.array(), wall)
-        for x in self.door_xs:
-            self.world.walkable[2 + tiles.PAD, x + tiles.PAD] = False  # doors open by the step() rule only
+            grid[2, x] = tiles.door_id(colours[self.door_keys[i]], is_open=False)
+        walkable = grid != tiles.WALL_ID
+        walkable[2, self.door_xs] = False  # doors open by the step() rule only
+        self.world = tiles.TileWorld(grid, walkable)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -125,16 +112,16 @@ class DoorsKeys(MemoryTask):
 
     def _pick(self, key: int) -> None:
         self.held.add(key)
-        self.world.set(3, self.key_xs[key], self._floor)
+        self.world.set(3, self.key_xs[key], tiles.solid_id(tiles.FLOOR_C))
         door = int(np.flatnonzero(self.door_keys == key)[0])
-        self.world.set(2, self.door_xs[door], self._open[key])
+        self.world.set(2, self.door_xs[door], tiles.door_id(self._colours[key], is_open=True))
 
     def scripted_action(self) -> int:
         return self.plan[self.t] if self.t < len(self.plan) else 2 + self.t % 2  # left, right: wait in the hall
 
     def _observe(self) -> dict[str, np.ndarray]:
-        hud = np.full(8, self._hud_blank)
-        hud[0] = self._hud_query if self.in_query else self._hud_context
+        hud = np.full(8, tiles.solid_id(tiles.BLACK_C))
+        hud[0] = tiles.solid_id(tiles.WHITE_C if self.in_query else tiles.GREY_C)
         self._image = self.world.render(*self.pos, hud)
         return {"image": self._image}
 

@@ -73,30 +73,22 @@ class Rooms(MemoryTask):
 
     def _build(self, cue: int) -> None:
         rng = np.random.default_rng(cue)
-        atlas = tiles.Atlas()
-        wall = atlas.add(tiles.wall_tile())
-        door = atlas.add(tiles.solid(tiles.FLOOR))
-        self._hud_context = atlas.add(tiles.solid((60, 60, 60)))
-        self._hud_query = atlas.add(tiles.solid(tiles.WHITE))
-        self._hud_blank = atlas.add(tiles.solid(tiles.BLACK))
         colours = rng.choice(len(tiles.PALETTE), self.n_rooms, replace=False)
         self.room_colours = tiles.PALETTE[colours]  # (N, 3) uint8
+        self._room_tiles = [tiles.solid_id(c) for c in colours]
         height, width = ROOM_H + 2, self.n_rooms * (ROOM_W + 1) + 1
-        grid = np.full((height, width), wall)
-        self._room_tiles = []
+        grid = np.full((height, width), tiles.WALL_ID)
         for i, c in enumerate(colours):
             x0 = self._room_x0(i)
-            floor = atlas.add(tiles.solid(tiles.PALETTE[c]))
-            self._room_tiles.append(floor)
-            grid[1 : 1 + ROOM_H, x0 : x0 + ROOM_W] = floor
+            grid[1 : 1 + ROOM_H, x0 : x0 + ROOM_W] = self._room_tiles[i]
             if i + 1 < self.n_rooms:
-                grid[DOOR_Y, x0 + ROOM_W] = door
+                grid[DOOR_Y, x0 + ROOM_W] = tiles.solid_id(tiles.FLOOR_C)
             spots = rng.choice(ROOM_W * ROOM_H, OBJECTS_PER_ROOM, replace=False)
-            for s in spots:
-                shape = tiles.SHAPE_NAMES[rng.integers(len(tiles.SHAPE_NAMES))]
-                colour = tiles.PALETTE[(c + 1 + rng.integers(len(tiles.PALETTE) - 1)) % len(tiles.PALETTE)]
-                grid[1 + s // ROOM_W, x0 + s % ROOM_W] = atlas.add(tiles.sprite(shape, colour, tiles.PALETTE[c]))
-        self.world = tiles.TileWorld(grid, grid != wall, atlas.array(), wall)
+            shapes = rng.integers(len(tiles.SHAPE_NAMES), size=OBJECTS_PER_ROOM)
+            others = (c + 1 + rng.integers(len(tiles.PALETTE) - 1, size=OBJECTS_PER_ROOM)) % len(tiles.PALETTE)
+            for spot, shape, colour in zip(spots, shapes, others):
+                grid[1 + spot // ROOM_W, x0 + spot % ROOM_W] = tiles.sprite_id(tiles.SHAPE_NAMES[shape], colour, c)
+        self.world = tiles.TileWorld(grid, grid != tiles.WALL_ID)
 
     # -------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -134,12 +126,12 @@ class Rooms(MemoryTask):
         return min((self.pos[1] - 1) // (ROOM_W + 1), self.n_rooms - 1)
 
     def _observe(self) -> dict[str, np.ndarray]:
-        hud = np.full(8, self._hud_blank)
+        hud = np.full(8, tiles.solid_id(tiles.BLACK_C))
         if self.t >= self.context_len:
-            hud[0] = self._hud_query
+            hud[0] = tiles.solid_id(tiles.WHITE_C)
             hud[1:3] = self._room_tiles[self.target_room]
         else:
-            hud[0] = self._hud_context
+            hud[0] = tiles.solid_id(tiles.GREY_C)
         self._image = self.world.render(*self.pos, hud)
         return {"image": self._image}
 

@@ -43,27 +43,21 @@ class Teleport(MemoryTask):
 
     def _build(self, cue: int) -> None:
         rng = np.random.default_rng(cue)
-        atlas = tiles.Atlas()
-        wall = atlas.add(tiles.wall_tile())
-        self._hud_context = atlas.add(tiles.solid((60, 60, 60)))
-        self._hud_query = atlas.add(tiles.solid(tiles.WHITE))
-        self._hud_blank = atlas.add(tiles.solid(tiles.BLACK))
-        colours = tiles.PALETTE[rng.choice(len(tiles.PALETTE), 9, replace=False)]  # (9, 3)
+        colours = rng.choice(len(tiles.PALETTE), 9, replace=False)  # (9,) palette index per region
         region = np.arange(SIZE)[:, None] // 4 * 3 + np.arange(SIZE)[None, :] // 4  # (12, 12) region index
-        floors = np.array([atlas.add(tiles.solid(c)) for c in colours])
-        grid = np.full((SIZE + 2, SIZE + 2), wall)
-        grid[1:-1, 1:-1] = floors[region]
+        background = colours[region]  # (12, 12) colour index of each cell's floor
+        grid = np.full((SIZE + 2, SIZE + 2), tiles.WALL_ID)
+        grid[1:-1, 1:-1] = tiles.solid_id(0) + background
         gy, gx = self.goal
-        spots = [s for s in rng.permutation(SIZE * SIZE) if (1 + s // SIZE, 1 + s % SIZE) != (gy, gx)][:N_OBJECTS]
-        for s in spots:
-            bg = colours[region[s // SIZE, s % SIZE]]
-            shape = tiles.SHAPE_NAMES[rng.integers(len(tiles.SHAPE_NAMES))]
-            colour = tiles.PALETTE[rng.integers(len(tiles.PALETTE))]
-            if (colour == bg).all():
-                colour = tiles.BLACK
-            grid[1 + s // SIZE, 1 + s % SIZE] = atlas.add(tiles.sprite(shape, colour, bg))
-        grid[gy, gx] = atlas.add(tiles.sprite("ring", tiles.GOLD, colours[region[gy - 1, gx - 1]]))
-        self.world = tiles.TileWorld(grid, grid != wall, atlas.array(), wall)
+        spots = [c for c in rng.permutation(SIZE * SIZE) if (1 + c // SIZE, 1 + c % SIZE) != (gy, gx)][:N_OBJECTS]
+        shapes = rng.integers(len(tiles.SHAPE_NAMES), size=N_OBJECTS)
+        fgs = rng.integers(len(tiles.PALETTE), size=N_OBJECTS)
+        for spot, shape, fg in zip(spots, shapes, fgs):
+            y, x = divmod(int(spot), SIZE)
+            bg = background[y, x]
+            grid[1 + y, 1 + x] = tiles.sprite_id(tiles.SHAPE_NAMES[shape], fg if fg != bg else tiles.BLACK_C, bg)
+        grid[gy, gx] = tiles.sprite_id("ring", tiles.GOLD_C, background[gy - 1, gx - 1])
+        self.world = tiles.TileWorld(grid, grid != tiles.WALL_ID)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -122,8 +116,8 @@ class Teleport(MemoryTask):
         return moves[0] if moves else 0
 
     def _observe(self) -> dict[str, np.ndarray]:
-        hud = np.full(8, self._hud_blank)
-        hud[0] = self._hud_query if self.t >= self.context_len else self._hud_context
+        hud = np.full(8, tiles.solid_id(tiles.BLACK_C))
+        hud[0] = tiles.solid_id(tiles.WHITE_C if self.t >= self.context_len else tiles.GREY_C)
         self._image = self.world.render(*self.pos, hud)
         return {"image": self._image}
 

@@ -1,10 +1,10 @@
 """Tile rendering for the memory suite: a grid world drawn as 64x64 RGB by slicing, no per-pixel loops.
 
-The world is an (H, W) array of tile ids into an atlas of (8, 8, 3) uint8 sprites built at reset.
+The world is an (H, W) array of tile ids into ATLAS, every (8, 8, 3) uint8 sprite built once at import.
 The image is one HUD row of 8 tiles on top of a 7x8-tile window of the world around the agent
 (the agent sits at window row 3, column 3), i.e. (8 rows x 8 px) x (8 columns x 8 px) = 64x64:
 
-    image = atlas[cells].transpose(0, 2, 1, 3, 4).reshape(64, 64, 3)    # cells: (8, 8) tile ids
+    image = ATLAS[cells].transpose(0, 2, 1, 3, 4).reshape(64, 64, 3)    # cells: (8, 8) tile ids
 
 plus the agent sprite blitted through a boolean mask. Moves are 0 up, 1 down, 2 left, 3 right.
 """
@@ -54,6 +54,7 @@ SHAPES = _masks()
 SHAPE_NAMES = tuple(SHAPES)
 AGENT_MASK = SHAPES["circle"]
 AGENT_COLOUR = WHITE
+_AGENT_WHERE = np.repeat(AGENT_MASK[:, :, None], 3, axis=2)  # (8, 8, 3)
 
 
 def solid(colour: np.ndarray) -> np.ndarray:
@@ -61,47 +62,70 @@ def solid(colour: np.ndarray) -> np.ndarray:
     return np.broadcast_to(np.asarray(colour, np.uint8), (TILE, TILE, 3)).copy()
 
 
-def sprite(shape: str, colour: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """(8, 8, 3) uint8 tile: `shape` in `colour` over `background`."""
-    tile = solid(background)
-    tile[SHAPES[shape]] = colour
-    return tile
+# Every tile any task draws, built once at import (about 2,200 sprites, 0.4 MB), so that a reset
+# only writes tile ids into a grid. Colours are indices into COLOURS: the palette, then these.
+GREY_HUD = np.array((60, 60, 60), np.uint8)
+COLOURS = np.concatenate([PALETTE, np.stack([FLOOR, BLACK, WHITE, GOLD, GREY_HUD])])  # (19, 3)
+FLOOR_C, BLACK_C, WHITE_C, GOLD_C, GREY_C = range(len(PALETTE), len(PALETTE) + 5)
+_NC = len(COLOURS)
+_SOLID0 = 1
+_SPRITE0 = _SOLID0 + _NC
+_DOOR0 = _SPRITE0 + len(SHAPES) * _NC * _NC
+WALL_ID = 0
 
 
-def wall_tile() -> np.ndarray:
-    tile = solid(WALL)
-    tile[::4, :] = WALL // 2  # mortar lines tell walls from plain grey floors
-    return tile
+def solid_id(colour: int) -> int:
+    """The id of the tile of one colour (an index into COLOURS)."""
+    return _SOLID0 + int(colour)
 
 
-class Atlas:
-    """Sprites collected at reset; `add` returns a tile id, `array` the (K, 8, 8, 3) lookup table."""
+def sprite_id(shape: str, colour: int, background: int) -> int:
+    """The id of the tile with `shape` in colour `colour` over `background` (indices into COLOURS)."""
+    return _SPRITE0 + (SHAPE_NAMES.index(shape) * _NC + int(colour)) * _NC + int(background)
 
-    def __init__(self):
-        self.tiles: list[np.ndarray] = []
 
-    def add(self, tile: np.ndarray) -> int:
-        self.tiles.append(np.asarray(tile, np.uint8))
-        return len(self.tiles) - 1
+def door_id(colour: int, is_open: bool) -> int:
+    """A door in a palette colour: closed (solid, a black handle) or open (a dark doorway in a coloured frame)."""
+    return _DOOR0 + 2 * int(colour) + int(bool(is_open))
 
-    def array(self) -> np.ndarray:
-        return np.stack(self.tiles)
+
+def _build_atlas() -> np.ndarray:
+    wall = solid(WALL)
+    wall[::4, :] = WALL // 2  # mortar lines tell walls from plain grey floors
+    atlas = [wall] + [solid(c) for c in COLOURS]
+    for shape in SHAPE_NAMES:
+        for fg in COLOURS:
+            for bg in COLOURS:
+                tile = solid(bg)
+                tile[SHAPES[shape]] = fg
+                atlas.append(tile)
+    for c in PALETTE:
+        closed = solid(c)
+        closed[3:5, 5:7] = BLACK  # the handle
+        doorway = solid(c)
+        doorway[2:, 2:6] = BLACK
+        atlas += [closed, doorway]
+    return np.stack(atlas)
+
+
+ATLAS = _build_atlas()  # (K, 8, 8, 3) uint8
 
 
 class TileWorld:
     """A grid of tile ids (padded with walls), a walkability mask, and the renderer.
 
-    grid: (H, W) int tile ids; walkable: (H, W) bool; wall: the tile id used for the padding.
-    Coordinates (y, x) are unpadded world cells; `cells` is the padded array to edit in place.
+    grid: (H, W) int ids into ATLAS; walkable: (H, W) bool. Coordinates (y, x) are unpadded
+    world cells; `cells` is the padded array that tasks edit in place (keys taken, doors opened).
     """
 
-    def __init__(self, grid: np.ndarray, walkable: np.ndarray, atlas: np.ndarray, wall: int):
+    def __init__(self, grid: np.ndarray, walkable: np.ndarray):
         if grid.shape != walkable.shape:
             raise ValueError(f"grid {grid.shape} and walkable {walkable.shape} must have the same shape")
         self.height, self.width = grid.shape
-        self.cells = np.pad(grid.astype(np.intp), PAD, constant_values=wall)  # (H + 8, W + 8)
-        self.walkable = np.pad(walkable, PAD, constant_values=False)
-        self.atlas = atlas  # (K, 8, 8, 3) uint8
+        self.cells = np.zeros((self.height + 2 * PAD, self.width + 2 * PAD), np.intp)  # WALL_ID = 0 around
+        self.cells[PAD:-PAD, PAD:-PAD] = grid
+        self.walkable = np.zeros(self.cells.shape, bool)
+        self.walkable[PAD:-PAD, PAD:-PAD] = walkable
 
     def set(self, y: int, x: int, tile: int) -> None:
         self.cells[y + PAD, x + PAD] = tile
@@ -124,9 +148,9 @@ class TileWorld:
     def render(self, y: int, x: int, hud: np.ndarray) -> np.ndarray:
         """(64, 64, 3) uint8: the HUD row (8 tile ids) over the window around (y, x), the agent drawn."""
         ids = np.concatenate([hud[None, :], self.window(y, x)])  # (8, 8)
-        image = self.atlas[ids].transpose(0, 2, 1, 3, 4).reshape(64, 64, 3)
+        image = ATLAS[ids].transpose(0, 2, 1, 3, 4).reshape(64, 64, 3)
         top, left = (1 + AGENT_ROW) * TILE, AGENT_COL * TILE
-        image[top : top + TILE, left : left + TILE][AGENT_MASK] = AGENT_COLOUR
+        np.copyto(image[top : top + TILE, left : left + TILE], AGENT_COLOUR, where=_AGENT_WHERE)
         return image
 
 
