@@ -475,6 +475,10 @@ def train(config) -> dict[str, float]:
     found = checkpoint.load(run_dir / "checkpoints", map_location=device)
     if found is not None:
         payload, path = found
+        trained_by = payload["identity"].get("agent", "dreamer")
+        if trained_by != "ppo":
+            raise checkpoint.CheckpointMismatch(f"run {run_dir} was trained with agent={trained_by!r}, but this command asks for "
+                                                "agent='ppo'; use another --run or the same agent")
         checkpoint.check_identity(payload["identity"], identity(config), path)
         ppo.load_state_dict(payload["agent"])
         counters = dict(payload["counters"])

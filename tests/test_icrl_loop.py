@@ -143,3 +143,10 @@ def test_tiny_dreamer_run_on_trials_replays_across_episode_boundaries(tmp_path):
     np.testing.assert_array_equal(batch["is_first"][:, 1:], batch["is_last"][:, :-1])
     inner = batch["vector"][:, 1:, -1].astype(bool) & ~batch["is_first"][:, 1:]
     assert inner.any()
+
+    # the run cannot be continued by the other learner
+    from agents.checkpoint import CheckpointMismatch
+    import dataclasses
+
+    with pytest.raises(CheckpointMismatch, match="agent='dreamer'"):
+        train(dataclasses.replace(config, agent="ppo", steps=400))
