@@ -32,7 +32,9 @@ def _commands() -> dict[str, Callable[..., object]]:
     from world_models.compare import compare
     from world_models.imagine import imagine
 
-    commands["compare"] = compare
+    from agents.distributed import split_backbones
+
+    commands["compare"] = split_backbones(compare)  # under torchrun: the backbones split across ranks
     commands["imagine"] = imagine
     import envs
 
