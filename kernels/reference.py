@@ -14,9 +14,11 @@ def scan_reference(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None
     """
     B, L, D = b.shape
     init = torch.zeros(B, D, dtype=b.dtype, device=b.device) if h0 is None else h0.expand(B, D)  # (B, D)
+    # unbind rather than index b[:, t]: the backward of one index is a full-size zero tensor per step
+    bs, as_ = b.unbind(1), a.unbind(1) if a.shape[1] > 1 else [a[:, 0]] * L
     h, out = init, []
     for t in range(L):
         prev = h if reset is None else torch.where(reset[:, t, None], init, h)
-        h = a[:, t if a.shape[1] > 1 else 0] * prev + b[:, t]
+        h = as_[t] * prev + bs[t]
         out.append(h)
     return torch.stack(out, 1) if out else b.new_zeros(B, 0, D)
