@@ -21,55 +21,69 @@ _CHUNK = 256  # channels per task: a task's slice of h stays in L1 while it walk
 PARALLEL_MIN_ELEMENTS = 1 << 18  # below this many elements of b, one thread
 
 
+# The loops below walk over time with row views (a[ia, t, lo:hi]) and keep the running state in a
+# local array: LLVM then vectorises the inner loop over channels (indexing h[i, t - 1, d] directly
+# was 5-10x slower for real dtypes, the loads and stores possibly aliasing).
+
 @njit(cache=True, nogil=True)
 def _forward_task(a, b, reset, h0, h, task, chunks):  # pragma: no cover - compiled
-    """Sequence i = task // chunks, channels of chunk task % chunks: fills h[i, :, lo:hi]."""
+    """Sequence i = task // chunks, channels lo:hi of chunk task % chunks: fills h[i, :, lo:hi]."""
     L, D = b.shape[1], b.shape[2]
     i, c = task // chunks, task % chunks
     lo, hi = c * _CHUNK, min(D, (c + 1) * _CHUNK)
     ia = i if a.shape[0] > 1 else 0
-    ih = i if h0.shape[0] > 1 else 0
+    init = h0[i if h0.shape[0] > 1 else 0, lo:hi]
     varying = a.shape[1] > 1
+    state = init.copy()  # h_{t-1}[lo:hi]
     for t in range(L):
-        ta = t if varying else 0
-        if t == 0 or reset[i, t]:
-            for d in range(lo, hi):
-                h[i, t, d] = a[ia, ta, d] * h0[ih, d] + b[i, t, d]
-        else:
-            for d in range(lo, hi):
-                h[i, t, d] = a[ia, ta, d] * h[i, t - 1, d] + b[i, t, d]
+        if reset[i, t]:
+            state[:] = init
+        at, bt, ht = a[ia, t if varying else 0, lo:hi], b[i, t, lo:hi], h[i, t, lo:hi]
+        for d in range(hi - lo):
+            v = at[d] * state[d] + bt[d]
+            state[d] = v
+            ht[d] = v
 
 
 @njit(cache=True, nogil=True)
 def _backward_task(a, h, dh, reset, h0, g, grad_a, grad_h0, task, chunks):  # pragma: no cover - compiled
     """Reverse scan g_t = dh_t + conj(a_{t+1} (1 - reset_{t+1})) g_{t+1} and the gradient products, for
-    sequence i = task // chunks and the channels of chunk task % chunks. grad_a (B, La, D) is summed over
-    time when La = 1 and grad_h0 (B, D) is summed over steps, so both must start at zero."""
+    sequence i = task // chunks and channels lo:hi of chunk task % chunks. Fills g[i, :, lo:hi],
+    grad_a[i, :, lo:hi] (B, La, D) (summed over time when La = 1) and grad_h0[i, lo:hi] (B, D)."""
     L, D = h.shape[1], h.shape[2]
     i, c = task // chunks, task % chunks
     lo, hi = c * _CHUNK, min(D, (c + 1) * _CHUNK)
+    n = hi - lo
     ia = i if a.shape[0] > 1 else 0
-    ih = i if h0.shape[0] > 1 else 0
+    init = h0[i if h0.shape[0] > 1 else 0, lo:hi]
     varying = a.shape[1] > 1
-    zero = g.dtype.type(0)
-    carry = np.zeros(hi - lo, dtype=g.dtype)  # conj(a_{t+1} (1 - reset_{t+1})) g_{t+1}
+    carry = np.zeros(n, dtype=g.dtype)  # conj(a_{t+1} (1 - reset_{t+1})) g_{t+1}
+    acc = np.zeros(n, dtype=g.dtype)  # grad_a summed over time
+    gh0 = grad_h0[i, lo:hi]
+    gh0[:] = 0
     for t in range(L - 1, -1, -1):
-        ta = t if varying else 0
         starts = t == 0 or reset[i, t]
-        for d in range(lo, hi):
-            gt = dh[i, t, d] + carry[d - lo]
-            g[i, t, d] = gt
-            ac = a[ia, ta, d].conjugate()
-            if starts:
-                prod = gt * h0[ih, d].conjugate()
-                grad_h0[i, d] += gt * ac
-            else:
-                prod = gt * h[i, t - 1, d].conjugate()
-            if varying:
-                grad_a[i, t, d] = prod
-            else:
-                grad_a[i, 0, d] += prod
-            carry[d - lo] = zero if reset[i, t] else ac * gt
+        at, dht, gt = a[ia, t if varying else 0, lo:hi], dh[i, t, lo:hi], g[i, t, lo:hi]
+        prev = init if starts else h[i, t - 1, lo:hi]
+        if varying:
+            gat = grad_a[i, t, lo:hi]
+            for d in range(n):
+                v = dht[d] + carry[d]
+                gt[d] = v
+                gat[d] = v * prev[d].conjugate()
+                carry[d] = at[d].conjugate() * v
+        else:
+            for d in range(n):
+                v = dht[d] + carry[d]
+                gt[d] = v
+                acc[d] += v * prev[d].conjugate()
+                carry[d] = at[d].conjugate() * v
+        if starts:  # h0 entered here: grad_h0 += g_t conj(a_t), and the reverse scan stops
+            for d in range(n):
+                gh0[d] += carry[d]
+                carry[d] = 0
+    if not varying:
+        grad_a[i, 0, lo:hi] = acc
 
 
 # The same tasks run serially for small inputs, where waking threads costs more than it saves (and on a
@@ -140,8 +154,8 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
     reset, h0 = _defaults(h, reset, h0)
     B, L, D = h.shape
     g = torch.empty_like(dh)
-    grad_a = h.new_zeros(B, a.shape[1], D)
-    grad_h0 = h.new_zeros(B, D)
+    grad_a = h.new_empty(B, a.shape[1], D)
+    grad_h0 = h.new_empty(B, D)
     run = _backward_parallel if _parallel(h) else _backward_serial
     run(_np(a), _np(h), _np(dh), _np(reset), _np(h0), _np(g), _np(grad_a), _np(grad_h0), -(-D // _CHUNK))
     return g, grad_a, grad_h0
