@@ -159,10 +159,17 @@ def make(env_id: str, seed: int | None = None, **options) -> gym.Env:
     return wrapped
 
 
-def make_vector(env_id: str, n: int, seed: int | None = None, asynchronous: bool | None = None, **options) -> gym.vector.VectorEnv:
+NUMPY_ONLY = ("memory/", "icrl/", "minigrid/")  # families that hold no MuJoCo/EGL state: safe to fork
+
+
+def make_vector(env_id: str, n: int, seed: int | None = None, asynchronous: bool | None = None,
+                context: str | None = None, **options) -> gym.vector.VectorEnv:
     """`n` copies of `env_id` (env i seeded `seed + i`) with NEXT_STEP autoreset (see the module doc).
 
     asynchronous: one process per env (gymnasium's AsyncVectorEnv); default: yes for n > 1.
+    context: how the worker processes start. Default: "fork" for the numpy-only families
+    (memory/, icrl/, minigrid/), "forkserver" for the others, because a process forked after its
+    parent rendered with MuJoCo's EGL backend hangs at its first render.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"make_vector needs n >= 1 environments, got {n!r}")
@@ -171,7 +178,9 @@ def make_vector(env_id: str, n: int, seed: int | None = None, asynchronous: bool
     fns = [functools.partial(make, env_id, None if seed is None else seed + i, **options) for i in range(n)]
     mode = gym.vector.AutoresetMode.NEXT_STEP
     if asynchronous if asynchronous is not None else n > 1:
-        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
+        if context is None:
+            context = "fork" if env_id.startswith(NUMPY_ONLY) else "forkserver"
+        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode, context=context)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
 
 
