@@ -87,6 +87,27 @@ def test_sequence_batches_shorter_than_the_episodes_are_windows_inside_one_episo
         assert any(np.array_equal(row, ep["image"][o : o + 5]) for ep in eps for o in range(len(ep["action"]) - 4))
 
 
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    rng = np.random.default_rng(6)
+    eps = [random_episode(rng, 6, 3) for _ in range(4)]
+    config = world_models.WorldModelConfig.preset("tiny")
+
+    def run(steps, resume):
+        torch.manual_seed(0)
+        wm = world_models.make("s5", IMAGE_SPACE, ACT_SPACE, config)
+        torch.manual_seed(1)
+        out = C.train_world_model(wm, C.sequence_batches(eps, 2, 6, ACT_SPACE, CPU, seed=0), steps, 1e-3, "t",
+                                  log_every=1, resume=resume, save_every=2, settings={"s": 1})
+        return wm, out
+
+    straight, curve = run(4, None)
+    run(2, tmp_path / "training.pt")  # "interrupted" after 2 steps
+    resumed, resumed_curve = run(4, tmp_path / "training.pt")
+    assert [r["step"] for r in resumed_curve["curve"]] == [0, 1, 2, 3]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def test_imagination_probe_mse_per_step_equals_a_direct_computation(tiny_s5):
     rng = np.random.default_rng(2)
     eps = [random_episode(rng, 10, 4) for _ in range(2)] + [random_episode(rng, 12, 6)]

@@ -20,6 +20,7 @@ The out folder (a rerun with the same --out reuses the data and every finished b
     <backbone>/model.pt                  the trained world model (world_models.imagine.save_world_model)
     <backbone>/metrics.json              its settings, training curve, probes and speed: the mark of done
     <backbone>/imagination.gif           context (green) then imagination (red) of up to 6 eval episodes
+    <backbone>/training.pt               while training: model, optimiser and step, to resume an interrupted run
     results.json, results.md, mse_vs_horizon.png, train_loss.png, speed.png (+ reward_accuracy.png,
     door_mse.png for their tasks)
 """
@@ -150,14 +151,30 @@ def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_sp
 # --------------------------------------------------------------------------- training
 
 
-def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: int = 10) -> dict:
-    """Adam on `wm.loss` for `steps` batches; returns the training curve and the median step time."""
+def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: int = 10,
+                      resume: Path | None = None, save_every: int = 25, settings: dict | None = None) -> dict:
+    """Adam on `wm.loss` for `steps` batches; returns the training curve and the median step time.
+
+    With `resume`, the model, optimiser, step, curve and step times are saved there every
+    `save_every` steps (atomically), and a file found there with the same `settings` is continued
+    from, skipping the batches already trained on so that the batch order stays the same.
+    """
     from tqdm import tqdm
 
     opt = torch.optim.Adam(wm.parameters(), lr=lr, eps=1e-8)
-    curve, times = [], []
+    curve, times, first = [], [], 0
+    if resume is not None and resume.exists():
+        saved = torch.load(resume, map_location=wm.device, weights_only=False)
+        if saved.get("settings") == settings:
+            wm.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimiser"])
+            curve, times, first = saved["curve"], saved["times"], saved["step"]
+            torch.set_rng_state(saved["rng"])  # the latent samples continue as if never interrupted
+            for _ in range(first):
+                next(batches)
+            print(f"compare: {desc}: resuming at step {first} from {resume}")
     wm.train()
-    bar = tqdm(range(steps), desc=desc, dynamic_ncols=True, leave=False)
+    bar = tqdm(range(first, steps), desc=desc, dynamic_ncols=True, leave=False, initial=first, total=steps)
     for step in bar:
         batch = next(batches)
         t0 = time.perf_counter()
@@ -174,6 +191,12 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: 
             row.update({k: float(v) for k, v in metrics.items() if k.startswith("loss/") or k == "kl"})
             curve.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}")
+        if resume is not None and ((step + 1) % save_every == 0 or step == steps - 1):
+            tmp = resume.with_name(f".{resume.name}.tmp")
+            resume.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"settings": settings, "model": wm.state_dict(), "optimiser": opt.state_dict(),
+                        "step": step + 1, "curve": curve, "times": times, "rng": torch.get_rng_state()}, tmp)
+            os.replace(tmp, resume)
     wm.eval()
     warm = times[min(3, len(times) - 1):] if times else [float("nan")]
     return {"curve": curve, "train_step_ms": 1000.0 * float(np.median(warm))}
@@ -399,7 +422,8 @@ def compare(
         torch.manual_seed(seed)
         wm = world_models.make(name, obs_space, act_space, config).to(dev)
         batches = sequence_batches(data["train"], batch_size, L, act_space, dev, seed)
-        trained = train_world_model(wm, batches, steps, lr, desc=f"{name} on {env_id}")
+        trained = train_world_model(wm, batches, steps, lr, desc=f"{name} on {env_id}",
+                                    resume=folder / "training.pt", settings=settings)
         probes = run_probes(wm, kind, data["eval"], act_space, dev, shift)
         speed = {"params": int(wm.num_params()), "train_step_ms": trained["train_step_ms"],
                  "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev, shift=shift)}
@@ -409,6 +433,7 @@ def compare(
             imagination_gif(wm, data["eval"], act_space, dev, folder / "imagination.gif", shift=shift)
         metrics = {"backbone": name, "settings": settings, "speed": speed, "probes": probes, "curve": trained["curve"]}
         _write_json(done, metrics)
+        (folder / "training.pt").unlink(missing_ok=True)  # finished: metrics.json and model.pt are what stays
         results["backbones"][name] = metrics
         del wm
 
