@@ -26,7 +26,7 @@ import tyro
 import envs
 import world_models
 from agents import checkpoint, distributed
-from agents.config import TrainConfig, load_yaml, resolve, save_yaml
+from agents.config import EMBEDDED_RUN, TrainConfig, load_yaml, resolve, save_yaml
 from agents.dreamer import Dreamer
 from agents.evaluate import OBS_KEYS, episode_success, model_obs_space, obs_to_torch, run_episodes
 from agents.logger import Logger
@@ -144,8 +144,9 @@ class Trainer:
         marks = {name: self.counters["step"] for name in ("log", "eval", "video", "checkpoint")}
         info = _InfoView({})  # the info that came with `obs`
         summary: dict[str, float] = {}
+        deadline = time.time() + 60 * cfg.minutes if cfg.minutes else float("inf")
         try:
-            while self.counters["step"] < cfg.steps:
+            while self.counters["step"] < cfg.steps and time.time() < deadline:
                 # act: one world-model step per env step; the model resets the rows whose is_first is set
                 flags = {k: np.asarray(obs[k], bool) for k in FLAGS}
                 action, state = agent.policy(state, obs_to_torch(obs, device), prev_action,
@@ -180,7 +181,7 @@ class Trainer:
                     logger.scalar("replay/episodes", self.replay.num_episodes)
                     timer = {"time": now, "step": step, "updates": self.counters["updates"]}
                     logger.sync(step)  # every rank's scalars, averaged
-                if cfg.eval_every and step - marks["eval"] >= cfg.eval_every and step < cfg.steps:
+                if cfg.eval_every and step - marks["eval"] >= cfg.eval_every and step < cfg.steps and time.time() < deadline:
                     marks["eval"] = step
                     summary = self._evaluate()
                 if cfg.video_every > 0 and step - marks["video"] >= cfg.video_every and step < cfg.steps:
@@ -318,6 +319,10 @@ def train(config: TrainConfig) -> dict[str, float]:
 
 def train_command(config: Annotated[TrainConfig, tyro.conf.arg(name="")] = TrainConfig()) -> None:
     """Train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU."""
+    if config == TrainConfig():
+        config = dataclasses.replace(config, **EMBEDDED_RUN)
+        print(f"memwm: the embedded default run: {config.env}, {config.backbone}, preset {config.preset}, "
+              f"at most {config.minutes:g} minutes, in {config.run_dir}", file=sys.stderr)
     try:
         train(config)
     except (ValueError, FloatingPointError, RuntimeError) as e:
