@@ -363,6 +363,7 @@ def compare(
     lr: float = 3e-4,
     seed: int = 0,
     device: str = "auto",
+    threads: int = 0,
     out: Path | None = None,
 ) -> dict:
     """Train world-model backbones on the same offline data of a memory task and compare them with the S4WM probes.
@@ -379,6 +380,7 @@ def compare(
         lr: Adam learning rate.
         seed: one seed for the data, the initial weights and the batch order of every backbone.
         device: auto, cpu or cuda.
+        threads: torch CPU threads; 0 = torch's default (1 is faster on a CPU shared with other jobs).
         out: the output folder; default runs/compare-<task>. Rerunning reuses its data and finished backbones.
     """
     import world_models
@@ -395,6 +397,10 @@ def compare(
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if seq_len < 0:
         raise ValueError(f"--seq-len must be >= 0 (0 = whole episodes), got {seq_len}")
+    if threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0 = torch's default), got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
     config = world_models.WorldModelConfig.preset(preset)
     dev = resolve_device(device)
     out = Path(out) if out is not None else default_out(env_id)
