@@ -207,7 +207,7 @@ def test_torchrun_train_keeps_ranks_equal_and_resumes_both_from_rank0_checkpoint
     script.write_text(RESUME_SCRIPT)
     proc = _torchrun(["--", str(script), str(out), *FLAGS, "--steps", "80", "--run", str(run)])
     ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
-    assert proc.stderr.count("resuming") == 2  # both ranks said so
+    assert proc.stderr.count("memwm: resuming") == 2  # both ranks said so
     for r in ranks:  # both loaded rank 0's newest checkpoint
         assert r["checkpoint"] == "ckpt-000000048.pt" and r["start_step"] == 48 and r["start"] == r["checkpoint_digest"]
         assert r["end_step"] == 80 and r["updates"] > 17
