@@ -42,6 +42,9 @@ class Args:
     threads: int = 1
     """CPU threads for torch and numba. One by default: on a shared 2-core machine a second thread
     is often descheduled and every parallel region waits for it, which times the neighbours"""
+    clock: str = "auto"
+    """cpu (this process's CPU time, user + sys: time spent descheduled behind the neighbours does not
+    count), wall, or auto (cpu on the CPU with one thread, wall otherwise)"""
     backends: tuple[str, ...] = ()
     """backends to time (default: those available on the device, and `auto`)"""
     out_dir: Path = RESULTS
@@ -85,8 +88,10 @@ def make(case: Case, device: str):
     return [x.to(device=device, dtype=case.dtype if x is not reset else torch.bool) for x in (a.to(case.dtype), b, reset, dh)]
 
 
-def timer(device: str) -> Callable[[Callable[[], object]], float]:
-    """Seconds one call of fn takes (synchronising the GPU)."""
+def timer(device: str, clock: str = "wall") -> Callable[[Callable[[], object]], float]:
+    """Seconds one call of fn takes (synchronising the GPU): wall-clock, or this process's CPU time."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
+
     def run(fn):
         if device == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -95,9 +100,9 @@ def timer(device: str) -> Callable[[Callable[[], object]], float]:
             end.record()
             torch.cuda.synchronize()
             return start.elapsed_time(end) / 1e3
-        t0 = time.perf_counter()
+        t0 = now()
         fn()
-        return time.perf_counter() - t0
+        return now() - t0
     return run
 
 
@@ -115,23 +120,27 @@ def scan_fns(backend: str, a, b, reset, dh):
     return fwd, fwd_bwd
 
 
-def run_case(case: Case, device: str, backends: list[str], rounds: int) -> None:
+def run_case(case: Case, device: str, backends: list[str], rounds: int, clock: str) -> None:
     a, b, reset, dh = make(case, device)
     floor = lambda: torch.addcmul(b, b, a)  # a (D,) broadcasts over (B, L, D) as the scan gets it
     fns = {"floor": (floor, None)}
     for name in ["reference"] + backends:
         fns[name] = scan_fns(name, a, b, reset, dh)
-    clock = timer(device)
+    measure = timer(device, clock)
     for fwd, fb in fns.values():  # warm up (JIT compilation, caches, allocator)
         fwd()
         if fb is not None:
             fb()
     times = {name: {"fwd": [], "fb": []} for name in fns}
-    for _ in range(rounds):
-        for name, (fwd, fb) in fns.items():
-            times[name]["fwd"].append(clock(fwd))
+    names = list(fns)
+    if case.L < 1024:
+        rounds *= 3  # short sequences: cheap rounds, and noisier ones
+    for k in range(rounds):
+        for name in names[k % len(names):] + names[:k % len(names)]:  # rotate the order every round
+            fwd, fb = fns[name]
+            times[name]["fwd"].append(measure(fwd))
             if fb is not None:
-                times[name]["fb"].append(clock(fb))
+                times[name]["fb"].append(measure(fb))
     med = statistics.median
     fl, ref = times["floor"]["fwd"], times["reference"]
     case.floor_ms = 1e3 * med(fl)
@@ -204,21 +213,23 @@ def main(args: Args) -> None:
                                            and (name != "triton" or device == "cuda")
                                            and (name != "numba" or device == "cpu")] + ["auto"]
         cases = cases_for(device, args.quick)
+        clock = args.clock if args.clock != "auto" else ("cpu" if device == "cpu" and args.threads == 1 else "wall")
         t0 = time.perf_counter()
         for case in cases:
-            run_case(case, device, backends, rounds)
+            run_case(case, device, backends, rounds, clock)
         if device == "cuda":
             bw = copy_bandwidth(device)
             for case in cases:
                 case.copy_bw = bw
-        print(f"\nkernels.scan on {device} ({_device_name(device)}, torch threads {torch.get_num_threads()}), "
-              f"{rounds} interleaved rounds, resets on 1 step in 64; medians; ratios are per-round medians")
+        print(f"\nkernels.scan on {device} ({_device_name(device)}, torch threads {torch.get_num_threads()}, {clock} clock), "
+              f"{rounds} interleaved rounds ({3 * rounds} for L < 1024), resets on 1 step in 64; "
+              f"medians of times and of per-round ratios")
         print(table(cases))
         checked = targets(cases, device)
         print("targets:", json.dumps(checked))
         result = dict(device=device, device_name=_device_name(device), torch=torch.__version__,
                       numba=_version("numba"), triton=_version("triton"), threads=torch.get_num_threads(),
-                      rounds=rounds, quick=args.quick, seconds=time.perf_counter() - t0,
+                      clock=clock, rounds=rounds, quick=args.quick, seconds=time.perf_counter() - t0,
                       date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), targets=checked,
                       cases=[dict(name=c.name, dtype=str(c.dtype).replace("torch.", ""), B=c.B, L=c.L, D=c.D,
                                   a=c.a_kind, reset_rate=c.reset_rate, floor_ms=c.floor_ms, rows=c.rows) for c in cases])

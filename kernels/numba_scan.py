@@ -11,6 +11,8 @@ every gradient product in the same sweep. Shapes are the normal form of `kernels
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from torch import Tensor
 
 _CHUNK = 256  # channels per task: a task's slice of h stays in L1 while it walks over time
 PARALLEL_MIN_ELEMENTS = 1 << 18  # below this many elements of b, one thread
+_PARALLEL_LOCK = threading.Lock()
 
 
 # The loops below walk over time with row views (a[ia, t, lo:hi]) and keep the running state in a
@@ -117,13 +120,19 @@ def _np(x: Tensor) -> np.ndarray:
     return x.detach().resolve_conj().numpy()
 
 
-def _parallel(b: Tensor) -> bool:
-    """Whether to run on several threads (as many as torch uses): only for inputs worth waking them."""
+def _run(serial, parallel, x: Tensor, *arrays) -> None:
+    """Runs the parallel loop on as many threads as torch uses when x is big enough to be worth waking
+    them, else the serial one. One parallel call at a time: numba's thread pools (workqueue, omp)
+    do not take concurrent launches from several Python threads, so a second caller runs serially."""
     threads = max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads()))
-    if threads == 1 or b.numel() < PARALLEL_MIN_ELEMENTS:
-        return False
-    numba.set_num_threads(threads)
-    return True
+    if threads > 1 and x.numel() >= PARALLEL_MIN_ELEMENTS and _PARALLEL_LOCK.acquire(blocking=False):
+        try:
+            numba.set_num_threads(threads)
+            parallel(*arrays)
+        finally:
+            _PARALLEL_LOCK.release()
+    else:
+        serial(*arrays)
 
 
 def _check_cpu(x: Tensor) -> None:
@@ -143,8 +152,7 @@ def forward(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None) -> Te
     _check_cpu(b)
     reset, h0 = _defaults(b, reset, h0)
     h = torch.empty_like(b)
-    run = _forward_parallel if _parallel(b) else _forward_serial
-    run(_np(a), _np(b), _np(reset), _np(h0), _np(h), -(-b.shape[2] // _CHUNK))
+    _run(_forward_serial, _forward_parallel, b, _np(a), _np(b), _np(reset), _np(h0), _np(h), -(-b.shape[2] // _CHUNK))
     return h
 
 
@@ -156,6 +164,6 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
     g = torch.empty_like(dh)
     grad_a = h.new_empty(B, a.shape[1], D)
     grad_h0 = h.new_empty(B, D)
-    run = _backward_parallel if _parallel(h) else _backward_serial
-    run(_np(a), _np(h), _np(dh), _np(reset), _np(h0), _np(g), _np(grad_a), _np(grad_h0), -(-D // _CHUNK))
+    _run(_backward_serial, _backward_parallel, h, _np(a), _np(h), _np(dh), _np(reset), _np(h0), _np(g), _np(grad_a),
+         _np(grad_h0), -(-D // _CHUNK))
     return g, grad_a, grad_h0

@@ -19,6 +19,7 @@ which is PyTorch's convention for complex gradients (the conjugate Wirtinger der
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 
@@ -51,7 +52,12 @@ def scan(a: Tensor, b: Tensor, reset: Tensor | None = None, h0: Tensor | None = 
     if name == "reference":
         h = scan_reference(*normal_form(a, b, reset, h0, dtype))
     else:
-        h = _Scan.apply(a, b, h0, reset, dtype, backend_module(name))
+        try:
+            module = backend_module(name)
+        except ImportError as e:
+            raise ValueError(f"scan backend {name!r} is not available here ({e}); available: "
+                             f"{', '.join(n for n in BACKENDS if n in ('auto', 'reference') or available(n))}") from e
+        h = _Scan.apply(a, b, h0, reset, dtype, module)
     return h, h[:, -1]
 
 
@@ -68,6 +74,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return "torch"
 
 
+@functools.cache
 def available(name: str) -> bool:
     """Whether backend `name` can run here (its optional dependency imports)."""
     try:

@@ -300,3 +300,47 @@ def test_ssm_step_bad_input_raises_value_error(kwargs, match):
         args.update(a=torch.zeros(3, 5), bu=torch.zeros(2, 3, 5))
     with pytest.raises(ValueError, match=match):
         kernels.ssm_step(**args)
+
+
+# ---------------------------------------------------------------------------- the numba backend
+
+@pytest.mark.skipif("numba" not in CPU_BACKENDS, reason="numba is not installed")
+def test_numba_parallel_path_equals_reference_and_takes_concurrent_callers(monkeypatch):
+    import threading
+
+    from kernels import numba_scan
+    monkeypatch.setattr(numba_scan, "PARALLEL_MIN_ELEMENTS", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        inputs = make_inputs(3, 17, 300, torch.complex128, "shared", "random", "batch", seed=8)  # two channel chunks
+        want = values_and_grads(*inputs, "reference")
+        results = [None] * 4
+
+        def work(k):
+            results[k] = values_and_grads(*inputs, "numba")
+
+        workers = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        torch.set_num_threads(threads)
+    for got in results:
+        assert_all_close(got, want, 1e-10)
+
+
+def test_kernels_work_without_numba():
+    """numba is optional: without it `auto` is the torch backend and asking for `numba` is a ValueError."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import torch, kernels\n"
+            "assert not kernels.available('numba') and kernels.resolve_backend('auto', torch.device('cpu')) == 'torch'\n"
+            "h, _ = kernels.scan(torch.full((3,), 0.5), torch.ones(1, 2, 3))\n"
+            "assert h[0, 1].tolist() == [1.5, 1.5, 1.5], h\n"
+            "try:\n    kernels.scan(torch.ones(3), torch.ones(1, 2, 3), backend='numba')\n"
+            "except ValueError as e:\n    assert \"backend 'numba' is not available\" in str(e), e\n    print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
