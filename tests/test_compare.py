@@ -32,7 +32,7 @@ def random_episode(rng: np.random.Generator, T: int, query: int, door_steps=(), 
         reward_mask[reward_step] = True
     return {"image": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8), "action": rng.integers(0, 3, T),
             "reward": reward, "is_first": is_first, "is_last": np.zeros(T, bool), "is_terminal": np.zeros(T, bool),
-            "phase": phase, "door_visible": door, "reward_step": reward_mask,
+            "phase": phase, "door_visible": door, "reward_decided": reward_mask,
             "cue": np.array(rng.integers(2)), "keys": np.arange(T + 1)}  # per-episode arrays, as envs.collect writes
 
 

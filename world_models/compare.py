@@ -224,19 +224,12 @@ def _groups(episodes: list[dict], shift: int) -> list[list[int]]:
     return list(groups.values())
 
 
-def _reward_mask(ep: dict) -> np.ndarray:
-    """(T,) bool: the steps where the task decides the reward (`reward_step`), else where any reward is paid."""
-    for key in ("reward_step", "reward_decided", "reward_mask"):
-        if key in ep:
-            return np.asarray(ep[key], bool)
-    return np.asarray(ep["reward"]) != 0
-
-
-def _door_mask(ep: dict) -> np.ndarray:
-    for key in ("door_visible", "doors_visible", "door"):
-        if key in ep:
-            return np.asarray(ep[key], bool)
-    raise ValueError(f"doors-keys episodes need a `door_visible` array; keys: {sorted(ep)}")
+def _probe_mask(ep: dict, key: str) -> np.ndarray:
+    """(T,) bool: a task's per-step probe mask as envs.collect stores it (`reward_decided`, `door_visible`)."""
+    if key not in ep:
+        raise ValueError(f"this probe needs the episodes' `{key}` array (envs.collect stores the task's masks); "
+                         f"the episode has {sorted(ep)}")
+    return np.asarray(ep[key], bool)
 
 
 @torch.no_grad()
@@ -271,13 +264,13 @@ def run_probes(wm, kind: str, episodes: list[dict], act_space, device, shift: in
             for mode, feats in (("inference", feat_post), ("imagination", roll.features)):
                 pred_r = wm.reward(feats).float().cpu().numpy()  # (N, T)
                 for n, ep in enumerate(eps):
-                    mask = _reward_mask(ep)[:T].copy()
+                    mask = _probe_mask(ep, "reward_decided")[:T].copy()
                     if mode == "imagination":
                         mask[:C] = False  # only rewards the model had to imagine
                     hits[mode].extend(np.abs(pred_r[n, mask] - true_r[n, mask]) < REWARD_TOLERANCE)
         if kind == "doors" and truth is not None:
             for n, ep in enumerate(eps):
-                mask = _door_mask(ep)[:T].copy()
+                mask = _probe_mask(ep, "door_visible")[:T].copy()
                 mask[:C] = False
                 if mask.any():
                     door_err.extend(mse[n, mask])
@@ -291,8 +284,7 @@ def run_probes(wm, kind: str, episodes: list[dict], act_space, device, shift: in
     if kind == "reward":
         for mode, h in hits.items():
             if not h:
-                raise ValueError(f"no reward steps in the {mode} part of the eval episodes; the reward probe "
-                                 f"needs a `reward_step` annotation or nonzero rewards after the context")
+                raise ValueError(f"no step of the eval episodes decides a reward in the {mode} part (`reward_decided`)")
             result[f"reward_acc_{mode}"] = float(np.mean(h))
     if kind == "doors":
         if not door_err:
