@@ -33,7 +33,7 @@ class S5Layer(nn.Module):
         self.Lambda_re_log = nn.Parameter(torch.log(-Lambda.real).to(torch.get_default_device()))  # Re(Lambda) = -exp(.)
         self.Lambda_im = nn.Parameter(Lambda.imag.to(torch.get_default_device()))
         self.B = complex_param((P, H), 1 / math.sqrt(H))  # (P, H)
-        self.C = complex_param((H, P), 1 / math.sqrt(P))  # (H, P)
+        self.C = complex_param((H, P), 1.0)  # (H, P): standard normal, as in S5
         self.D = nn.Parameter(torch.ones(H))
         self.log_dt = nn.Parameter(torch.empty(P).uniform_(math.log(dt_min), math.log(dt_max)))
         self.state_shape, self.state_dtype = (P,), torch.complex64

@@ -35,18 +35,12 @@ def scan_with_carry(a: Tensor, bu: Tensor, is_first: Tensor, carry: Tensor, back
 
 
 def recurrent_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor, u: Tensor, reset: Tensor) -> tuple[Tensor, Tensor]:
-    """One step h' = a * (0 if reset else h) + bu and its readout y = Re(C h') + D u.
+    """One step h' = a * (0 if reset else h) + bu and its readout y = Re(C h') + D u (kernels.ssm_step).
 
-    MIMO (S5): h, bu (B, N), C (H, N); SISO (S4D): h, bu (B, H, N), a (H, N), C (H, N).
-    Returns (y (B, H), h' like h). Uses `kernels.ssm_step` when the kernels provide it.
+    MIMO (S5): h, bu (B, N), a (N,), C (H, N); SISO (S4D): h, bu (B, H, N), a, C (H, N).
+    Returns (y (B, H), h' like h).
     """
-    if hasattr(kernels, "ssm_step"):
-        return kernels.ssm_step(h, a, bu, C, D=D, u=u, reset=reset)
-    shape = h.shape
-    flat = scan_with_carry(a.reshape(-1), bu.reshape(shape[0], 1, -1), reset[:, None], h.reshape(shape[0], -1))
-    h_next = flat[:, 0].reshape(shape)
-    y = (h_next @ C.T).real if h.dim() == 2 else (h_next * C).sum(-1).real
-    return y + D * u, h_next
+    return kernels.ssm_step(h, a, bu, C, D=D, u=u, reset=reset)
 
 
 def complex_param(shape: tuple[int, ...], std: float) -> nn.Parameter:
