@@ -1,7 +1,7 @@
 """The Triton scan backend: fused forward and backward kernels, and the fused `ssm_step`.
 
-Layout: one program per (channel block, sequence); the channel blocks are on grid axis 0 (up to
-2^31 - 1 of them), the batch on axis 1. A program walks over time in tiles of BLOCK_T steps: it
+Layout: one program per (sequence, channel block), all on grid axis 0 (up to 2^31 - 1 programs;
+axes 1 and 2 stop at 65535), the channel blocks of one sequence next to each other. A program walks over time in tiles of BLOCK_T steps: it
 loads a (BLOCK_T, BLOCK_D) tile of a and b at once (many loads in flight), scans the tile with
 `tl.associative_scan` under the operator (a1, b1) then (a2, b2) = (a2 a1, a2 b1 + b2), and
 applies the carried state: h = A_cum * carry + B_cum. A reset is the gate masked to zero with
@@ -25,11 +25,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-# Tile sizes (BLOCK_T, BLOCK_D, num_warps) for real and for complex inputs. The interpreter runs
+# Tile sizes (BLOCK_T, BLOCK_D, num_warps) for real and for complex inputs: 128-byte rows of BLOCK_D
+# float32 channels, and enough (sequence, block) programs to fill an H100 at B=8, D=1536 (384). The interpreter runs
 # tl.associative_scan one element at a time in Python, so under it the tiles shrink to 4 x 4 (which
 # also lets tiny test shapes cross tile boundaries).
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-CONFIG = {False: (4, 4, 1), True: (4, 4, 1)} if INTERPRET else {False: (32, 64, 4), True: (16, 64, 4)}
+CONFIG = {False: (4, 4, 1), True: (4, 4, 1)} if INTERPRET else {False: (64, 32, 4), True: (32, 32, 4)}
 
 
 # ------------------------------------------------------------------------------ complex helpers
@@ -105,9 +106,10 @@ def _scan_fwd_kernel(A, X, R, H0, H, L, D, a_sb, a_st, h0_sb,
                      BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
     """A (Ba, La, D) with element strides a_sb (0 if shared), a_st (0 if time-invariant); X, H (B, L, D);
     R (B, L) uint8; H0 (Bh, D) with batch stride h0_sb (0 if shared)."""
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    d = pid_d.to(tl.int64) * BLOCK_D + tl.arange(0, BLOCK_D)  # (BLOCK_D,)
+    blocks = tl.cdiv(D, BLOCK_D)
+    pid = tl.program_id(0).to(tl.int64)  # (sequence, channel block), channel blocks fastest
+    pid_b, pid_d = pid // blocks, pid % blocks
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BLOCK_D,)
     dmask = d < D
     rows = tl.arange(0, BLOCK_T)
     h0r, h0i = _load(H0, pid_b * h0_sb + d, dmask, 0.0, ACC, COMPLEX)  # (BLOCK_D,)
@@ -145,9 +147,10 @@ def _scan_bwd_kernel(A, H, DH, R, H0, G, GA, GH0, L, D, a_sb, a_st, h0_sb,
                      HAS_RESET: tl.constexpr, VARYING: tl.constexpr, COMPLEX: tl.constexpr, ACC: tl.constexpr,
                      BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
     """Reverse scan and gradient products. G like H (B, L, D); GA (B, La, D); GH0 (B, D)."""
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    d = pid_d.to(tl.int64) * BLOCK_D + tl.arange(0, BLOCK_D)
+    blocks = tl.cdiv(D, BLOCK_D)
+    pid = tl.program_id(0).to(tl.int64)  # (sequence, channel block), channel blocks fastest
+    pid_b, pid_d = pid // blocks, pid % blocks
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     dmask = d < D
     rows = tl.arange(0, BLOCK_T)
     h0r, h0i = _load(H0, pid_b * h0_sb + d, dmask, 0.0, ACC, COMPLEX)  # (BLOCK_D,)
@@ -233,7 +236,7 @@ def _common(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None):
                h0.stride(0) if h0.shape[0] > 1 else 0)
     meta = dict(HAS_RESET=reset is not None, COMPLEX=complex_, ACC=_acc(b.dtype), BLOCK_T=block_t, BLOCK_D=block_d,
                 num_warps=warps)
-    grid = (triton.cdiv(D, block_d), B)
+    grid = (triton.cdiv(D, block_d) * B,)
     return h0, r, strides, meta, grid
 
 
