@@ -344,3 +344,15 @@ def test_kernels_work_without_numba():
             "except ValueError as e:\n    assert \"backend 'numba' is not available\" in str(e), e\n    print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_scan_benchmark_times_every_backend_against_reference_and_floor():
+    from benchmarks.scan import Case, run_case, table
+    case = Case("tiny", torch.complex64, 2, 8, 4, "shared")
+    run_case(case, "cpu", ["torch", "auto"], rounds=2, clock="wall")
+    assert [r["backend"] for r in case.rows] == ["reference", "torch", "auto"]
+    reference = case.rows[0]
+    assert reference["fwd_vs_reference"] == 1 and reference["fwd_bwd_vs_reference"] == 1
+    for r in case.rows:
+        assert r["fwd_ms"] > 0 and r["fwd_bwd_ms"] > 0 and r["fwd_vs_floor"] > 0 and r["fwd_bwd_vs_3_floors"] > 0
+    assert "auto=" in table([case])
