@@ -169,16 +169,17 @@ from agents import checkpoint, distributed
 from agents.config import TrainConfig
 from agents.train import Trainer, build_agent
 
-config = tyro.cli(TrainConfig, args=sys.argv[2:])
-trainer = Trainer(config)
-record = {"start_step": trainer.counters["step"], "start": distributed.state_digest(trainer.agent)}
-payload, path = checkpoint.load(trainer.run_dir / "checkpoints")
-saved, _ = build_agent(trainer.config, trainer.device)
-saved.load_state_dict(payload["agent"])
-record.update(checkpoint=path.name, checkpoint_digest=distributed.state_digest(saved))
-trainer.run()
-record.update(end_step=trainer.counters["step"], updates=trainer.counters["updates"], end=distributed.state_digest(trainer.agent))
-Path(sys.argv[1], f"rank-{distributed.rank()}.json").write_text(json.dumps(record))
+if __name__ == "__main__":  # env workers may start by forkserver, which imports this file again
+    config = tyro.cli(TrainConfig, args=sys.argv[2:])
+    trainer = Trainer(config)
+    record = {"start_step": trainer.counters["step"], "start": distributed.state_digest(trainer.agent)}
+    payload, path = checkpoint.load(trainer.run_dir / "checkpoints")
+    saved, _ = build_agent(trainer.config, trainer.device)
+    saved.load_state_dict(payload["agent"])
+    record.update(checkpoint=path.name, checkpoint_digest=distributed.state_digest(saved))
+    trainer.run()
+    record.update(end_step=trainer.counters["step"], updates=trainer.counters["updates"], end=distributed.state_digest(trainer.agent))
+    Path(sys.argv[1], f"rank-{distributed.rank()}.json").write_text(json.dumps(record))
 """
 
 
@@ -186,7 +187,8 @@ def _torchrun(args: list[str], timeout: float = 180) -> subprocess.CompletedProc
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    errors = "\n".join(line for line in proc.stderr.splitlines() if "[rank" in line or "memwm" in line)
+    assert proc.returncode == 0, proc.stdout[-2000:] + errors[:8000]
     return proc
 
 
@@ -251,7 +253,7 @@ def test_a_killed_env_worker_raises_an_error_naming_the_env_not_a_hang():
 
 
 def test_an_env_raising_inside_its_worker_gives_an_error_naming_the_env():
-    env = distributed.parallel_envs("gym:MemwmExploding-v0", 2, seed=0, asynchronous=True)
+    env = distributed.parallel_envs("gym:MemwmExploding-v0", 2, seed=0, asynchronous=True, context="fork")  # the registration is inherited
     env.reset()
     env.step(np.zeros(2, np.int64))
     env.step(np.zeros(2, np.int64))
@@ -278,3 +280,26 @@ def test_the_guard_passes_a_healthy_vector_env_through_unchanged():
     assert guarded.single_action_space == plain.single_action_space and guarded.num_envs == 2
     guarded.close()
     plain.close()
+
+
+# --------------------------------------------------------------------------- torchrun -m agents.cli compare
+
+COMPARE = dict(task="doors-keys-3", preset="tiny", steps=2, episodes=3, eval_episodes=2, batch_size=2, seq_len=16, device="cpu")
+
+
+def test_torchrun_compare_splits_backbones_across_ranks_with_single_process_results(tmp_path):
+    from world_models.compare import compare
+
+    out = tmp_path / "two"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in COMPARE.items()]
+    _torchrun(["-m", "agents.cli", "--", "compare", *flags, "--backbones", "rssm,s5", "--out", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["backbones"]) == ["rssm", "s5"] and not list(out.glob(".rank-*"))
+    assert (out / "s5" / "model.pt").exists() and (out / "results.md").exists()
+    torch.set_num_threads(1)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "data").symlink_to(out / "data")  # the same data set, not collected again
+    alone = compare(**COMPARE, backbones="s5", out=tmp_path / "one")["backbones"]["s5"]  # s5 trained on rank 1 above
+    assert results["backbones"]["s5"]["settings"] == alone["settings"]
+    assert results["backbones"]["s5"]["probes"]["door_mse"] == pytest.approx(alone["probes"]["door_mse"], rel=1e-4)
+    assert [r["loss"] for r in results["backbones"]["s5"]["curve"]] == pytest.approx([r["loss"] for r in alone["curve"]], rel=1e-4)
