@@ -313,3 +313,19 @@ def test_a_loss_term_that_is_not_finite_raises_naming_it():
     batch["reward"][0, 1] = float("nan")
     with pytest.raises(FloatingPointError, match="loss/reward"):
         m.loss(batch)
+
+
+@pytest.mark.parametrize("backbone", ["rssm", "s5"])
+@torch.no_grad()
+def test_gaussian_latents_keep_the_contract(backbone):
+    m = model(backbone, TINY.replace(latent="gaussian"))
+    assert m.z_dim == TINY.stoch
+    batch = sequence(2, 6, [[0, 3], [2]])
+    loss, metrics = m.loss(batch)
+    assert np.isfinite(metrics["loss"]) and metrics["kl"] >= 0
+    _, _, feat, _ = observe(m, batch)
+    state = m.initial_state(2)
+    for t in range(6):
+        prev = batch["action"][:, t - 1] if t else torch.zeros(2, ACTS)
+        state, f = m.step(state, prev, obs_of(batch, (slice(None), t)), batch["is_first"][:, t], sample=False)
+        close(f, feat[:, t])
