@@ -15,6 +15,7 @@ Writes benchmarks/results/scan-<device>.json.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import platform
 import statistics
@@ -45,6 +46,10 @@ class Args:
     clock: str = "auto"
     """cpu (this process's CPU time, user + sys: time spent descheduled behind the neighbours does not
     count), wall, or auto (cpu on the CPU with one thread, wall otherwise)"""
+    warm_heap: bool = True
+    """keep freed memory in glibc's heap (mallopt), so that every allocation, the floor's and the scan's,
+    reuses warm pages: otherwise each 32 MiB output is a fresh mmap whose page faults cost 1-10x the
+    arithmetic, depending on whether the kernel finds huge pages, which varies from run to run"""
     backends: tuple[str, ...] = ()
     """backends to time (default: those available on the device, and `auto`)"""
     out_dir: Path = RESULTS
@@ -204,7 +209,18 @@ def targets(cases: list[Case], device: str) -> dict:
     return out
 
 
+def warm_heap() -> bool:
+    """Tells glibc to serve large allocations from its heap and never give freed memory back."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
 def main(args: Args) -> None:
+    heap = warm_heap() if args.warm_heap else False
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" else [args.device]
     rounds = args.rounds or (3 if args.quick else 7)
     torch.set_num_threads(args.threads)
@@ -221,7 +237,8 @@ def main(args: Args) -> None:
             bw = copy_bandwidth(device)
             for case in cases:
                 case.copy_bw = bw
-        print(f"\nkernels.scan on {device} ({_device_name(device)}, torch threads {torch.get_num_threads()}, {clock} clock), "
+        print(f"\nkernels.scan on {device} ({_device_name(device)}, torch threads {torch.get_num_threads()}, {clock} clock, "
+              f"warm heap {heap}), "
               f"{rounds} interleaved rounds ({3 * rounds} for L < 1024), resets on 1 step in 64; "
               f"medians of times and of per-round ratios")
         print(table(cases))
@@ -229,7 +246,7 @@ def main(args: Args) -> None:
         print("targets:", json.dumps(checked))
         result = dict(device=device, device_name=_device_name(device), torch=torch.__version__,
                       numba=_version("numba"), triton=_version("triton"), threads=torch.get_num_threads(),
-                      clock=clock, rounds=rounds, quick=args.quick, seconds=time.perf_counter() - t0,
+                      clock=clock, warm_heap=heap, rounds=rounds, quick=args.quick, seconds=time.perf_counter() - t0,
                       date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), targets=checked,
                       cases=[dict(name=c.name, dtype=str(c.dtype).replace("torch.", ""), B=c.B, L=c.L, D=c.D,
                                   a=c.a_kind, reset_rate=c.reset_rate, floor_ms=c.floor_ms, rows=c.rows) for c in cases])
