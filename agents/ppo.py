@@ -46,9 +46,9 @@ class PPOConfig:
     """Hyperparameters of recurrent PPO (CleanRL's defaults where they apply)."""
 
     rollout: int = 128                  # env steps per chunk: the sequence length of an update
-    lr: float = 3e-4
+    lr: float = 3e-4                    # Adam learning rate
     anneal_lr: bool = False             # linear learning-rate decay to zero over the run
-    gamma: float = 0.99
+    gamma: float = 0.99                 # discount
     gae_lambda: float = 0.95            # GAE (Schulman et al. 2016)
     epochs: int = 4                     # passes over each chunk
     minibatches: int = 4                # minibatches of whole env sequences per pass (at most num_envs)
@@ -56,8 +56,8 @@ class PPOConfig:
     clip_value: bool = True             # clip the value update like the policy (PPO2 trick)
     norm_adv: bool = True               # normalise advantages per minibatch (PPO2 trick)
     scale_rewards: bool = True          # divide rewards by the running std of the discounted return (PPO2 trick)
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
+    vf_coef: float = 0.5                # weight of the value loss
+    ent_coef: float = 0.01              # weight of the entropy bonus
     max_grad_norm: float = 0.5          # global gradient clipping (PPO2 trick)
     target_kl: float = 0.0              # stop the epochs of a chunk early above this KL (0: never)
     hidden: int = 64                    # units of the observation encoder and the actor/critic heads
