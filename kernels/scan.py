@@ -25,6 +25,7 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from kernels.reference import scan_reference
 
@@ -154,6 +155,7 @@ class _Scan(torch.autograd.Function):
         return h
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dh):
         a_n, h, reset, h0_n = ctx.saved_tensors
         if not any(ctx.needs_input_grad[:3]):
