@@ -50,7 +50,7 @@ DMC_TASKS = ("cartpole-swingup", "cartpole-balance", "walker-walk", "cheetah-run
 
 def _registered() -> dict[str, Spec]:
     specs = [
-        *(Spec(f"memory/rooms-{n}", f"{n} rooms to explore, then walk back through: regenerate what was seen {75 * n}-{150 * n} steps ago ({150 * n} steps)",
+        *(Spec(f"memory/rooms-{n}", f"explore {n} rooms, then walk back through them: regenerate views seen up to {150 * n} steps earlier ({150 * n}-step episodes)",
                ROOMS, {"n_rooms": n}) for n in (2, 4, 10)),
         *(Spec(f"memory/distracting-{n}", f"a colour cue, a {n}-step corridor of random distractors, then +1/-1 for the arm that matches the cue",
                DISTRACTING, {"length": n}) for n in (100, 200, 400)),
