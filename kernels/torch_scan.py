@@ -23,12 +23,14 @@ def forward(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None) -> Te
     init = b.new_zeros(B, D) if h0 is None else h0.expand(B, D)  # (B, D)
     resets = _reset_steps(reset)
     h = torch.empty_like(b)
+    hs, bs = h.unbind(1), b.unbind(1)  # (B, D) views, made at once (cheaper than slicing per step)
+    as_ = a.unbind(1) if a.shape[1] > 1 else [a[:, 0]] * L
     prev = init
     for t in range(L):
         if t in resets:
             prev = torch.where(reset[:, t, None], init, prev)
-        torch.addcmul(b[:, t], a[:, t if a.shape[1] > 1 else 0], prev, out=h[:, t])
-        prev = h[:, t]
+        torch.addcmul(bs[t], as_[t], prev, out=hs[t])
+        prev = hs[t]
     return h
 
 
@@ -42,12 +44,14 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
     a_c = a.conj()
     resets = _reset_steps(reset)
     g = torch.empty_like(dh)
-    g[:, L - 1] = dh[:, L - 1]
+    gs, dhs = g.unbind(1), dh.unbind(1)
+    acs = a_c.unbind(1) if varying else [a_c[:, 0]] * L
+    gs[L - 1].copy_(dhs[L - 1])
     for t in range(L - 2, -1, -1):
-        nxt = g[:, t + 1]
+        nxt = gs[t + 1]
         if t + 1 in resets:
             nxt = torch.where(reset[:, t + 1, None], 0, nxt)
-        torch.addcmul(dh[:, t], a_c[:, t + 1 if varying else 0], nxt, out=g[:, t])
+        torch.addcmul(dhs[t], acs[t + 1], nxt, out=gs[t])
 
     init = h.new_zeros(B, D) if h0 is None else h0.expand(B, D)  # (B, D)
     # grad_a_t = g_t * conj(h_{t-1}), then corrected at t = 0 and at the resets, where h_{t-1} is h0.
