@@ -189,6 +189,17 @@ def test_any_dm_control_task_and_bandit_size_can_be_made():
     assert envs.make("icrl/bandit-3").action_space.n == 3
 
 
+@pytest.mark.parametrize("env_id", ["minigrid/memory-s7", "minigrid/memory-s13-random"])
+def test_minigrid_view_from_cached_tiles_equals_minigrids_renderer(env_id):
+    env = envs.make(env_id, seed=1)
+    obs, _ = env.reset()
+    for _ in range(150):
+        np.testing.assert_array_equal(obs["image"], env.unwrapped.reference_image())
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+
+
 def test_dmc_pomdp_hides_exactly_the_velocities():
     from dm_control import suite
 
