@@ -40,6 +40,30 @@ def one_hot(index: int, size: int) -> np.ndarray:
     return out
 
 
+def flat_vector(space: gym.spaces.Space, value) -> np.ndarray:
+    """A value of a Discrete, MultiDiscrete or Box space as a flat float32 vector: one-hot (offset by the
+    space's `start`), concatenated one-hots, or the values themselves."""
+    if isinstance(space, gym.spaces.Discrete):
+        return one_hot(int(value) - int(space.start), int(space.n))
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        nvec, start = space.nvec.ravel(), space.start.ravel()
+        out = np.zeros(int(nvec.sum()), np.float32)
+        out[np.concatenate([[0], np.cumsum(nvec)[:-1]]) + np.asarray(value).ravel() - start] = 1.0
+        return out
+    if isinstance(space, gym.spaces.Box):
+        return np.asarray(value, np.float32).ravel()
+    raise ValueError(f"cannot flatten a value of {space}; expected Discrete, MultiDiscrete or Box")
+
+
+def flat_size(space: gym.spaces.Space) -> int:
+    """The length of `flat_vector(space, value)`."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(space.nvec.sum())
+    return int(np.prod(space.shape))
+
+
 def resize_nearest(image: np.ndarray, height: int = 64, width: int = 64) -> np.ndarray:
     """Nearest-neighbour resize of an (H, W, C) image by index arrays: no interpolation, no loops."""
     h, w = image.shape[:2]

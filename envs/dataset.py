@@ -23,6 +23,8 @@ from typing import Any, Iterator
 import gymnasium as gym
 import numpy as np
 
+from envs.core import flat_vector
+
 _NAME = re.compile(r"^ep-(\d+)-len(\d+)\.npz$")
 
 
@@ -59,18 +61,7 @@ def load_episodes(directory: str | os.PathLike) -> list[dict[str, np.ndarray]]:
 
 def encode_action(space: gym.spaces.Space, action: Any) -> np.ndarray:
     """An env action as the float32 vector stored in episodes: one-hot (Discrete, MultiDiscrete) or the value (Box)."""
-    if isinstance(space, gym.spaces.Discrete):
-        out = np.zeros(int(space.n), np.float32)
-        out[int(action) - int(space.start)] = 1.0
-        return out
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        nvec, start = space.nvec.ravel(), space.start.ravel()
-        out = np.zeros(int(nvec.sum()), np.float32)
-        out[np.concatenate([[0], np.cumsum(nvec)[:-1]]) + np.asarray(action).ravel() - start] = 1.0
-        return out
-    if isinstance(space, gym.spaces.Box):
-        return np.asarray(action, np.float32).ravel()
-    raise ValueError(f"cannot store actions of space {space}; expected Discrete, MultiDiscrete or Box")
+    return flat_vector(space, action)
 
 
 class SequenceSampler:

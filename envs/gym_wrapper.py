@@ -16,7 +16,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from envs.core import image_space, resize_nearest
+from envs.core import flat_size, flat_vector, image_space, resize_nearest
 
 SUPPORTED_OBS = "Box (image or vector), Discrete, MultiDiscrete, or a Tuple/Dict of those"
 SUPPORTED_ACTIONS = "Discrete, MultiDiscrete or Box"
@@ -29,25 +29,10 @@ def _is_image(space: gym.spaces.Box) -> bool:
 
 def _encoders(space: gym.spaces.Space, where: str) -> list[tuple[str, int, Callable[[Any], np.ndarray]]]:
     """(kind, size, encode) per leaf: kind 'image' (size 0) or 'vector' (its float32 size)."""
-    if isinstance(space, gym.spaces.Box):
-        if _is_image(space):
-            return [("image", 0, _image)]
-        size = int(np.prod(space.shape))
-        return [("vector", size, lambda x: np.asarray(x, np.float32).ravel())]
-    if isinstance(space, gym.spaces.Discrete):
-        n, start = int(space.n), int(space.start)
-        return [("vector", n, lambda x: _one_hot(int(x) - start, n))]
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        nvec, start = space.nvec.ravel(), space.start.ravel()
-        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
-        total = int(nvec.sum())
-
-        def encode(x):
-            out = np.zeros(total, np.float32)
-            out[offsets + np.asarray(x).ravel() - start] = 1.0
-            return out
-
-        return [("vector", total, encode)]
+    if isinstance(space, gym.spaces.Box) and _is_image(space):
+        return [("image", 0, _image)]
+    if isinstance(space, (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+        return [("vector", flat_size(space), lambda x: flat_vector(space, x))]
     if isinstance(space, gym.spaces.Tuple):
         return [
             (kind, size, lambda x, i=i, f=f: f(x[i]))
@@ -61,12 +46,6 @@ def _encoders(space: gym.spaces.Space, where: str) -> list[tuple[str, int, Calla
             for kind, size, f in _encoders(sub, f"{where}[{k!r}]")
         ]
     raise ValueError(f"gym: unsupported observation space {where} = {space}; supported: {SUPPORTED_OBS}")
-
-
-def _one_hot(index: int, n: int) -> np.ndarray:
-    out = np.zeros(n, np.float32)
-    out[index] = 1.0
-    return out
 
 
 def _image(x) -> np.ndarray:
