@@ -33,6 +33,39 @@ if not (INTERPRET or ON_GPU):
         passed = re.search(r"(\d+) passed", proc.stdout)
         assert passed and int(passed.group(1)) >= 20, proc.stdout[-2000:]
 
+    @pytest.mark.triton
+    @pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")
+    @pytest.mark.parametrize("complex_", [False, True])
+    def test_triton_kernels_compile_for_an_h100_without_a_gpu(complex_):
+        """The interpreter does not type-check like the compiler: build the sm_90 cubins (ptxas ships with triton)."""
+        import triton
+        import triton.language as tl
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+
+        from kernels import triton_scan
+
+        def build(fn, signature, constants, num_warps):
+            src = ASTSource(fn=fn, signature={**signature, **{k: "constexpr" for k in constants}},
+                            constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()})
+            return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+
+        p = "*fp32"
+        block_t, block_d, warps = triton_scan.CONFIG[complex_]
+        tiles = dict(HAS_RESET=True, COMPLEX=complex_, ACC=tl.float32, BLOCK_T=block_t, BLOCK_D=block_d)
+        strides = dict(L="i32", D="i32", a_sb="i32", a_st="i32", h0_sb="i32")
+        built = [build(triton_scan._scan_fwd_kernel, dict(A=p, X=p, R="*u8", H0=p, H=p, **strides), tiles, warps)]
+        for varying in (True, False):
+            built.append(build(triton_scan._scan_bwd_kernel, dict(A=p, H=p, DH=p, R="*u8", H0=p, G=p, GA=p, GH0=p, **strides),
+                               dict(tiles, VARYING=varying), warps))
+        for siso in (False, True):
+            built.append(build(triton_scan._ssm_step_kernel,
+                               dict(S=p, A=p, BU=p, R="*u8", H0=p, C=p, Dk=p, U=p, Y=p, SN=p, H="i32", N="i32", a_sb="i32", h0_sb="i32"),
+                               dict(SISO=siso, HAS_RESET=True, HAS_D=True, COMPLEX=complex_, COMPLEX_C=complex_, ACC=tl.float32,
+                                    BLOCK_H=32, BLOCK_N=64), 4))
+        for kernel in built:
+            assert len(kernel.asm["cubin"]) > 1000
+
 else:
     import kernels
     from kernels import triton_scan
