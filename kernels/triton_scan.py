@@ -116,7 +116,7 @@ def _scan_fwd_kernel(A, X, R, H0, H, L, D, a_sb, a_st, h0_sb,
     cr, ci = h0r, h0i  # the carried state h_{t0 - 1}
     seq = pid_b * L * D
     for t0 in range(0, L, BLOCK_T):
-        t = t0 + rows  # (BLOCK_T,) int64 through t0? keep offsets int64 below
+        t = t0 + rows  # (BLOCK_T,) time steps of this tile
         tmask = t < L
         mask = tmask[:, None] & dmask[None, :]
         off = seq + t.to(tl.int64)[:, None] * D + d[None, :]  # (BLOCK_T, BLOCK_D)
