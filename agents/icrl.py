@@ -86,10 +86,12 @@ class UCB:
 # ---------------------------------------------------------------------------------------------- running trials
 @dataclass
 class Trials:
-    """What happened in `n` whole trials of T steps (every trial of an icrl env has the same length).
+    """What happened in `n` whole trials of up to T steps (every trial of an icrl env has the same
+    length; other envs' episodes, run as one-episode trials, may not: shorter ones are padded).
 
-    reward: (n, T) the reward of the action at each step; episode: (n, T) its episode index within
-    the trial; action: (n, T); arm_means: (n, k) for bandits, else None.
+    reward: (n, T) the reward of the action at each step (0 in the padding); episode: (n, T) its
+    episode index within the trial (-1 in the padding); action: (n, T, ...) (-1 in the padding);
+    arm_means: (n, k) for bandits, else None.
     """
 
     reward: np.ndarray
@@ -97,6 +99,11 @@ class Trials:
     action: np.ndarray
     arm_means: np.ndarray | None = None
     returns: np.ndarray = field(init=False)  # (n, episodes) return by episode index
+
+    @property
+    def length(self) -> np.ndarray:
+        """(n,) steps of each trial."""
+        return (self.episode >= 0).sum(-1)
 
     def __post_init__(self):
         episodes = int(self.episode.max()) + 1
@@ -108,6 +115,8 @@ class Trials:
         """(n, T) per-pull pseudo-regret: best arm mean - pulled arm mean (bandits only)."""
         if self.arm_means is None:
             raise ValueError("regret needs info['arm_means'] from a bandit env; these trials have none")
+        if (self.episode < 0).any():
+            raise ValueError(f"regret needs trials of one length, got lengths {sorted(set(self.length.tolist()))}")
         pulled = np.take_along_axis(self.arm_means, self.action.astype(np.int64), axis=1)
         return self.arm_means.max(-1, keepdims=True) - pulled
 
@@ -158,12 +167,17 @@ def run_trials(policy: Policy, env_id: str, trials: int, seed: int = 0, num_envs
     finally:
         vec.close()
     chosen = [t for rank in range(per_env) for d in done for t in d[rank:rank + 1]][:trials]
-    lengths = {len(t["reward"]) for t in chosen}
-    if len(lengths) != 1:
-        raise ValueError(f"{env_id}: trials of different lengths {sorted(lengths)}; in-context evaluation needs fixed-length trials")
+    T = max(len(t["reward"]) for t in chosen)
+
+    def padded(key: str, fill) -> np.ndarray:
+        rows = [np.asarray(t[key]) for t in chosen]
+        out = np.full((len(rows), T, *rows[0].shape[1:]), fill, dtype=np.result_type(rows[0].dtype, type(fill)))
+        for i, row in enumerate(rows):
+            out[i, :len(row)] = row
+        return out
+
     arm_means = None if chosen[0]["arm_means"] is None else np.stack([t["arm_means"] for t in chosen])
-    return Trials(reward=np.array([t["reward"] for t in chosen]), episode=np.array([t["episode"] for t in chosen]),
-                  action=np.array([t["action"] for t in chosen]), arm_means=arm_means)
+    return Trials(reward=padded("reward", 0.0), episode=padded("episode", -1), action=padded("action", -1), arm_means=arm_means)
 
 
 def _new_trial() -> dict:
@@ -181,6 +195,7 @@ def in_context_metrics(trials: Trials) -> dict[str, float]:
     else:  # long trials (bandits: 100 one-pull episodes): the mean per episode over each tenth of the trial
         out = {f"icrl/return_tenth{i + 1:02d}": float(part.mean()) for i, part in enumerate(np.array_split(R, 10))}
     out["icrl/trial_return"] = float(trials.reward.sum(-1).mean())
+    out["icrl/trial_length"] = float(trials.length.mean())
     out["icrl/gain"] = float(R[-k:].mean() - R[0])
     if n >= 3:
         later, first = float(R[2:].mean()), float(R[0])

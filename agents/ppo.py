@@ -436,7 +436,8 @@ def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None
     in_context = config.env.startswith("icrl/")
     metrics, _ = icrl.evaluate(RecurrentPolicy(ppo), config.env, trials, seed, num_envs=min(8, trials),
                                out_dir=out_dir if in_context else None, step=step, **config.env_options)
-    summary = {"eval/return": metrics["icrl/trial_return"], **(metrics if in_context else {})}
+    summary = {"eval/return": metrics["icrl/trial_return"], "eval/length": metrics["icrl/trial_length"],
+               **(metrics if in_context else {})}
     if logger is not None:
         logger.scalars(summary)
         logger.write(step)

@@ -93,3 +93,32 @@ def test_plot_writes_a_png(tmp_path):
     path = plot(tmp_path / "b.png", bandit, "icrl/bandit", {"thompson": bandit})
     image = imageio.imread(path)
     assert image.shape[1] > image.shape[0]  # two panels side by side
+
+
+class RandomPolicy:
+    def __init__(self, n: int, seed: int = 0):
+        self.rng, self.n = np.random.default_rng(seed), n
+
+    def act(self, obs):
+        return self.rng.integers(0, self.n, size=len(obs["is_first"]))
+
+
+def test_run_trials_on_episodes_of_different_lengths():
+    from agents.icrl import run_trials
+
+    t = run_trials(RandomPolicy(2), "gym:CartPole-v1", trials=5, seed=0, num_envs=2)
+    assert len(set(t.length.tolist())) > 1  # random CartPole episodes end at different steps
+    np.testing.assert_array_equal(t.reward.sum(-1), t.length)  # +1 per step, nothing in the padding
+    np.testing.assert_array_equal(t.returns[:, 0], t.length)
+    assert in_context_metrics(t)["icrl/trial_length"] == t.length.mean()
+
+
+def test_run_trials_gives_two_policies_the_same_bandit_trials():
+    from agents.icrl import run_trials
+
+    a = run_trials(RandomPolicy(5, seed=1), "icrl/bandit-5", trials=6, seed=3, num_envs=4)
+    b = run_trials(UCB(5, 4), "icrl/bandit-5", trials=6, seed=3, num_envs=4)
+    assert a.reward.shape == b.reward.shape == (6, 100)
+    np.testing.assert_array_equal(a.arm_means, b.arm_means)
+    np.testing.assert_array_equal(a.episode[0], np.arange(100))  # a pull is an episode
+    assert len({tuple(m) for m in a.arm_means}) == 6  # and every trial draws new arm means
