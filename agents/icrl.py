@@ -7,7 +7,7 @@ reports, with stable names (TensorBoard, `metrics.jsonl`) and a PNG:
 - `icrl/return_ep01`, `icrl/return_ep02`, ...: mean return by episode index within a trial, the
   curve that rises when the agent learns in context (trials of more than 20 episodes log
   `icrl/return_tenth01` .. `icrl/return_tenth10`, the mean per episode over each tenth of the trial);
-- `icrl/trial_return`: mean return of a whole trial;
+- `icrl/trial_return`, `icrl/trial_length`: mean return and length of a whole trial;
 - `icrl/gain`: the in-context gain, mean return of the last quarter of the episodes (at least the
   last one) minus that of the first episode; `icrl/later_over_first`: mean return of episodes 3..n
   over that of episode 1;
