@@ -131,16 +131,25 @@ def test_imagination_probe_mse_per_step_equals_a_direct_computation(tiny_s5):
     assert got["mse_bins"][0]["mse"] == pytest.approx(expected[0], rel=1e-4)
 
 
-def test_reward_probe_counts_the_decided_steps_within_tolerance(tiny_s5, monkeypatch):
+def test_reward_probe_classifies_the_decided_steps_to_the_nearest_paid_reward(tiny_s5, monkeypatch):
     rng = np.random.default_rng(3)
     eps = [random_episode(rng, 10, 4, reward_step=s) for s in (2, 8, 9, 9)]  # one decided inside the context
+    for ep, r in zip(eps, (1.0, -1.0, 1.0, -1.0)):
+        ep["reward"][ep["reward_decided"]] = r
     truth = torch.as_tensor(np.stack([ep["reward"] for ep in eps]))
 
-    # a reward head that is right except on the last episode: inference sees 3/4, imagination 2/3
-    monkeypatch.setattr(tiny_s5, "reward", lambda feat: truth + torch.tensor([0.0, 0.0, 0.3, 0.9])[:, None])
+    # a reward head with the right sign except on the last episode: inference 3/4 right, imagination 2/3
+    monkeypatch.setattr(tiny_s5, "reward", lambda feat: truth * torch.tensor([1.0, 0.9, 0.2, -0.5])[:, None])
     got = C.run_probes(tiny_s5, "reward", eps, ACT_SPACE, CPU)
     assert got["reward_acc_inference"] == pytest.approx(3 / 4)
     assert got["reward_acc_imagination"] == pytest.approx(2 / 3)
+
+
+def test_reward_accuracy_of_a_constant_guess_is_the_share_of_its_class():
+    true = np.random.default_rng(7).choice([-1.0, 1.0], 200)
+    assert C.reward_accuracy(np.full(200, 0.004), true) == pytest.approx(np.mean(true == 1.0))
+    assert C.reward_accuracy(-0.3 * true, true) == 0.0
+    assert C.reward_accuracy(np.array([0.6, 0.1]), np.array([1.0, 1.0])) == 0.5  # one value paid: 0 is the alternative
 
 
 def test_door_probe_averages_the_imagined_door_frames_only(tiny_s5):
@@ -210,5 +219,13 @@ def test_compare_rerun_reuses_the_data_and_finished_backbones(tiny_compare):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained or recollected
     assert again["backbones"]["s5"] == results["backbones"]["s5"]
     assert list(again["backbones"]) == ["s5"]
+    # probes that changed since a backbone was trained are run again on its saved model, without training
+    metrics = json.loads((out / "s5" / "metrics.json").read_text())
+    (out / "s5" / "metrics.json").write_text(json.dumps({**metrics, "probe_version": 1, "probes": {}}))
+    reprobed = C.compare(**{**TINY, "backbones": "s5"}, out=out)
+    new, old = reprobed["backbones"]["s5"]["probes"], results["backbones"]["s5"]["probes"]
+    assert new["door_mse"] == pytest.approx(old["door_mse"], rel=1e-5)
+    np.testing.assert_allclose(new["mse_per_step"], old["mse_per_step"], rtol=1e-5)
+    assert (out / "s5" / "model.pt").stat().st_mtime_ns == stamps[out / "s5" / "model.pt"]
     with pytest.raises(ValueError, match="holds a data set for"):
         C.compare(**{**TINY, "episodes": 4}, out=out)
