@@ -14,6 +14,13 @@ from __future__ import annotations
 
 import threading
 
+try:
+    # numba (llvmlite) and triton each bring their own LLVM. torch's optimisers import triton
+    # lazily (through torch._dynamo), i.e. after this module; one pytest worker that had run these
+    # loops segfaulted inside libtriton's load then. Loading triton's LLVM first avoids that order.
+    import triton  # noqa: F401
+except ImportError:
+    pass
 import numba
 import numpy as np
 import torch
