@@ -4,7 +4,7 @@ At preset `small`, batch 16, side by side in one run:
 - train step (forward + backward + Adam, median ms) at L = 64, 256, 1024 with 64-dim vector
   observations (the sequence model is what is measured), and with 64x64 images at L = 64;
 - peak memory of each train step (CUDA: max allocated; CPU: growth of the peak resident set of a
-  fresh process per configuration, from after the setup to after the steps);
+  fresh process per configuration, from after a warm-up step on a short batch to after the steps);
 - imagination time per step (no grad, horizon 16) after observing contexts of 64, 256, 1024 steps;
 - parameter counts.
 Prints a table and writes benchmarks/results/world-models-<device>.json with the targets checked:
@@ -101,22 +101,25 @@ def train_step(job: dict) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = _batch(torch, model, job["length"], device, job.get("image", False))
 
-    def step():
+    def step(batch):
         loss, _ = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
+    # Warm up on a short batch first: compiles the scan kernels and makes the optimiser state, so that
+    # the peak below is the step's own memory, not the JIT compiler's.
+    step(_batch(torch, model, 8, device, job.get("image", False)))
     base = _maxrss_mb()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
-    step()  # warm-up (compilation, allocator)
+    step(batch)  # warm-up at full length
     times = []
     for _ in range(job["repeats"]):
         _sync(torch, device)
         t = time.perf_counter()
-        step()
+        step(batch)
         _sync(torch, device)
         times.append(time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _maxrss_mb()) - base

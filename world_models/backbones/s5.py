@@ -23,6 +23,20 @@ def hippo_n_eigenvalues(P: int) -> Tensor:
     return torch.complex(torch.full_like(w, -0.5), w).to(torch.complex64)
 
 
+def project(u: Tensor, B: Tensor) -> Tensor:
+    """u (..., H) real, B (P, H) complex -> B u (..., P) complex: one real matmul, no complex copy of u."""
+    P, H = B.shape
+    W = torch.view_as_real(B).permute(0, 2, 1).reshape(2 * P, H)  # rows: Re B_0, Im B_0, Re B_1, ...
+    return torch.view_as_complex((u @ W.T).reshape(*u.shape[:-1], P, 2))
+
+
+def readout(x: Tensor, C: Tensor, D: Tensor, u: Tensor) -> Tensor:
+    """Re(C x) + D u: x (..., P) complex, C (H, P) complex, D (H,), u (..., H) -> (..., H), one real matmul."""
+    H, P = C.shape
+    W = (torch.view_as_real(C) * torch.tensor([1.0, -1.0], device=C.device)).reshape(H, 2 * P)
+    return torch.addcmul(torch.view_as_real(x).flatten(-2) @ W.T, D, u)
+
+
 class S5Layer(nn.Module):
     """u (B, L, H) -> y (B, L, H); state x (B, P) complex64. Parameters named as in the paper."""
 
@@ -48,16 +62,13 @@ class S5Layer(nn.Module):
     def forward(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """u (B, L, H), is_first (B, L), x (B, P) -> (y (B, L, H), states (B, L, P))."""
         Lambda_bar, B_bar, C = self.discretize()
-        bu = u.to(torch.complex64) @ B_bar.T  # (B, L, P)
-        xs = scan_with_carry(Lambda_bar, bu, is_first, x, self.backend)  # (B, L, P)
-        y = (xs @ C.T).real + self.D * u
-        return y, xs
+        xs = scan_with_carry(Lambda_bar, project(u, B_bar), is_first, x, self.backend)  # (B, L, P)
+        return readout(xs, C, self.D, u), xs
 
     def step(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """u (B, H), is_first (B,), x (B, P) -> (y (B, H), x_next (B, P))."""
         Lambda_bar, B_bar, C = self.discretize()
-        bu = u.to(torch.complex64) @ B_bar.T  # (B, P)
-        return recurrent_step(x, Lambda_bar, bu, C, self.D, u, is_first)
+        return recurrent_step(x, Lambda_bar, project(u, B_bar), C, self.D, u, is_first)
 
 
 class S5Backbone(SSMBackbone):
