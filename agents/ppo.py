@@ -418,7 +418,7 @@ def identity(config) -> dict[str, Any]:
 def build(config, device: torch.device, spaces=None) -> PPO:
     """The PPO learner for a TrainConfig; `spaces` (obs_space, act_space) avoids making an env."""
     import envs as memwm_envs
-    from agents.evaluate import model_obs_space
+    from world_models.imagine import model_obs_space
 
     if spaces is None:
         env = memwm_envs.make(config.env, seed=config.seed, **config.env_options)

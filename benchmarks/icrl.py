@@ -33,8 +33,8 @@ import tyro
 
 import envs
 from agents import icrl
-from agents.evaluate import model_obs_space
 from agents.ppo import PPO, PPOConfig, RecurrentPolicy
+from world_models.imagine import model_obs_space
 
 Part = Literal["speed", "bandit", "dark-room"]
 

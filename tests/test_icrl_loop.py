@@ -9,9 +9,9 @@ import torch
 
 import envs
 from agents.config import TrainConfig
-from agents.evaluate import model_obs_space
 from agents.ppo import PPO, PPOConfig, index_state
 from world_models import WorldModelConfig
+from world_models.imagine import model_obs_space
 
 # dark-room trials of 3 episodes of 3 steps: 9 steps, then the env's reset step
 ROOM = {"episode_steps": 3, "episodes": 3}

@@ -156,7 +156,7 @@ def test_reward_scale_divides_by_the_running_std_of_discounted_returns():
 
 def test_continuous_actions_collect_update_and_stay_in_bounds():
     import envs
-    from agents.evaluate import model_obs_space
+    from world_models.imagine import model_obs_space
 
     torch.set_num_threads(1)
     vec = envs.make_vector("gym:Pendulum-v1", 2, seed=0, asynchronous=False)
