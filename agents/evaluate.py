@@ -6,7 +6,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -34,14 +33,6 @@ class EvalResult:
     def video(self, max_episodes: int = 4) -> np.ndarray:
         """The recorded episodes side by side: (T, H, W, 3) uint8."""
         return episode_video(self.frames[:max_episodes])
-
-
-def model_obs_space(space: gym.spaces.Dict) -> gym.spaces.Dict:
-    """The keys a world model reads (`image`, `vector`) of an environment's observation space."""
-    keys = [k for k in OBS_KEYS if k in space.spaces]
-    if not keys:
-        raise ValueError(f"the environment's observations have neither 'image' nor 'vector': keys {list(space.spaces)}")
-    return gym.spaces.Dict({k: space[k] for k in keys})
 
 
 def obs_to_torch(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:

@@ -28,9 +28,10 @@ import world_models
 from agents import checkpoint, distributed
 from agents.config import EMBEDDED_RUN, TrainConfig, load_yaml, resolve, save_yaml
 from agents.dreamer import Dreamer
-from agents.evaluate import OBS_KEYS, episode_success, model_obs_space, obs_to_torch, run_episodes
+from agents.evaluate import OBS_KEYS, episode_success, obs_to_torch, run_episodes
 from agents.logger import Logger
 from agents.replay import Replay
+from world_models.imagine import model_obs_space
 from world_models.video import imagination_video
 
 FLAGS = ("is_first", "is_last", "is_terminal")
