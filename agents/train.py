@@ -28,10 +28,10 @@ import world_models
 from agents import checkpoint, distributed
 from agents.config import EMBEDDED_RUN, TrainConfig, load_yaml, resolve, save_yaml
 from agents.dreamer import Dreamer
-from agents.evaluate import OBS_KEYS, episode_success, obs_to_torch, run_episodes
+from agents.evaluate import episode_success, obs_to_torch, run_episodes
 from agents.logger import Logger
 from agents.replay import Replay
-from world_models.imagine import model_obs_space
+from world_models.imagine import decode_frames, model_obs_space, open_loop
 from world_models.video import imagination_video
 
 FLAGS = ("is_first", "is_last", "is_terminal")
@@ -253,8 +253,12 @@ class Trainer:
         if result.frames:
             self.logger.video("eval/policy", result.video(), step)
         if len(self.replay) >= cfg.seq_len:
-            truth, model, context = open_loop(self.agent.wm, self.replay.sample(4, cfg.seq_len), self.device)
-            self.logger.video("imagine/open_loop", imagination_video(truth, model, context), step)
+            replayed = self.replay.sample(4, cfg.seq_len)
+            L = replayed["action"].shape[1]
+            context = max(1, min(16, L // 2))  # observe the first C steps, imagine the rest with the replayed actions
+            roll = open_loop(self.agent.wm, to_torch(replayed, self.device), context, L - context, sample=True)
+            model = decode_frames(self.agent.wm, roll.features).cpu().numpy()  # (B, L, 64, 64, 3) float in [0, 1]
+            self.logger.video("imagine/open_loop", imagination_video(replayed["image"], model, context), step)
 
     def save(self) -> None:
         distributed.check_in_sync(self.agent)  # every rank: the weights must not have drifted apart
@@ -275,26 +279,6 @@ class _InfoView:
     def row(self, i: int) -> dict:
         return {k: v[i] for k, v in self.info.items()
                 if not k.startswith("_") and isinstance(v, np.ndarray) and len(v) > i and self.info.get("_" + k, np.ones(i + 1, bool))[i]}
-
-
-@torch.no_grad()
-def open_loop(wm, batch: dict[str, np.ndarray], device: torch.device, context: int | None = None):
-    """Observe the first `context` steps, then imagine the rest with the replayed actions.
-
-    batch: replay sample of (B, L, ...) arrays with `image`. Returns (truth (B, L, 64, 64, 3) uint8,
-    model (B, L, 64, 64, 3) float in [0, 1], context): the model row holds reconstructions of the
-    context and open-loop predictions after it.
-    """
-    data = to_torch(batch, device)
-    L = data["action"].shape[1]
-    context = context or max(1, min(16, L // 2))
-    obs = {k: data[k][:, :context] for k in OBS_KEYS if k in data}
-    _, _, feat_ctx, state = wm.observe(obs, data["action"][:, :context], data["is_first"][:, :context])
-    # imagination starts after observing step context-1; its i-th action is the one taken at step context-1+i
-    imag = wm.imagine(state, data["action"][:, context - 1 : L - 1], L - context)
-    feat = torch.cat([feat_ctx, imag.features[:, 1:]], 1)  # (B, L, F)
-    model = wm.decode(feat)["image"].float().cpu().numpy()
-    return batch["image"], model, context
 
 
 # ---------------------------------------------------------------------- command line
