@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from world_models.video import tensorboard_video, write_video
+from world_models.video import add_tensorboard_video, write_video
 
 # The scalars shown in the progress bar, by short label.
 _POSTFIX = {"return": "episode/return", "eval": "eval/return", "sps": "perf/env_steps_per_s"}
@@ -65,7 +65,7 @@ class Logger:
     def video(self, name: str, frames: np.ndarray, step: int, fps: int = 10, formats: tuple[str, ...] = ("gif",)) -> list[Path]:
         """Write frames (T, H, W, 3) uint8 to TensorBoard and to videos/<name>-<step>.<format>; return the files."""
         if self._tb is not None:
-            _add_video(self._tb, name, tensorboard_video(frames), step, fps)
+            add_tensorboard_video(self._tb, name, frames, step, fps)
         stem = name.replace("/", "-")
         return [write_video(self.directory / "videos" / f"{stem}-{step:09d}.{fmt}", frames, fps) for fmt in formats]
 
@@ -73,21 +73,3 @@ class Logger:
         if self._tb is not None:
             self._tb.close()
         self._jsonl.close()
-
-
-def _add_video(writer, tag: str, video: np.ndarray, step: int, fps: int) -> None:
-    """SummaryWriter.add_video without its moviepy dependency: an animated GIF in an image summary.
-
-    video: (1, T, 3, H, W) uint8, what `tensorboard_video` returns.
-    """
-    import io
-
-    import imageio.v2 as imageio
-    from tensorboard.compat.proto.summary_pb2 import Summary
-
-    frames = video[0].transpose(0, 2, 3, 1)  # (T, H, W, 3)
-    buffer = io.BytesIO()
-    imageio.mimsave(buffer, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
-    T, H, W, C = frames.shape
-    image = Summary.Image(height=H, width=W, colorspace=C, encoded_image_string=buffer.getvalue())
-    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)

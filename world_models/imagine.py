@@ -404,24 +404,14 @@ def _load_policy(loaded: LoadedModel, device) -> Callable[[Tensor], Tensor]:
 
 
 def _log_tensorboard(run_dir: Path, frames: np.ndarray, fps: int) -> None:
-    """The video into the run's TensorBoard events as `imagine/open_loop` (an animated GIF image).
-
-    `SummaryWriter.add_video` needs moviepy's old `editor` module (gone in moviepy 2) and only prints
-    a warning without it, so the GIF is encoded with imageio and written as the same Summary.Image.
-    """
-    import io
-
-    import imageio.v2 as imageio
-    from tensorboard.compat.proto.summary_pb2 import Summary
+    """The video into the run's TensorBoard events as `imagine/open_loop` (an animated GIF image)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    buf = io.BytesIO()
-    imageio.mimsave(buf, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
-    T, H, W, C = frames.shape
-    image = Summary.Image(height=H, width=W, colorspace=C, encoded_image_string=buf.getvalue())
+    from world_models.video import add_tensorboard_video
+
     writer = SummaryWriter(str(run_dir))
     try:
-        writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag="imagine/open_loop", image=image)]))
+        add_tensorboard_video(writer, "imagine/open_loop", frames, fps=fps)
     finally:
         writer.close()
 

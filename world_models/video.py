@@ -170,3 +170,22 @@ def tensorboard_video(frames: np.ndarray) -> np.ndarray:
     if frames.ndim != 4:
         raise ValueError(f"frames must be (T, H, W, 3), got {frames.shape}")
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2)[None])
+
+
+def add_tensorboard_video(writer, tag: str, frames: np.ndarray, step: int | None = None, fps: int = 10) -> None:
+    """Write frames (T, H, W, 3) into a SummaryWriter's events as `tag`: an animated GIF in an image summary.
+
+    `SummaryWriter.add_video` needs moviepy's old `editor` module (gone in moviepy 2) and only prints
+    a warning without it, so the GIF is encoded with imageio and written as the same Summary.Image.
+    """
+    import io
+
+    import imageio.v2 as imageio
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    frames = tensorboard_video(frames)[0].transpose(0, 2, 3, 1)  # uint8 (T, H, W, 3), checked
+    buffer = io.BytesIO()
+    imageio.mimsave(buffer, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+    T, H, W, C = frames.shape
+    image = Summary.Image(height=H, width=W, colorspace=C, encoded_image_string=buffer.getvalue())
+    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
