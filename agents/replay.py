@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.dataset import save_episode
+
 FLAGS = ("is_first", "is_last", "is_terminal")
 _NAME = re.compile(r"^ep-(\d+)-len(\d+)\.npz$")
 
@@ -69,9 +71,8 @@ class Replay:
         lengths = {k: len(v) for k, v in episode.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"every array of an episode must have the same length, got {lengths}")
-        length = len(episode["reward"])
         if self.directory is not None:
-            self._write(episode, self.num_episodes, length)
+            save_episode(self.directory, self.num_episodes, episode)  # ep-<index>-len<T>.npz, atomically
         self.num_episodes += 1
         self._append(episode)
 
@@ -82,13 +83,6 @@ class Replay:
         while self.num_steps > self.capacity and len(self.episodes) > 1:
             self.num_steps -= len(self.episodes.popleft()["reward"])
         self._ends = list(np.cumsum([len(e["reward"]) for e in self.episodes]))
-
-    def _write(self, episode: dict[str, np.ndarray], index: int, length: int) -> None:
-        path = self.directory / f"ep-{index:07d}-len{length}.npz"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **episode)
-        os.replace(tmp, path)
 
     def _load(self) -> None:
         """Reload the newest episodes (up to capacity) written by an earlier run in the same directory."""
