@@ -37,6 +37,13 @@ class MemoryTask(gym.Env):
     def render(self) -> np.ndarray:
         return self._image
 
+    def _phase_info(self) -> dict[str, Any]:
+        """`phase` and `query_start` for tasks whose query phase starts at a fixed step `self.context_len`."""
+        return {
+            "phase": "query" if self.t >= self.context_len else "context",
+            "query_start": self.t == self.context_len,
+        }
+
     @staticmethod
     def _cue(options: dict[str, Any] | None, drawn):
         """The cue given in reset options, or the one drawn from the seed."""

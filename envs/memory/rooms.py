@@ -136,11 +136,7 @@ class Rooms(MemoryTask):
         return {"image": self._image}
 
     def _info(self) -> dict[str, Any]:
-        return {
-            "phase": "query" if self.t >= self.context_len else "context",
-            "query_start": self.t == self.context_len,
-            "room": self._room(),
-        }
+        return {**self._phase_info(), "room": self._room()}
 
 
 def _move(a: tuple[int, int], b: tuple[int, int]) -> int:

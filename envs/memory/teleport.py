@@ -122,7 +122,4 @@ class Teleport(MemoryTask):
         return {"image": self._image}
 
     def _info(self) -> dict[str, Any]:
-        return {
-            "phase": "query" if self.t >= self.context_len else "context",
-            "query_start": self.t == self.context_len,
-        }
+        return self._phase_info()
