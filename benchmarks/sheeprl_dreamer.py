@@ -8,7 +8,7 @@ Runs with the python of a separate environment that holds sheeprl (never memwm's
     /tmp/sheeprl-venv/bin/python benchmarks/sheeprl_dreamer.py --steps 5 --threads 1
 
 It uses sheeprl as it is: the config composed from its own hydra files (`exp=dreamer_v3`, sizes matched
-to memwm's preset `small`, see `SMALL`), the models from `sheeprl.algos.dreamer_v3.agent.build_agent`, the
+to memwm's preset `small` by default, see `Args`), the models from `sheeprl.algos.dreamer_v3.agent.build_agent`, the
 optimisers instantiated from its config, and one update is exactly what its training loop does per
 gradient step: the target-critic EMA, then `sheeprl.algos.dreamer_v3.dreamer_v3.train` (world model,
 imagination of 15 steps, actor, critic). The batch is random: (L, B) = (64, 16) 64x64x3 images (uint8
@@ -43,19 +43,6 @@ from sheeprl.utils.metric import MetricAggregator
 from sheeprl.utils.timer import timer
 from sheeprl.utils.utils import dotdict
 
-# memwm's preset `small` (world_models/config.py) in sheeprl's terms: GRU width 256 (`deter`), MLPs of 256
-# units and 2 hidden layers (`hidden`, `mlp_layers`), CNN depth 16 (`cnn_depth`, 4 stages to 4x4), 32
-# categoricals of 16 classes (`stoch`, `classes`), 255 two-hot bins; sheeprl's defaults otherwise.
-SMALL = [
-    "algo.dense_units=256",
-    "algo.mlp_layers=2",
-    "algo.world_model.encoder.cnn_channels_multiplier=16",
-    "algo.world_model.recurrent_model.recurrent_state_size=256",
-    "algo.world_model.transition_model.hidden_size=256",
-    "algo.world_model.representation_model.hidden_size=256",
-    "algo.world_model.stochastic_size=32",
-    "algo.world_model.discrete_size=16",
-]
 
 
 @dataclass
@@ -69,12 +56,36 @@ class Args:
     warmup: int = 1
     threads: int = 1
     seed: int = 0
+    # sizes in memwm's terms (world_models.WorldModelConfig; the defaults are its preset `small`), given to sheeprl
+    # as: GRU width `deter` (recurrent_state_size), MLPs of `hidden` units (dense_units, and the hidden layer of the
+    # prior and posterior nets) with `mlp_layers` hidden layers, CNN depth `cnn_depth` (cnn_channels_multiplier,
+    # 4 stages to 4x4), `stoch` categoricals of `classes` classes; sheeprl's defaults otherwise (255 two-hot bins)
+    deter: int = 256
+    hidden: int = 256
+    mlp_layers: int = 2
+    cnn_depth: int = 16
+    stoch: int = 32
+    classes: int = 16
     serve: bool = False
     """worker mode for benchmarks.throughput: a JSON header, then one update per `step` line on stdin"""
 
 
+def size_overrides(args: Args) -> list[str]:
+    """sheeprl's config keys for memwm's sizes (see `Args`)."""
+    return [
+        f"algo.dense_units={args.hidden}",
+        f"algo.mlp_layers={args.mlp_layers}",
+        f"algo.world_model.encoder.cnn_channels_multiplier={args.cnn_depth}",
+        f"algo.world_model.recurrent_model.recurrent_state_size={args.deter}",
+        f"algo.world_model.transition_model.hidden_size={args.hidden}",
+        f"algo.world_model.representation_model.hidden_size={args.hidden}",
+        f"algo.world_model.stochastic_size={args.stoch}",
+        f"algo.world_model.discrete_size={args.classes}",
+    ]
+
+
 def compose_config(args: Args) -> dotdict:
-    """sheeprl's own config (`exp=dreamer_v3`) with memwm-small sizes, batch (B, L), 64x64 RGB, CPU, fp32."""
+    """sheeprl's own config (`exp=dreamer_v3`) with memwm's sizes, batch (B, L), 64x64 RGB, CPU, fp32."""
     overrides = [
         "exp=dreamer_v3",
         "env=dummy",
@@ -90,7 +101,7 @@ def compose_config(args: Args) -> dotdict:
         "metric.log_level=0",
         f"num_threads={args.threads}",
         f"seed={args.seed}",
-        *SMALL,
+        *size_overrides(args),
     ]
     with initialize_config_module(config_module="sheeprl.configs", version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
@@ -165,7 +176,7 @@ def versions() -> dict[str, str]:
 def main(args: Args) -> None:
     agent = SheeprlDreamer(args)
     header = {**agent.num_params(), "versions": versions(), "threads": torch.get_num_threads(),
-              "batch": [args.batch_size, args.seq_len], "config": SMALL}
+              "batch": [args.batch_size, args.seq_len], "config": size_overrides(args)}
     for _ in range(args.warmup):
         agent.update()
     if args.serve:

@@ -3,6 +3,8 @@
     python -m benchmarks.throughput                       # preset small, batch 16 x 64, every backbone (~10+ min on 2 CPU cores)
     python -m benchmarks.throughput --quick               # preset tiny, batch 4 x 16, 2 rounds (~1 min)
     python -m benchmarks.throughput --backbones s5 rssm   # a subset
+    python -m benchmarks.throughput --sheeprl /tmp/sheeprl-venv/bin/python --backbones s5 rssm --rounds 5 --threads 1
+                                                          # side by side with sheeprl 0.8.4's DreamerV3 (see below)
 
 1. Update: one `Dreamer.update` (world model, imagination of 15 steps from every replayed state,
    actor and critic) on a random batch of (B, L) 64x64x3 uint8 images of a Discrete(3) task,
@@ -10,14 +12,24 @@
    shows the median seconds per update and updates per second, and the parameter count.
 2. Loop: `memwm train` on `--env` at train ratio 32 after prefill, env steps per second over the
    trained part (acting with one `WorldModel.step` per env step plus the updates it owes).
+3. `--sheeprl PYTHON`: memwm's update (per backbone) against sheeprl 0.8.4's DreamerV3 update
+   (benchmarks/sheeprl_dreamer.py, run by PYTHON, the interpreter of a venv that holds sheeprl), same
+   batch, sequence length, image size and parameter count. Each agent lives in its own worker process
+   (`--worker`), built and warmed up once; the rounds are interleaved (memwm s5, memwm rssm, sheeprl,
+   repeat) and one update runs at a time, so the machine's load weighs on both alike. The ratio is
+   memwm's updates/s over sheeprl's, from the medians and from the per-round pairs; it is merged into
+   the results JSON under `vs_sheeprl` (the other measurements are left as they were).
 Writes benchmarks/results/throughput-<device>.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -53,6 +65,10 @@ class Args:
     threads: int = 0
     quick: bool = False
     """preset tiny, batch 4 x 16, 2 rounds, 256 loop steps"""
+    sheeprl: str = ""
+    """python of a venv with sheeprl 0.8.4: time memwm's update against sheeprl's DreamerV3, side by side"""
+    worker: str = ""
+    """internal: serve timed updates of this backbone over stdin/stdout (used by --sheeprl)"""
 
 
 def random_batch(codec, B: int, L: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -67,14 +83,24 @@ def random_batch(codec, B: int, L: int, device: torch.device, seed: int = 0) -> 
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
+def make_agent(name: str, preset: str, device: torch.device) -> Dreamer:
+    """The Dreamer of backbone `name` for 64x64x3 images and Discrete(3) actions (the benchmark's task)."""
     obs_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
     act_space = gym.spaces.Discrete(3)
-    wm_config = world_models.WorldModelConfig.preset(args.preset)
-    agents = {}
-    for name in args.backbones:
-        wm = world_models.make(name, obs_space, act_space, wm_config, device=device)
-        agents[name] = Dreamer(wm, act_space, wm_config=wm_config).to(device)
+    wm_config = world_models.WorldModelConfig.preset(preset)
+    wm = world_models.make(name, obs_space, act_space, wm_config, device=device)
+    return Dreamer(wm, act_space, wm_config=wm_config).to(device)
+
+
+def param_counts(agent: Dreamer) -> dict[str, int]:
+    """World-model, trainable (world model, actor, critic) and total (with the slow critic) parameters."""
+    count = lambda module: sum(p.numel() for p in module.parameters())
+    trainable = count(agent.wm) + count(agent.actor) + count(agent.critic)
+    return {"wm_params": agent.wm.num_params(), "trainable_params": trainable, "total_params": count(agent)}
+
+
+def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
+    agents = {name: make_agent(name, args.preset, device) for name in args.backbones}
     batch = random_batch(agents[args.backbones[0]].codec, args.batch_size, args.seq_len, device)
     times = {name: [] for name in agents}
     for name, agent in agents.items():
@@ -92,7 +118,7 @@ def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
     for name, agent in agents.items():
         median = statistics.median(times[name])
         out[name] = {"seconds_per_update": median, "updates_per_s": 1.0 / median, "times": times[name],
-                     "wm_params": agent.wm.num_params(), "total_params": sum(p.numel() for p in agent.parameters())}
+                     **param_counts(agent)}
     return out
 
 
@@ -125,7 +151,100 @@ def time_loop(args: Args, device: torch.device) -> dict:
                 "updates": trainer.counters["updates"] - start["updates"], "seconds": elapsed, "env_steps_per_s": steps / elapsed}
 
 
+def serve(args: Args) -> None:
+    """Worker of `vs_sheeprl`: build the agent of backbone `args.worker`, warm it up, print a JSON header, then one
+    update per `step` line on stdin, printing its seconds (the protocol of benchmarks/sheeprl_dreamer.py --serve)."""
+    torch.set_num_threads(args.threads or 1)
+    device = torch.device("cpu")
+    agent = make_agent(args.worker, args.preset, device)
+    batch = random_batch(agent.codec, args.batch_size, args.seq_len, device)
+    agent.update(batch)  # warm-up
+    print(json.dumps({**param_counts(agent), "versions": {"torch": torch.__version__, "python": platform.python_version()},
+                      "threads": torch.get_num_threads(), "batch": [args.batch_size, args.seq_len]}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            raise ValueError(f"benchmarks.throughput --worker: expected the line 'step', got {line.strip()!r}")
+        start = time.perf_counter()
+        agent.update(batch)
+        print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+
+
+class Worker:
+    """A process serving timed updates: `header` from its first JSON line, `step()` the seconds of one update."""
+
+    def __init__(self, name: str, command: list[str], threads: int):
+        self.name = name
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=Path(__file__).parent.parent, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        self.header = self._read()
+
+    def _read(self) -> dict:
+        for line in self.proc.stdout:  # libraries may print to stdout: the protocol's lines are JSON objects
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"worker {self.name} exited with code {self.proc.wait()} (command: {' '.join(self.proc.args)})")
+
+    def step(self) -> float:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        return self._read()["seconds"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def load() -> list[float]:
+    """The 1, 5 and 15 minute load averages (what `uptime` prints)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def vs_sheeprl(args: Args) -> dict:
+    """memwm's update per backbone against sheeprl's DreamerV3 update, interleaved rounds in separate processes."""
+    threads = args.threads or 1
+    size = ["--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
+    script = str(Path(__file__).with_name("sheeprl_dreamer.py"))
+    commands = {f"memwm-{name}": [sys.executable, "-m", "benchmarks.throughput", "--worker", name, "--preset", args.preset,
+                                  *size, "--threads", str(threads)] for name in args.backbones}
+    wm = world_models.WorldModelConfig.preset(args.preset)  # the same sizes in sheeprl's config
+    sizes = [f"--{k.replace('_', '-')}={getattr(wm, k)}" for k in ("deter", "hidden", "mlp_layers", "cnn_depth", "stoch", "classes")]
+    commands["sheeprl"] = [args.sheeprl, script, "--serve", *size, *sizes, "--threads", str(threads)]
+    workers = {}
+    try:
+        for name, command in commands.items():  # one at a time: a build does not overlap another's warm-up
+            workers[name] = Worker(name, command, threads)
+            print(f"{name}: {workers[name].header['trainable_params']:,} trainable parameters", flush=True)
+        times = {name: [] for name in workers}
+        loads = []
+        for r in range(args.rounds):
+            for name, worker in workers.items():
+                times[name].append(worker.step())
+            loads.append(load())
+            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items())
+                  + f"  (load {loads[-1]})", flush=True)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    out = {"threads": threads, "rounds": args.rounds, "preset": args.preset, "batch": [args.batch_size, args.seq_len],
+           "image": [64, 64, 3], "load_per_round": loads, "load_before": loads[0] if loads else None, "agents": {}}
+    sheeprl_median = statistics.median(times["sheeprl"])
+    for name, worker in workers.items():
+        median = statistics.median(times[name])
+        entry = {**worker.header, "times": times[name], "seconds_per_update": median, "updates_per_s": 1.0 / median}
+        if name != "sheeprl":  # memwm updates/s over sheeprl's: from the medians, and the median of the per-round pairs
+            entry["ratio_vs_sheeprl"] = sheeprl_median / median
+            entry["ratio_vs_sheeprl_paired"] = statistics.median(s / m for s, m in zip(times["sheeprl"], times[name]))
+        out["agents"][name] = entry
+    out["command"] = "python -m benchmarks.throughput " + " ".join(sys.argv[1:])
+    return out
+
+
 def main(args: Args) -> dict:
+    if args.worker:
+        serve(args)
+        return {}
+    if args.sheeprl:
+        return main_vs_sheeprl(args)
     if args.quick:
         args.preset, args.batch_size, args.seq_len, args.rounds, args.loop_steps = "tiny", 4, 16, 2, 256
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
@@ -147,6 +266,24 @@ def main(args: Args) -> dict:
     path = RESULTS / f"throughput-{device.type}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")
+    return result
+
+
+def main_vs_sheeprl(args: Args) -> dict:
+    """Run `vs_sheeprl`, print its table and merge it into benchmarks/results/throughput-cpu.json (key `vs_sheeprl`,
+    one entry per thread count)."""
+    result = vs_sheeprl(args)
+    print(f"full update, preset {args.preset} vs sheeprl DreamerV3 at the same sizes, batch {args.batch_size} x "
+          f"{args.seq_len}, 64x64 images, cpu, {result['threads']} thread(s), median of {args.rounds} interleaved rounds")
+    print(f"{'agent':<16} {'s/update':>9} {'updates/s':>10} {'params':>11} {'memwm/sheeprl':>14}")
+    for name, r in result["agents"].items():
+        ratio = f"{r['ratio_vs_sheeprl']:.2f}x" if "ratio_vs_sheeprl" in r else ""
+        print(f"{name:<16} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['trainable_params']:>11,} {ratio:>14}")
+    path = RESULTS / "throughput-cpu.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored.setdefault("vs_sheeprl", {})[f"{result['threads']}_threads"] = result
+    path.write_text(json.dumps(stored, indent=2))
+    print(f"wrote {path} (vs_sheeprl.{result['threads']}_threads)")
     return result
 
 
