@@ -6,6 +6,11 @@ A subcommand is added by writing its function in the module that owns the job an
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import functools
+import io
+import re
 import sys
 from typing import Callable
 
@@ -48,9 +53,72 @@ def _commands() -> dict[str, Callable[..., object]]:
     return commands
 
 
+def _deferred(command: Callable[..., object]) -> Callable[..., Callable[[], object]]:
+    """`command` with the same signature for tyro, but returning the call instead of making it (parse first, run after)."""
+
+    @functools.wraps(command)
+    def parse_only(*args, **kwargs):
+        return functools.partial(command, *args, **kwargs)
+
+    return parse_only
+
+
+def _flags(commands: dict[str, Callable[..., object]], sub: str | None) -> list[str]:
+    """The flags tyro accepts for subcommand `sub` (read from its --help), or the subcommand names."""
+    if sub is None:
+        return [name for name in commands]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(SystemExit):
+        tyro.extras.subcommand_cli_from_dict(commands, args=[sub, "--help"], prog="memwm")
+    return sorted(set(re.findall(r"--[a-z][a-z0-9._-]*", out.getvalue())) - {"--help"})
+
+
+def one_line_error(box: str, prog: str, valid: list[str]) -> str:
+    """tyro's boxed parse error as one line, naming the closest valid flag (or subcommand) for each unknown one.
+
+    box: what tyro printed, e.g. "╭─ Unrecognized options ─╮ │ Unrecognized options: --stepz, 4 │ ...";
+    valid: the flags (or subcommand names) that would have been accepted.
+    """
+    lines = [re.sub(r"^[\s│╭╰─]+|[\s│╮╯─]+$", "", line) for line in box.splitlines()]  # a unicode or an ASCII box
+    lines = [line for line in lines if line.strip("- ")][1:]  # no rules; the first is the box's title
+    message = lines[0] if lines else "could not parse the arguments"
+    if message.endswith(":") and len(lines) > 1:  # "Missing from memwm eval:" then "--run STR"
+        message = f"{message} {lines[1]}"
+    unknown = re.match(r"Unrecognized options: (.*)", message)
+    if unknown:
+        names = [a.strip() for a in unknown.group(1).split(",")]
+        flags = [a for a in names if a.startswith("-")] or names[:1]
+        hints = []
+        for flag in flags:
+            close = difflib.get_close_matches(flag.split("=")[0].replace("_", "-"), valid, n=1, cutoff=0.75)
+            hints.append(f"{flag} (closest: {close[0]})" if close else flag)
+        what = "option" if flags[0].startswith("-") else "command"
+        message = f"unknown {what}{'s' if len(hints) > 1 else ''} {', '.join(hints)}"
+    return f"{prog}: error: {message}; see {prog} --help"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `memwm` console script."""
-    tyro.extras.subcommand_cli_from_dict(_commands(), args=argv, prog="memwm", description=__doc__.splitlines()[0])
+    """Entry point of the `memwm` console script.
+
+    tyro parses the arguments with its error output captured, so that a bad flag is one line
+    (`memwm train: error: unknown option --stepz (closest: --steps); see memwm train --help`, exit 2);
+    the chosen command then runs with the terminal's stderr (its progress bar and messages).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    commands = {name: _deferred(command) for name, command in _commands().items()}
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            call = tyro.extras.subcommand_cli_from_dict(commands, args=args, prog="memwm", description=__doc__.splitlines()[0])
+    except SystemExit as exit_info:
+        if exit_info.code in (0, None):  # --help
+            sys.stderr.write(captured.getvalue())
+            raise
+        sub = next((a for a in args if a in commands), None)
+        print(one_line_error(captured.getvalue(), f"memwm {sub}" if sub else "memwm", _flags(commands, sub)), file=sys.stderr)
+        raise SystemExit(2) from None
+    sys.stderr.write(captured.getvalue())
+    call()
 
 
 if __name__ == "__main__":

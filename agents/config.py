@@ -79,22 +79,38 @@ class TrainConfig:
         return _from_dict(cls, data, "")
 
 
-# Per-environment defaults, by id prefix (the longest matching prefix wins): flat field names,
-# nested ones as "wm.<field>" / "dreamer.<field>".
+# Per-environment defaults, by id prefix: every matching prefix applies, longer ones over shorter
+# ones. Flat field names, nested ones as "wm.<field>" / "dreamer.<field>". The sequence length
+# must cover what the task needs remembered: a replayed window holds the cue and the decision
+# (or the first and the repeated view) of an episode only when it spans that episode, so it is
+# about twice the episode length where that is affordable (a window starts anywhere in the stream).
+_SHORT_RUN_LR = {"dreamer.wm_lr": 3e-4, "dreamer.actor_lr": 1e-4, "dreamer.critic_lr": 1e-4}
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # Short CPU runs on the memory tasks: learning rates above DreamerV3's (tuned for 1M+ steps).
-    "memory/": {"dreamer.wm_lr": 3e-4, "dreamer.actor_lr": 1e-4, "dreamer.critic_lr": 1e-4},
-    "memory/distracting-": {"seq_len": 128, "dreamer.wm_lr": 3e-4, "dreamer.actor_lr": 1e-4, "dreamer.critic_lr": 1e-4},
-    "minigrid/": {"dreamer.wm_lr": 3e-4, "dreamer.actor_lr": 1e-4, "dreamer.critic_lr": 1e-4},
+    "memory/": dict(_SHORT_RUN_LR),
+    "memory/distracting-16": {"seq_len": 36},     # 18-step episodes: cue at steps 0-4, decision at 16
+    "memory/distracting-32": {"seq_len": 68},     # 34-step episodes
+    "memory/distracting-100": {"seq_len": 128},   # 102-step episodes (a window spans one in 1 of 4 starts)
+    "memory/distracting-200": {"seq_len": 256},
+    "memory/distracting-400": {"seq_len": 512},
+    "memory/rooms-": {"seq_len": 256},            # 150 n-step episodes: the walk back recalls views 100+ steps old
+    "memory/doors-keys-": {"seq_len": 128},       # 61-101-step episodes
+    "memory/teleport": {"seq_len": 192},          # 161-step episodes
+    "minigrid/": dict(_SHORT_RUN_LR),
+    "minigrid/memory-": {"seq_len": 64},          # the object is seen at the start, the choice 10-40 steps later
     "dmc/": {"train_ratio": 64.0, "eval_episodes": 4},
     "dmc-pomdp/": {"train_ratio": 64.0, "eval_episodes": 4},
+    "memory-maze/": {"seq_len": 128, "eval_episodes": 4},
     "gym:": {"eval_episodes": 4},
 }
 
 
 def env_defaults(env: str) -> dict[str, Any]:
-    matches = [p for p in ENV_DEFAULTS if env.startswith(p)]
-    return dict(ENV_DEFAULTS[max(matches, key=len)]) if matches else {}
+    """The per-environment defaults of `env`: the entries of every matching prefix, the longest last."""
+    out: dict[str, Any] = {}
+    for prefix in sorted((p for p in ENV_DEFAULTS if env.startswith(p)), key=len):
+        out.update(ENV_DEFAULTS[prefix])
+    return out
 
 
 def layered_defaults(env: str, preset: str) -> TrainConfig:

@@ -3,6 +3,7 @@
     python -m benchmarks.learning                        # every task, s5 and rssm, 60 minutes each (hours)
     python -m benchmarks.learning --minutes 10           # 10 minutes of training per run (resumes where the last call stopped)
     python -m benchmarks.learning --tasks minigrid-s7 --backbones s5
+    python -m benchmarks.learning --tasks distracting-100 --minutes 40 --side-by-side   # one process per backbone
 
 Each run is an ordinary `memwm train` run in runs/bench-<task>-<backbone>-<seed>/ with a
 wall-clock budget: calling the script again resumes every run from its checkpoint and adds
@@ -15,6 +16,9 @@ and whether it reached the target (success >= 0.9).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +48,10 @@ class Args:
     runs: str = "runs"
     """folder of the benchmark runs"""
     device: str = "auto"
+    side_by_side: bool = False
+    """run the backbones of a task at the same time, one process (one torch thread) each"""
+    threads: int = 0
+    """torch CPU threads per run; 0 = torch's default (1 with --side-by-side)"""
 
 
 def curve(run_dir: Path) -> list[dict]:
@@ -67,30 +75,66 @@ def summarise(task: str, backbone: str, run_dir: Path, minutes_total: float) -> 
             "solved": bool(successes) and max(successes) >= 0.9}
 
 
+def load_average() -> float:
+    """The 1-minute load average (the CPU is shared: timings are read beside it)."""
+    return os.getloadavg()[0]
+
+
+def record(key: str, entry: dict) -> dict:
+    """Merge one run's entry into learning.json (re-read first: side-by-side runs write the same file); all results."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "learning.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[key] = entry
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, path)
+    return results
+
+
+def run_one(task: str, backbone: str, args: Args) -> dict:
+    """Train (or resume) one benchmark run for `args.minutes` more; record and return its entry."""
+    key = f"{task}/{backbone}/{args.seed}"
+    run_dir = Path(args.runs) / f"bench-{task}-{backbone}-{args.seed}"
+    path = RESULTS / "learning.json"
+    before = json.loads(path.read_text()).get(key, {}) if path.exists() else {}
+    config = TrainConfig(backbone=backbone, seed=args.seed, run=str(run_dir), minutes=args.minutes, device=args.device,
+                         threads=args.threads, **TASKS[task])
+    start, loads = time.time(), [load_average()]
+    train(config)
+    loads.append(load_average())
+    entry = summarise(task, backbone, run_dir, before.get("minutes", 0.0) + (time.time() - start) / 60)
+    entry["settings"] = dict(TASKS[task]) | {"threads": args.threads, "side_by_side": args.side_by_side}
+    entry["load_average"] = before.get("load_average", []) + loads  # 1-minute load at the start and end of each call
+    return record(key, entry)
+
+
 def main(args: Args) -> dict:
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
         raise SystemExit(f"unknown task {unknown[0]!r}; known: {', '.join(TASKS)}")
-    RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "learning.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     for task in args.tasks:
+        if args.side_by_side and len(args.backbones) > 1:
+            procs = []
+            for backbone in args.backbones:  # the same flags, one backbone each, one thread each unless given
+                cmd = [sys.executable, "-m", "benchmarks.learning", "--tasks", task, "--backbones", backbone,
+                       "--minutes", str(args.minutes), "--seed", str(args.seed), "--runs", args.runs, "--device", args.device,
+                       "--threads", str(args.threads or 1), "--side-by-side"]
+                procs.append(subprocess.Popen(cmd))
+            if any(p.wait() != 0 for p in procs):
+                raise SystemExit(f"a side-by-side run of {task} failed (exit codes {[p.returncode for p in procs]})")
+            results = json.loads(path.read_text())
+            continue
         for backbone in args.backbones:
-            key = f"{task}/{backbone}/{args.seed}"
-            run_dir = Path(args.runs) / f"bench-{task}-{backbone}-{args.seed}"
-            config = TrainConfig(backbone=backbone, seed=args.seed, run=str(run_dir), minutes=args.minutes, device=args.device,
-                                 **TASKS[task])
-            start = time.time()
-            train(config)
-            spent = results.get(key, {}).get("minutes", 0.0) + (time.time() - start) / 60
-            results[key] = summarise(task, backbone, run_dir, spent)
-            path.write_text(json.dumps(results, indent=2))
+            results = run_one(task, backbone, args)
     print(f"{'task':<18} {'backbone':<10} {'minutes':>8} {'final success':>14} {'best success':>13} {'solved':>7}")
     for r in results.values():
         fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
         print(f"{r['task']:<18} {r['backbone']:<10} {r['minutes']:>8.1f} {fmt(r['final_success']):>14} "
               f"{fmt(r['best_success']):>13} {str(r['solved']):>7}")
-    print(f"wrote {path}")
+    print(f"wrote {path} (1-minute load average now {load_average():.1f})")
     return results
 
 

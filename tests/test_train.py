@@ -139,6 +139,24 @@ def test_unknown_env_backbone_or_field_is_a_short_error_and_writes_nothing(tmp_p
     assert not Path(run).exists()
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["train", "--stepz", "5"], "unknown option --stepz (closest: --steps)"),
+    (["train", "--wm.hiden", "3"], "unknown option --wm.hiden (closest: --wm.hidden)"),
+    (["train", "--dreamer.entropie", "0.1", "--seq-len", "8"], "unknown option --dreamer.entropie (closest: --dreamer.entropy)"),
+    (["train", "--steps", "many"], "Error parsing --steps"),
+    (["eval"], "--run"),
+    (["trian"], "unknown command trian (closest: train)"),
+])
+def test_a_bad_flag_is_one_line_naming_it_and_the_closest_valid_one(args, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("memwm") and expected in err, err
+    assert "╭" not in err and captured.out == ""
+
+
 def test_resume_with_another_env_or_model_is_a_one_line_error(memory_run, capsys):
     run, _ = memory_run
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
