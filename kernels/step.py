@@ -17,33 +17,42 @@ from kernels.scan import _FLOAT_DTYPES, _describe, available, backend_module, co
 
 
 def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None = None, u: Tensor | None = None,
-             reset: Tensor | None = None, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+             reset: Tensor | None = None, h0: Tensor | None = None, check: bool = True) -> tuple[Tensor, Tensor]:
     """One step of an SSM layer. MIMO when h is (B, N), SISO when h is (B, H, N) (see the module docstring).
 
     a: (N,) | (B, N) for MIMO, (H, N) | (B, H, N) for SISO; bu like h; C (H, N);
     D (H,) and u (B, H) optional (both or neither); reset (B,) bool; h0 like h or like one row of it
     (zeros if None). Returns (y (B, H) real, h_next like h in the state dtype).
+
+    check=False skips the validation and the casts to the state dtype: for the SSM layers' recurrent
+    steps, whose shapes are fixed when the layer is built and whose h, a, bu, h0 and C already share
+    the state dtype (one acting step costs a few microseconds; the checks cost as much as the step).
     """
-    dtype, H = _check_step(h, a, bu, C, D, u, reset, h0)
-    h, a, bu = h.to(dtype), a.to(dtype), bu.to(dtype)
-    h0 = None if h0 is None else h0.to(dtype)
-    tensors = [x for x in (h, a, bu, C, D, u, h0) if x is not None]
-    fused = (h.device.type == "cuda" and available("triton") and (D is None or not (D.is_complex() or u.is_complex()))
-             and not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors)))
-    if fused:
+    if check:
+        dtype, _ = _check_step(h, a, bu, C, D, u, reset, h0)
+        h, a, bu = h.to(dtype), a.to(dtype), bu.to(dtype)
+        h0 = None if h0 is None else h0.to(dtype)
+    if h.device.type == "cuda" and _fusable(h, a, bu, C, D, u, h0):
         return backend_module("triton").ssm_step(h, a, bu, C, D, u, reset, h0)
     prev = h
     if reset is not None:
-        init = torch.zeros_like(h[:1]) if h0 is None else h0
-        prev = torch.where(reset.view(-1, *[1] * (h.dim() - 1)), init, h)
-    h_next = a * prev + bu  # like h
-    rd = torch.promote_types(h_next.dtype, C.dtype)
-    hr, C = h_next.to(rd), C.to(rd)
+        prev = torch.where(reset.view(-1, *[1] * (h.dim() - 1)), 0 if h0 is None else h0, h)
+    h_next = hr = torch.addcmul(bu, a, prev)  # like h
+    if C.dtype != hr.dtype:
+        rd = torch.promote_types(hr.dtype, C.dtype)
+        hr, C = hr.to(rd), C.to(rd)
     y = (hr @ C.T) if h.dim() == 2 else (hr * C).sum(-1)  # (B, H)
     y = y.real if y.is_complex() else y
     if D is not None:
-        y = y + D * u
+        y = torch.addcmul(y, D, u)
     return y, h_next
+
+
+def _fusable(h, a, bu, C, D, u, h0) -> bool:
+    """Whether the fused Triton step can run: triton is here, D u is real, and no gradient is needed."""
+    tensors = [x for x in (h, a, bu, C, D, u, h0) if x is not None]
+    return (available("triton") and (D is None or not (D.is_complex() or u.is_complex()))
+            and not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors)))
 
 
 def _check_step(h, a, bu, C, D, u, reset, h0) -> tuple[torch.dtype, int]:

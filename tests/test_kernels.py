@@ -276,6 +276,19 @@ def test_ssm_step_equals_one_scan_step_and_readout(mode, batched_a, h0_kind):
     torch.testing.assert_close(y, y_want)
 
 
+def test_ssm_step_unchecked_equals_checked():
+    gen = torch.Generator().manual_seed(13)
+    cplx = lambda *s: torch.randn(*s, dtype=torch.complex64, generator=gen)
+    for shape, a in (((4, 5), cplx(5)), ((4, 3, 5), cplx(3, 5))):
+        h, bu, C, h0 = cplx(*shape), cplx(*shape), cplx(3, 5), cplx(*shape[1:])
+        D, u = torch.randn(3, generator=gen), torch.randn(4, 3, generator=gen)
+        reset = torch.tensor([True, False, True, False])
+        for kwargs in (dict(reset=reset), dict(reset=reset, h0=h0), {}):
+            want = kernels.ssm_step(h, a, bu, C, D, u, **kwargs)
+            torch.testing.assert_close(kernels.ssm_step(h, a, bu, C, D, u, check=False, **kwargs), want)
+            torch.testing.assert_close(want, step_via_scan(h, a, bu, C, D, u, kwargs.get("reset"), kwargs.get("h0")))
+
+
 def test_ssm_step_without_skip_or_reset_is_the_plain_readout():
     gen = torch.Generator().manual_seed(12)
     h, a, bu = (torch.randn(2, 6, dtype=torch.float64, generator=gen) for _ in range(3))

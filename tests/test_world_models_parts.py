@@ -172,6 +172,40 @@ def test_s4d_layer_matches_a_complex128_loop(init):
         torch.testing.assert_close(layer.A_imag[0], math.pi * torch.arange(3.0))
 
 
+@pytest.mark.parametrize("make_layer", [lambda: S5Layer(H=6, P=4, dt_min=0.01, dt_max=0.5),
+                                        lambda: S4DLayer(H=6, N=3, dt_min=0.01, dt_max=0.5)], ids=["s5", "s4"])
+def test_ssm_step_without_grad_reuses_the_discretisation_until_a_parameter_changes(make_layer):
+    """The no-grad step caches the discretisation: it must equal the step under autograd (computed
+    afresh) after an optimiser step, after load_state_dict, and after an in-place edit."""
+    layer = make_layer()
+    u, reset = torch.randn(5, 6), torch.tensor([True, False, False, True, False])
+    x = torch.randn(5, *layer.state_shape, dtype=torch.complex64)
+
+    def fresh():  # autograd on: no cache
+        y, x_next = layer.step(u, reset, x)
+        return y.detach(), x_next.detach()
+
+    def cached():
+        with torch.no_grad():
+            return layer.step(u, reset, x)
+
+    before = fresh()
+    torch.testing.assert_close(cached(), before)
+    saved = {k: v.clone() for k, v in layer.state_dict().items()}
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1)
+    y, _ = layer(torch.randn(2, 4, 6), torch.zeros(2, 4, dtype=torch.bool), torch.zeros(2, *layer.state_shape, dtype=torch.complex64))
+    y.pow(2).mean().backward()
+    opt.step()
+    after = fresh()
+    assert not torch.allclose(after[0], before[0])
+    torch.testing.assert_close(cached(), after)
+    layer.load_state_dict(saved)
+    torch.testing.assert_close(cached(), before)
+    with torch.no_grad():
+        layer.log_dt.add_(0.5)
+    torch.testing.assert_close(cached(), fresh())
+
+
 @torch.no_grad()
 def test_selective_ssm_matches_a_loop_with_input_dependent_steps():
     layer = SelectiveSSM(W=4, expand=2, N=3, dt_min=0.01, dt_max=0.5).double()

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from world_models.backbones.ssm import SSMBackbone, complex_param, recurrent_step, scan_with_carry
+from world_models.backbones.ssm import SSMBackbone, cached_without_grad, complex_param, recurrent_step, scan_with_carry
 from world_models.config import WorldModelConfig
 
 
@@ -50,8 +50,8 @@ class S4DLayer(nn.Module):
 
     def step(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """u (B, H), is_first (B,), x (B, H, N) -> (y (B, H), x_next (B, H, N))."""
-        a, B_bar, C = self.discretize()
-        bu = u.to(torch.complex64)[..., None] * B_bar  # (B, H, N)
+        a, B_bar, C = cached_without_grad(self, (self.log_A_real, self.A_imag, self.C, self.log_dt), self.discretize)
+        bu = u[..., None] * B_bar  # (B, H, N) complex
         return recurrent_step(x, a, bu, C, self.D, u, is_first)
 
 

@@ -4,17 +4,25 @@ all H channels, HiPPO-N initialisation, zero-order hold with learned per-state s
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from world_models.backbones.ssm import SSMBackbone, complex_param, recurrent_step, scan_with_carry
+from world_models.backbones.ssm import SSMBackbone, cached_without_grad, complex_param, recurrent_step, scan_with_carry
 from world_models.config import WorldModelConfig
 
 
 def hippo_n_eigenvalues(P: int) -> Tensor:
     """(P,) complex64: the eigenvalues -1/2 + i w (w > 0) of the normal part of HiPPO-LegS of size 2P."""
+    return _hippo_n_eigenvalues(P).clone()
+
+
+@functools.lru_cache(maxsize=None)
+def _hippo_n_eigenvalues(P: int) -> Tensor:
+    # cached: every S5 layer of every model (and every width that fit_width tries) needs the same ones
     n = torch.arange(2 * P, dtype=torch.float64, device="cpu")
     q = torch.sqrt(2 * n + 1)
     S = -0.5 * q[:, None] * q[None, :] * torch.sign(n[:, None] - n[None, :])  # skew-symmetric part
@@ -23,11 +31,15 @@ def hippo_n_eigenvalues(P: int) -> Tensor:
     return torch.complex(torch.full_like(w, -0.5), w).to(torch.complex64)
 
 
-def project(u: Tensor, B: Tensor) -> Tensor:
-    """u (..., H) real, B (P, H) complex -> B u (..., P) complex: one real matmul, no complex copy of u."""
+def input_matrix(B: Tensor) -> Tensor:
+    """B (P, H) complex -> W (2P, H) real, rows Re B_0, Im B_0, Re B_1, ...: the real form `project` multiplies by."""
     P, H = B.shape
-    W = torch.view_as_real(B).permute(0, 2, 1).reshape(2 * P, H)  # rows: Re B_0, Im B_0, Re B_1, ...
-    return torch.view_as_complex((u @ W.T).reshape(*u.shape[:-1], P, 2))
+    return torch.view_as_real(B).permute(0, 2, 1).reshape(2 * P, H)
+
+
+def project(u: Tensor, W: Tensor) -> Tensor:
+    """u (..., H) real, W = input_matrix(B) (2P, H) -> B u (..., P) complex: one real matmul, no complex copy of u."""
+    return torch.view_as_complex(F.linear(u, W).reshape(*u.shape[:-1], W.shape[0] // 2, 2))
 
 
 def readout(x: Tensor, C: Tensor, D: Tensor, u: Tensor) -> Tensor:
@@ -62,13 +74,19 @@ class S5Layer(nn.Module):
     def forward(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """u (B, L, H), is_first (B, L), x (B, P) -> (y (B, L, H), states (B, L, P))."""
         Lambda_bar, B_bar, C = self.discretize()
-        xs = scan_with_carry(Lambda_bar, project(u, B_bar), is_first, x, self.backend)  # (B, L, P)
+        xs = scan_with_carry(Lambda_bar, project(u, input_matrix(B_bar)), is_first, x, self.backend)  # (B, L, P)
         return readout(xs, C, self.D, u), xs
 
     def step(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """u (B, H), is_first (B,), x (B, P) -> (y (B, H), x_next (B, P))."""
+        Lambda_bar, W, C = cached_without_grad(self, (self.Lambda_re_log, self.Lambda_im, self.B, self.C, self.log_dt),
+                                               self._step_weights)
+        return recurrent_step(x, Lambda_bar, project(u, W), C, self.D, u, is_first)
+
+    def _step_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(Lambda_bar (P,), input_matrix(B_bar) (2P, H), C (H, P)): what one recurrent step reads."""
         Lambda_bar, B_bar, C = self.discretize()
-        return recurrent_step(x, Lambda_bar, project(u, B_bar), C, self.D, u, is_first)
+        return Lambda_bar, input_matrix(B_bar), C
 
 
 class S5Backbone(SSMBackbone):
