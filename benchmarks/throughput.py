@@ -17,8 +17,9 @@
    batch, sequence length, image size and parameter count. Each agent lives in its own worker process
    (`--worker`), built and warmed up once; the rounds are interleaved (memwm s5, memwm rssm, sheeprl,
    repeat) and one update runs at a time, so the machine's load weighs on both alike. The ratio is
-   memwm's updates/s over sheeprl's, from the medians and from the per-round pairs; it is merged into
-   the results JSON under `vs_sheeprl` (the other measurements are left as they were).
+   memwm's updates/s over sheeprl's, from the medians and from the per-round pairs; each run is appended
+   to the results JSON under `vs_sheeprl.runs`, with `vs_sheeprl.pooled` over all of them (the other
+   measurements are left as they were).
 Writes benchmarks/results/throughput-<device>.json.
 """
 
@@ -269,21 +270,50 @@ def main(args: Args) -> dict:
     return result
 
 
+def pooled_vs_sheeprl(runs: list[dict]) -> dict:
+    """Pool the stored runs that share threads, preset and batch: per memwm agent, the median over every round of
+    every run of the paired ratio (sheeprl's seconds over memwm's in the same round) and the ratio of the medians."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(f"{run['threads']}_threads {run['preset']} {run['batch'][0]}x{run['batch'][1]}", []).append(run)
+    out = {}
+    for key, group in groups.items():
+        sheeprl = [t for run in group for t in run["agents"]["sheeprl"]["times"]]
+        out[key] = {"runs": len(group), "rounds": len(sheeprl), "sheeprl_seconds_per_update": statistics.median(sheeprl)}
+        for name in group[-1]["agents"]:
+            if name == "sheeprl" or not all(name in run["agents"] for run in group):
+                continue
+            mine = [t for run in group for t in run["agents"][name]["times"]]
+            pairs = [s / m for run in group for s, m in zip(run["agents"]["sheeprl"]["times"], run["agents"][name]["times"])]
+            out[key][name] = {"seconds_per_update": statistics.median(mine),
+                              "ratio_vs_sheeprl": statistics.median(sheeprl) / statistics.median(mine),
+                              "ratio_vs_sheeprl_paired": statistics.median(pairs)}
+    return out
+
+
 def main_vs_sheeprl(args: Args) -> dict:
-    """Run `vs_sheeprl`, print its table and merge it into benchmarks/results/throughput-cpu.json (key `vs_sheeprl`,
-    one entry per thread count)."""
+    """Run `vs_sheeprl`, print its table and append it to benchmarks/results/throughput-cpu.json (`vs_sheeprl.runs`,
+    with `vs_sheeprl.pooled` over all the stored runs: the machine is shared and one run's medians drift)."""
     result = vs_sheeprl(args)
+    result["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"full update, preset {args.preset} vs sheeprl DreamerV3 at the same sizes, batch {args.batch_size} x "
           f"{args.seq_len}, 64x64 images, cpu, {result['threads']} thread(s), median of {args.rounds} interleaved rounds")
-    print(f"{'agent':<16} {'s/update':>9} {'updates/s':>10} {'params':>11} {'memwm/sheeprl':>14}")
+    print(f"{'agent':<16} {'s/update':>9} {'updates/s':>10} {'params':>11} {'memwm/sheeprl':>14} {'paired':>7}")
     for name, r in result["agents"].items():
         ratio = f"{r['ratio_vs_sheeprl']:.2f}x" if "ratio_vs_sheeprl" in r else ""
-        print(f"{name:<16} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['trainable_params']:>11,} {ratio:>14}")
+        paired = f"{r['ratio_vs_sheeprl_paired']:.2f}x" if "ratio_vs_sheeprl" in r else ""
+        print(f"{name:<16} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['trainable_params']:>11,} "
+              f"{ratio:>14} {paired:>7}")
     path = RESULTS / "throughput-cpu.json"
     stored = json.loads(path.read_text()) if path.exists() else {}
-    stored.setdefault("vs_sheeprl", {})[f"{result['threads']}_threads"] = result
+    runs = stored.get("vs_sheeprl", {}).get("runs", []) + [result]
+    stored["vs_sheeprl"] = {"runs": runs, "pooled": pooled_vs_sheeprl(runs)}
     path.write_text(json.dumps(stored, indent=2))
-    print(f"wrote {path} (vs_sheeprl.{result['threads']}_threads)")
+    for key, pool in stored["vs_sheeprl"]["pooled"].items():
+        print(f"pooled over {pool['runs']} run(s), {pool['rounds']} rounds ({key}): " + ", ".join(
+            f"{n} {v['ratio_vs_sheeprl_paired']:.2f}x paired, {v['ratio_vs_sheeprl']:.2f}x of medians"
+            for n, v in pool.items() if isinstance(v, dict)))
+    print(f"wrote {path} (vs_sheeprl)")
     return result
 
 
