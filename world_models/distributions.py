@@ -7,6 +7,7 @@ optional `torch.Generator` so that tests (and evaluations) can control the noise
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -34,18 +35,24 @@ class OneHotCategorical:
     def __init__(self, logits: Tensor, unimix: float = 0.0):
         if unimix < 0 or unimix >= 1:
             raise ValueError(f"unimix must be in [0, 1), got {unimix}")
-        if unimix > 0:
-            probs = F.softmax(logits.float(), -1)
-            probs = (1 - unimix) * probs + unimix / logits.shape[-1]
-            logits = torch.log(probs)
-        self.logits = torch.log_softmax(logits.float(), -1)  # (..., K) normalised
-        self.probs = self.logits.exp()
+        if unimix > 0:  # the mixture is normalised already: its log is the normalised log-probability
+            self.probs = F.softmax(logits.float(), -1).mul(1 - unimix).add_(unimix / logits.shape[-1])  # (..., K)
+            self.logits = torch.log(self.probs)
+        else:
+            self.logits = torch.log_softmax(logits.float(), -1)  # (..., K) normalised
+            self.probs = self.logits.exp()
+
+    def detach(self) -> "OneHotCategorical":
+        """The same distribution cut from the graph (no recomputation)."""
+        out = object.__new__(OneHotCategorical)
+        out.logits, out.probs = self.logits.detach(), self.probs.detach()
+        return out
 
     def _straight_through(self, index: Tensor) -> Tensor:
-        hard = F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
+        hard = torch.zeros_like(self.probs, memory_format=torch.contiguous_format).scatter_(-1, index[..., None], 1.0)
         if not self.probs.requires_grad:
             return hard
-        return hard + (self.probs - self.probs.detach())  # exactly one-hot forward, gradient of probs
+        return _StraightThrough.apply(hard, self.probs)  # exactly one-hot forward, gradient of probs
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         # Inverse CDF: one uniform per variable, index = #{k : cdf_k <= u * cdf_K}; a class of probability 0
@@ -69,6 +76,47 @@ class OneHotCategorical:
         """KL(self || other) over the last dim -> (...)."""
         return (self.probs * (self.logits - other.logits)).sum(-1)
 
+    def kl_balanced(self, other: "OneHotCategorical") -> tuple[Tensor, Tensor]:
+        """(KL(sg(self) || other), KL(self || sg(other))) (...) each, from one pass (DreamerV3's dyn and rep):
+        equal values; the first trains only `other`, the second only `self`."""
+        return _BalancedKL.apply(self.logits, other.logits, self.probs.detach())
+
+
+class _StraightThrough(torch.autograd.Function):
+    """hard forward, identity gradient to probs: `hard + probs - sg(probs)` without two full-size passes."""
+
+    @staticmethod
+    def forward(ctx, hard: Tensor, probs: Tensor) -> Tensor:
+        return hard
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, grad
+
+
+class _BalancedKL(torch.autograd.Function):
+    """KL(p || q) = sum_k p_k (lp_k - lq_k) over the last dim, returned twice: (dyn, rep) (...).
+
+    dyn's gradient goes to lq only: -p g_dyn; rep's to lp only (p = exp(lp)): p (lp - lq + 1) g_rep.
+    inputs: lp, lq (..., K) normalised log-probabilities, p = exp(lp) detached (..., K)."""
+
+    @staticmethod
+    def forward(ctx, lp: Tensor, lq: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        diff = lp - lq  # (..., K)
+        kl = torch.linalg.vecdot(p, diff)  # (...)
+        ctx.save_for_backward(lp, lq, p)
+        return kl, kl.clone()
+
+    @staticmethod
+    def backward(ctx, g_dyn: Tensor, g_rep: Tensor):
+        lp, lq, p = ctx.saved_tensors
+        grad_lp = grad_lq = None
+        if ctx.needs_input_grad[0] and g_rep is not None:
+            grad_lp = (lp - lq).add_(1.0).mul_(p).mul_(g_rep[..., None])
+        if ctx.needs_input_grad[1] and g_dyn is not None:
+            grad_lq = p * (-g_dyn[..., None])
+        return grad_lp, grad_lq, None
+
 
 class Normal:
     """Diagonal Gaussian with reparameterised samples; mean, std: (..., D), event dim last."""
@@ -89,6 +137,9 @@ class Normal:
 
     def entropy(self) -> Tensor:
         return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)
+
+    def detach(self) -> "Normal":
+        return Normal(self.mean.detach(), self.std.detach())
 
     def kl(self, other: "Normal") -> Tensor:
         var_ratio = (self.std / other.std) ** 2
@@ -125,9 +176,16 @@ class TwoHotSymlog:
 
     def __init__(self, logits: Tensor, low: float = -20.0, high: float = 20.0):
         self.logits = torch.log_softmax(logits.float(), -1)
-        self.probs = self.logits.exp()
         self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device)  # (K,) symlog space
-        self.mean = symexp((self.probs * self.bins).sum(-1))
+
+    # probs and mean are made when first read: the world-model loss reads only log_prob
+    @functools.cached_property
+    def probs(self) -> Tensor:
+        return self.logits.exp()
+
+    @functools.cached_property
+    def mean(self) -> Tensor:
+        return symexp(self.probs @ self.bins)
 
     def mode(self) -> Tensor:
         return self.mean
@@ -135,8 +193,9 @@ class TwoHotSymlog:
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         return self.mean  # a point estimate, as in DreamerV3
 
-    def two_hot(self, value: Tensor) -> Tensor:
-        """value (...) -> two-hot weights (..., K) in symlog space; NaN rows for non-finite values."""
+    def _neighbours(self, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """value (...) -> (below, above (...) bin indices, w_above (...)): symlog(value) lies between the two
+        bins, with weight w_above on the upper one (w_above = 0 when below == above at the ends)."""
         x = symlog(value.float()).clamp(self.bins[0], self.bins[-1])
         K = self.bins.shape[0]
         below = (torch.bucketize(x, self.bins, right=True) - 1).clamp(0, K - 1)
@@ -144,11 +203,22 @@ class TwoHotSymlog:
         lo, hi = self.bins[below], self.bins[above]
         span = torch.where(above == below, torch.ones_like(lo), hi - lo)
         w_above = torch.where(above == below, torch.zeros_like(x), (x - lo) / span)
+        return below, above, w_above
+
+    def two_hot(self, value: Tensor) -> Tensor:
+        """value (...) -> two-hot weights (..., K) in symlog space; NaN rows for non-finite values."""
+        below, above, w_above = self._neighbours(value)
+        K = self.bins.shape[0]
         weights = F.one_hot(below, K) * (1 - w_above)[..., None] + F.one_hot(above, K) * w_above[..., None]
         return torch.where(torch.isfinite(value)[..., None], weights, torch.nan)  # a bad target shows in the loss
 
     def log_prob(self, value: Tensor) -> Tensor:
-        return (self.two_hot(value) * self.logits).sum(-1)
+        """(two_hot(value) * logits).sum(-1) (...), reading only the two neighbouring bins' logits (no (..., K) weights)."""
+        below, above, w_above = self._neighbours(value)
+        lp_below = self.logits.gather(-1, below[..., None])[..., 0]
+        lp_above = self.logits.gather(-1, above[..., None])[..., 0]
+        out = torch.lerp(lp_below, lp_above, w_above)
+        return torch.where(torch.isfinite(value), out, torch.nan)  # a bad target shows in the loss
 
     def entropy(self) -> Tensor:
         return -(self.probs * self.logits).sum(-1)

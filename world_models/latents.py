@@ -53,8 +53,18 @@ class Latent:
         kl = self.dist.kl(other.dist)
         return kl.sum(-1) if self.config.latent == "categorical" else kl
 
+    def kl_balanced(self, other: "Latent") -> tuple[Tensor, Tensor]:
+        """(KL(sg(self) || other), KL(self || sg(other))) (...) each, summed over latent variables: equal
+        values, the first training only `other`, the second only `self` (one pass for categoricals)."""
+        if self.config.latent == "categorical":
+            dyn, rep = self.dist.kl_balanced(other.dist)
+            return dyn.sum(-1), rep.sum(-1)
+        return self.detach().kl(other), self.kl(other.detach())
+
     def detach(self) -> "Latent":
-        return Latent(self.stats.detach(), self.config)
+        out = object.__new__(Latent)
+        out.stats, out.config, out.dist = self.stats.detach(), self.config, self.dist.detach()
+        return out
 
     def __getitem__(self, index) -> "Latent":
         return Latent(self.stats[index], self.config)
@@ -78,8 +88,7 @@ def kl_losses(post: Latent, prior: Latent, free_bits: float) -> tuple[Tensor, Te
 
     dyn = max(free, KL(sg(post) || prior)) trains the prior; rep = max(free, KL(post || sg(prior)))
     trains the representation; kl is the undetached value for logging."""
-    dyn = post.detach().kl(prior)
-    rep = post.kl(prior.detach())
+    dyn, rep = post.kl_balanced(prior)
     return dyn.clamp(min=free_bits), rep.clamp(min=free_bits), rep.detach()
 
 

@@ -343,8 +343,9 @@ class WorldModel(nn.Module):
                 raise FloatingPointError(f"world-model loss term loss/{name} is not finite: {value.item()}")
             total = total + scale * value
         metrics: dict[str, float] = {f"loss/{name}": value.item() for name, (_, value) in terms.items()}
-        metrics.update({"loss": total.item(), "kl": kl.mean().item(),
-                        "prior_entropy": prior.entropy().mean().item(), "post_entropy": post.entropy().mean().item()})
+        with torch.no_grad():
+            metrics.update({"loss": total.item(), "kl": kl.mean().item(), "prior_entropy": prior.entropy().mean().item(),
+                            "post_entropy": post.entropy().mean().item()})
         if return_starts:
             return total, metrics, starts.detach()
         return total, metrics
