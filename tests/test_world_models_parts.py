@@ -11,9 +11,9 @@ import torch
 import torch.distributions as td
 
 import world_models as wm
-from world_models.backbones.mamba import SelectiveSSM
+from world_models.backbones.mamba import SelectiveSSM, causal_conv
 from world_models.backbones.s4 import S4DLayer
-from world_models.backbones.s5 import S5Layer, hippo_n_eigenvalues
+from world_models.backbones.s5 import S5Layer, hippo_n, hippo_n_eigenvalues
 from world_models.nets import ImageDecoder, ImageEncoder, MLP, RMSNorm
 from world_models.state import State
 
@@ -160,6 +160,28 @@ def random_resets(B, L):
     return is_first
 
 
+def test_s5_initialises_B_and_C_through_the_hippo_n_eigenvectors():
+    """S5 (Smith et al. 2023): B = V^-1 B0 with B0 real lecun-normal (2P, H), C = C0 V with C0 complex
+    lecun-normal (H, 2P); here C also carries S5's readout factor 2 (y = 2 Re(C x) there, Re(C x) here)."""
+    P, H = 32, 48
+    Lambda, V = hippo_n(P)  # (P,), (2P, P)
+    n = torch.arange(2 * P, dtype=torch.float64)
+    q = torch.sqrt(2 * n + 1)
+    A_normal = -0.5 * torch.eye(2 * P) - 0.5 * q[:, None] * q[None, :] * torch.sign(n[:, None] - n[None, :])
+    torch.testing.assert_close(A_normal.to(torch.complex128) @ V, V * Lambda)  # eigenvectors of HiPPO-N
+    torch.testing.assert_close(V.conj().T @ V, torch.eye(P, dtype=torch.complex128))  # orthonormal: V^-1 = V^H
+    torch.manual_seed(0)
+    layer = S5Layer(H=H, P=P, dt_min=0.01, dt_max=0.1, init="s5")
+    B, C = (torch.view_as_complex(x).to(torch.complex128) for x in (layer.B, layer.C))
+    # the conjugate half of the eigenvectors completes V: B0 = V B + conj(V B) = 2 Re(V B) is the real draw
+    B0 = 2 * (V @ B).real  # (2P, H)
+    std = 1 / math.sqrt(2 * P)
+    assert abs(B0.std().item() / std - 1) < 0.1 and B0.abs().max() <= 2 * std / 0.8796 + 1e-5
+    assert abs(C.abs().pow(2).mean().item() / (4 / P) - 1) < 0.1  # |2 C0 V|^2 = 4 * 2 / (2P) per entry
+    with pytest.raises(ValueError, match="unknown S5 initialisation of B and C 'lecun'; known: gaussian, s5"):
+        S5Layer(H=H, P=P, dt_min=0.01, dt_max=0.1, init="lecun")
+
+
 @torch.no_grad()
 def test_s5_layer_matches_a_complex128_loop():
     layer = S5Layer(H=6, P=4, dt_min=0.01, dt_max=0.5)
@@ -230,21 +252,37 @@ def test_ssm_step_without_grad_reuses_the_discretisation_until_a_parameter_chang
 
 @torch.no_grad()
 def test_selective_ssm_matches_a_loop_with_input_dependent_steps():
+    """Mamba's mixer step by step: the causal depthwise convolution over a window of the last 3 inputs
+    (zeroed at a reset, carried in the state), then the selective scan."""
     layer = SelectiveSSM(W=4, expand=2, N=3, dt_min=0.01, dt_max=0.5).double()
-    u, is_first = torch.randn(2, 7, 4, dtype=torch.float64), random_resets(2, 7)
-    s0 = torch.randn(2, 8, 3, dtype=torch.float64)
-    y, hs = layer(u, is_first, s0)
-    h, ys = s0, []
-    for t in range(7):
+    u, is_first = torch.randn(2, 9, 4, dtype=torch.float64), random_resets(2, 9)
+    is_first[1, 0] = False  # row 1 starts from the carried state (SSM state and window)
+    s0 = torch.randn(2, 8, 3 + 3, dtype=torch.float64)  # (B, E, N + K-1)
+    y, states = layer(u, is_first, s0)
+    h, window, ys = s0[..., :3], s0[..., 3:], []  # window (B, E, 3), oldest first
+    w, bias = layer.conv1d.weight[:, 0], layer.conv1d.bias  # (E, 4), (E,)
+    for t in range(9):
         x, z = layer.in_proj(u[:, t]).chunk(2, -1)
-        x = torch.nn.functional.silu(x)
+        reset = is_first[:, t, None, None]
+        h, window = torch.where(reset, 0.0, h), torch.where(reset, 0.0, window)
+        taps = torch.cat([window, x[..., None]], -1)  # (B, E, 4): x_{t-3} .. x_t
+        window = taps[..., 1:]
+        x = torch.nn.functional.silu((taps * w).sum(-1) + bias)
         dt, Bm, Cm = layer.x_proj(x).split([layer.R, 3, 3], -1)
         dt = torch.nn.functional.softplus(layer.dt_proj(dt))  # (B, E)
-        h = torch.where(is_first[:, t, None, None], torch.zeros_like(h), h)
         h = torch.exp(dt[..., None] * -torch.exp(layer.A_log)) * h + (dt * x)[..., None] * Bm[:, None, :]
         ys.append(layer.out_proj(((h * Cm[:, None, :]).sum(-1) + layer.D * x) * torch.nn.functional.silu(z)))
-    torch.testing.assert_close(hs[:, -1], h)
+        torch.testing.assert_close(states[:, t], torch.cat([h, window], -1))
     torch.testing.assert_close(y, torch.stack(ys, 1))
+
+
+@torch.no_grad()
+def test_mamba_causal_conv_is_the_padded_depthwise_conv1d_without_resets():
+    x, weight, bias = torch.randn(3, 10, 6), torch.randn(6, 4), torch.randn(6)
+    y, windows = causal_conv(x, torch.zeros(3, 3, 6), torch.zeros(3, 10, dtype=torch.bool), weight, bias)
+    want = torch.nn.functional.conv1d(x.transpose(1, 2), weight[:, None], bias, padding=3, groups=6)[..., :10]
+    torch.testing.assert_close(y, want.transpose(1, 2))
+    torch.testing.assert_close(windows[:, -1], x[:, -3:])
 
 
 # ------------------------------------------------------------------------------ nets and state

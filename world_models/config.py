@@ -39,6 +39,7 @@ class WorldModelConfig:
     ssm_state: int = 32                 # S5: complex states per SSM layer (shared by all channels)
     s4_state: int = 8                   # S4: complex states per channel (the scan holds width * s4_state)
     s4_init: Literal["lin", "inv"] = "lin"  # S4D-Lin or S4D-Inv initialisation of A
+    s5_init: Literal["gaussian", "s5"] = "gaussian"  # S5's B and C: complex normal, or the paper's (V^-1 B, C V, lecun)
     mamba_state: int = 8                # selective SSM: states per channel
     mamba_expand: int = 2               # selective SSM: inner width = expand * width
     dt_min: float = 1e-3                # SSM step sizes are initialised log-uniform in [dt_min, dt_max]

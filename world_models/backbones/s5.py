@@ -17,18 +17,37 @@ from world_models.config import WorldModelConfig
 
 def hippo_n_eigenvalues(P: int) -> Tensor:
     """(P,) complex64: the eigenvalues -1/2 + i w (w > 0) of the normal part of HiPPO-LegS of size 2P."""
-    return _hippo_n_eigenvalues(P).clone()
+    return hippo_n(P)[0].to(torch.complex64)
 
 
 @functools.lru_cache(maxsize=None)
-def _hippo_n_eigenvalues(P: int) -> Tensor:
-    # cached: every S5 layer of every model (and every width that fit_width tries) needs the same ones
+def hippo_n(P: int) -> tuple[Tensor, Tensor]:
+    """(Lambda (P,), V (2P, P)) complex128 on the CPU: the P eigenvalues -1/2 + i w (w > 0, ascending) of
+    HiPPO-N, the normal part of HiPPO-LegS of size 2P, and their orthonormal eigenvectors (S5's conjugate-
+    symmetric half). Cached: every S5 layer of every model (and every width fit_width tries) uses them."""
     n = torch.arange(2 * P, dtype=torch.float64, device="cpu")
     q = torch.sqrt(2 * n + 1)
     S = -0.5 * q[:, None] * q[None, :] * torch.sign(n[:, None] - n[None, :])  # skew-symmetric part
-    w = torch.linalg.eigvalsh(-1j * S.to(torch.complex128))  # real; S = i * diag(w) in its eigenbasis
-    w = torch.sort(w[w > 0]).values[:P]
-    return torch.complex(torch.full_like(w, -0.5), w).to(torch.complex64)
+    w, V = torch.linalg.eigh(-1j * S.to(torch.complex128))  # w real ascending; S = V diag(i w) V^H
+    keep = w > 0
+    return torch.complex(torch.full_like(w[keep], -0.5), w[keep]), V[:, keep]
+
+
+def _lecun_normal(*shape: int, fan_in: int) -> Tensor:
+    """Truncated normal (at 2 std) with variance 1 / fan_in, as jax's lecun_normal that S5 uses."""
+    std = 1 / math.sqrt(fan_in) / 0.87962566103423978  # the truncation's variance correction (jax)
+    return nn.init.trunc_normal_(torch.empty(*shape, dtype=torch.float64, device="cpu"), std=std, a=-2 * std, b=2 * std)
+
+
+def s5_init_B_C(P: int, H: int) -> tuple[Tensor, Tensor]:
+    """S5's initialisation of B (P, H) and C (H, P), complex64 (Smith et al. 2023, and its code):
+    B = V^-1 B0, B0 (2P, H) real lecun-normal; C = C0 V, C0 (H, 2P) complex with real and imaginary parts
+    lecun-normal; V the HiPPO-N eigenvectors (2P, P) (V^-1 = V^H: they are orthonormal). S5 reads out
+    2 Re(C x) over the conjugate-symmetric half; this layer reads Re(C x), so C carries the factor 2."""
+    _, V = hippo_n(P)
+    B = V.conj().T @ _lecun_normal(2 * P, H, fan_in=2 * P).to(torch.complex128)
+    C0 = torch.complex(_lecun_normal(H, 2 * P, fan_in=2 * P), _lecun_normal(H, 2 * P, fan_in=2 * P))
+    return B.to(torch.complex64), (2 * C0 @ V).to(torch.complex64)
 
 
 def input_matrix(B: Tensor) -> Tensor:
@@ -52,14 +71,22 @@ def readout(x: Tensor, C: Tensor, D: Tensor, u: Tensor) -> Tensor:
 class S5Layer(nn.Module):
     """u (B, L, H) -> y (B, L, H); state x (B, P) complex64. Parameters named as in the paper."""
 
-    def __init__(self, H: int, P: int, dt_min: float, dt_max: float, backend: str = "auto"):
+    def __init__(self, H: int, P: int, dt_min: float, dt_max: float, backend: str = "auto", init: str = "gaussian"):
         super().__init__()
         self.H, self.P, self.backend = H, P, backend
         Lambda = hippo_n_eigenvalues(P)
         self.Lambda_re_log = nn.Parameter(torch.log(-Lambda.real).to(torch.get_default_device()))  # Re(Lambda) = -exp(.)
         self.Lambda_im = nn.Parameter(Lambda.imag.to(torch.get_default_device()))
-        self.B = complex_param((P, H), 1 / math.sqrt(H))  # (P, H)
-        self.C = complex_param((H, P), 1.0)  # (H, P): standard normal, as in S5
+        if init == "s5":  # the paper's, through the eigenvectors (s5_init_B_C)
+            B, C = s5_init_B_C(P, H)
+            device = torch.get_default_device()
+            self.B = nn.Parameter(torch.view_as_real(B).to(device))  # (P, H, 2): complex stored as real
+            self.C = nn.Parameter(torch.view_as_real(C).to(device))  # (H, P, 2)
+        elif init == "gaussian":  # complex normal B (total std 1/sqrt(H)) and C (total std 1), in the eigenbasis
+            self.B = complex_param((P, H), 1 / math.sqrt(H))  # (P, H)
+            self.C = complex_param((H, P), 1.0)  # (H, P)
+        else:
+            raise ValueError(f"unknown S5 initialisation of B and C {init!r}; known: gaussian, s5")
         self.D = nn.Parameter(torch.ones(H))
         self.log_dt = nn.Parameter(torch.empty(P).uniform_(math.log(dt_min), math.log(dt_max)))
         self.state_shape, self.state_dtype = (P,), torch.complex64
@@ -92,4 +119,4 @@ class S5Layer(nn.Module):
 class S5Backbone(SSMBackbone):
     def __init__(self, in_dim: int, width: int, config: WorldModelConfig):
         super().__init__(in_dim, width, config, lambda: S5Layer(width, config.ssm_state, config.dt_min, config.dt_max,
-                                                                config.scan_backend))
+                                                                config.scan_backend, config.s5_init))
