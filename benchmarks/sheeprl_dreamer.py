@@ -35,6 +35,7 @@ import torch
 import tyro
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+from torch.distributions import Distribution
 
 from sheeprl.algos.dreamer_v3.agent import build_agent
 from sheeprl.algos.dreamer_v3.dreamer_v3 import train
@@ -56,6 +57,8 @@ class Args:
     warmup: int = 1
     threads: int = 1
     seed: int = 0
+    precision: str = "32-true"
+    """Fabric precision: sheeprl's default `32-true`, or `bf16-mixed` (autocast to bfloat16)"""
     # sizes in memwm's terms (world_models.WorldModelConfig; the defaults are its preset `small`), given to sheeprl
     # as: GRU width `deter` (recurrent_state_size), MLPs of `hidden` units (dense_units, and the hidden layer of the
     # prior and posterior nets) with `mlp_layers` hidden layers, CNN depth `cnn_depth` (cnn_channels_multiplier,
@@ -85,7 +88,7 @@ def size_overrides(args: Args) -> list[str]:
 
 
 def compose_config(args: Args) -> dotdict:
-    """sheeprl's own config (`exp=dreamer_v3`) with memwm's sizes, batch (B, L), 64x64 RGB, CPU, fp32."""
+    """sheeprl's own config (`exp=dreamer_v3`) with memwm's sizes, batch (B, L), 64x64 RGB, CPU, `args.precision`."""
     overrides = [
         "exp=dreamer_v3",
         "env=dummy",
@@ -96,7 +99,7 @@ def compose_config(args: Args) -> dotdict:
         f"algo.per_rank_batch_size={args.batch_size}",
         f"algo.per_rank_sequence_length={args.seq_len}",
         "fabric.accelerator=cpu",
-        "fabric.precision=32-true",
+        f"fabric.precision={args.precision}",
         "fabric.callbacks=[]",
         "metric.log_level=0",
         f"num_threads={args.threads}",
@@ -129,7 +132,9 @@ class SheeprlDreamer:
     def __init__(self, args: Args):
         torch.set_num_threads(args.threads)
         cfg = self.cfg = compose_config(args)
+        # what sheeprl's `run_algorithm` sets before its `main`
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
+        Distribution.set_default_validate_args(cfg.distribution.validate_args)
         MetricAggregator.disabled = True
         timer.disabled = True
         self.fabric = hydra.utils.instantiate(cfg.fabric, _convert_="all")
@@ -176,7 +181,7 @@ def versions() -> dict[str, str]:
 def main(args: Args) -> None:
     agent = SheeprlDreamer(args)
     header = {**agent.num_params(), "versions": versions(), "threads": torch.get_num_threads(),
-              "batch": [args.batch_size, args.seq_len], "config": size_overrides(args)}
+              "batch": [args.batch_size, args.seq_len], "precision": args.precision, "config": size_overrides(args)}
     for _ in range(args.warmup):
         agent.update()
     if args.serve:

@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -68,6 +69,9 @@ class Args:
     """preset tiny, batch 4 x 16, 2 rounds, 256 loop steps"""
     sheeprl: str = ""
     """python of a venv with sheeprl 0.8.4: time memwm's update against sheeprl's DreamerV3, side by side"""
+    precision: Literal["32", "bf16"] = "32"
+    """with --sheeprl: fp32, or both under CPU autocast to bfloat16 (memwm's update inside torch.autocast, sheeprl's
+    fabric.precision=bf16-mixed); `memwm train` has no such option yet"""
     worker: str = ""
     """internal: serve timed updates of this backbone over stdin/stdout (used by --sheeprl)"""
 
@@ -159,14 +163,18 @@ def serve(args: Args) -> None:
     device = torch.device("cpu")
     agent = make_agent(args.worker, args.preset, device)
     batch = random_batch(agent.codec, args.batch_size, args.seq_len, device)
-    agent.update(batch)  # warm-up
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    with autocast():
+        agent.update(batch)  # warm-up
     print(json.dumps({**param_counts(agent), "versions": {"torch": torch.__version__, "python": platform.python_version()},
-                      "threads": torch.get_num_threads(), "batch": [args.batch_size, args.seq_len]}), flush=True)
+                      "threads": torch.get_num_threads(), "batch": [args.batch_size, args.seq_len],
+                      "precision": args.precision}), flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
             raise ValueError(f"benchmarks.throughput --worker: expected the line 'step', got {line.strip()!r}")
         start = time.perf_counter()
-        agent.update(batch)
+        with autocast():
+            agent.update(batch)
         print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 
 
@@ -206,10 +214,11 @@ def vs_sheeprl(args: Args) -> dict:
     size = ["--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
     script = str(Path(__file__).with_name("sheeprl_dreamer.py"))
     commands = {f"memwm-{name}": [sys.executable, "-m", "benchmarks.throughput", "--worker", name, "--preset", args.preset,
-                                  *size, "--threads", str(threads)] for name in args.backbones}
+                                  *size, "--precision", args.precision, "--threads", str(threads)] for name in args.backbones}
     wm = world_models.WorldModelConfig.preset(args.preset)  # the same sizes in sheeprl's config
     sizes = [f"--{k.replace('_', '-')}={getattr(wm, k)}" for k in ("deter", "hidden", "mlp_layers", "cnn_depth", "stoch", "classes")]
-    commands["sheeprl"] = [args.sheeprl, script, "--serve", *size, *sizes, "--threads", str(threads)]
+    commands["sheeprl"] = [args.sheeprl, script, "--serve", *size, *sizes, "--threads", str(threads),
+                           "--precision", {"32": "32-true", "bf16": "bf16-mixed"}[args.precision]]
     workers = {}
     try:
         for name, command in commands.items():  # one at a time: a build does not overlap another's warm-up
@@ -227,6 +236,7 @@ def vs_sheeprl(args: Args) -> dict:
         for worker in workers.values():
             worker.close()
     out = {"threads": threads, "rounds": args.rounds, "preset": args.preset, "batch": [args.batch_size, args.seq_len],
+           "precision": args.precision,
            "image": [64, 64, 3], "load_per_round": loads, "load_before": loads[0] if loads else None, "agents": {}}
     sheeprl_median = statistics.median(times["sheeprl"])
     for name, worker in workers.items():
@@ -275,7 +285,8 @@ def pooled_vs_sheeprl(runs: list[dict]) -> dict:
     every run of the paired ratio (sheeprl's seconds over memwm's in the same round) and the ratio of the medians."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
-        groups.setdefault(f"{run['threads']}_threads {run['preset']} {run['batch'][0]}x{run['batch'][1]}", []).append(run)
+        key = f"{run['threads']}_threads {run['preset']} {run['batch'][0]}x{run['batch'][1]} {run['precision']}"
+        groups.setdefault(key, []).append(run)
     out = {}
     for key, group in groups.items():
         sheeprl = [t for run in group for t in run["agents"]["sheeprl"]["times"]]
@@ -297,7 +308,8 @@ def main_vs_sheeprl(args: Args) -> dict:
     result = vs_sheeprl(args)
     result["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"full update, preset {args.preset} vs sheeprl DreamerV3 at the same sizes, batch {args.batch_size} x "
-          f"{args.seq_len}, 64x64 images, cpu, {result['threads']} thread(s), median of {args.rounds} interleaved rounds")
+          f"{args.seq_len}, 64x64 images, cpu, {args.precision}, {result['threads']} thread(s), median of {args.rounds} "
+          f"interleaved rounds")
     print(f"{'agent':<16} {'s/update':>9} {'updates/s':>10} {'params':>11} {'memwm/sheeprl':>14} {'paired':>7}")
     for name, r in result["agents"].items():
         ratio = f"{r['ratio_vs_sheeprl']:.2f}x" if "ratio_vs_sheeprl" in r else ""
