@@ -157,7 +157,7 @@ class SSMBackbone(Backbone):
             y = torch.cat([y, self._state_features(seqs, 2)], -1)
         if all_states:
             return y, {f"s{i}": s for i, s in enumerate(seqs)}
-        return y, {f"s{i}": s[:, -1] for i, s in enumerate(seqs)}
+        return y, {f"s{i}": s[:, -1].clone() for i, s in enumerate(seqs)}  # not a view: frees the (B, L, ...) states
 
     def step(self, x: Tensor, is_first: Tensor, state: dict[str, Tensor]):
         h, new = self.inp(x), []
