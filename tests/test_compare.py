@@ -12,6 +12,7 @@ import torch
 
 import world_models
 from world_models import compare as C
+from world_models.imagine import load_world_model
 
 IMAGE_SPACE = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
 ACT_SPACE = gym.spaces.Discrete(3)
@@ -178,10 +179,12 @@ def test_compare_rejects_unknown_backbones_and_budgets(tmp_path):
         C.compare(task="distracting-100", backbones="s5", steps=0, out=tmp_path)
     with pytest.raises(ValueError, match="unknown compare task 'rooms-3'"):
         C.compare(task="rooms-3", out=tmp_path)
+    with pytest.raises(ValueError, match="--reward-scale must be > 0, got 0"):
+        C.compare(task="distracting-100", backbones="s5", reward_scale=0.0, out=tmp_path)
 
 
 TINY = dict(task="doors-keys-3", backbones="rssm,transformer,s5", preset="tiny", steps=2, episodes=3,
-            eval_episodes=2, batch_size=2, seq_len=16)
+            eval_episodes=2, batch_size=2, seq_len=16, reward_scale=7.0)
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +208,8 @@ def test_tiny_compare_writes_every_file_with_finite_values(tiny_compare):
         values = [m["probes"]["door_mse"], m["probes"]["query_mse"], *m["probes"]["mse_per_step"],
                   m["speed"]["train_step_ms"], m["speed"]["imagine_ms_per_step"], *(r["loss"] for r in m["curve"])]
         assert np.all(np.isfinite(values)) and m["speed"]["params"] > 0
+        assert m["speed"]["train_wall_s"] > 0 and m["speed"]["load"] >= 0 and all("load" in r for r in m["curve"])
+        assert load_world_model(out / name, "cpu").wm.config.reward_scale == 7.0  # compare's loss weight reached the model
     rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ") and "backbone" not in line]
     assert [r.split("|")[1].strip() for r in rows] == names
     # the parameter counts match across backbones (the preset sizes them to the RSSM's)

@@ -154,7 +154,9 @@ def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_sp
 
 def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: int = 10,
                       resume: Path | None = None, save_every: int = 25, settings: dict | None = None) -> dict:
-    """Adam on `wm.loss` for `steps` batches; returns the training curve and the median step time.
+    """Adam on `wm.loss` for `steps` batches; returns the training curve, the median step time, the wall
+    time of this call and the median 1-minute load average of the machine while it ran (timings on a shared
+    machine mean little without it).
 
     With `resume`, the model, optimiser, step, curve and step times are saved there every
     `save_every` steps (atomically), and a file found there with the same `settings` is continued
@@ -175,6 +177,8 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: 
                 next(batches)
             print(f"compare: {desc}: resuming at step {first} from {resume}")
     wm.train()
+    load = [os.getloadavg()[0]]  # the machine's 1-minute load average at the start, then at every logged step
+    started = time.perf_counter()
     bar = tqdm(range(first, steps), desc=desc, dynamic_ncols=True, leave=False, initial=first, total=steps)
     for step in bar:
         batch = next(batches)
@@ -188,7 +192,8 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: 
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         if step % log_every == 0 or step == steps - 1:
-            row = {"step": step, "loss": float(loss.detach())}
+            load.append(os.getloadavg()[0])
+            row = {"step": step, "loss": float(loss.detach()), "load": load[-1]}
             row.update({k: float(v) for k, v in metrics.items() if k.startswith("loss/") or k == "kl"})
             curve.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}")
@@ -200,7 +205,8 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: 
             os.replace(tmp, resume)
     wm.eval()
     warm = times[min(3, len(times) - 1):] if times else [float("nan")]
-    return {"curve": curve, "train_step_ms": 1000.0 * float(np.median(warm))}
+    return {"curve": curve, "train_step_ms": 1000.0 * float(np.median(warm)), "train_wall_s": time.perf_counter() - started,
+            "load_median": float(np.median(load))}
 
 
 # --------------------------------------------------------------------------- probes
@@ -365,6 +371,7 @@ def compare(
     batch_size: int = 8,
     seq_len: int = 0,
     lr: float = 3e-4,
+    reward_scale: float = 1.0,
     seed: int = 0,
     device: str = "auto",
     threads: int = 0,
@@ -382,6 +389,9 @@ def compare(
         batch_size: sequences per batch.
         seq_len: steps per training sequence; 0 = the longest episode (sequences start at episode starts).
         lr: Adam learning rate.
+        reward_scale: weight of the reward loss (WorldModelConfig.reward_scale). The losses are means over all
+            steps, and memory/distracting-L decides its reward at one step in L + 2, so at 1.0 that step weighs
+            about 1/(L + 2) of a frame's reconstruction.
         seed: one seed for the data, the initial weights and the batch order of every backbone.
         device: auto, cpu or cuda.
         threads: torch CPU threads; 0 = torch's default (1 is faster on a CPU shared with other jobs).
@@ -401,11 +411,13 @@ def compare(
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if seq_len < 0:
         raise ValueError(f"--seq-len must be >= 0 (0 = whole episodes), got {seq_len}")
+    if not reward_scale > 0:
+        raise ValueError(f"--reward-scale must be > 0, got {reward_scale}")
     if threads < 0:
         raise ValueError(f"--threads must be >= 0 (0 = torch's default), got {threads}")
     if threads:
         torch.set_num_threads(threads)
-    config = world_models.WorldModelConfig.preset(preset)
+    config = world_models.WorldModelConfig.preset(preset, reward_scale=reward_scale)
     dev = resolve_device(device)
     out = Path(out) if out is not None else default_out(env_id)
     out.mkdir(parents=True, exist_ok=True)
@@ -419,7 +431,7 @@ def compare(
     env.close()
     L = seq_len or max(len(ep["action"]) for ep in data["train"])
     settings = {"task": env_id, "preset": preset, "steps": steps, "episodes": episodes, "eval_episodes": eval_episodes,
-                "batch_size": batch_size, "seq_len": L, "lr": lr, "seed": seed}
+                "batch_size": batch_size, "seq_len": L, "lr": lr, "reward_scale": reward_scale, "seed": seed}
 
     results = {"task": env_id, "probe": kind, "settings": settings, "backbones": {}}
     for name in names:
@@ -444,6 +456,7 @@ def compare(
                                     resume=folder / "training.pt", settings=settings)
         probes = run_probes(wm, kind, data["eval"], act_space, dev, shift)
         speed = {"params": int(wm.num_params()), "train_step_ms": trained["train_step_ms"],
+                 "train_wall_s": trained["train_wall_s"], "load": trained["load_median"],
                  "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev, shift=shift)}
         save_world_model(folder / "model.pt", wm, backbone=name, config=config, env=env_id,
                          obs_space=obs_space, act_space=act_space)
@@ -476,7 +489,7 @@ def _write_json(path: Path, obj) -> None:
 def results_table(results: dict) -> str:
     """The markdown table of results.md: one row per backbone."""
     kind = results["probe"]
-    cols = ["backbone", "params", "train step ms", "imagine ms/step", "final loss"]
+    cols = ["backbone", "params", "train step ms", "load", "imagine ms/step", "final loss"]
     if kind == "reward":
         cols += ["reward acc (inference)", "reward acc (imagination)"]
     if kind == "doors":
@@ -487,7 +500,8 @@ def results_table(results: dict) -> str:
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, m in results["backbones"].items():
         p, s = m["probes"], m["speed"]
-        row = [name, f"{s['params']:,}", f"{s['train_step_ms']:.1f}", f"{s['imagine_ms_per_step']:.2f}",
+        row = [name, f"{s['params']:,}", f"{s['train_step_ms']:.1f}", f"{s['load']:.1f}" if "load" in s else "-",
+               f"{s['imagine_ms_per_step']:.2f}",
                f"{m['curve'][-1]['loss']:.3f}" if m["curve"] else "-"]
         if kind == "reward":
             row += [f"{100 * p['reward_acc_inference']:.1f}%", f"{100 * p['reward_acc_imagination']:.1f}%"]
