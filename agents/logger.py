@@ -73,3 +73,16 @@ class Logger:
         if self._tb is not None:
             self._tb.close()
         self._jsonl.close()
+
+
+def read_evals(run_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """The evaluations in a run's metrics.jsonl, in order: [{"step", "return", "success"}, ...]."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    points = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if "eval/return" in record:
+            points.append({"step": record["step"], "return": float(record["eval/return"]), "success": float(record["eval/success"])})
+    return points

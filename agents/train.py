@@ -29,7 +29,7 @@ from agents import checkpoint, distributed
 from agents.config import EMBEDDED_RUN, TrainConfig, load_yaml, resolve, save_yaml
 from agents.dreamer import Dreamer
 from agents.evaluate import episode_success, obs_to_torch, run_episodes
-from agents.logger import Logger
+from agents.logger import Logger, read_evals
 from agents.replay import Replay
 from world_models.imagine import decode_frames, model_obs_space, open_loop
 from world_models.video import imagination_video
@@ -147,6 +147,8 @@ class Trainer:
         summary: dict[str, float] = {}
         deadline = time.time() + 60 * cfg.minutes if cfg.minutes else float("inf")
         try:
+            if self.counters["step"] == 0 and cfg.eval_every:
+                summary = self._evaluate()  # the untrained policy: the start of the learning curve
             while self.counters["step"] < cfg.steps and time.time() < deadline:
                 # act: one world-model step per env step; the model resets the rows whose is_first is set
                 flags = {k: np.asarray(obs[k], bool) for k in FLAGS}
@@ -297,6 +299,11 @@ def train(config: TrainConfig) -> dict[str, float]:
         return summary
     print(f"memwm: finished {trainer.config.env} ({trainer.config.backbone}) at step {trainer.counters['step']}: "
           + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
+    evals = read_evals(run_dir)
+    if len(evals) > 1:
+        first, last = evals[0], evals[-1]
+        print(f"memwm: eval success {first['success']:.2f} -> {last['success']:.2f}, return {first['return']:.2f} -> "
+              f"{last['return']:.2f} (step {first['step']} -> {last['step']}, {trainer.config.eval_episodes} episodes each)")
     print(f"memwm: logs in {run_dir} (tensorboard --logdir {run_dir}), metrics in {run_dir / 'metrics.jsonl'}, "
           f"videos in {run_dir / 'videos'}")
     return summary

@@ -26,15 +26,18 @@ from pathlib import Path
 import tyro
 
 from agents.config import TrainConfig
+from agents.logger import read_evals
 from agents.train import train
 
 RESULTS = Path(__file__).parent / "results"
 
-# The tasks of the issue: pixels, preset small.
+# The tasks of the issue, from pixels. minigrid-s7 at preset small as the issue asks; distracting-100
+# at preset tiny with batch 8, which gets ~4x more updates into the same CPU time (seq_len 128
+# covers the 102-step episodes).
 TASKS: dict[str, dict] = {
     "minigrid-s7": dict(env="minigrid/memory-s7", preset="small", steps=400_000, eval_every=10_000, eval_episodes=16),
-    "distracting-100": dict(env="memory/distracting-100", preset="small", steps=400_000, seq_len=128, eval_every=10_000,
-                            eval_episodes=16),
+    "distracting-100": dict(env="memory/distracting-100", preset="tiny", steps=400_000, seq_len=128, batch_size=8,
+                            eval_every=5_000, eval_episodes=16),
 }
 
 
@@ -54,21 +57,8 @@ class Args:
     """torch CPU threads per run; 0 = torch's default (1 with --side-by-side)"""
 
 
-def curve(run_dir: Path) -> list[dict]:
-    """The evaluations of a run, in order: env step, mean return, success rate."""
-    points = []
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return points
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if "eval/return" in record:
-            points.append({"step": record["step"], "return": record["eval/return"], "success": record["eval/success"]})
-    return points
-
-
 def summarise(task: str, backbone: str, run_dir: Path, minutes_total: float) -> dict:
-    points = curve(run_dir)
+    points = read_evals(run_dir)
     successes = [p["success"] for p in points]
     return {"task": task, "backbone": backbone, "run": str(run_dir), "minutes": minutes_total, "evals": points,
             "final_success": successes[-1] if successes else None, "best_success": max(successes) if successes else None,

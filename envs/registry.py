@@ -53,7 +53,7 @@ def _registered() -> dict[str, Spec]:
         *(Spec(f"memory/rooms-{n}", f"explore {n} rooms, then walk back through them: regenerate views seen up to {150 * n} steps earlier ({150 * n}-step episodes)",
                ROOMS, {"n_rooms": n}) for n in (2, 4, 10)),
         *(Spec(f"memory/distracting-{n}", f"a colour cue, a {n}-step corridor of random distractors, then +1/-1 for the arm that matches the cue",
-               DISTRACTING, {"length": n}) for n in (16, 32, 100, 200, 400)),
+               DISTRACTING, {"length": n}) for n in (8, 16, 32, 100, 200, 400)),
         *(Spec(f"memory/doors-keys-{k}", f"collect some of {k} coloured keys; later each door looks open only if its key is held (+1 through an open door)",
                DOORS_KEYS, {"n_keys": k}) for k in (3, 5, 7)),
         Spec("memory/teleport", "explore a room of coloured regions, get teleported to a visited cell, then find the gold goal (+1)", TELEPORT),

@@ -13,9 +13,12 @@ import pytest
 import torch
 import yaml
 
+import envs
 from agents import checkpoint
+from agents import config as C
 from agents.cli import main
-from agents.config import TrainConfig
+from agents.config import TrainConfig, resolve
+from agents.logger import read_evals
 from agents.train import train
 from world_models import WorldModelConfig
 
@@ -62,6 +65,27 @@ def test_loop_on_a_memory_env_writes_every_file_of_a_run(memory_run):
     videos = sorted(p.name for p in (run / "videos").iterdir())
     assert videos == ["eval-policy-000000240.gif", "imagine-open_loop-000000240.gif"]
     assert list(run.glob("events.out.tfevents.*"))
+
+
+def test_a_fresh_run_evaluates_before_training_and_prints_the_start_and_end(tmp_path, capsys):
+    run = tmp_path / "curve"
+    train(TrainConfig(env="memory/distracting-16", backbone="s5", steps=120, run=str(run), **{**FAST, "eval_every": 60}))
+    evals = read_evals(run)
+    assert [e["step"] for e in evals] == [0, 60, 120]
+    assert all(e["success"] in (0.0, 1.0) and e["return"] in (-1.0, 1.0) for e in evals)  # one episode each: +1 or -1
+    out = capsys.readouterr().out
+    first, last = evals[0], evals[-1]
+    assert (f"eval success {first['success']:.2f} -> {last['success']:.2f}, return {first['return']:.2f} -> "
+            f"{last['return']:.2f} (step 0 -> 120") in out
+    assert f"metrics in {run / 'metrics.jsonl'}" in out and f"videos in {run / 'videos'}" in out
+
+
+def test_distracting_sequences_cover_a_whole_episode_by_default():
+    for env_id in [i for i in envs.ids() if i.startswith("memory/distracting-")]:
+        length = int(env_id.rsplit("-", 1)[1])
+        config = resolve(TrainConfig(env=env_id))
+        assert config.seq_len >= length + 2, env_id  # the cue (step 0) and the decision (step L) in one window
+        assert config.dreamer.wm_lr == C.ENV_DEFAULTS["memory/"]["dreamer.wm_lr"]  # the shorter prefix applies too
 
 
 def test_eval_of_a_finished_run_reports_return_and_success(memory_run, capsys):
