@@ -31,6 +31,8 @@ DEFAULT_PRESET = "tiny"
 # memory/distracting-16: a colour cue, 16 steps of random distractors, then +1 for the arm of the
 # cue's colour and -1 for the other, so a policy without memory succeeds half of the time.
 EMBEDDED_RUN = {"minutes": 8.0}
+# Flags that leave it the embedded default run (another seed, folder, device or thread count).
+EMBEDDED_RUN_EXTRAS = ("seed", "run", "device", "threads")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import tyro
 import envs
 import world_models
 from agents import checkpoint, distributed
-from agents.config import EMBEDDED_RUN, TrainConfig, load_yaml, resolve, save_yaml
+from agents.config import EMBEDDED_RUN, EMBEDDED_RUN_EXTRAS, TrainConfig, load_yaml, resolve, save_yaml
 from agents.dreamer import Dreamer
 from agents.evaluate import episode_success, obs_to_torch, run_episodes
 from agents.logger import Logger, read_evals
@@ -311,7 +311,7 @@ def train(config: TrainConfig) -> dict[str, float]:
 
 def train_command(config: Annotated[TrainConfig, tyro.conf.arg(name="")] = TrainConfig()) -> None:
     """Train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU."""
-    if config == TrainConfig():
+    if dataclasses.replace(config, **{k: getattr(TrainConfig(), k) for k in EMBEDDED_RUN_EXTRAS}) == TrainConfig():
         config = dataclasses.replace(config, **EMBEDDED_RUN)
         print(f"memwm: the embedded default run: {config.env}, {config.backbone}, preset {config.preset}, "
               f"at most {config.minutes:g} minutes, in {config.run_dir}", file=sys.stderr)

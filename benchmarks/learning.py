@@ -15,10 +15,12 @@ and whether it reached the target (success >= 0.9).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +62,10 @@ class Args:
 def summarise(task: str, backbone: str, run_dir: Path, minutes_total: float) -> dict:
     points = read_evals(run_dir)
     successes = [p["success"] for p in points]
+    updates = [r["train/updates"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+               if "train/updates" in r] if (run_dir / "metrics.jsonl").exists() else []
     return {"task": task, "backbone": backbone, "run": str(run_dir), "minutes": minutes_total, "evals": points,
+            "env_steps": points[-1]["step"] if points else 0, "updates": int(updates[-1]) if updates else 0,
             "final_success": successes[-1] if successes else None, "best_success": max(successes) if successes else None,
             "solved": bool(successes) and max(successes) >= 0.9}
 
@@ -74,11 +79,13 @@ def record(key: str, entry: dict) -> dict:
     """Merge one run's entry into learning.json (re-read first: side-by-side runs write the same file); all results."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "learning.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    results[key] = entry
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, path)
+    with open(Path(tempfile.gettempdir()) / "memwm-learning.json.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs finishing together must not drop each other's entry
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results[key] = entry
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, path)
     return results
 
 
