@@ -210,6 +210,9 @@ def load() -> list[float]:
 
 def vs_sheeprl(args: Args) -> dict:
     """memwm's update per backbone against sheeprl's DreamerV3 update, interleaved rounds in separate processes."""
+    if not Path(args.sheeprl).is_file():
+        raise ValueError(f"--sheeprl {args.sheeprl!r} is not a file; expected the python of a venv that holds sheeprl "
+                         "0.8.4, e.g. /tmp/sheeprl-venv/bin/python (see benchmarks/sheeprl_dreamer.py)")
     threads = args.threads or 1
     size = ["--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
     script = str(Path(__file__).with_name("sheeprl_dreamer.py"))
@@ -225,7 +228,7 @@ def vs_sheeprl(args: Args) -> dict:
             workers[name] = Worker(name, command, threads)
             print(f"{name}: {workers[name].header['trainable_params']:,} trainable parameters", flush=True)
         times = {name: [] for name in workers}
-        loads = []
+        load_before, loads = load(), []
         for r in range(args.rounds):
             for name, worker in workers.items():
                 times[name].append(worker.step())
@@ -237,7 +240,7 @@ def vs_sheeprl(args: Args) -> dict:
             worker.close()
     out = {"threads": threads, "rounds": args.rounds, "preset": args.preset, "batch": [args.batch_size, args.seq_len],
            "precision": args.precision,
-           "image": [64, 64, 3], "load_per_round": loads, "load_before": loads[0] if loads else None, "agents": {}}
+           "image": [64, 64, 3], "load_before": load_before, "load_per_round": loads, "agents": {}}
     sheeprl_median = statistics.median(times["sheeprl"])
     for name, worker in workers.items():
         median = statistics.median(times[name])
