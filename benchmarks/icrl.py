@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import time
@@ -82,11 +83,12 @@ def speed(args: Args) -> list[dict]:
             vec.close()
             steps = args.speed_envs * length
             c, u = statistics.median(collect_s), statistics.median(update_s)
+            load = [round(x, 2) for x in os.getloadavg()]  # timings on a shared CPU: the 1, 5, 15-minute load
             rows.append({"trial_length": length, "backbone": backbone, "envs": args.speed_envs, "collect_s": c, "update_s": u,
                          "steps_per_s": steps / (c + u), "update_steps_per_s": steps * ppo.cfg.epochs / u,
-                         "collect_steps_per_s": steps / c})
+                         "collect_steps_per_s": steps / c, "load": load})
             print(f"  L={length:5d} {backbone:5s}: collect {c:6.2f} s, update {u:6.2f} s, "
-                  f"{rows[-1]['steps_per_s']:7.0f} steps/s", flush=True)
+                  f"{rows[-1]['steps_per_s']:7.0f} steps/s (load {load})", flush=True)
     return rows
 
 
