@@ -80,6 +80,18 @@ def test_a_fresh_run_evaluates_before_training_and_prints_the_start_and_end(tmp_
     assert f"metrics in {run / 'metrics.jsonl'}" in out and f"videos in {run / 'videos'}" in out
 
 
+def test_no_flags_or_only_seed_and_folder_is_the_embedded_default_run(monkeypatch):
+    import agents.train
+
+    seen = []
+    monkeypatch.setattr(agents.train, "train", seen.append)
+    main(["train"])
+    main(["train", "--seed", "3", "--run", "runs/x", "--threads", "1"])
+    main(["train", "--steps", "500"])
+    assert [c.minutes for c in seen] == [C.EMBEDDED_RUN["minutes"]] * 2 + [0.0]
+    assert seen[1].seed == 3 and seen[1].run == "runs/x" and seen[0].env == "memory/distracting-16"
+
+
 def test_distracting_sequences_cover_a_whole_episode_by_default():
     for env_id in [i for i in envs.ids() if i.startswith("memory/distracting-")]:
         length = int(env_id.rsplit("-", 1)[1])
