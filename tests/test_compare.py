@@ -172,6 +172,13 @@ def test_results_table_has_one_row_per_backbone():
     assert "50.0%" in lines[2]
 
 
+def test_settings_saved_before_a_setting_existed_match_its_old_value():
+    new = {"steps": 3, "reward_scale": 1.0}
+    assert C.same_settings({"steps": 3}, new)  # a run made before --reward-scale trained with 1.0
+    assert not C.same_settings({"steps": 3}, {**new, "reward_scale": 100.0})
+    assert not C.same_settings({"steps": 4, "reward_scale": 1.0}, new) and not C.same_settings(None, new)
+
+
 def test_compare_rejects_unknown_backbones_and_budgets(tmp_path):
     with pytest.raises(ValueError, match="unknown backbones \\['gru'\\]"):
         C.compare(task="distracting-100", backbones="s5,gru", out=tmp_path)

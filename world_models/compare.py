@@ -437,7 +437,7 @@ def compare(
     for name in names:
         folder = out / name
         done = folder / "metrics.json"
-        if done.exists() and json.loads(done.read_text()).get("settings") == settings and (folder / "model.pt").exists():
+        if done.exists() and same_settings(json.loads(done.read_text()).get("settings"), settings) and (folder / "model.pt").exists():
             metrics = json.loads(done.read_text())
             if metrics.get("probe_version") != PROBE_VERSION:  # trained before the probes changed: score it again
                 print(f"compare: re-probing {name} from {folder / 'model.pt'} (probes v{PROBE_VERSION})")
@@ -475,6 +475,15 @@ def compare(
     print(results_table(results))
     print(f"compare: results in {out}")
     return results
+
+
+# settings added after runs were made, with the value those runs had: a finished backbone without them is reused
+ADDED_SETTINGS = {"reward_scale": 1.0}
+
+
+def same_settings(saved: dict | None, settings: dict) -> bool:
+    """Whether a finished backbone's settings are `settings`, reading a missing ADDED_SETTINGS key as its old value."""
+    return saved is not None and {**ADDED_SETTINGS, **saved} == {**ADDED_SETTINGS, **settings}
 
 
 def _write_json(path: Path, obj) -> None:
