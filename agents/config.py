@@ -61,6 +61,7 @@ class TrainConfig:
     log_every: int = 500                 # environment steps between logged training scalars
     checkpoint_every: int = 2_500        # environment steps between checkpoints
     threads: int = 0                     # torch CPU threads; 0 = torch's default
+    precision: Literal["32", "bf16"] = "32"  # bf16: autocast the forward passes to bfloat16 (as DreamerV3); fast only with bf16 units (CPU avx512_bf16/AMX, recent GPUs)
     tensorboard: bool = True
     wm: WorldModelConfig = field(default_factory=lambda: WorldModelConfig.preset(DEFAULT_PRESET))
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)

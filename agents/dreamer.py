@@ -23,6 +23,8 @@ from agents.actions import ActionCodec
 from world_models.distributions import Normal, OneHotCategorical, TwoHotSymlog
 from world_models.nets import MLP
 
+PRECISIONS = ("32", "bf16")  # float32, or bfloat16 autocast around the forward passes (`Dreamer.autocast`)
+
 
 @dataclass(frozen=True)
 class DreamerConfig:
@@ -184,8 +186,12 @@ def frozen(*modules: nn.Module):
 class Dreamer(nn.Module):
     """The world model, actor, critic, slow critic, return normaliser and their optimisers."""
 
-    def __init__(self, wm: nn.Module, act_space, config: DreamerConfig | None = None, wm_config=None):
+    def __init__(self, wm: nn.Module, act_space, config: DreamerConfig | None = None, wm_config=None,
+                 precision: str = "32"):
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.config = config = config or DreamerConfig()
         self.wm = wm
         self.codec = ActionCodec(act_space)
@@ -201,6 +207,13 @@ class Dreamer(nn.Module):
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.ac_eps)
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=config.ac_eps)
 
+    def autocast(self):
+        """The forward passes' precision: bfloat16 autocast on the agent's device when `precision` is "bf16"
+        (as DreamerV3 itself computes), else a no-op. Matrix products and convolutions run in bf16; the
+        distributions cast their logits to float32, so log-probs, KLs, returns and normalisers stay float32."""
+        device = next(self.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
     def policy(self, state, obs: dict[str, Tensor], prev_action: Tensor, is_first: Tensor, explore: bool = True):
@@ -208,9 +221,10 @@ class Dreamer(nn.Module):
 
         Returns (action (N, A), state); the world model resets the rows where is_first.
         """
-        state, feat = self.wm.step(state, prev_action, obs, is_first)
-        dist = self.actor(feat)
-        action = dist.sample() if explore else dist.mode()
+        with self.autocast():
+            state, feat = self.wm.step(state, prev_action, obs, is_first)
+            dist = self.actor(feat)
+            action = dist.sample() if explore else dist.mode()
         return action.detach(), state
 
     # ------------------------------------------------------------------ learning
@@ -218,7 +232,8 @@ class Dreamer(nn.Module):
         """One update of world model, actor and critic on a batch of (B, L, ...) tensors; returns metrics."""
         cfg = self.config
         self.train()
-        loss, metrics, starts = self.wm.loss(batch, return_starts=True)
+        with self.autocast():
+            loss, metrics, starts = self.wm.loss(batch, return_starts=True)
         self.opt_wm.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.wm.parameters())  # data parallel: the mean gradient over ranks
@@ -226,7 +241,8 @@ class Dreamer(nn.Module):
         self.opt_wm.step()
 
         terminal = batch["is_terminal"].reshape(-1).float()  # (B*L,), aligned with the starts
-        ac_loss, ac_metrics = self.actor_critic_loss(starts, terminal)
+        with self.autocast():
+            ac_loss, ac_metrics = self.actor_critic_loss(starts, terminal)
         self.opt_actor.zero_grad(set_to_none=True)
         self.opt_critic.zero_grad(set_to_none=True)
         ac_loss.backward()
@@ -249,11 +265,14 @@ class Dreamer(nn.Module):
         """
         cfg = self.config
         discrete = self.codec.discrete
+        dists: list[ActionDist] = []  # the actor at imagined steps 0..H, kept with grad: the actor loss reads them
 
         def act(feat: Tensor) -> Tensor:  # (N, F) -> (N, A)
-            return self.actor(feat.detach()).sample()
+            with torch.enable_grad():
+                dists.append(self.actor(feat.detach()))
+            return dists[-1].sample()
 
-        with frozen(self.wm, self.critic):
+        with frozen(self.wm):
             # REINFORCE needs no gradient through the imagination; continuous actions backprop through it.
             with torch.no_grad() if discrete else contextlib.nullcontext():
                 imag = self.wm.imagine(starts, act, cfg.horizon)
@@ -261,20 +280,26 @@ class Dreamer(nn.Module):
                 reward = self.wm.reward(feat)  # (N, H+1)
                 cont = self.wm.cont(feat)  # (N, H+1)
                 cont = torch.cat([1.0 - terminal[:, None], cont[:, 1:]], 1)
+        if discrete:  # one critic pass: its detached values bootstrap the returns, its logits at steps 0..H-1 train it
+            logits = self.critic.net(feat.detach())  # (N, H+1, bins)
+            value = TwoHotSymlog(logits.detach()).mean  # (N, H+1)
+            value_dist = TwoHotSymlog(logits[:, :-1])
+        else:  # the returns' gradient flows through the critic's input into the dynamics: a frozen pass for them
+            with frozen(self.critic):
                 value = self.critic(feat).mean  # (N, H+1)
-                ret = lambda_returns(reward[:, 1:], cfg.gamma * cont[:, 1:], value, cfg.lam)  # (N, H)
+            value_dist = self.critic(feat[:, :-1].detach())
+        ret = lambda_returns(reward[:, 1:], cfg.gamma * cont[:, 1:], value, cfg.lam)  # (N, H)
         weight = torch.cumprod(cont, 1)[:, :-1].detach()  # (N, H): the chance the imagined episode is still running
         scale = self.retnorm.update(ret)
-        dist = self.actor(feat[:, :-1].detach())
-        entropy = dist.entropy()  # (N, H)
+        entropy = torch.stack([d.entropy() for d in dists[:-1]], 1)  # (N, H)
         if discrete:
             advantage = ((ret - value[:, :-1]) / scale).detach()
-            objective = dist.log_prob(imag.actions[:, :-1].detach()) * advantage
+            actions = imag.actions[:, :-1].detach().unbind(1)  # H of (N, A)
+            objective = torch.stack([d.log_prob(a) for d, a in zip(dists, actions)], 1) * advantage  # (N, H)
         else:
             objective = ret / scale  # gradients flow through the dynamics into the actor's samples
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
 
-        value_dist = self.critic(feat[:, :-1].detach())
         slow_value = self.slow_critic(feat[:, :-1].detach()).mean.detach()
         critic_nll = -value_dist.log_prob(ret.detach()) - cfg.slow_critic_reg * value_dist.log_prob(slow_value)
         critic_loss = (weight * critic_nll).mean()

@@ -62,7 +62,7 @@ def build_agent(config: TrainConfig, device: torch.device, spaces=None) -> tuple
         env.close()
     obs_space, act_space = model_obs_space(spaces[0]), spaces[1]
     wm = world_models.make(config.backbone, obs_space, act_space, config.wm, device=device)
-    agent = Dreamer(wm, act_space, config.dreamer, config.wm).to(device)
+    agent = Dreamer(wm, act_space, config.dreamer, config.wm, precision=config.precision).to(device)
     return agent, (obs_space, act_space)
 
 

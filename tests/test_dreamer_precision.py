@@ -1,0 +1,145 @@
+"""Dreamer's speed paths against the plain computation: the one-pass actor-critic loss equals the two-pass one
+(critic run twice, actor run again on the imagined features), and a bf16-autocast update stays within a few
+percent of the float32 one on the same batch, with float32 distributions and recurrent states."""
+
+import contextlib
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import world_models
+from agents.config import TrainConfig, resolve
+from agents.dreamer import Dreamer, DreamerConfig, frozen, lambda_returns
+from agents.train import build_agent
+
+OBS = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
+SPACES = [gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([2, 3]), gym.spaces.Box(-1.0, 1.0, (2,))]
+
+
+def _agent(space, backbone="rssm", precision="32", seed=0) -> Dreamer:
+    torch.manual_seed(seed)
+    wm = world_models.make(backbone, OBS, space, world_models.WorldModelConfig.preset("tiny"))
+    return Dreamer(wm, space, DreamerConfig(horizon=5), precision=precision)
+
+
+def _batch(codec, B=2, L=8, seed=0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.randint(0, 256, (B, L, 64, 64, 3), dtype=torch.uint8, generator=g),
+        "action": torch.from_numpy(codec.random(B * L, np.random.default_rng(seed)).reshape(B, L, codec.dim)),
+        "reward": (torch.rand(B, L, generator=g) < 0.3).float(),
+        "is_first": torch.rand(B, L, generator=g) < 0.1,
+        "is_terminal": torch.rand(B, L, generator=g) < 0.1,
+    }
+
+
+def two_pass_actor_critic_loss(agent: Dreamer, starts, terminal: torch.Tensor):
+    """The reference: the actor-critic loss as first written, the critic run over the imagined features for the
+    returns and again for its loss, and the actor run again over the imagined features for its loss."""
+    cfg, discrete = agent.config, agent.codec.discrete
+
+    def act(feat):
+        return agent.actor(feat.detach()).sample()
+
+    with frozen(agent.wm, agent.critic):
+        with torch.no_grad() if discrete else contextlib.nullcontext():
+            imag = agent.wm.imagine(starts, act, cfg.horizon)
+            feat = imag.features
+            reward = agent.wm.reward(feat)
+            cont = torch.cat([1.0 - terminal[:, None], agent.wm.cont(feat)[:, 1:]], 1)
+            value = agent.critic(feat).mean
+            ret = lambda_returns(reward[:, 1:], cfg.gamma * cont[:, 1:], value, cfg.lam)
+    weight = torch.cumprod(cont, 1)[:, :-1].detach()
+    scale = agent.retnorm.update(ret)
+    dist = agent.actor(feat[:, :-1].detach())
+    entropy = dist.entropy()
+    if discrete:
+        objective = dist.log_prob(imag.actions[:, :-1].detach()) * ((ret - value[:, :-1]) / scale).detach()
+    else:
+        objective = ret / scale
+    actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+    value_dist = agent.critic(feat[:, :-1].detach())
+    slow_value = agent.slow_critic(feat[:, :-1].detach()).mean.detach()
+    critic_nll = -value_dist.log_prob(ret.detach()) - cfg.slow_critic_reg * value_dist.log_prob(slow_value)
+    critic_loss = (weight * critic_nll).mean()
+    return actor_loss, critic_loss, ret
+
+
+@pytest.mark.parametrize("space", SPACES, ids=["discrete", "multidiscrete", "box"])
+def test_one_pass_actor_critic_loss_equals_the_two_pass_reference(space):
+    agent = _agent(space)
+    with torch.no_grad():
+        agent.slow_critic.net.net[-1].weight.normal_(0, 0.1)  # critic and slow critic start at 0: make them differ
+    for p in agent.critic.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    batch = _batch(agent.codec)
+    with torch.no_grad():
+        _, _, starts = agent.wm.loss(batch, return_starts=True)
+    terminal = batch["is_terminal"].reshape(-1).float()
+    reference = copy.deepcopy(agent)
+
+    torch.manual_seed(7)  # the same imagined actions in both
+    loss, metrics = agent.actor_critic_loss(starts, terminal)
+    torch.manual_seed(7)
+    actor_loss, critic_loss, ret = two_pass_actor_critic_loss(reference, starts, terminal)
+
+    torch.testing.assert_close(metrics["loss/actor"], actor_loss.detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(metrics["loss/critic"], critic_loss.detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(metrics["imag_return"], ret.mean(), rtol=1e-5, atol=1e-7)
+    loss.backward()
+    (actor_loss + critic_loss).backward()
+    for module in ("actor", "critic"):
+        for (name, p), q in zip(getattr(agent, module).named_parameters(), getattr(reference, module).parameters()):
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{module}.{name} took no gradient"
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-7, msg=lambda m: f"{module}.{name}: {m}")
+    assert all(p.grad is None for p in agent.slow_critic.parameters())
+
+
+@pytest.mark.parametrize("backbone", ["rssm", "s5"])
+def test_bf16_update_is_within_a_few_percent_of_float32_on_the_same_batch(backbone):
+    fp32 = _agent(gym.spaces.Discrete(3), backbone)
+    bf16 = copy.deepcopy(fp32)
+    bf16.precision = "bf16"
+    batch = _batch(fp32.codec, B=2, L=8)
+    dtypes = []  # the encoder's output dtype: autocast really runs the convolutions in bf16
+    bf16.wm.encoder.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    torch.manual_seed(3)
+    m32 = fp32.update(batch)
+    torch.manual_seed(3)
+    m16 = bf16.update(batch)
+    assert dtypes == [torch.bfloat16]
+    assert m16["loss"] != m32["loss"]  # not the float32 computation under another name
+    for name in ("loss", "loss/image", "loss/reward", "loss/cont", "loss/critic"):
+        assert m16[name] == pytest.approx(m32[name], rel=0.03), name
+    assert m16["loss/actor"] == pytest.approx(m32["loss/actor"], rel=0.1, abs=1e-3)
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())  # the weights and their updates stay float32
+    assert m16["wm_grad_norm"] == pytest.approx(m32["wm_grad_norm"], rel=0.1)  # gradients round more than losses
+
+
+@pytest.mark.parametrize("backbone", list(world_models.BACKBONES))
+def test_bf16_acting_keeps_float32_actions_and_recurrent_state(backbone):
+    agents = {p: _agent(gym.spaces.Discrete(3), backbone, precision=p) for p in ("32", "bf16")}
+    N, g = 3, torch.Generator().manual_seed(0)
+    states = {p: a.wm.initial_state(N, torch.device("cpu")) for p, a in agents.items()}
+    prev = {p: torch.zeros(N, 3) for p in agents}
+    for t in range(3):
+        obs = {"image": torch.randint(0, 256, (N, 64, 64, 3), dtype=torch.uint8, generator=g)}
+        first = torch.tensor([t == 0, False, t == 2])
+        for p, agent in agents.items():
+            prev[p], states[p] = agent.policy(states[p], obs, prev[p], first, explore=False)
+    assert prev["bf16"].dtype == torch.float32 and torch.equal(prev["bf16"].sum(-1), torch.ones(N))
+    for key, x in states["32"].mem.items():
+        y = states["bf16"].mem[key]
+        assert y.dtype == x.dtype, key  # the recurrence is not carried in bf16
+
+
+def test_precision_is_a_train_flag_passed_to_the_agent_and_bad_values_raise():
+    config = resolve(TrainConfig(env="memory/distracting-8", precision="bf16"))
+    agent, _ = build_agent(config, torch.device("cpu"))
+    assert agent.precision == "bf16"
+    assert resolve(TrainConfig(env="memory/distracting-8")).precision == "32"
+    with pytest.raises(ValueError, match="precision.*'fp16'"):
+        _agent(gym.spaces.Discrete(3), precision="fp16")
