@@ -5,6 +5,7 @@
     python -m benchmarks.throughput --backbones s5 rssm   # a subset
     python -m benchmarks.throughput --sheeprl /tmp/sheeprl-venv/bin/python --backbones s5 rssm --rounds 5 --threads 1
                                                           # side by side with sheeprl 0.8.4's DreamerV3 (see below)
+    ... --precision bf16 [--sheeprl-precision 32]         # bf16 autocast on both sides [memwm only: mixed vs default]
 
 1. Update: one `Dreamer.update` (world model, imagination of 15 steps from every replayed state,
    actor and critic) on a random batch of (B, L) 64x64x3 uint8 images of a Discrete(3) task,
@@ -70,8 +71,10 @@ class Args:
     sheeprl: str = ""
     """python of a venv with sheeprl 0.8.4: time memwm's update against sheeprl's DreamerV3, side by side"""
     precision: Literal["32", "bf16"] = "32"
-    """with --sheeprl: fp32, or both under CPU autocast to bfloat16 (memwm's update inside torch.autocast, sheeprl's
-    fabric.precision=bf16-mixed); `memwm train` has no such option yet"""
+    """fp32, or bfloat16 autocast (memwm: `Dreamer(precision=...)`, as `memwm train --precision`; with --sheeprl
+    also sheeprl's fabric.precision=bf16-mixed unless --sheeprl-precision says otherwise)"""
+    sheeprl_precision: Literal["", "32", "bf16"] = ""
+    """with --sheeprl: sheeprl's precision when it differs from memwm's (e.g. memwm bf16 against sheeprl's default 32)"""
     worker: str = ""
     """internal: serve timed updates of this backbone over stdin/stdout (used by --sheeprl)"""
 
@@ -88,13 +91,13 @@ def random_batch(codec, B: int, L: int, device: torch.device, seed: int = 0) -> 
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def make_agent(name: str, preset: str, device: torch.device) -> Dreamer:
+def make_agent(name: str, preset: str, device: torch.device, precision: str = "32") -> Dreamer:
     """The Dreamer of backbone `name` for 64x64x3 images and Discrete(3) actions (the benchmark's task)."""
     obs_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
     act_space = gym.spaces.Discrete(3)
     wm_config = world_models.WorldModelConfig.preset(preset)
     wm = world_models.make(name, obs_space, act_space, wm_config, device=device)
-    return Dreamer(wm, act_space, wm_config=wm_config).to(device)
+    return Dreamer(wm, act_space, wm_config=wm_config, precision=precision).to(device)
 
 
 def param_counts(agent: Dreamer) -> dict[str, int]:
@@ -105,7 +108,7 @@ def param_counts(agent: Dreamer) -> dict[str, int]:
 
 
 def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
-    agents = {name: make_agent(name, args.preset, device) for name in args.backbones}
+    agents = {name: make_agent(name, args.preset, device, args.precision) for name in args.backbones}
     batch = random_batch(agents[args.backbones[0]].codec, args.batch_size, args.seq_len, device)
     times = {name: [] for name in agents}
     for name, agent in agents.items():
@@ -161,11 +164,9 @@ def serve(args: Args) -> None:
     update per `step` line on stdin, printing its seconds (the protocol of benchmarks/sheeprl_dreamer.py --serve)."""
     torch.set_num_threads(args.threads or 1)
     device = torch.device("cpu")
-    agent = make_agent(args.worker, args.preset, device)
+    agent = make_agent(args.worker, args.preset, device, args.precision)
     batch = random_batch(agent.codec, args.batch_size, args.seq_len, device)
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
-    with autocast():
-        agent.update(batch)  # warm-up
+    agent.update(batch)  # warm-up
     print(json.dumps({**param_counts(agent), "versions": {"torch": torch.__version__, "python": platform.python_version()},
                       "threads": torch.get_num_threads(), "batch": [args.batch_size, args.seq_len],
                       "precision": args.precision}), flush=True)
@@ -173,8 +174,7 @@ def serve(args: Args) -> None:
         if line.strip() != "step":
             raise ValueError(f"benchmarks.throughput --worker: expected the line 'step', got {line.strip()!r}")
         start = time.perf_counter()
-        with autocast():
-            agent.update(batch)
+        agent.update(batch)
         print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 
 
@@ -208,6 +208,14 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def code_version() -> str:
+    """The last commit touching the code an update runs (agents, world_models, kernels), with '+' when the working
+    tree differs from it there: runs of different code are not pooled."""
+    paths, root = ["agents", "world_models", "kernels"], Path(__file__).parent.parent
+    git = lambda *a: subprocess.run(["git", *a, "--", *paths], cwd=root, capture_output=True, text=True).stdout.strip()
+    return git("log", "-1", "--format=%h") + ("+" if git("status", "--porcelain") else "")
+
+
 def vs_sheeprl(args: Args) -> dict:
     """memwm's update per backbone against sheeprl's DreamerV3 update, interleaved rounds in separate processes."""
     if not Path(args.sheeprl).is_file():
@@ -220,8 +228,9 @@ def vs_sheeprl(args: Args) -> dict:
                                   *size, "--precision", args.precision, "--threads", str(threads)] for name in args.backbones}
     wm = world_models.WorldModelConfig.preset(args.preset)  # the same sizes in sheeprl's config
     sizes = [f"--{k.replace('_', '-')}={getattr(wm, k)}" for k in ("deter", "hidden", "mlp_layers", "cnn_depth", "stoch", "classes")]
+    sheeprl_precision = args.sheeprl_precision or args.precision
     commands["sheeprl"] = [args.sheeprl, script, "--serve", *size, *sizes, "--threads", str(threads),
-                           "--precision", {"32": "32-true", "bf16": "bf16-mixed"}[args.precision]]
+                           "--precision", {"32": "32-true", "bf16": "bf16-mixed"}[sheeprl_precision]]
     workers = {}
     try:
         for name, command in commands.items():  # one at a time: a build does not overlap another's warm-up
@@ -239,7 +248,7 @@ def vs_sheeprl(args: Args) -> dict:
         for worker in workers.values():
             worker.close()
     out = {"threads": threads, "rounds": args.rounds, "preset": args.preset, "batch": [args.batch_size, args.seq_len],
-           "precision": args.precision,
+           "precision": args.precision, "sheeprl_precision": sheeprl_precision, "memwm_code": code_version(),
            "image": [64, 64, 3], "load_before": load_before, "load_per_round": loads, "agents": {}}
     sheeprl_median = statistics.median(times["sheeprl"])
     for name, worker in workers.items():
@@ -284,16 +293,22 @@ def main(args: Args) -> dict:
 
 
 def pooled_vs_sheeprl(runs: list[dict]) -> dict:
-    """Pool the stored runs that share threads, preset and batch: per memwm agent, the median over every round of
-    every run of the paired ratio (sheeprl's seconds over memwm's in the same round) and the ratio of the medians."""
+    """Pool the stored runs that share threads, preset, batch and precisions, and memwm's code (`memwm_code`) with the
+    newest of them: per memwm agent, the median over every round of every pooled run of the paired ratio (sheeprl's
+    seconds over memwm's in the same round) and the ratio of the medians."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
         key = f"{run['threads']}_threads {run['preset']} {run['batch'][0]}x{run['batch'][1]} {run['precision']}"
+        if run.get("sheeprl_precision", run["precision"]) != run["precision"]:  # mixed: memwm's precision vs sheeprl's
+            key += f" vs sheeprl {run['sheeprl_precision']}"
         groups.setdefault(key, []).append(run)
     out = {}
     for key, group in groups.items():
+        code = group[-1].get("memwm_code")  # runs before a change of memwm's update measured other code
+        group = [run for run in group if run.get("memwm_code") == code]
         sheeprl = [t for run in group for t in run["agents"]["sheeprl"]["times"]]
-        out[key] = {"runs": len(group), "rounds": len(sheeprl), "sheeprl_seconds_per_update": statistics.median(sheeprl)}
+        out[key] = {"runs": len(group), "rounds": len(sheeprl), "memwm_code": code,
+                    "sheeprl_seconds_per_update": statistics.median(sheeprl)}
         for name in group[-1]["agents"]:
             if name == "sheeprl" or not all(name in run["agents"] for run in group):
                 continue
@@ -311,7 +326,8 @@ def main_vs_sheeprl(args: Args) -> dict:
     result = vs_sheeprl(args)
     result["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"full update, preset {args.preset} vs sheeprl DreamerV3 at the same sizes, batch {args.batch_size} x "
-          f"{args.seq_len}, 64x64 images, cpu, {args.precision}, {result['threads']} thread(s), median of {args.rounds} "
+          f"{args.seq_len}, 64x64 images, cpu, memwm {args.precision} vs sheeprl {result['sheeprl_precision']}, "
+          f"{result['threads']} thread(s), median of {args.rounds} "
           f"interleaved rounds")
     print(f"{'agent':<16} {'s/update':>9} {'updates/s':>10} {'params':>11} {'memwm/sheeprl':>14} {'paired':>7}")
     for name, r in result["agents"].items():
