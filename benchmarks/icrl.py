@@ -13,7 +13,7 @@
 
 Prints a table and writes benchmarks/results/icrl.json (plots of the learning runs go to
 runs/bench-icrl/). Timings on a shared CPU are noisy: each speed figure is the median of
-`--chunks` timed chunks after one warm-up chunk.
+`--chunks` timed chunks after one warm-up chunk, the s5 and rssm chunks alternating.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Args:
     eval_trials: int = 200                 # trials of the final in-context evaluation
     speed_envs: int = 8                    # parallel trials of the speed runs
     lengths: tuple[int, ...] = (200, 1000)  # trial lengths of the speed runs
-    chunks: int = 3                        # timed chunks per speed configuration (median)
+    chunks: int = 5                        # timed chunks per speed configuration (median)
     threads: int = 1                       # torch threads (1: tiny models on a shared CPU)
     out: str = "benchmarks/results/icrl.json"
     # entropy 0.001 on bandits: 0.83 of Thompson's return after 10 minutes against 0.75 with 0.01 (results/icrl-ent0.001.json)
@@ -63,15 +63,17 @@ def make_ppo(vec, backbone: str, cfg: PPOConfig) -> PPO:
 
 
 def speed(args: Args) -> list[dict]:
-    """Steps per second of the whole PPO loop and of the update alone, s5 and rssm side by side."""
+    """Steps per second of the whole PPO loop and of the update alone, s5 and rssm side by side: their
+    chunks alternate (s5, rssm, s5, ...), so that both see the same machine load."""
     rows = []
     for length in args.lengths:
         options = {"episode_steps": 20, "episodes": length // 20}
+        runs = {}
         for backbone in ("s5", "rssm"):
             vec = envs.make_vector("icrl/dark-room", args.speed_envs, seed=args.seed, asynchronous=False, **options)
-            ppo = make_ppo(vec, backbone, PPOConfig(rollout=length))
-            collect_s, update_s = [], []
-            for chunk in range(args.chunks + 1):
+            runs[backbone] = (vec, make_ppo(vec, backbone, PPOConfig(rollout=length)), [], [])
+        for chunk in range(args.chunks + 1):
+            for backbone, (vec, ppo, collect_s, update_s) in runs.items():
                 t0 = time.perf_counter()
                 rollout, _ = ppo.collect(vec, seed=args.seed)
                 t1 = time.perf_counter()
@@ -80,10 +82,11 @@ def speed(args: Args) -> list[dict]:
                 if chunk:  # the first chunk warms up (compiled scans, allocator)
                     collect_s.append(t1 - t0)
                     update_s.append(t2 - t1)
+        load = [round(x, 2) for x in os.getloadavg()]  # timings on a shared CPU: the 1, 5, 15-minute load
+        for backbone, (vec, ppo, collect_s, update_s) in runs.items():
             vec.close()
             steps = args.speed_envs * length
             c, u = statistics.median(collect_s), statistics.median(update_s)
-            load = [round(x, 2) for x in os.getloadavg()]  # timings on a shared CPU: the 1, 5, 15-minute load
             rows.append({"trial_length": length, "backbone": backbone, "envs": args.speed_envs, "collect_s": c, "update_s": u,
                          "steps_per_s": steps / (c + u), "update_steps_per_s": steps * ppo.cfg.epochs / u,
                          "collect_steps_per_s": steps / c, "load": load})
