@@ -179,6 +179,17 @@ def test_settings_saved_before_a_setting_existed_match_its_old_value():
     assert not C.same_settings({"steps": 4, "reward_scale": 1.0}, new) and not C.same_settings(None, new)
 
 
+def test_reward_data_keeps_the_episodes_of_one_arm_so_the_reward_follows_the_cue(tmp_path):
+    data = C.ensure_data("memory/distracting-8", tmp_path, 5, 3, seed=0, policy="random")
+    assert [len(data["train"]), len(data["eval"])] == [5, 3]
+    for ep in data["train"] + data["eval"]:
+        decided = int(np.flatnonzero(ep["reward_decided"])[0])
+        assert decided == len(ep["action"]) - 1 and np.argmax(ep["action"][decided - 1]) == C.REWARD_ARM == 0
+        assert ep["reward"][decided] == (1.0 if int(ep["cue"]) == 0 else -1.0)  # arm 0 is red: +1 iff the cue is red
+    assert json.loads((tmp_path / "meta.json").read_text())["arm"] == 0
+    assert C.junction_arm({**data["train"][0], "action": np.argmax(data["train"][0]["action"], -1)}) == 0  # int actions
+
+
 def test_compare_rejects_unknown_backbones_and_budgets(tmp_path):
     with pytest.raises(ValueError, match="unknown backbones \\['gru'\\]"):
         C.compare(task="distracting-100", backbones="s5,gru", out=tmp_path)

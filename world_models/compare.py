@@ -49,8 +49,13 @@ from world_models.imagine import (
 PROBES = {"rooms": "imagination", "teleport": "imagination", "distracting": "reward", "doors-keys": "doors"}
 # The data's policy per probe. The reward probe records uniform random actions: the scripted policy of
 # memory/distracting-* always takes the cue's arm, so every reward would be +1 and predicting it would
-# need no memory; random arms (the corridor ignores the actions) make the reward +1 or -1 by the cue.
+# need no memory. Of those it keeps the episodes that took arm REWARD_ARM at the junction (the arm is
+# drawn independently of the cue, so they are episodes of a policy that always takes that arm): the
+# reward is then +1 or -1 by the cue alone. With every arm kept, the reward is an XOR of the cue and
+# the arm, which a world model learns only after several times the steps (4,000 against 600 measured,
+# benchmarks/results/compare-distracting-100) for the same memory.
 COLLECT_POLICY = {"imagination": "scripted", "reward": "random", "doors": "scripted"}
+REWARD_ARM = 0
 # Observed steps past the query start before imagining: memory/teleport's first query frame shows
 # where the agent was teleported to, which no model can guess; from there on memory decides.
 CONTEXT_PAST_QUERY = {"memory/teleport": 1}
@@ -96,7 +101,10 @@ def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, se
     from envs import collect
     from envs.dataset import load_episodes
 
+    arm = REWARD_ARM if probe_kind(env_id) == "reward" else None
     meta = {"env": env_id, "episodes": episodes, "eval_episodes": eval_episodes, "seed": seed, "policy": policy}
+    if arm is not None:
+        meta["arm"] = arm
     meta_path = folder / "meta.json"
     if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
         old = json.loads(meta_path.read_text())
@@ -104,16 +112,33 @@ def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, se
     data = {}
     for split, count, split_seed in (("train", episodes, seed), ("eval", eval_episodes, seed + 1_000_003)):
         path = folder / split
+        # about half of the random episodes take the arm: collect twice as many and 4 standard deviations more
+        want = count if arm is None else 2 * count + 8 * int(np.ceil(np.sqrt(count))) + 16
         have = len(list(path.glob("*.npz"))) if path.is_dir() else 0
-        if have < count:
+        if have < want:
             if have:  # a collection that was interrupted: start the split again, same seed, same episodes
                 for f in path.glob("*.npz"):
                     f.unlink()
-            collect(env=env_id, episodes=count, policy=policy, out=path, seed=split_seed, progress=False)
-        data[split] = load_episodes(path)[:count]
+            collect(env=env_id, episodes=want, policy=policy, out=path, seed=split_seed, progress=False)
+        eps = load_episodes(path)[:want]
+        if arm is not None:
+            eps = [ep for ep in eps if junction_arm(ep) == arm]
+            if len(eps) < count:
+                raise ValueError(f"only {len(eps)} of {want} random {split} episodes took arm {arm}, {count} needed; "
+                                 f"use another --seed")
+        data[split] = eps[:count]
     folder.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, indent=1))
     return data
+
+
+def junction_arm(ep: dict) -> int:
+    """The arm an episode of memory/distracting-* took: its action at the step before the decided reward."""
+    decided = np.flatnonzero(_probe_mask(ep, "reward_decided"))
+    if len(decided) != 1 or decided[0] < 1:
+        raise ValueError(f"a distracting episode decides its reward once, after a step; got steps {decided.tolist()}")
+    action = np.asarray(ep["action"])[decided[0] - 1]
+    return int(np.argmax(action)) if action.ndim else int(action)
 
 
 def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_space, device, seed: int):
