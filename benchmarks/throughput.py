@@ -26,6 +26,7 @@ Writes benchmarks/results/throughput-<device>.json.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -44,7 +45,6 @@ import torch
 import tyro
 
 import world_models
-from agents.config import TrainConfig
 from agents.dreamer import Dreamer
 
 RESULTS = Path(__file__).parent / "results"
@@ -131,6 +131,7 @@ def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
 
 
 def time_loop(args: Args, device: torch.device) -> dict:
+    from agents.config import TrainConfig
     from agents.train import Trainer
 
     prefill = args.batch_size * args.seq_len
@@ -167,7 +168,7 @@ def serve(args: Args) -> None:
     agent = make_agent(args.worker, args.preset, device, args.precision)
     batch = random_batch(agent.codec, args.batch_size, args.seq_len, device)
     agent.update(batch)  # warm-up
-    print(json.dumps({**param_counts(agent), "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    print(json.dumps({**param_counts(agent), "memwm_code": code_version(), "versions": {"torch": torch.__version__, "python": platform.python_version()},
                       "threads": torch.get_num_threads(), "batch": [args.batch_size, args.seq_len],
                       "precision": args.precision}), flush=True)
     for line in sys.stdin:
@@ -209,11 +210,14 @@ def load() -> list[float]:
 
 
 def code_version() -> str:
-    """The last commit touching the code an update runs (agents, world_models, kernels), with '+' when the working
-    tree differs from it there: runs of different code are not pooled."""
-    paths, root = ["agents", "world_models", "kernels"], Path(__file__).parent.parent
-    git = lambda *a: subprocess.run(["git", *a, "--", *paths], cwd=root, capture_output=True, text=True).stdout.strip()
-    return git("log", "-1", "--format=%h") + ("+" if git("status", "--porcelain") else "")
+    """A hash of the memwm modules (agents, world_models, kernels) this process has loaded, i.e. of the code a worker's
+    update runs: runs of different code are not pooled, and a change to code it does not load does not split them."""
+    digest = hashlib.sha1()
+    for name in sorted(sys.modules):
+        file = getattr(sys.modules[name], "__file__", None)
+        if name.split(".")[0] in ("agents", "world_models", "kernels") and file:
+            digest.update(name.encode() + b"\0" + Path(file).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def vs_sheeprl(args: Args) -> dict:
@@ -248,7 +252,8 @@ def vs_sheeprl(args: Args) -> dict:
         for worker in workers.values():
             worker.close()
     out = {"threads": threads, "rounds": args.rounds, "preset": args.preset, "batch": [args.batch_size, args.seq_len],
-           "precision": args.precision, "sheeprl_precision": sheeprl_precision, "memwm_code": code_version(),
+           "precision": args.precision, "sheeprl_precision": sheeprl_precision,
+           "memwm_code": workers[f"memwm-{args.backbones[0]}"].header["memwm_code"],
            "image": [64, 64, 3], "load_before": load_before, "load_per_round": loads, "agents": {}}
     sheeprl_median = statistics.median(times["sheeprl"])
     for name, worker in workers.items():
