@@ -24,10 +24,25 @@ from envs.core import image_space
 ALIASES = {"cup": "ball_in_cup", "pointmass": "point_mass"}
 
 
-def all_tasks() -> list[tuple[str, str]]:
+def load_triton_first() -> None:
+    """Load libtriton before MuJoCo: once dm_control (and its GL back end) is loaded, triton's LLVM
+    segfaults when torch imports it later (torch._dynamo does, lazily). Call before importing
+    dm_control or memory_maze; a no-op without triton or once it is loaded."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
+
+
+def suite():
+    load_triton_first()
     from dm_control import suite
 
-    return list(suite.ALL_TASKS)
+    return suite
+
+
+def all_tasks() -> list[tuple[str, str]]:
+    return list(suite().ALL_TASKS)
 
 
 class DMC(gym.Env):
@@ -55,9 +70,7 @@ class DMC(gym.Env):
             self.observation_space = gym.spaces.Dict({"vector": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)})
 
     def _load(self, seed: int | None):
-        from dm_control import suite
-
-        return suite.load(self.domain, self.task, task_kwargs={"random": seed})
+        return suite().load(self.domain, self.task, task_kwargs={"random": seed})
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:

@@ -38,6 +38,9 @@ class MemoryMaze(gym.Env):
     def _build(self, seed: int | None) -> None:
         import warnings
 
+        from envs.dmc import load_triton_first
+
+        load_triton_first()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the old gym's import-time notice
             from memory_maze import tasks

@@ -398,3 +398,20 @@ def test_sequence_sampler_windows_mark_episode_starts():
     assert inside["reward"].shape == (8, 6) and (inside["reward"] // 100 == 1).all()
     with pytest.raises(ValueError, match="no episode has 8 steps"):
         SequenceSampler(eps, length=8, within_episode=True)
+
+
+def test_dm_control_env_then_world_model_does_not_crash():
+    """Building a world model after a dm_control env used to segfault: torch imports triton lazily,
+    and libtriton's LLVM crashed once MuJoCo and its GL back end were loaded (envs.dmc now loads
+    triton first). Run in a fresh interpreter, where the import order is the user's."""
+    import subprocess
+    import sys
+
+    code = ("import envs, world_models\n"
+            "e = envs.make('dmc-pomdp/cartpole-balance'); e.reset(seed=0)\n"
+            "wm = world_models.make('s5', e.observation_space, e.action_space, world_models.WorldModelConfig.preset('tiny'))\n"
+            "e.step(e.action_space.sample()); print('built', wm.num_params() > 0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-2000:]}"
+    assert "built True" in out.stdout
