@@ -14,7 +14,8 @@ import world_models as wm
 from world_models.backbones.mamba import SelectiveSSM, causal_conv
 from world_models.backbones.s4 import S4DLayer
 from world_models.backbones.s5 import S5Layer, hippo_n, hippo_n_eigenvalues
-from world_models.nets import ImageDecoder, ImageEncoder, MLP, RMSNorm
+from world_models.model import image_loss
+from world_models.nets import ChannelNorm, ImageDecoder, ImageEncoder, MLP, RMSNorm
 from world_models.state import State
 
 
@@ -291,6 +292,44 @@ def test_image_encoder_and_decoder_shapes():
     image = torch.randint(0, 256, (2, 3, 64, 64, 3), dtype=torch.uint8)
     assert enc(image).shape == (2, 3, enc.out_dim) and enc.out_dim == 32 * 16
     assert dec(torch.randn(2, 3, 10)).shape == (2, 3, 64, 64, 3)
+
+
+def test_channel_norm_is_the_layer_norm_formula_over_channels_and_keeps_channels_last():
+    torch.manual_seed(0)
+    norm = ChannelNorm("layer", 5)
+    with torch.no_grad():
+        norm.norm.weight.normal_(), norm.norm.bias.normal_()
+    x = (torch.randn(3, 5, 6, 7) * 3 + 1).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ref_x = x.detach().clone().requires_grad_()
+    out = norm(x)
+    mean, var = ref_x.mean(1, keepdim=True), ref_x.var(1, unbiased=False, keepdim=True)
+    w, b = norm.norm.weight.detach()[:, None, None], norm.norm.bias.detach()[:, None, None]
+    ref = (ref_x - mean) / (var + 1e-3).sqrt() * w + b
+    torch.testing.assert_close(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(out)
+    out.backward(grad), ref.backward(grad)
+    torch.testing.assert_close(x.grad, ref_x.grad)
+    enc = ImageEncoder(4)
+    layouts = []
+    for m in enc.net:
+        m.register_forward_hook(lambda m, i, o: layouts.append(o.is_contiguous(memory_format=torch.channels_last)))
+    enc(torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8))
+    assert all(layouts) and len(layouts) == 12
+
+
+def test_image_loss_is_the_squared_error_to_the_uint8_image_over_255_in_value_and_gradient():
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (2, 3, 64, 64, 3), dtype=torch.uint8)
+    pred = torch.rand(2, 3, 64, 64, 3, requires_grad=True)
+    ref_pred = pred.detach().clone().requires_grad_()
+    loss = image_loss(pred, image)
+    ref = (ref_pred - image.float() / 255.0).pow(2).sum((-3, -2, -1))
+    assert loss.shape == (2, 3)
+    torch.testing.assert_close(loss, ref)
+    weights = torch.randn(2, 3)
+    (loss * weights).sum().backward(), (ref * weights).sum().backward()
+    torch.testing.assert_close(pred.grad, ref_pred.grad)
 
 
 def test_mlp_and_rms_norm():
