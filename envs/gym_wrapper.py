@@ -60,7 +60,9 @@ def _image(x) -> np.ndarray:
 class GymnasiumEnv(gym.Env):
     """A registered gymnasium environment, observed as {"image"?, "vector"?}."""
 
-    def __init__(self, env_id: str, **kwargs):
+    def __init__(self, env_id: str, keep: tuple[int, ...] | None = None, **kwargs):
+        """`keep`: indices of the flat observation vector to observe (the rest hidden, e.g. the
+        velocities of CartPole, which turns it into a memory task); None keeps everything."""
         try:
             spec = gym.spec(env_id)
         except gym.error.Error as e:
@@ -75,6 +77,11 @@ class GymnasiumEnv(gym.Env):
         if images:
             spaces["image"] = image_space()
         vector_size = sum(size for kind, size, _ in self._parts if kind == "vector")
+        self._keep = None if keep is None else np.asarray(keep, np.int64)
+        if self._keep is not None:
+            if self._keep.ndim != 1 or len(self._keep) == 0 or self._keep.min() < 0 or self._keep.max() >= vector_size:
+                raise ValueError(f"gym: keep must be indices into {env_id}'s {vector_size}-long observation vector, got {keep}")
+            vector_size = len(self._keep)
         if vector_size:
             spaces["vector"] = gym.spaces.Box(-np.inf, np.inf, (vector_size,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
@@ -89,7 +96,8 @@ class GymnasiumEnv(gym.Env):
             else:
                 vectors.append(encode(obs))
         if vectors:
-            out["vector"] = np.concatenate(vectors)
+            vector = np.concatenate(vectors)
+            out["vector"] = vector if self._keep is None else vector[self._keep]
         return out
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -238,6 +238,26 @@ def test_gym_wrapper_encodes_observations_like_the_raw_env(name, size):
             raw_obs, _ = raw.reset(seed=6)
 
 
+def test_cartpole_positions_hides_the_velocities():
+    env = envs.make("memory/cartpole-positions", seed=3)
+    raw = gym.make("CartPole-v1")
+    obs, _ = env.reset()
+    raw_obs, _ = raw.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        assert obs["vector"].shape == (2,)
+        np.testing.assert_array_equal(obs["vector"], raw_obs[[0, 2]])  # cart position, pole angle
+        action = int(rng.integers(2))
+        obs, r, te, tr, _ = env.step(action)
+        raw_obs, raw_r, raw_te, raw_tr, _ = raw.step(action)
+        assert (r, te, tr) == (raw_r, raw_te, raw_tr)
+        if te or tr:
+            obs, _ = env.reset(seed=4)
+            raw_obs, _ = raw.reset(seed=4)
+    with pytest.raises(ValueError, match="keep must be indices into CartPole-v1's 4-long"):
+        envs.make("gym:CartPole-v1", keep=(0, 4))
+
+
 def test_gym_wrapper_rescales_bounded_box_actions_to_unit_range():
     env = envs.make("gym:Pendulum-v1", seed=0)
     assert env.action_space == gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
