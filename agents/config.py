@@ -28,7 +28,7 @@ from world_models import BACKBONES, WorldModelConfig
 DEFAULT_PRESET = "tiny"
 # `memwm train` with no arguments at all: the defaults below plus a wall-clock budget that keeps it
 # under 10 minutes on a laptop CPU (training, the evaluations and the videos). The task is
-# memory/cartpole-positions: CartPole observing positions only, so the velocities must come from
+# pomdp/cartpole-positions: CartPole observing positions only, so the velocities must come from
 # memory; a random policy returns ~20, and the return rises within the budget (22 -> 56 in 8
 # minutes on 2 shared cores). memory/distracting-16, the purer recall task, needs far more
 # updates than 8 CPU minutes give (benchmarks/results/learning.json).
@@ -41,7 +41,7 @@ EMBEDDED_RUN_EXTRAS = ("seed", "run", "device", "threads")
 class TrainConfig:
     """`memwm train`: train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU."""
 
-    env: str = "memory/cartpole-positions"  # environment id (`memwm envs` lists them)
+    env: str = "pomdp/cartpole-positions"  # environment id (`memwm envs` lists them)
     env_options: dict[str, Union[int, float, bool, str]] = field(default_factory=dict)  # constructor options of the env, e.g. length 16
     backbone: str = "s5"                 # world-model sequence backbone: rssm, transformer, s4, s5, mamba
     preset: Literal["tiny", "small", "medium", "large"] = DEFAULT_PRESET  # world-model sizes
@@ -95,6 +95,7 @@ _SHORT_RUN_LR = {"dreamer.wm_lr": 3e-4, "dreamer.actor_lr": 1e-4, "dreamer.criti
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # Short CPU runs on the memory tasks: learning rates above DreamerV3's (tuned for 1M+ steps).
     "memory/": dict(_SHORT_RUN_LR),
+    "pomdp/": dict(_SHORT_RUN_LR),
     "memory/distracting-": {"eval_episodes": 16},  # success is 0 or 1 per episode (chance 0.5): more episodes
     "memory/distracting-16": {"seq_len": 36},     # 18-step episodes: cue at steps 0-4, decision at 16
     "memory/distracting-8": {"seq_len": 20},      # 10-step episodes: the shortest corridor that hides the cue

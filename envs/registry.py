@@ -56,7 +56,7 @@ def _registered() -> dict[str, Spec]:
                DISTRACTING, {"length": n}) for n in (8, 16, 32, 100, 200, 400)),
         *(Spec(f"memory/doors-keys-{k}", f"collect some of {k} coloured keys; later each door looks open only if its key is held (+1 through an open door)",
                DOORS_KEYS, {"n_keys": k}) for k in (3, 5, 7)),
-        Spec("memory/cartpole-positions", "CartPole-v1 observing only the cart position and pole angle: the velocities must be "
+        Spec("pomdp/cartpole-positions", "CartPole-v1 observing only the cart position and pole angle: the velocities must be "
              "inferred from memory (POPGym's stateless CartPole); return up to 500", GYM, {"env_id": "CartPole-v1", "keep": (0, 2)}),
         Spec("memory/teleport", "explore a room of coloured regions, get teleported to a visited cell, then find the gold goal (+1)", TELEPORT),
         *(Spec(f"minigrid/memory-s{s}", f"MiniGrid Memory S{s}: see an object, walk the corridor, touch its match; first-person 64x64",
@@ -161,7 +161,7 @@ def make(env_id: str, seed: int | None = None, **options) -> gym.Env:
     return wrapped
 
 
-NUMPY_ONLY = ("memory/", "icrl/", "minigrid/")  # families that hold no MuJoCo/EGL state: safe to fork
+NUMPY_ONLY = ("memory/", "icrl/", "minigrid/", "pomdp/")  # families that hold no MuJoCo/EGL state: safe to fork
 
 
 def make_vector(env_id: str, n: int, seed: int | None = None, asynchronous: bool | None = None,

@@ -239,7 +239,7 @@ def test_gym_wrapper_encodes_observations_like_the_raw_env(name, size):
 
 
 def test_cartpole_positions_hides_the_velocities():
-    env = envs.make("memory/cartpole-positions", seed=3)
+    env = envs.make("pomdp/cartpole-positions", seed=3)
     raw = gym.make("CartPole-v1")
     obs, _ = env.reset()
     raw_obs, _ = raw.reset(seed=3)

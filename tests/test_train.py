@@ -89,7 +89,7 @@ def test_no_flags_or_only_seed_and_folder_is_the_embedded_default_run(monkeypatc
     main(["train", "--seed", "3", "--run", "runs/x", "--threads", "1"])
     main(["train", "--steps", "500"])
     assert [c.minutes for c in seen] == [C.EMBEDDED_RUN["minutes"]] * 2 + [0.0]
-    assert seen[1].seed == 3 and seen[1].run == "runs/x" and seen[0].env == "memory/cartpole-positions"
+    assert seen[1].seed == 3 and seen[1].run == "runs/x" and seen[0].env == "pomdp/cartpole-positions"
 
 
 def test_distracting_sequences_cover_a_whole_episode_by_default():
