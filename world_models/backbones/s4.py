@@ -50,7 +50,7 @@ class S4DLayer(nn.Module):
 
     def step(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """u (B, H), is_first (B,), x (B, H, N) -> (y (B, H), x_next (B, H, N))."""
-        a, B_bar, C = cached_without_grad(self, (self.log_A_real, self.A_imag, self.C, self.log_dt), self.discretize)
+        a, B_bar, C = cached_without_grad(self, self.discretize)
         bu = u[..., None] * B_bar  # (B, H, N) complex
         return recurrent_step(x, a, bu, C, self.D, u, is_first)
 

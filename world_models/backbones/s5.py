@@ -106,8 +106,7 @@ class S5Layer(nn.Module):
 
     def step(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """u (B, H), is_first (B,), x (B, P) -> (y (B, H), x_next (B, P))."""
-        Lambda_bar, W, C = cached_without_grad(self, (self.Lambda_re_log, self.Lambda_im, self.B, self.C, self.log_dt),
-                                               self._step_weights)
+        Lambda_bar, W, C = cached_without_grad(self, self._step_weights)
         return recurrent_step(x, Lambda_bar, project(u, W), C, self.D, u, is_first)
 
     def _step_weights(self) -> tuple[Tensor, Tensor, Tensor]:

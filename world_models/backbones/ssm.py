@@ -43,18 +43,18 @@ def recurrent_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor, u: Te
     return kernels.ssm_step(h, a, bu, C, D=D, u=u, reset=reset, check=False)
 
 
-def cached_without_grad(layer: nn.Module, params: tuple[nn.Parameter, ...], compute: Callable[[], tuple]) -> tuple:
+def cached_without_grad(layer: nn.Module, compute: Callable[[], tuple]) -> tuple:
     """compute() (a layer's discretisation), computed once and reused while no gradient is recorded.
 
     Acting and imagining run one step at a time without gradients; the discretisation of a layer
     (exp(Lambda dt), B_bar, ...) depends only on its parameters, so it is recomputed only when one of
-    `params` changed: the key is each parameter's storage and version counter, which optimiser steps,
+    the layer's parameters changed: the key is each parameter's storage and version counter, which optimiser steps,
     load_state_dict and in-place edits bump (and .to() gives new storage). Under autograd it is always
     computed afresh, so that gradients flow.
     """
     if torch.is_grad_enabled():
         return compute()
-    key = tuple((p.data_ptr(), p._version) for p in params)
+    key = tuple((p.data_ptr(), p._version) for p in layer.parameters())
     cached = layer.__dict__.get("_no_grad_cache")
     if cached is None or cached[0] != key:
         cached = (key, compute())
