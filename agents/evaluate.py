@@ -40,8 +40,19 @@ def obs_to_torch(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, 
     return {k: torch.as_tensor(np.asarray(obs[k]), device=device) for k in OBS_KEYS if k in obs}
 
 
+# Families of tasks with a goal, where an episode succeeds or fails. Control tasks (pomdp/, dmc/,
+# dmc-pomdp/, gym:) have no such notion: their runs log and print returns only.
+GOAL_FAMILIES = ("memory/", "minigrid/", "memory-maze/", "icrl/")
+
+
+def has_success(env_id: str) -> bool:
+    """Whether episodes of `env_id` succeed or fail (a goal task), so that a success rate means something."""
+    return env_id.startswith(GOAL_FAMILIES)
+
+
 def episode_success(info: dict, episode_return: float) -> float:
-    """An environment's own `success` flag at the episode's last step, else whether the return was positive."""
+    """An environment's own `success` flag at the episode's last step, else whether the return was positive
+    (the goal tasks without a flag pay +1 for the goal and 0 or -1 otherwise)."""
     if "success" in info:
         return float(bool(info["success"]))
     return float(episode_return > 0)
@@ -106,8 +117,9 @@ def evaluate(run: str, episodes: int = 0, video: bool = False, device: str = "au
     n = episodes or config.eval_episodes
     result = run_episodes(agent, config.env, config.env_options, n, seed, torch_device, record=min(n, 4) if video else 0)
     step = payload["counters"]["step"]
-    print(f"{config.env} ({config.backbone}, {path.name}, step {step}): mean return {result.mean_return:.3f}, "
-          f"success rate {result.success_rate:.2f} over {n} episodes")
+    success = f", success rate {result.success_rate:.2f}" if has_success(config.env) else ""
+    print(f"{config.env} ({config.backbone}, {path.name}, step {step}): mean return {result.mean_return:.3f}{success} "
+          f"over {n} episodes")
     if config.env.startswith("icrl/"):  # in-context RL issue: return by episode index, gain, bandit regret, PNG
         from agents import icrl
         from agents.logger import Logger

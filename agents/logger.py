@@ -75,8 +75,9 @@ class Logger:
         self._jsonl.close()
 
 
-def read_evals(run_dir: str | os.PathLike) -> list[dict[str, float]]:
-    """The evaluations in a run's metrics.jsonl, in order: [{"step", "return", "success"}, ...]."""
+def read_evals(run_dir: str | os.PathLike) -> list[dict[str, float | None]]:
+    """The evaluations in a run's metrics.jsonl, in order: [{"step", "return", "success"}, ...]; success is
+    None for tasks without a goal (`agents.evaluate.has_success`)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
@@ -84,5 +85,5 @@ def read_evals(run_dir: str | os.PathLike) -> list[dict[str, float]]:
     for line in path.read_text().splitlines():
         record = json.loads(line)
         if "eval/return" in record:
-            points.append({"step": record["step"], "return": float(record["eval/return"]), "success": float(record["eval/success"])})
+            points.append({"step": record["step"], "return": float(record["eval/return"]), "success": record.get("eval/success")})
     return points

@@ -28,7 +28,7 @@ import world_models
 from agents import checkpoint, distributed
 from agents.config import EMBEDDED_RUN, EMBEDDED_RUN_EXTRAS, TrainConfig, load_yaml, resolve, save_yaml
 from agents.dreamer import Dreamer
-from agents.evaluate import episode_success, obs_to_torch, run_episodes
+from agents.evaluate import episode_success, has_success, obs_to_torch, run_episodes
 from agents.logger import Logger, read_evals
 from agents.replay import Replay
 from world_models.imagine import decode_frames, model_obs_space, open_loop
@@ -226,7 +226,8 @@ class Trainer:
         self.counters["episodes"] += 1
         self.logger.scalar("episode/return", total)
         self.logger.scalar("episode/length", len(episode["reward"]))
-        self.logger.scalar("episode/success", episode_success(info, total))
+        if has_success(self.config.env):
+            self.logger.scalar("episode/success", episode_success(info, total))
         self.logger.write(self.counters["step"])
 
     def _evaluate(self) -> dict[str, float]:
@@ -234,7 +235,9 @@ class Trainer:
             return {}
         cfg = self.config
         result = run_episodes(self.agent, cfg.env, cfg.env_options, cfg.eval_episodes, seed=cfg.seed + 1_000_000, device=self.device)
-        summary = {"eval/return": result.mean_return, "eval/success": result.success_rate, "eval/length": float(np.mean(result.lengths))}
+        summary = {"eval/return": result.mean_return, "eval/length": float(np.mean(result.lengths))}
+        if has_success(cfg.env):
+            summary["eval/success"] = result.success_rate
         if cfg.env.startswith("icrl/"):  # in-context RL issue: return by episode index, gain, bandit regret, PNG
             from agents import icrl
 
@@ -302,8 +305,9 @@ def train(config: TrainConfig) -> dict[str, float]:
     evals = read_evals(run_dir)
     if len(evals) > 1:
         first, last = evals[0], evals[-1]
-        print(f"memwm: eval success {first['success']:.2f} -> {last['success']:.2f}, return {first['return']:.2f} -> "
-              f"{last['return']:.2f} (step {first['step']} -> {last['step']}, {trainer.config.eval_episodes} episodes each)")
+        success = f"success {first['success']:.2f} -> {last['success']:.2f}, " if first["success"] is not None else ""
+        print(f"memwm: eval {success}return {first['return']:.2f} -> {last['return']:.2f} "
+              f"(step {first['step']} -> {last['step']}, {trainer.config.eval_episodes} episodes each)")
     print(f"memwm: logs in {run_dir} (tensorboard --logdir {run_dir}), metrics in {run_dir / 'metrics.jsonl'}, "
           f"videos in {run_dir / 'videos'}")
     return summary

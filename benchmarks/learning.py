@@ -35,11 +35,14 @@ RESULTS = Path(__file__).parent / "results"
 
 # The tasks of the issue, from pixels. minigrid-s7 at preset small as the issue asks; distracting-100
 # at preset tiny with batch 8, which gets ~4x more updates into the same CPU time (seq_len 128
-# covers the 102-step episodes).
+# covers the 102-step episodes). Both under bf16 autocast, as DreamerV3 trains: on a CPU with bf16
+# units (this one has avx512_bf16) a preset-small update takes ~0.8x the float32 time (3.97 s against
+# 4.99 s at one thread, benchmarks/results/throughput-cpu.json), so the same minutes hold ~1.25x more updates.
 TASKS: dict[str, dict] = {
-    "minigrid-s7": dict(env="minigrid/memory-s7", preset="small", steps=400_000, eval_every=10_000, eval_episodes=16),
+    "minigrid-s7": dict(env="minigrid/memory-s7", preset="small", steps=400_000, eval_every=5_000, eval_episodes=16,
+                        precision="bf16"),
     "distracting-100": dict(env="memory/distracting-100", preset="tiny", steps=400_000, seq_len=128, batch_size=8,
-                            eval_every=5_000, eval_episodes=16),
+                            eval_every=5_000, eval_episodes=16, precision="bf16"),
 }
 
 
@@ -61,7 +64,7 @@ class Args:
 
 def summarise(task: str, backbone: str, run_dir: Path, minutes_total: float) -> dict:
     points = read_evals(run_dir)
-    successes = [p["success"] for p in points]
+    successes = [p["success"] for p in points if p["success"] is not None]
     updates = [r["train/updates"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
                if "train/updates" in r] if (run_dir / "metrics.jsonl").exists() else []
     return {"task": task, "backbone": backbone, "run": str(run_dir), "minutes": minutes_total, "evals": points,

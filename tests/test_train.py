@@ -108,13 +108,22 @@ def test_eval_of_a_finished_run_reports_return_and_success(memory_run, capsys):
     assert list((run / "videos").glob("eval-cli-*.gif"))
 
 
-def test_loop_on_a_continuous_action_env(tmp_path):
+def test_loop_on_a_continuous_action_env(tmp_path, capsys):
     run = tmp_path / "pendulum"
-    summary = train(TrainConfig(env="gym:Pendulum-v1", backbone="s5", steps=260, run=str(run), **{**FAST, "num_envs": 1}))
+    summary = train(TrainConfig(env="gym:Pendulum-v1", backbone="s5", steps=260, run=str(run),
+                                **{**FAST, "num_envs": 1, "eval_every": 130}))
     assert np.isfinite(summary["eval/return"]) and summary["eval/length"] == 200
     with np.load(sorted((run / "replay").glob("ep-*.npz"))[0]) as ep:
         assert ep["action"].shape == (201, 1) and np.abs(ep["action"]).max() <= 1.0
-    assert "train/loss/actor" in set().union(*_records(run))
+    names = set().union(*_records(run))
+    assert "train/loss/actor" in names
+    # a control task has no goal: no success rate is logged or printed, only returns
+    assert "eval/success" not in summary and not {"eval/success", "episode/success"} & names
+    evals = read_evals(run)
+    assert [e["step"] for e in evals] == [0, 130, 260] and all(e["success"] is None for e in evals)
+    out = capsys.readouterr().out
+    assert f"memwm: eval return {evals[0]['return']:.2f} -> {evals[-1]['return']:.2f} (step 0 -> 260" in out
+    assert "success" not in out
 
 
 def test_resume_after_sigkill_continues_steps_and_replay(tmp_path):
