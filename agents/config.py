@@ -57,6 +57,7 @@ class TrainConfig:
     batch_size: int = 16                 # sequences per update
     seq_len: int = 32                    # steps per sequence
     replay_capacity: int = 200_000       # steps kept in memory (images are 12 KiB a step)
+    replay_from_starts: float = 0.0      # share of replayed sequences that begin at an episode start (the rest anywhere)
     eval_every: int = 2_500              # environment steps between evaluations (0: only at the end)
     eval_episodes: int = 8
     video_every: int = 10_000            # environment steps between videos (0: only at the end; -1: never)
@@ -96,13 +97,18 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # Short CPU runs on the memory tasks: learning rates above DreamerV3's (tuned for 1M+ steps).
     "memory/": dict(_SHORT_RUN_LR),
     "pomdp/": dict(_SHORT_RUN_LR),
-    "memory/distracting-": {"eval_episodes": 16},  # success is 0 or 1 per episode (chance 0.5): more episodes
-    "memory/distracting-16": {"seq_len": 36},     # 18-step episodes: cue at steps 0-4, decision at 16
-    "memory/distracting-8": {"seq_len": 20},      # 10-step episodes: the shortest corridor that hides the cue
-    "memory/distracting-32": {"seq_len": 68},     # 34-step episodes
-    "memory/distracting-100": {"seq_len": 128},   # 102-step episodes (a window spans one in 1 of 4 starts)
-    "memory/distracting-200": {"seq_len": 256},
-    "memory/distracting-400": {"seq_len": 512},
+    # distracting-L: L + 2-step episodes, the cue at steps 0-4 and the decision at L. Every window
+    # begins at an episode start and holds the whole episode (plus 2 steps of the next): a window
+    # starting anywhere holds cue and decision only when it starts in the episode's first few steps
+    # (1 in 4 windows of 128 steps on distracting-100), and a window that holds the decision without
+    # the cue teaches the reward head noise.
+    "memory/distracting-": {"eval_episodes": 16, "replay_from_starts": 1.0},  # success is 0 or 1 (chance 0.5): more episodes
+    "memory/distracting-8": {"seq_len": 12},
+    "memory/distracting-16": {"seq_len": 20},
+    "memory/distracting-32": {"seq_len": 36},
+    "memory/distracting-100": {"seq_len": 104},
+    "memory/distracting-200": {"seq_len": 204},
+    "memory/distracting-400": {"seq_len": 404},
     "memory/rooms-": {"seq_len": 256},            # 150 n-step episodes: the walk back recalls views 100+ steps old
     "memory/doors-keys-": {"seq_len": 128},       # 61-101-step episodes
     "memory/teleport": {"seq_len": 192},          # 161-step episodes
@@ -188,6 +194,8 @@ def validate(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
     if config.train_ratio < 0:
         raise ValueError(f"train_ratio must be >= 0, got {config.train_ratio}")
+    if not 0.0 <= config.replay_from_starts <= 1.0:
+        raise ValueError(f"replay_from_starts is a share in [0, 1], got {config.replay_from_starts}")
     if config.replay_capacity < config.seq_len:
         raise ValueError(f"replay_capacity ({config.replay_capacity}) must hold at least one sequence of seq_len {config.seq_len}")
     if config.dreamer.horizon < 1:

@@ -7,7 +7,10 @@ Episodes are written to `<directory>/` as compressed .npz files as soon as they 
 memory as they came (images stay uint8). The buffer holds at most `capacity` steps: the oldest
 episodes are dropped from memory (their files stay on disk). A sampled sequence is a window of
 `length` consecutive steps of the stream of stored episodes; where it crosses into the next
-episode, `is_first` marks the reset, which every world model honours.
+episode, `is_first` marks the reset, which every world model honours. A window starts at a
+uniformly drawn step (DreamerV3), or, for the share `from_starts` of a batch, at the start of a
+uniformly drawn episode: a task whose cue opens the episode and whose query closes it teaches
+memory only through windows that hold both, which a window starting anywhere rarely does.
 
 Memory: capacity x bytes per step (for 64x64x3 images, 12 KiB) plus per-episode bookkeeping.
 """
@@ -104,11 +107,22 @@ class Replay:
     def __len__(self) -> int:
         return self.num_steps
 
-    def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
-        """A batch of windows: dict of (batch_size, length, ...) arrays; is_first marks every episode start inside."""
+    def sample(self, batch_size: int, length: int, from_starts: float = 0.0) -> dict[str, np.ndarray]:
+        """A batch of windows: dict of (batch_size, length, ...) arrays; is_first marks every episode start inside.
+
+        from_starts: the share of the windows (drawn per window) that begin at an episode's first step,
+        the episode drawn uniformly among those with `length` steps of stream from their start.
+        """
         if self.num_steps < length:
             raise ValueError(f"replay holds {self.num_steps} steps, fewer than the sequence length {length}")
+        if not 0.0 <= from_starts <= 1.0:
+            raise ValueError(f"from_starts is a share of the batch in [0, 1], got {from_starts}")
         starts = self.rng.integers(0, self.num_steps - length + 1, size=batch_size)
+        if from_starts > 0:
+            firsts = np.concatenate([[0], self._ends[:-1]])  # each episode's first step in the stream
+            firsts = firsts[firsts <= self.num_steps - length]  # never empty: the first episode starts at 0
+            aligned = self.rng.random(batch_size) < from_starts
+            starts = np.where(aligned, firsts[self.rng.integers(0, len(firsts), size=batch_size)], starts)
         seqs = [self._window(int(s), length) for s in starts]
         return {k: np.stack([s[k] for s in seqs]) for k in seqs[0]}
 

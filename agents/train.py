@@ -213,7 +213,7 @@ class Trainer:
         owed = int(trained * cfg.train_ratio / (cfg.batch_size * cfg.seq_len)) + 1
         metrics = None
         while self.counters["updates"] < owed:
-            batch = to_torch(self.replay.sample(cfg.batch_size, cfg.seq_len), self.device)
+            batch = to_torch(self.replay.sample(cfg.batch_size, cfg.seq_len, cfg.replay_from_starts), self.device)
             metrics = self.agent.update(batch)
             self.counters["updates"] += 1
         if metrics is not None and self.counters["step"] - getattr(self, "_last_train_log", -cfg.log_every) >= cfg.log_every:

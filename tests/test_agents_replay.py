@@ -51,6 +51,35 @@ def test_windows_cross_episode_starts_with_is_first_exactly_at_the_resets(tmp_pa
     assert crossed > 0
 
 
+def test_from_starts_windows_begin_at_episode_starts_in_the_share_asked():
+    replay = Replay(capacity=10_000, seed=1)
+    lengths = [5, 9, 3, 12, 7, 4]
+    for i, n in enumerate(lengths):
+        replay.add_episode(_episode(n, i))
+    length = 10
+    # an episode can begin a window when the stream holds `length` steps from its start: episode 4 can
+    # (7 + 4 steps), the last one (4 steps, nothing after it) cannot
+    eligible = {i for i in range(len(lengths)) if sum(lengths[i:]) >= length}
+    assert eligible == {0, 1, 2, 3, 4}
+    aligned = replay.sample(2_000, length, from_starts=1.0)
+    ep0, t0 = aligned["vector"][:, 0, 0], aligned["vector"][:, 0, 1]
+    assert (t0 == 0).all() and set(ep0.astype(int)) == eligible
+    counts = np.bincount(ep0.astype(int), minlength=len(lengths))[sorted(eligible)]
+    assert counts.min() > 300  # uniform over the eligible episodes (400 each expected), not over steps
+    assert aligned["is_first"][:, 0].all()
+    # the rest of each window is the ordinary stream: consecutive steps, crossing into the next episode
+    ep, t = aligned["vector"][..., 0], aligned["vector"][..., 1]
+    same = ep[:, 1:] == ep[:, :-1]
+    assert ((t[:, 1:] == t[:, :-1] + 1) | (~same & (t[:, 1:] == 0) & (ep[:, 1:] == ep[:, :-1] + 1))).all()
+    assert (aligned["is_first"][:, 1:] == ~same).all()
+    # a share of one half: about half the windows begin at t = 0, far more than windows drawn anywhere do
+    anywhere = (replay.sample(2_000, length)["vector"][:, 0, 1] == 0).mean()
+    half = (replay.sample(2_000, length, from_starts=0.5)["vector"][:, 0, 1] == 0).mean()
+    assert anywhere < 0.3 and abs(half - (0.5 + 0.5 * anywhere)) < 0.05
+    with pytest.raises(ValueError, match="from_starts"):
+        replay.sample(2, length, from_starts=1.5)
+
+
 def test_capacity_drops_oldest_episodes_and_memory_is_capacity_times_step_size(tmp_path):
     replay = Replay(capacity=30, directory=tmp_path)
     for i in range(10):
