@@ -39,17 +39,16 @@ RESULTS = Path(__file__).parent / "results"
 # minigrid-s7 under bf16 autocast, as DreamerV3 trains: on a CPU with bf16 units (this one has
 # avx512_bf16) a preset-small update takes ~0.8x the float32 time (3.97 s against 4.99 s at one
 # thread, benchmarks/results/throughput-cpu.json). At preset tiny bf16 is slower than float32
-# (0.73x, README), so distracting-100 stays float32. Its only task signal is one +-1 reward per
-# 102 steps, beside an image loss of ~400 a step over random distractors: with the reward loss at
-# weight 1 nothing of the cue was learned in 2,100 updates (learning.json, distracting-100-reward-scale-1),
-# so it runs at the weights the world-model compare learned the cue with (reward loss x100, lr 1e-3;
-# benchmarks/results/compare-distracting-100/diagnosis.md). `overrides`: nested config fields.
+# (0.73x, README), so distracting-100 stays float32. Its environment defaults also weigh the reward
+# loss x100 at wm lr 1e-3 (the weights the world-model compare learned the cue with,
+# benchmarks/results/compare-distracting-100/diagnosis.md): at weight 1 nothing of the cue was
+# learned in 2,100 updates (learning.json, distracting-100-reward-scale-1). `overrides`: nested
+# config fields over the environment's defaults.
 TASKS: dict[str, dict] = {
     "minigrid-s7": dict(env="minigrid/memory-s7", preset="small", steps=400_000, eval_every=5_000, eval_episodes=16,
                         precision="bf16"),
     "distracting-100": dict(env="memory/distracting-100", preset="tiny", steps=400_000, batch_size=8,
-                            eval_every=5_000, eval_episodes=16,
-                            overrides={"wm.reward_scale": 100.0, "dreamer.wm_lr": 1e-3}),
+                            eval_every=5_000, eval_episodes=16),
 }
 
 
