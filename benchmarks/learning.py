@@ -27,7 +27,7 @@ from pathlib import Path
 
 import tyro
 
-from agents.config import TrainConfig, apply_overrides
+from agents.config import TrainConfig, apply_overrides, load_yaml
 from agents.logger import read_evals
 from agents.train import train
 
@@ -68,12 +68,20 @@ class Args:
     """torch CPU threads per run; 0 = torch's default (1 with --side-by-side)"""
 
 
+# The run's settings that decide what it learns, as resolved (flags, presets and environment defaults).
+RESOLVED = ("env", "preset", "precision", "batch_size", "seq_len", "train_ratio", "replay_from_starts", "num_envs")
+RESOLVED_NESTED = {"wm": ("reward_scale", "hidden"), "dreamer": ("wm_lr", "actor_lr", "critic_lr")}
+
+
 def summarise(task: str, backbone: str, run_dir: Path, minutes_total: float) -> dict:
     points = read_evals(run_dir)
     successes = [p["success"] for p in points if p["success"] is not None]
     updates = [r["train/updates"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
                if "train/updates" in r] if (run_dir / "metrics.jsonl").exists() else []
-    return {"task": task, "backbone": backbone, "run": str(run_dir), "minutes": minutes_total, "evals": points,
+    saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
+    resolved = {k: saved[k] for k in RESOLVED if k in saved} | {f"{group}.{k}": saved[group][k] for group, keys in RESOLVED_NESTED.items()
+                                                                for k in keys if k in saved.get(group, {})}
+    return {"task": task, "backbone": backbone, "run": str(run_dir), "minutes": minutes_total, "evals": points, "resolved": resolved,
             "env_steps": points[-1]["step"] if points else 0, "updates": int(updates[-1]) if updates else 0,
             "final_success": successes[-1] if successes else None, "best_success": max(successes) if successes else None,
             "solved": bool(successes) and max(successes) >= 0.9}
