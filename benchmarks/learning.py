@@ -47,6 +47,9 @@ RESULTS = Path(__file__).parent / "results"
 TASKS: dict[str, dict] = {
     "minigrid-s7": dict(env="minigrid/memory-s7", preset="small", steps=400_000, eval_every=5_000, eval_episodes=16,
                         precision="bf16"),
+    # minigrid-s7 with distracting-100's weighting: its reward, too, is one number per episode beside a full image loss
+    "minigrid-s7-reward100": dict(env="minigrid/memory-s7", preset="small", steps=400_000, eval_every=5_000, eval_episodes=16,
+                                  precision="bf16", overrides={"wm.reward_scale": 100.0, "dreamer.wm_lr": 1e-3}),
     "distracting-100": dict(env="memory/distracting-100", preset="tiny", steps=400_000, batch_size=8,
                             eval_every=5_000, eval_episodes=16),
 }
