@@ -48,7 +48,8 @@ def test_loop_on_a_memory_env_writes_every_file_of_a_run(memory_run):
     run, summary = memory_run
     assert set(summary) == {"eval/return", "eval/success", "eval/length"}
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["env"] == "memory/distracting-100" and saved["wm"] == WorldModelConfig.preset("tiny").__dict__
+    # preset tiny with the distracting tasks' reward weighting (an environment default)
+    assert saved["env"] == "memory/distracting-100" and saved["wm"] == {**WorldModelConfig.preset("tiny").__dict__, "reward_scale": 100.0}
     records = _records(run)
     names = set().union(*records)
     for name in ("episode/return", "episode/success", "train/loss/image", "train/loss/actor", "train/actor_entropy",
@@ -97,7 +98,10 @@ def test_distracting_sequences_cover_a_whole_episode_by_default():
         length = int(env_id.rsplit("-", 1)[1])
         config = resolve(TrainConfig(env=env_id))
         assert config.seq_len >= length + 2, env_id  # the cue (step 0) and the decision (step L) in one window
-        assert config.dreamer.wm_lr == C.ENV_DEFAULTS["memory/"]["dreamer.wm_lr"]  # the shorter prefix applies too
+        assert config.replay_from_starts == 1.0  # ... because every window begins at an episode start
+        assert config.dreamer.actor_lr == C.ENV_DEFAULTS["memory/"]["dreamer.actor_lr"]  # the shorter prefix applies too
+        assert config.dreamer.wm_lr == 1e-3 != C.ENV_DEFAULTS["memory/"]["dreamer.wm_lr"]  # the longer one wins where both set it
+        assert config.wm.reward_scale == 100.0
 
 
 def test_eval_of_a_finished_run_reports_return_and_success(memory_run, capsys):
