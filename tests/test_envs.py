@@ -213,14 +213,28 @@ def test_dmc_pomdp_hides_exactly_the_velocities():
 # ------------------------------------------------------------------ gym:
 
 
+def _lockstep(env, raw, seed: int, steps: int, action, reset_seed: int):
+    """Step a wrapped env and the raw gymnasium env it wraps with the same actions; yield each pair of
+    observations (obs dict, raw obs) and check that rewards and episode ends agree."""
+    obs, _ = env.reset()
+    raw_obs, _ = raw.reset(seed=seed)
+    for _ in range(steps):
+        yield obs, raw_obs
+        a = action()
+        obs, r, te, tr, _ = env.step(a)
+        raw_obs, raw_r, raw_te, raw_tr, _ = raw.step(a)
+        assert (r, te, tr) == (raw_r, raw_te, raw_tr)
+        if te or tr:
+            obs, _ = env.reset(seed=reset_seed)
+            raw_obs, _ = raw.reset(seed=reset_seed)
+
+
 @pytest.mark.parametrize("name,size", [("CartPole-v1", 4), ("FrozenLake-v1", 16), ("Blackjack-v1", 32 + 11 + 2)])
 def test_gym_wrapper_encodes_observations_like_the_raw_env(name, size):
     env = envs.make(f"gym:{name}", seed=5)
     raw = gym.make(name)
-    obs, _ = env.reset()
-    raw_obs, _ = raw.reset(seed=5)
     raw.action_space.seed(5)
-    for _ in range(30):
+    for obs, raw_obs in _lockstep(env, raw, seed=5, steps=30, action=env.action_space.sample, reset_seed=6):
         assert obs["vector"].shape == (size,) and obs["vector"].dtype == np.float32
         if name == "CartPole-v1":
             np.testing.assert_array_equal(obs["vector"], raw_obs)
@@ -229,31 +243,15 @@ def test_gym_wrapper_encodes_observations_like_the_raw_env(name, size):
         else:  # Tuple(Discrete(32), Discrete(11), Discrete(2)): three one-hots
             parts = np.split(obs["vector"], [32, 43])
             assert [int(p.argmax()) for p in parts] == [int(v) for v in raw_obs] and obs["vector"].sum() == 3
-        action = env.action_space.sample()
-        obs, r, te, tr, _ = env.step(action)
-        raw_obs, raw_r, raw_te, raw_tr, _ = raw.step(action)
-        assert (r, te, tr) == (raw_r, raw_te, raw_tr)
-        if te or tr:
-            obs, _ = env.reset(seed=6)
-            raw_obs, _ = raw.reset(seed=6)
 
 
 def test_cartpole_positions_hides_the_velocities():
     env = envs.make("pomdp/cartpole-positions", seed=3)
     raw = gym.make("CartPole-v1")
-    obs, _ = env.reset()
-    raw_obs, _ = raw.reset(seed=3)
     rng = np.random.default_rng(0)
-    for _ in range(40):
+    for obs, raw_obs in _lockstep(env, raw, seed=3, steps=40, action=lambda: int(rng.integers(2)), reset_seed=4):
         assert obs["vector"].shape == (2,)
         np.testing.assert_array_equal(obs["vector"], raw_obs[[0, 2]])  # cart position, pole angle
-        action = int(rng.integers(2))
-        obs, r, te, tr, _ = env.step(action)
-        raw_obs, raw_r, raw_te, raw_tr, _ = raw.step(action)
-        assert (r, te, tr) == (raw_r, raw_te, raw_tr)
-        if te or tr:
-            obs, _ = env.reset(seed=4)
-            raw_obs, _ = raw.reset(seed=4)
     with pytest.raises(ValueError, match="keep must be indices into CartPole-v1's 4-long"):
         envs.make("gym:CartPole-v1", keep=(0, 4))
 
