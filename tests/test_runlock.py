@@ -1,0 +1,72 @@
+"""One writer per run folder: a second process is refused by name and touches nothing; a killed holder's lock is taken over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from agents import runlock
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from agents import runlock
+    lock = runlock.acquire(sys.argv[1])
+    print("held", flush=True)
+    time.sleep(120)
+""")
+
+
+def _start_holder(run):
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _snapshot(run):
+    return sorted((p.relative_to(run).as_posix(), p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
+                  for p in run.rglob("*"))
+
+
+def test_a_second_process_is_refused_naming_the_holder_and_touches_nothing(tmp_path):
+    run = tmp_path / "run"
+    proc = _start_holder(run)
+    try:
+        before = _snapshot(run)
+        with pytest.raises(runlock.RunLocked) as refused:
+            runlock.acquire(run)
+        message = str(refused.value)
+        assert f"pid {proc.pid} on " in message and str(run) in message and "\n" not in message
+        assert _snapshot(run) == before
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_lock_of_a_killed_process_is_taken_over_with_a_message(tmp_path):
+    run = tmp_path / "run"
+    proc = _start_holder(run)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    messages = []
+    lock = runlock.acquire(run, log=messages.append)
+    try:
+        assert len(messages) == 1 and f"pid {proc.pid}" in messages[0] and "has ended" in messages[0], messages
+        assert (run / runlock.NAME).read_text().startswith(f"pid {os.getpid()} on ")
+    finally:
+        lock.release()
+
+
+def test_a_released_lock_is_taken_silently_and_holds_against_this_process_too(tmp_path):
+    run = tmp_path / "run"
+    messages = []
+    with runlock.acquire(run, log=messages.append):
+        with pytest.raises(runlock.RunLocked, match=f"pid {os.getpid()} on "):
+            runlock.acquire(run)  # a second open file description is a second writer, even in one process
+    with runlock.acquire(run, log=messages.append):
+        pass
+    assert messages == [] and (run / runlock.NAME).read_text() == ""
