@@ -31,6 +31,7 @@ class Logger:
         self.bar = bar
         self._pending: dict[str, float] = {}
         self._latest: dict[str, float] = {}
+        end_torn_line(self.directory / "metrics.jsonl")
         self._jsonl = open(self.directory / "metrics.jsonl", "a", buffering=1)
         self._tb = None
         if tensorboard:
@@ -75,15 +76,40 @@ class Logger:
         self._jsonl.close()
 
 
-def read_evals(run_dir: str | os.PathLike) -> list[dict[str, float | None]]:
-    """The evaluations in a run's metrics.jsonl, in order: [{"step", "return", "success"}, ...]; success is
-    None for tasks without a goal (`agents.evaluate.has_success`)."""
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl, in order; [] when there is none.
+
+    A line that does not parse (the last line of a run killed while writing it) is left out: a
+    reader never fails on a torn record.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    points = []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if "eval/return" in record:
-            points.append({"step": record["step"], "return": float(record["eval/return"]), "success": record.get("eval/success")})
-    return points
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_evals(run_dir: str | os.PathLike) -> list[dict[str, float | None]]:
+    """The evaluations in a run's metrics.jsonl, in order: [{"step", "return", "success"}, ...]; success is
+    None for tasks without a goal (`agents.evaluate.has_success`)."""
+    return [{"step": r["step"], "return": float(r["eval/return"]), "success": r.get("eval/success")}
+            for r in read_metrics(run_dir) if "eval/return" in r]
+
+
+def end_torn_line(path: Path) -> None:
+    """Cut a torn last line (no newline: the writer was killed) off `path`, so that appending starts a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        f.truncate(f.read().rfind(b"\n") + 1)

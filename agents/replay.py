@@ -21,7 +21,10 @@ import bisect
 import collections
 import os
 import re
+import sys
+import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -34,10 +37,12 @@ _NAME = re.compile(r"^ep-(\d+)-len(\d+)\.npz$")
 class Replay:
     """A capacity-bounded episode store with fixed-length sequence sampling.
 
-    capacity: most steps held in memory; directory: where episodes are written (None: memory only).
+    capacity: most steps held in memory; directory: where episodes are written (None: memory only);
+    log: where a skipped unreadable file is reported (default: stderr).
     """
 
-    def __init__(self, capacity: int, directory: str | os.PathLike | None = None, seed: int = 0):
+    def __init__(self, capacity: int, directory: str | os.PathLike | None = None, seed: int = 0,
+                 log: Callable[[str], None] | None = None):
         if capacity < 1:
             raise ValueError(f"replay capacity must be a positive number of steps, got {capacity}")
         self.capacity = int(capacity)
@@ -48,6 +53,8 @@ class Replay:
         self.num_steps = 0  # steps held in memory
         self.num_episodes = 0  # episodes ever added (also the next file's index)
         self._pending: dict[int, list[dict[str, np.ndarray]]] = collections.defaultdict(list)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.skipped_files = 0  # episode files on disk that could not be read at load
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._load()
@@ -88,20 +95,41 @@ class Replay:
         self._ends = list(np.cumsum([len(e["reward"]) for e in self.episodes]))
 
     def _load(self) -> None:
-        """Reload the newest episodes (up to capacity) written by an earlier run in the same directory."""
+        """Reload the newest episodes (up to capacity) written by an earlier run in the same directory.
+
+        A file that cannot be read (a truncated copy, a disk error) is skipped with one line through
+        `self.log` and counted in `self.skipped_files`; the earlier files fill its place.
+        """
         files = sorted((int(m[1]), int(m[2]), p) for p in self.directory.iterdir() if (m := _NAME.match(p.name)))
         if not files:
             return
-        self.num_episodes = files[-1][0] + 1
+        self.num_episodes = files[-1][0] + 1  # past every file, readable or not: none is ever overwritten
         chosen, total = [], 0
         for index, length, path in reversed(files):
             if total >= self.capacity:
                 break
-            chosen.append(path)
+            episode = self._read(path)
+            if episode is None:
+                continue
+            chosen.append(episode)
             total += length
-        for path in reversed(chosen):
+        for episode in reversed(chosen):
+            self._append(episode)
+
+    def _read(self, path: Path) -> dict[str, np.ndarray] | None:
+        """The episode in `path`, or None (reported and counted) if the file cannot be read as one."""
+        try:
             with np.load(path) as data:
-                self._append({k: data[k] for k in data.files})
+                episode = {k: data[k] for k in data.files}  # reads every member: a torn one fails here, not later
+            lengths = {len(v) for v in episode.values()}
+            if any(k not in episode for k in ("action", "reward", *FLAGS)) or len(lengths) != 1:
+                raise ValueError(f"not an episode (keys {sorted(episode)}, lengths {sorted(lengths)})")
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, TypeError) as e:
+            self.skipped_files += 1
+            reason = str(e).splitlines()[0] if str(e) else ""
+            self.log(f"memwm: skipping replay file {path} that cannot be read ({type(e).__name__}: {reason})")
+            return None
+        return episode
 
     # ------------------------------------------------------------------ sampling
     def __len__(self) -> int:

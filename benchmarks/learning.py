@@ -28,7 +28,7 @@ from pathlib import Path
 import tyro
 
 from agents.config import TrainConfig, apply_overrides, load_yaml
-from agents.logger import read_evals
+from agents.logger import read_evals, read_metrics
 from agents.train import train
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,8 +79,7 @@ RESOLVED_NESTED = {"wm": ("reward_scale", "hidden"), "dreamer": ("wm_lr", "actor
 def summarise(task: str, backbone: str, run_dir: Path, minutes_total: float) -> dict:
     points = read_evals(run_dir)
     successes = [p["success"] for p in points if p["success"] is not None]
-    updates = [r["train/updates"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-               if "train/updates" in r] if (run_dir / "metrics.jsonl").exists() else []
+    updates = [r["train/updates"] for r in read_metrics(run_dir) if "train/updates" in r]
     saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
     resolved = {k: saved[k] for k in RESOLVED if k in saved} | {f"{group}.{k}": saved[group][k] for group, keys in RESOLVED_NESTED.items()
                                                                 for k in keys if k in saved.get(group, {})}
