@@ -1,6 +1,6 @@
 """Steps per second of every environment id, one process on one core, random actions.
 
-    python -m benchmarks.envs                  # every id (~2-4 minutes on a shared 2-core machine)
+    python -m benchmarks.envs                  # every id
     python -m benchmarks.envs --only memory/   # ids that start with a prefix
 
 Each id is made with `envs.make(id, seed=0)` and reset; then `rounds` rounds each time `env.step`
@@ -8,14 +8,13 @@ on uniformly random actions (resetting when an episode ends, the reset counted i
 `seconds` seconds or `max_steps` steps, whichever comes first. The number reported is the median
 over rounds of steps per second, so that another process stealing the core in one round does not
 decide it; the memory suite's target is >= 5,000 steps/s. Building the env is not timed (Memory
-Maze takes seconds to build a maze; the first reset builds it). Writes benchmarks/results/envs.json.
+Maze takes seconds to build a maze; the first reset builds it). Each run writes a new record of the
+ids it timed to benchmarks/results/envs/ (benchmarks.record).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -27,8 +26,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import tyro  # noqa: E402
 
 import envs  # noqa: E402
+from benchmarks import record  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 TARGET = 5000.0  # steps/s for memory/*
 
 
@@ -42,8 +41,8 @@ class Args:
     """time budget of one round"""
     max_steps: int = 5000
     """most steps in one round"""
-    out: Path = RESULTS / "envs.json"
-    """where the results go (merged into what is there, by id)"""
+    results: Path = record.RESULTS
+    """folder of the result records (a new file per run under envs/)"""
 
 
 def time_env(env_id: str, rounds: int, seconds: float, max_steps: int) -> dict:
@@ -69,7 +68,8 @@ def main(args: Args) -> dict:
     ids = [i for i in envs.ids() if i.startswith(args.only)]
     if not ids:
         raise ValueError(f"no env id starts with {args.only!r}; ids: {', '.join(envs.ids())}")
-    results = json.loads(args.out.read_text())["envs"] if args.out.exists() else {}
+    started = record.start()
+    results = {}
     width = max(map(len, ids))
     print(f"{'id':<{width}}  {'steps/s':>9}  rounds")
     for env_id in ids:
@@ -79,15 +79,14 @@ def main(args: Args) -> dict:
         print(f"{env_id:<{width}}  {row['steps_per_s']:>9,.0f}  {', '.join(f'{r:,.0f}' for r in row['rounds'])}{flag}")
     memory = [results[i]["steps_per_s"] for i in results if i.startswith("memory/")]
     summary = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), python {platform.python_version()}",
         "method": "median over rounds of env.step steps/s with random actions, one process; resets included, builds not",
+        "settings": {"rounds": args.rounds, "seconds": args.seconds, "max_steps": args.max_steps, "only": args.only},
         "memory_suite_min_steps_per_s": min(memory) if memory else None,
         "memory_suite_target_steps_per_s": TARGET,
-        "envs": dict(sorted(results.items(), key=lambda kv: envs.ids().index(kv[0]) if kv[0] in envs.ids() else 1e9)),
+        "envs": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    path = record.write_result("envs", summary, started=started, device="cpu", results=args.results)
+    print(f"wrote {path}")
     return summary
 
 

@@ -11,17 +11,15 @@
 3. dark-room: icrl/dark-room, PPO with s5 trained for `--minutes`, then the mean return of
    episodes 3-10 over episode 1. Target: >= 2.
 
-Prints a table and writes benchmarks/results/icrl.json (plots of the learning runs go to
-runs/bench-icrl/). Timings on a shared CPU are noisy: each speed figure is the median of
+Prints a table and writes a new record of the parts it ran to benchmarks/results/icrl/
+(benchmarks.record; plots of the learning runs go to runs/bench-icrl/). Timings on a shared CPU are noisy: each speed figure is the median of
 `--chunks` timed chunks after one warm-up chunk, the s5 and rssm chunks alternating.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ import tyro
 import envs
 from agents import icrl
 from agents.ppo import PPO, PPOConfig, RecurrentPolicy
+from benchmarks import record
 from world_models.imagine import model_obs_space
 
 Part = Literal["speed", "bandit", "dark-room"]
@@ -52,8 +51,9 @@ class Args:
     lengths: tuple[int, ...] = (200, 1000)  # trial lengths of the speed runs
     chunks: int = 5                        # timed chunks per speed configuration (median)
     threads: int = 1                       # torch threads (1: tiny models on a shared CPU)
-    out: str = "benchmarks/results/icrl.json"
-    # entropy 0.001 on bandits: 0.83 of Thompson's return after 10 minutes against 0.75 with 0.01 (results/icrl-ent0.001.json)
+    results: Path = record.RESULTS         # folder of the result records (a new file per run under icrl/)
+    # entropy 0.001 on bandits: a higher share of Thompson's return than 0.01 in the same minutes
+    # (benchmarks/results/icrl/icrl-ent0.001.json)
     bandit_ppo: PPOConfig = field(default_factory=lambda: PPOConfig(rollout=101, gamma=0.99, ent_coef=0.001))
     room_ppo: PPOConfig = field(default_factory=lambda: PPOConfig(rollout=201, gamma=0.99, ent_coef=0.01))
 
@@ -143,9 +143,8 @@ def dark_room(args: Args) -> dict:
 
 def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    result = json.loads(out.read_text()) if out.exists() else {}  # parts not rerun keep their last result
-    result["machine"] = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "threads": args.threads}
+    started = record.start()
+    result = {"threads": args.threads, "parts": list(args.parts)}
     if "speed" in args.parts:
         print("speed: PPO steps/s, s5 vs rssm", flush=True)
         rows = speed(args)
@@ -162,10 +161,9 @@ def main(args: Args) -> dict:
     if "dark-room" in args.parts:
         print(f"dark-room: PPO + {args.backbone}, {args.minutes} min", flush=True)
         result["dark_room"] = dark_room(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    path = record.write_result("icrl", result, started=started, device="cpu", results=args.results)
     print(table(result))
-    print(f"written: {out}")
+    print(f"written: {path}")
     return result
 
 

@@ -10,8 +10,9 @@ no process group) and measures, on every rank at once, with barriers around each
 - learning: `Dreamer.update` on replayed batches, gradients averaged over ranks
   (agents.distributed.average_gradients); one gradient step is one step of all ranks together,
   each on its own batch, so the samples per second grow with N.
-Writes benchmarks/results/scaling.json and prints a markdown table. Timings on a shared machine
-are noisy: the table gives the median over repeats of each timed part.
+Each run writes a new record to benchmarks/results/scaling/ (benchmarks.record) and prints a
+markdown table. Timings on a shared machine are noisy: the table gives the median over repeats of
+each timed part.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "scaling.json"
+from benchmarks import record
+
 CONFIGS = ((1, 1), (1, 2), (2, 1))  # (processes, torch threads per process)
 
 
@@ -146,7 +147,8 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--out", default=str(RESULTS), help="where the JSON goes")
+    p.add_argument("--out", help=argparse.SUPPRESS)  # a worker's result file
+    p.add_argument("--results", default=str(record.RESULTS), help="folder of the result records (a new file per run under scaling/)")
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--env", default="memory/distracting-100")
     p.add_argument("--backbone", default="s5")
@@ -164,17 +166,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker(args)
         return
+    started = record.start()
     rows = []
     for procs, threads in CONFIGS:
         print(f"scaling: {procs} process(es) x {threads} thread(s) ...", file=sys.stderr)
         rows.append(run_config(procs, threads, args))
-    result = {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out", "threads", "quick")},
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1min": os.getloadavg()[0]},
+    result = {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out", "results", "threads", "quick")},
               "runs": rows, "table": table(rows)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    path = record.write_result("scaling", result, started=started, device="cpu", results=Path(args.results))
     print(table(rows))
-    print(f"scaling: results in {args.out}")
+    print(f"scaling: results in {path}")
 
 
 if __name__ == "__main__":

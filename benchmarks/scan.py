@@ -1,7 +1,7 @@
 """Speed of `kernels.scan`: every backend against the reference loop and the elementwise floor.
 
-    python -m benchmarks.scan            # CPU (and CUDA when present), ~2-4 minutes on 2 cores
-    python -m benchmarks.scan --quick    # two lengths, fewer rounds (~30 s)
+    python -m benchmarks.scan            # CPU (and CUDA when present)
+    python -m benchmarks.scan --quick    # two lengths, fewer rounds
 
 For each shape and backend it times the forward and the forward+backward (gradients in a and b),
 and compares them, round by round, with the reference loop and with the elementwise floor: one
@@ -10,7 +10,7 @@ gets it), the same arithmetic without the sequential dependency. The forward+bac
 with three floors (the forward, the reverse scan, the gradient product). Rounds are interleaved
 (floor, reference, each backend, then again) and the reported numbers are medians over rounds of
 times and of per-round ratios, since the machine is shared and its memory speed varies.
-Writes benchmarks/results/scan-<device>.json.
+Each run writes a new record per device to benchmarks/results/scan-<device>/ (benchmarks.record).
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ import torch
 import tyro
 
 import kernels
-
-RESULTS = Path(__file__).parent / "results"
+from benchmarks import record
 
 
 @dataclass
 class Args:
     quick: bool = False
-    """fewer lengths and rounds (about 30 s on the CPU)"""
+    """fewer lengths and rounds"""
     device: str = "auto"
     """cpu, cuda, or auto (every device present)"""
     rounds: int = 0
@@ -48,12 +47,12 @@ class Args:
     count), wall, or auto (cpu on the CPU with one thread, wall otherwise)"""
     warm_heap: bool = True
     """keep freed memory in glibc's heap (mallopt), so that every allocation, the floor's and the scan's,
-    reuses warm pages: otherwise each 32 MiB output is a fresh mmap whose page faults cost 1-10x the
-    arithmetic, depending on whether the kernel finds huge pages, which varies from run to run"""
+    reuses warm pages: otherwise each large output is a fresh mmap whose page faults can cost more than
+    the arithmetic, depending on whether the kernel finds huge pages, which varies from run to run"""
     backends: tuple[str, ...] = ()
     """backends to time (default: those available on the device, and `auto`)"""
-    out_dir: Path = RESULTS
-    """where scan-<device>.json goes"""
+    results: Path = record.RESULTS
+    """folder of the result records (a new file per run under scan-<device>/)"""
 
 
 @dataclass
@@ -230,7 +229,7 @@ def main(args: Args) -> None:
                                            and (name != "numba" or device == "cpu")] + ["auto"]
         cases = cases_for(device, args.quick)
         clock = args.clock if args.clock != "auto" else ("cpu" if device == "cpu" and args.threads == 1 else "wall")
-        t0 = time.perf_counter()
+        started = record.start()
         for case in cases:
             run_case(case, device, backends, rounds, clock)
         if device == "cuda":
@@ -244,15 +243,12 @@ def main(args: Args) -> None:
         print(table(cases))
         checked = targets(cases, device)
         print("targets:", json.dumps(checked))
-        result = dict(device=device, device_name=_device_name(device), torch=torch.__version__,
+        result = dict(device=device, device_name=_device_name(device),
                       numba=_version("numba"), triton=_version("triton"), threads=torch.get_num_threads(),
-                      clock=clock, warm_heap=heap, rounds=rounds, quick=args.quick, seconds=time.perf_counter() - t0,
-                      date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), targets=checked,
+                      clock=clock, warm_heap=heap, rounds=rounds, quick=args.quick, targets=checked,
                       cases=[dict(name=c.name, dtype=str(c.dtype).replace("torch.", ""), B=c.B, L=c.L, D=c.D,
                                   a=c.a_kind, reset_rate=c.reset_rate, floor_ms=c.floor_ms, rows=c.rows) for c in cases])
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        path = args.out_dir / f"scan-{device}.json"
-        path.write_text(json.dumps(result, indent=1) + "\n")
+        path = record.write_result(f"scan-{device}", result, started=started, device=device, results=args.results)
         print(f"wrote {path}")
 
 

@@ -1,7 +1,7 @@
 """Throughput of the Dreamer learner: gradient steps per second of the full update, and env steps per second of the loop.
 
-    python -m benchmarks.throughput                       # preset small, batch 16 x 64, every backbone (~10+ min on 2 CPU cores)
-    python -m benchmarks.throughput --quick               # preset tiny, batch 4 x 16, 2 rounds (~1 min)
+    python -m benchmarks.throughput                       # preset small, batch 16 x 64, every backbone
+    python -m benchmarks.throughput --quick               # preset tiny, batch 4 x 16, 2 rounds
     python -m benchmarks.throughput --backbones s5 rssm   # a subset
     python -m benchmarks.throughput --sheeprl /tmp/sheeprl-venv/bin/python --backbones s5 rssm --rounds 5 --threads 1
                                                           # side by side with sheeprl 0.8.4's DreamerV3 (see below)
@@ -18,10 +18,10 @@
    batch, sequence length, image size and parameter count. Each agent lives in its own worker process
    (`--worker`), built and warmed up once; the rounds are interleaved (memwm s5, memwm rssm, sheeprl,
    repeat) and one update runs at a time, so the machine's load weighs on both alike. The ratio is
-   memwm's updates/s over sheeprl's, from the medians and from the per-round pairs; each run is appended
-   to the results JSON under `vs_sheeprl.runs`, with `vs_sheeprl.pooled` over all of them (the other
-   measurements are left as they were).
-Writes benchmarks/results/throughput-<device>.json.
+   memwm's updates/s over sheeprl's, from the medians and from the per-round pairs; each run writes a
+   new record to benchmarks/results/throughput-vs-sheeprl/, and the ratios are also pooled over every
+   record of the same memwm code (`pooled` in the new record).
+Otherwise each run writes a new record to benchmarks/results/throughput-<device>/ (benchmarks.record).
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ import tyro
 
 import world_models
 from agents.dreamer import Dreamer
-
-RESULTS = Path(__file__).parent / "results"
+from benchmarks import record
 
 
 @dataclass
@@ -75,6 +74,8 @@ class Args:
     also sheeprl's fabric.precision=bf16-mixed unless --sheeprl-precision says otherwise)"""
     sheeprl_precision: Literal["", "32", "bf16"] = ""
     """with --sheeprl: sheeprl's precision when it differs from memwm's (e.g. memwm bf16 against sheeprl's default 32)"""
+    results: Path = record.RESULTS
+    """folder of the result records (a new file per run)"""
     worker: str = ""
     """internal: serve timed updates of this backbone over stdin/stdout (used by --sheeprl)"""
 
@@ -263,7 +264,6 @@ def vs_sheeprl(args: Args) -> dict:
             entry["ratio_vs_sheeprl"] = sheeprl_median / median
             entry["ratio_vs_sheeprl_paired"] = statistics.median(s / m for s, m in zip(times["sheeprl"], times[name]))
         out["agents"][name] = entry
-    out["command"] = "python -m benchmarks.throughput " + " ".join(sys.argv[1:])
     return out
 
 
@@ -275,11 +275,11 @@ def main(args: Args) -> dict:
         return main_vs_sheeprl(args)
     if args.quick:
         args.preset, args.batch_size, args.seq_len, args.rounds, args.loop_steps = "tiny", 4, 16, 2, 256
+    started = record.start()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = {"machine": platform.processor() or platform.machine(), "device": str(device), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "preset": args.preset, "batch": [args.batch_size, args.seq_len]}
+    result = {"threads": torch.get_num_threads(), "preset": args.preset, "batch": [args.batch_size, args.seq_len]}
     result["update"] = time_updates(args, device)
     print(f"full update (world model + imagination 15 + actor + critic), preset {args.preset}, batch "
           f"{args.batch_size} x {args.seq_len}, 64x64 images, {device}, median of {args.rounds}")
@@ -290,9 +290,8 @@ def main(args: Args) -> dict:
         loop = result["loop"] = time_loop(args, device)
         print(f"loop: {loop['env']} {loop['backbone']} train ratio {loop['train_ratio']:g}: "
               f"{loop['env_steps_per_s']:.1f} env steps/s ({loop['env_steps']} steps, {loop['updates']} updates, {loop['seconds']:.1f} s)")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"throughput-{device.type}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2))
+    path = record.write_result(f"throughput-{device.type}{'-quick' if args.quick else ''}", result, started=started,
+                               device=device.type, results=args.results)
     print(f"wrote {path}")
     return result
 
@@ -326,10 +325,10 @@ def pooled_vs_sheeprl(runs: list[dict]) -> dict:
 
 
 def main_vs_sheeprl(args: Args) -> dict:
-    """Run `vs_sheeprl`, print its table and append it to benchmarks/results/throughput-cpu.json (`vs_sheeprl.runs`,
-    with `vs_sheeprl.pooled` over all the stored runs: the machine is shared and one run's medians drift)."""
+    """Run `vs_sheeprl`, print its table and write it as a new record of `throughput-vs-sheeprl`, with `pooled` over
+    it and every earlier record (the machine is shared and one run's medians drift)."""
+    started = record.start()
     result = vs_sheeprl(args)
-    result["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"full update, preset {args.preset} vs sheeprl DreamerV3 at the same sizes, batch {args.batch_size} x "
           f"{args.seq_len}, 64x64 images, cpu, memwm {args.precision} vs sheeprl {result['sheeprl_precision']}, "
           f"{result['threads']} thread(s), median of {args.rounds} "
@@ -340,16 +339,15 @@ def main_vs_sheeprl(args: Args) -> dict:
         paired = f"{r['ratio_vs_sheeprl_paired']:.2f}x" if "ratio_vs_sheeprl" in r else ""
         print(f"{name:<16} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['trainable_params']:>11,} "
               f"{ratio:>14} {paired:>7}")
-    path = RESULTS / "throughput-cpu.json"
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    runs = stored.get("vs_sheeprl", {}).get("runs", []) + [result]
-    stored["vs_sheeprl"] = {"runs": runs, "pooled": pooled_vs_sheeprl(runs)}
-    path.write_text(json.dumps(stored, indent=2))
-    for key, pool in stored["vs_sheeprl"]["pooled"].items():
+    earlier = [run["payload"]["run"] for run in record.all_runs("throughput-vs-sheeprl", args.results)]
+    pooled = pooled_vs_sheeprl(earlier + [result])
+    path = record.write_result("throughput-vs-sheeprl", {"run": result, "pooled": pooled}, started=started, device="cpu",
+                               results=args.results)
+    for key, pool in pooled.items():
         print(f"pooled over {pool['runs']} run(s), {pool['rounds']} rounds ({key}): " + ", ".join(
             f"{n} {v['ratio_vs_sheeprl_paired']:.2f}x paired, {v['ratio_vs_sheeprl']:.2f}x of medians"
             for n, v in pool.items() if isinstance(v, dict)))
-    print(f"wrote {path} (vs_sheeprl)")
+    print(f"wrote {path}")
     return result
 
 

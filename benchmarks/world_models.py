@@ -7,7 +7,8 @@ At preset `small`, batch 16, side by side in one run:
   fresh process per configuration, from after a warm-up step on a short batch to after the steps);
 - imagination time per step (no grad, horizon 16) after observing contexts of 64, 256, 1024 steps;
 - parameter counts.
-Prints a table and writes benchmarks/results/world-models-<device>.json with the targets checked:
+Prints a table and writes a new record to benchmarks/results/world-models-<device>/ (benchmarks.record)
+with the targets checked:
 s5 train step at L=1024 >= 3x faster than rssm; s5 and s4 imagination after 1024 steps within 1.2x
 of after 64 while the transformer's grows; s5 peak memory at L=1024 <= the transformer's.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -29,7 +29,8 @@ from pathlib import Path
 import tyro
 from tqdm import tqdm
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks import record
+
 BATCH = 16
 VECTOR = 64
 HORIZON = 16
@@ -47,10 +48,10 @@ class Args:
     """torch CPU threads per measurement (1 keeps timings stable on a shared machine)"""
     repeats: int = 0
     """timed repeats per measurement (0 = 5, or 2 with --quick)"""
-    out: Path | None = None
-    """JSON path (default benchmarks/results/world-models-<device>.json)"""
+    results: Path = record.RESULTS
+    """folder of the result records (a new file per run under world-models-<device>/)"""
     side_by_side_only: bool = False
-    """re-run only the rssm/s5 side-by-side train steps (float32 and bf16 autocast) into the existing JSON"""
+    """run only the rssm/s5 side-by-side train steps (float32 and bf16 autocast)"""
     worker: str = ""
     """internal: run one measurement described by this JSON in this process and print its result"""
 
@@ -163,7 +164,7 @@ def side_by_side(job: dict) -> dict:
 def imagination(job: dict) -> dict:
     """Imagination ms per step after each context, measured in interleaved rounds (one imagination from
     every context per round, medians over rounds), so that load changes on a shared machine hit every
-    context alike (timed one context after the other, s4's 1024/64 ratio read 1.29; interleaved ~1.0)."""
+    context alike: timed one context after the other, a ratio of contexts measures the load's drift."""
     torch, model = _setup(job)
     device = job["device"]
     out = {"params": model.num_params(), "ms_per_step": {}}
@@ -272,14 +273,12 @@ def main(args: Args) -> dict:
         for precision in ("32", "bf16"):
             jobs.append((f"side_by_side{'_bf16' if precision == 'bf16' else ''}", None, max(lengths),
                          dict(base, kind="side_by_side", pair=pair, length=max(lengths), precision=precision)))
-    results: dict = {"backbones": list(args.backbones), "train_vector": {b: {} for b in args.backbones},
-                     "train_image": {}, "imagination": {}}
-    out = args.out or RESULTS / f"world-models-{_device_name(device)}.json"
+    results: dict = {"backbones": list(args.backbones), "train_image": {}, "imagination": {},
+                     "train_vector": {} if args.side_by_side_only else {b: {} for b in args.backbones}}
     if args.side_by_side_only:
         jobs = [j for j in jobs if j[0].startswith("side_by_side")]
-        results = json.loads(out.read_text())
-    load_start = [round(x, 2) for x in os.getloadavg()]  # 1, 5, 15-minute load averages (timings are shared-CPU)
-    print(f"load average at start: {load_start}")
+    started = record.start()  # the record keeps the load averages at start and end (timings are shared-CPU)
+    print(f"load average at start: {list(started.load)}")
     for group, b, L, job in tqdm(jobs, desc="world-model benchmark"):
         res = _run_worker(job)
         if group == "train_vector":
@@ -289,23 +288,17 @@ def main(args: Args) -> dict:
         else:
             results[group][b] = res
     results["targets"] = _targets(results, lengths, contexts)
-    if args.side_by_side_only:  # the rest of the table keeps its own setup and load
-        results["setup"]["side_by_side_rerun"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                                  "load_start": load_start}
-    else:
-        results["setup"] = {"device": device, "device_name": _device_name(device), "preset": args.preset, "batch": BATCH,
-                            "vector_dim": VECTOR, "horizon": HORIZON, "repeats": repeats, "quick": args.quick,
-                            "torch_threads": args.threads, "cpu_count": os.cpu_count(),
-                            "python": platform.python_version(), "torch": torch.__version__,
-                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            "load_start": load_start, "load_end": [round(x, 2) for x in os.getloadavg()]}
-    print(table(results, lengths, contexts))
+    results["setup"] = {"device": device, "device_name": _device_name(device), "preset": args.preset, "batch": BATCH,
+                        "vector_dim": VECTOR, "horizon": HORIZON, "repeats": repeats, "quick": args.quick,
+                        "torch_threads": args.threads, "side_by_side_only": args.side_by_side_only}
+    if not args.side_by_side_only:
+        print(table(results, lengths, contexts))
     print(f"load average at end: {[round(x, 2) for x in os.getloadavg()]}")
     for name, check in results["targets"].items():
         print(f"{'PASS' if check['pass'] else 'FAIL'}  {name}: {check['value']}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}")
+    path = record.write_result(f"world-models-{_device_name(device)}", results, started=started, device=device,
+                               results=args.results)
+    print(f"wrote {path}")
     return results
 
 

@@ -51,3 +51,16 @@ def test_readers_of_an_unknown_name_and_bad_names(tmp_path):
     for bad in ("", "a/b", ".hidden"):
         with pytest.raises(ValueError, match="plain folder name"):
             record.write_result(bad, {}, results=tmp_path)
+
+
+def test_envs_benchmark_writes_a_new_record_per_run(tmp_path):
+    from benchmarks import envs as bench_envs
+
+    args = bench_envs.Args(only="memory/rooms-2", rounds=1, seconds=0.05, max_steps=50, results=tmp_path)
+    first = bench_envs.main(args)
+    bench_envs.main(args)
+    runs = record.all_runs("envs", results=tmp_path)
+    assert len(runs) == 2 and runs[0]["path"] != runs[1]["path"]
+    assert runs[0]["payload"] == first and list(first["envs"]) == ["memory/rooms-2"]
+    assert 0 < first["envs"]["memory/rooms-2"]["steps_per_s"] and runs[0]["device"] == "cpu"
+    assert not (tmp_path / "envs.json").exists()  # nothing merged into a shared file
