@@ -22,7 +22,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from agents.dreamer import DreamerConfig
-from agents.ppo import PPOConfig  # in-context RL issue: `--agent ppo` (agents/ppo.py)
+from agents.ppo import PPOConfig
 from world_models import BACKBONES, WorldModelConfig
 
 DEFAULT_PRESET = "tiny"
@@ -36,6 +36,19 @@ DEFAULT_PRESET = "tiny"
 EMBEDDED_RUN = {"minutes": 8.0}
 # Flags that leave it the embedded default run (another seed, folder, device or thread count).
 EMBEDDED_RUN_EXTRAS = ("seed", "run", "device", "threads")
+
+
+# The one set of learning defaults of `memwm train`, for every task. Short CPU runs take learning
+# rates above DreamerV3's (which are tuned for millions of steps on large models), and the
+# reconstruction terms are normalised by their running size (WorldModelConfig.obs_norm) so that
+# one sparse reward per episode is not drowned by a loss summed over every pixel.
+TRAIN_DREAMER = DreamerConfig(wm_lr=1e-3, actor_lr=1e-4, critic_lr=1e-4)
+TRAIN_WM = {"obs_norm": True}
+
+
+def train_wm_config(preset: str) -> WorldModelConfig:
+    """The world-model config of a training run at `preset`: the preset's sizes and the training defaults."""
+    return WorldModelConfig.preset(preset, **TRAIN_WM)
 
 
 @dataclass(frozen=True)
@@ -59,17 +72,19 @@ class TrainConfig:
     seq_len: int = 32                    # steps per sequence
     replay_capacity: int = 200_000       # steps kept in memory (images are 12 KiB a step)
     replay_from_starts: float = 0.0      # share of replayed sequences that begin at an episode start (the rest anywhere)
+    replay_event_share: float = 0.5      # share of replayed sequences placed to hold a nonzero reward or a termination, with the steps before it
+    replay_whole_episodes: bool = True   # a sequence never cuts an episode it can hold whole (it starts at the episode's first step)
     eval_every: int = 2_500              # environment steps between evaluations (0: only at the end)
-    eval_episodes: int = 8
+    eval_episodes: int = 8               # episodes per evaluation (goal tasks: at least 32, from the environment's entry)
     video_every: int = 10_000            # environment steps between videos (0: only at the end; -1: never)
     log_every: int = 500                 # environment steps between logged training scalars
     checkpoint_every: int = 2_500        # environment steps between checkpoints
     threads: int = 0                     # torch CPU threads; 0 = torch's default
     precision: Literal["32", "bf16"] = "32"  # bf16: autocast the forward passes to bfloat16 (as DreamerV3); fast only with bf16 units (CPU avx512_bf16/AMX, recent GPUs)
     tensorboard: bool = True
-    wm: WorldModelConfig = field(default_factory=lambda: WorldModelConfig.preset(DEFAULT_PRESET))
-    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
-    # in-context RL issue (agents/ppo.py): the learner, and recurrent PPO's settings when it is ppo
+    wm: WorldModelConfig = field(default_factory=lambda: train_wm_config(DEFAULT_PRESET))
+    dreamer: DreamerConfig = field(default_factory=lambda: TRAIN_DREAMER)
+    # the learner, and the settings of recurrent PPO (agents/ppo.py) when it is ppo
     agent: Literal["dreamer", "ppo"] = "dreamer"
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
@@ -88,26 +103,16 @@ class TrainConfig:
         return _from_dict(cls, data, "")
 
 
-# Per-environment defaults, by id prefix: every matching prefix applies, longer ones over shorter
-# ones. Flat field names, nested ones as "wm.<field>" / "dreamer.<field>". The sequence length
-# must cover what the task needs remembered: a replayed window holds the cue and the decision
-# (or the first and the repeated view) of an episode only when it spans that episode, so it is
-# about twice the episode length where that is affordable (a window starts anywhere in the stream).
-_SHORT_RUN_LR = {"dreamer.wm_lr": 3e-4, "dreamer.actor_lr": 1e-4, "dreamer.critic_lr": 1e-4}
+# Per-environment entries, by id prefix: every matching prefix applies, longer ones over shorter
+# ones. Only what a task defines lives here: the replay window that its memory horizon needs, how
+# many evaluation episodes make its success rate trustworthy, its action repeat. Learning rates,
+# loss weights, train ratio and return normalisation are the same for every task.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Short CPU runs on the memory tasks: learning rates above DreamerV3's (tuned for 1M+ steps).
-    "memory/": dict(_SHORT_RUN_LR),
-    "pomdp/": dict(_SHORT_RUN_LR),
-    # distracting-L: L + 2-step episodes, the cue at steps 0-4 and the decision at L. Every window
-    # begins at an episode start and holds the whole episode (plus 2 steps of the next): a window
-    # starting anywhere holds cue and decision only when it starts in the episode's first few steps
-    # (1 in 4 windows of 128 steps on distracting-100), and a window that holds the decision without
-    # the cue teaches the reward head noise. The task's only signal is one +-1 reward per episode
-    # beside an image loss of ~400 a step over random distractors: at reward weight 1 (and wm lr
-    # 3e-4) s5 learned nothing of the cue in 2,100 updates; at x100 and 1e-3 it solved
-    # distracting-100 in ~1,900 (benchmarks/results/learning.json). Success is 0 or 1 (chance 0.5):
-    # more evaluation episodes.
-    "memory/distracting-": {"eval_episodes": 16, "replay_from_starts": 1.0, "wm.reward_scale": 100.0, "dreamer.wm_lr": 1e-3},
+    "memory/": {"eval_episodes": 32},
+    "minigrid/": {"eval_episodes": 32},
+    "memory-maze/": {"seq_len": 128, "eval_episodes": 8},
+    "icrl/": {"eval_episodes": 32},
+    # a window must hold the cue and the decision: distracting-L episodes are L + 2 steps
     "memory/distracting-8": {"seq_len": 12},
     "memory/distracting-16": {"seq_len": 20},
     "memory/distracting-32": {"seq_len": 36},
@@ -117,12 +122,10 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "memory/rooms-": {"seq_len": 256},            # 150 n-step episodes: the walk back recalls views 100+ steps old
     "memory/doors-keys-": {"seq_len": 128},       # 61-101-step episodes
     "memory/teleport": {"seq_len": 192},          # 161-step episodes
-    "minigrid/": dict(_SHORT_RUN_LR),
     "minigrid/memory-": {"seq_len": 64},          # the object is seen at the start, the choice 10-40 steps later
-    "dmc/": {"train_ratio": 64.0, "eval_episodes": 4},
-    "dmc-pomdp/": {"train_ratio": 64.0, "eval_episodes": 4},
-    "memory-maze/": {"seq_len": 128, "eval_episodes": 4},
-    "gym:": {"eval_episodes": 4},
+    "dmc/": {"eval_episodes": 4},
+    "dmc-pomdp/": {"eval_episodes": 4},
+    "gym:": {"eval_episodes": 8},
 }
 
 
@@ -136,7 +139,7 @@ def env_defaults(env: str) -> dict[str, Any]:
 
 def layered_defaults(env: str, preset: str) -> TrainConfig:
     """Layer 2: the defaults with the preset's world-model sizes and the environment's defaults."""
-    base = TrainConfig(env=env, preset=preset, wm=WorldModelConfig.preset(preset))
+    base = TrainConfig(env=env, preset=preset, wm=train_wm_config(preset))
     return apply_overrides(base, env_defaults(env))
 
 
@@ -199,8 +202,9 @@ def validate(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
     if config.train_ratio < 0:
         raise ValueError(f"train_ratio must be >= 0, got {config.train_ratio}")
-    if not 0.0 <= config.replay_from_starts <= 1.0:
-        raise ValueError(f"replay_from_starts is a share in [0, 1], got {config.replay_from_starts}")
+    for name in ("replay_from_starts", "replay_event_share"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise ValueError(f"{name} is a share in [0, 1], got {getattr(config, name)}")
     if config.replay_capacity < config.seq_len:
         raise ValueError(f"replay_capacity ({config.replay_capacity}) must hold at least one sequence of seq_len {config.seq_len}")
     if config.dreamer.horizon < 1:

@@ -11,6 +11,14 @@ episode, `is_first` marks the reset, which every world model honours. A window s
 uniformly drawn step (DreamerV3), or, for the share `from_starts` of a batch, at the start of a
 uniformly drawn episode: a task whose cue opens the episode and whose query closes it teaches
 memory only through windows that hold both, which a window starting anywhere rarely does.
+Two rules need no knowledge of the task:
+- `whole_episodes`: a window never cuts an episode it could hold whole: a start drawn inside an episode that fits
+  in the window from its first step moves to that first step (the model starts every window from
+  a reset state, so a start inside an episode is an artificial reset);
+- `event_share`: this share of the windows is placed to hold an event, a step with a nonzero reward
+  or a termination, drawn uniformly among the events in memory, together with as much of what
+  came before it as the window can hold (from its episode's start when that fits): a sparse reward
+  is then seen in most batches, with the history that explains it.
 
 Memory: capacity x bytes per step (for 64x64x3 images, 12 KiB) plus per-episode bookkeeping.
 """
@@ -50,6 +58,7 @@ class Replay:
         self.rng = np.random.default_rng(seed)
         self.episodes: collections.deque[dict[str, np.ndarray]] = collections.deque()
         self._ends: list[int] = []  # cumulative end index of each episode in the stream
+        self._events = np.zeros(0, np.int64)  # stream indices of steps with a nonzero reward or a termination
         self.num_steps = 0  # steps held in memory
         self.num_episodes = 0  # episodes ever added (also the next file's index)
         self._pending: dict[int, list[dict[str, np.ndarray]]] = collections.defaultdict(list)
@@ -93,6 +102,9 @@ class Replay:
         while self.num_steps > self.capacity and len(self.episodes) > 1:
             self.num_steps -= len(self.episodes.popleft()["reward"])
         self._ends = list(np.cumsum([len(e["reward"]) for e in self.episodes]))
+        firsts = [0, *self._ends[:-1]]
+        self._events = np.concatenate([np.flatnonzero((e["reward"] != 0) | e["is_terminal"]) + f
+                                       for e, f in zip(self.episodes, firsts)]).astype(np.int64)
 
     def _load(self) -> None:
         """Reload the newest episodes (up to capacity) written by an earlier run in the same directory.
@@ -135,20 +147,41 @@ class Replay:
     def __len__(self) -> int:
         return self.num_steps
 
-    def sample(self, batch_size: int, length: int, from_starts: float = 0.0) -> dict[str, np.ndarray]:
+    def sample(self, batch_size: int, length: int, from_starts: float = 0.0, event_share: float = 0.0,
+               whole_episodes: bool = False) -> dict[str, np.ndarray]:
         """A batch of windows: dict of (batch_size, length, ...) arrays; is_first marks every episode start inside.
 
         from_starts: the share of the windows (drawn per window) that begin at an episode's first step,
         the episode drawn uniformly among those with `length` steps of stream from their start.
+        event_share: the share of the windows placed to hold a rewarded or terminal step (when memory
+        holds one) and the steps before it, from its episode's first step when they fit in `length`.
+        whole_episodes: a window that starts inside an episode it can hold whole starts at its first step.
         """
         if self.num_steps < length:
             raise ValueError(f"replay holds {self.num_steps} steps, fewer than the sequence length {length}")
-        if not 0.0 <= from_starts <= 1.0:
-            raise ValueError(f"from_starts is a share of the batch in [0, 1], got {from_starts}")
-        starts = self.rng.integers(0, self.num_steps - length + 1, size=batch_size)
+        for name, share in (("from_starts", from_starts), ("event_share", event_share)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} is a share of the batch in [0, 1], got {share}")
+        last = self.num_steps - length  # the latest start of a window that fits in the stream
+        ends = np.asarray(self._ends)
+        starts = self.rng.integers(0, last + 1, size=batch_size)
+        if event_share > 0 and len(self._events):
+            events = self._events[self.rng.integers(0, len(self._events), size=batch_size)]
+            placed = self.rng.random(batch_size) < event_share
+            starts = np.where(placed, np.clip(events - length + 1, 0, last), starts)
+        # the episode each window is about: its event's (placed windows), else its start's
+        about = np.where(placed, events, starts) if event_share > 0 and len(self._events) else starts
+        episode = np.searchsorted(ends, about, side="right")
+        first = np.where(episode > 0, ends[np.maximum(episode - 1, 0)], 0)  # that episode's first step
+        # begin at that first step when the window can hold the episode whole, or (placed windows)
+        # the steps from its first step up to the event
+        reach = (ends[episode] - first <= length) & whole_episodes
+        if event_share > 0 and len(self._events):
+            reach |= placed & (events - first < length)
+        starts = np.where(reach & (first <= last), first, starts)
         if from_starts > 0:
-            firsts = np.concatenate([[0], self._ends[:-1]])  # each episode's first step in the stream
-            firsts = firsts[firsts <= self.num_steps - length]  # never empty: the first episode starts at 0
+            firsts = np.concatenate([[0], ends[:-1]])  # each episode's first step in the stream
+            firsts = firsts[firsts <= last]  # never empty: the first episode starts at 0
             aligned = self.rng.random(batch_size) < from_starts
             starts = np.where(aligned, firsts[self.rng.integers(0, len(firsts), size=batch_size)], starts)
         seqs = [self._window(int(s), length) for s in starts]

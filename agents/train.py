@@ -12,69 +12,21 @@ the last good ones. Running again on the same run folder resumes from the newest
 
 from __future__ import annotations
 
-import dataclasses
-import random
 import sys
 import time
-from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-import tyro
 
-import envs
-import world_models
 from agents import checkpoint, distributed
-from agents.config import EMBEDDED_RUN, EMBEDDED_RUN_EXTRAS, TrainConfig, load_yaml, resolve, save_yaml
-from agents.dreamer import Dreamer
-from agents.evaluate import episode_success, has_success, obs_to_torch, run_episodes
-from agents.logger import Logger, read_evals
+from agents.common import FLAGS, obs_to_torch, pick_device, seed_everything
+from agents.config import TrainConfig, load_yaml, resolve, save_yaml
+from agents.evaluate import episode_success, has_success, run_episodes
+from agents.logger import Logger
 from agents.replay import Replay
-from world_models.imagine import decode_frames, model_obs_space, open_loop
+from agents.runs import build_agent, identity
+from world_models.imagine import decode_frames, open_loop
 from world_models.video import imagination_video
-
-FLAGS = ("is_first", "is_last", "is_terminal")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; expected auto, cpu or cuda")
-    return torch.device(name)
-
-
-def load_run_config(run_dir: Path) -> TrainConfig:
-    path = run_dir / "config.yaml"
-    if not path.exists():
-        raise ValueError(f"{run_dir} is not a memwm run (no config.yaml)")
-    return TrainConfig.from_dict(load_yaml(path))
-
-
-def build_agent(config: TrainConfig, device: torch.device, spaces=None) -> tuple[Dreamer, tuple]:
-    """The Dreamer agent for the config's environment; `spaces` (obs_space, act_space) avoids making an env."""
-    if spaces is None:
-        env = envs.make(config.env, seed=config.seed, **config.env_options)
-        spaces = (env.observation_space, env.action_space)
-        env.close()
-    obs_space, act_space = model_obs_space(spaces[0]), spaces[1]
-    wm = world_models.make(config.backbone, obs_space, act_space, config.wm, device=device)
-    agent = Dreamer(wm, act_space, config.dreamer, config.wm, precision=config.precision).to(device)
-    return agent, (obs_space, act_space)
-
-
-def identity(config: TrainConfig) -> dict:
-    """What a resume must match: the environment and the model."""
-    return {"env": config.env, "env_options": dict(config.env_options), "backbone": config.backbone, "wm": dataclasses.asdict(config.wm)}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -213,7 +165,8 @@ class Trainer:
         owed = int(trained * cfg.train_ratio / (cfg.batch_size * cfg.seq_len)) + 1
         metrics = None
         while self.counters["updates"] < owed:
-            batch = to_torch(self.replay.sample(cfg.batch_size, cfg.seq_len, cfg.replay_from_starts), self.device)
+            batch = to_torch(self.replay.sample(cfg.batch_size, cfg.seq_len, cfg.replay_from_starts, cfg.replay_event_share,
+                                                cfg.replay_whole_episodes), self.device)
             metrics = self.agent.update(batch)
             self.counters["updates"] += 1
         if metrics is not None and self.counters["step"] - getattr(self, "_last_train_log", -cfg.log_every) >= cfg.log_every:
@@ -238,7 +191,7 @@ class Trainer:
         summary = {"eval/return": result.mean_return, "eval/length": float(np.mean(result.lengths))}
         if has_success(cfg.env):
             summary["eval/success"] = result.success_rate
-        if cfg.env.startswith("icrl/"):  # in-context RL issue: return by episode index, gain, bandit regret, PNG
+        if cfg.env.startswith("icrl/"):  # return by episode index, gain, bandit regret, PNG
             from agents import icrl
 
             icrl.evaluate(icrl.DreamerPolicy(self.agent, self.device), cfg.env, cfg.eval_episodes, cfg.seed + 1_000_000,
@@ -286,41 +239,98 @@ class _InfoView:
                 if not k.startswith("_") and isinstance(v, np.ndarray) and len(v) > i and self.info.get("_" + k, np.ones(i + 1, bool))[i]}
 
 
-# ---------------------------------------------------------------------- command line
+# ---------------------------------------------------------------------- the run
 def train(config: TrainConfig) -> dict[str, float]:
     """Train (or resume) the run described by `config`; return the final evaluation's scalars."""
     saved = config.run_dir / "config.yaml"
-    if resolve(config, load_yaml(saved) if saved.exists() else None).agent == "ppo":  # in-context RL issue: agents/ppo.py
-        from agents import ppo
-
+    if resolve(config, load_yaml(saved) if saved.exists() else None).agent == "ppo":
         distributed.require_one_process("--agent ppo")
-        return ppo.train(config)
-    trainer = Trainer(config)
-    summary = trainer.run()
-    run_dir = trainer.run_dir
-    if not distributed.is_main():
-        return summary
-    print(f"memwm: finished {trainer.config.env} ({trainer.config.backbone}) at step {trainer.counters['step']}: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
-    evals = read_evals(run_dir)
-    if len(evals) > 1:
-        first, last = evals[0], evals[-1]
-        success = f"success {first['success']:.2f} -> {last['success']:.2f}, " if first["success"] is not None else ""
-        print(f"memwm: eval {success}return {first['return']:.2f} -> {last['return']:.2f} "
-              f"(step {first['step']} -> {last['step']}, {trainer.config.eval_episodes} episodes each)")
-    print(f"memwm: logs in {run_dir} (tensorboard --logdir {run_dir}), metrics in {run_dir / 'metrics.jsonl'}, "
-          f"videos in {run_dir / 'videos'}")
-    return summary
+        return train_ppo(config)
+    return Trainer(config).run()
 
 
-def train_command(config: Annotated[TrainConfig, tyro.conf.arg(name="")] = TrainConfig()) -> None:
-    """Train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU."""
-    if dataclasses.replace(config, **{k: getattr(TrainConfig(), k) for k in EMBEDDED_RUN_EXTRAS}) == TrainConfig():
-        config = dataclasses.replace(config, **EMBEDDED_RUN)
-        print(f"memwm: the embedded default run: {config.env}, {config.backbone}, preset {config.preset}, "
-              f"at most {config.minutes:g} minutes, in {config.run_dir}", file=sys.stderr)
+def train_ppo(config: TrainConfig) -> dict[str, float]:
+    """`memwm train --agent ppo`: recurrent PPO on `config.env` with `config.backbone` as memory.
+
+    config: an agents.config.TrainConfig (its env, backbone, wm sizes, steps, run, seed, device,
+    num_envs, eval/log/checkpoint intervals, and `ppo`). Writes the run folder as Dreamer runs do
+    (config.yaml, metrics.jsonl, TensorBoard, checkpoints/, icrl/ plots) and resumes from it.
+    Returns the final evaluation's scalars.
+    """
+    from tqdm import tqdm
+
+    import envs as memwm_envs
+    from agents.ppo import build, evaluate, identity
+
+    run_dir = config.run_dir
+    saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+    config = resolve(config, saved)
+    device = pick_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    vec = memwm_envs.make_vector(config.env, config.num_envs, seed=config.seed, asynchronous=config.async_envs,
+                                 **config.env_options)
+    ppo = build(config, device, (vec.single_observation_space, vec.single_action_space))
+    counters = {"step": 0, "updates": 0, "trials": 0}
+    found = checkpoint.load(run_dir / "checkpoints", map_location=device)
+    if found is not None:
+        payload, path = found
+        trained_by = payload["identity"].get("agent", "dreamer")
+        if trained_by != "ppo":
+            raise checkpoint.CheckpointMismatch(f"run {run_dir} was trained with agent={trained_by!r}, but this command asks for "
+                                                "agent='ppo'; use another --run or the same agent")
+        checkpoint.check_identity(payload["identity"], identity(config), path)
+        ppo.load_state_dict(payload["agent"])
+        counters = dict(payload["counters"])
+        checkpoint.set_rng_state(payload["rng"])
+        print(f"memwm: resuming {run_dir} from {path.name} at step {counters['step']}", file=sys.stderr)
+    save_yaml(config, run_dir / "config.yaml")
+
+    def save():
+        checkpoint.save(run_dir / "checkpoints", counters["step"], {
+            "agent": ppo.state_dict(), "counters": dict(counters), "identity": identity(config)})
+
+    bar = tqdm(total=config.steps, initial=min(counters["step"], config.steps), unit="step", dynamic_ncols=True,
+               mininterval=1.0, file=sys.stderr, desc=run_dir.name)
+    logger = Logger(run_dir, config.tensorboard, bar)
+    marks = dict.fromkeys(("log", "eval", "checkpoint"), counters["step"])
+    timer = (time.time(), counters["step"])
+    eval_seed = config.seed + 1_000_000
+    summary: dict[str, float] = {}
     try:
-        train(config)
-    except (ValueError, FloatingPointError, RuntimeError) as e:
-        print(f"memwm train: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        raise SystemExit(1)
+        while counters["step"] < config.steps:
+            # 1. collect a chunk of every env's trial, carrying the memory; 2. GAE (inside collect)
+            rollout, finished = ppo.collect(vec, seed=config.seed + counters["step"])
+            counters["step"] += rollout.mask.numel()
+            bar.update(rollout.mask.numel())
+            # 3. update; the learning rate decays linearly to zero if anneal_lr (PPO's Atari setting)
+            lr = config.ppo.lr * max(0.0, 1 - counters["step"] / config.steps) if config.ppo.anneal_lr else None
+            metrics = ppo.update(rollout, lr)
+            counters["updates"] += 1
+            # 4. log
+            step = counters["step"]
+            if finished["return"]:
+                counters["trials"] += len(finished["return"])
+                logger.scalar("episode/return", np.mean(finished["return"]))
+                logger.scalar("episode/length", np.mean(finished["length"]))
+            if step - marks["log"] >= config.log_every:
+                marks["log"] = step
+                now = time.time()
+                logger.scalars(metrics)
+                logger.scalar("perf/env_steps_per_s", (step - timer[1]) / max(now - timer[0], 1e-9))
+                timer = (now, step)
+            logger.write(step)
+            if config.eval_every and step - marks["eval"] >= config.eval_every and step < config.steps:
+                marks["eval"] = step
+                summary = evaluate(ppo, config, config.eval_episodes, eval_seed, run_dir / "icrl", logger, step)
+            if step - marks["checkpoint"] >= config.checkpoint_every:
+                marks["checkpoint"] = step
+                save()
+        summary = evaluate(ppo, config, config.eval_episodes, eval_seed, run_dir / "icrl", logger, counters["step"])
+        save()
+    finally:
+        bar.close()
+        logger.close()
+        vec.close()
+    return summary

@@ -1,159 +1,250 @@
-"""Learning benchmarks: Dreamer with an S5 world model against the RSSM on memory tasks, by wall clock.
+"""Learning benchmarks: how fast `memwm train --env ID`, with its defaults and nothing else, learns memory tasks.
 
-    python -m benchmarks.learning                        # every task, s5 and rssm, 60 minutes each (hours)
-    python -m benchmarks.learning --minutes 10           # 10 minutes of training per run (resumes where the last call stopped)
-    python -m benchmarks.learning --tasks minigrid-s7 --backbones s5
-    python -m benchmarks.learning --tasks distracting-100 --minutes 40 --side-by-side   # one process per backbone
+    python -m benchmarks.learning --tasks distracting-100 --backbones s5 --seeds 0 1 2 --parallel 2
+    python -m benchmarks.learning --tasks cartpole-positions --minutes 8
+    python -m benchmarks.learning --plot-only --tasks distracting-100      # redraw the curves from the result files
 
-Each run is an ordinary `memwm train` run in runs/bench-<task>-<backbone>-<seed>/ with a
-wall-clock budget: calling the script again resumes every run from its checkpoint and adds
-`--minutes` more, so a long benchmark can be done in pieces. After each run the script reads the
-run's metrics.jsonl and writes benchmarks/results/learning.json: per run the evaluation curve
-(env step, mean return, success rate), the minutes trained, the final and best success rate,
-and whether it reached the target (success >= 0.9).
+Each run is the command a user types, `memwm train --env ID --backbone B --seed S`, in its own process
+with one torch thread and a wall-clock budget (`--minutes`, default the task's bar); the benchmark adds
+no setting of its own. While a run trains the benchmark reads its metrics.jsonl to stamp every
+evaluation with the minutes it came at. When the run stops (its budget, its step cap, or a failure)
+the benchmark writes one new result file for it, benchmarks/results/learning/<task>/<backbone>-seed<S>-<time>.json,
+with the commit, the command, the machine, the load average over the run, and the evaluation curve. After
+every call it draws, for each task, success (or return) against env steps and against minutes, the mean
+and range over the seeds of each backbone, from every result file of the newest commit-and-budget
+(learning/<task>/curves.png), and prints the table: per backbone the seeds, the mean and worst final
+score, and how many seeds met the bar within its minutes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
+import platform
 import subprocess
 import sys
-import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import tyro
 
-from agents.config import TrainConfig, apply_overrides, load_yaml
-from agents.logger import read_evals, read_metrics
-from agents.train import train
+RESULTS = Path(__file__).parent / "results" / "learning"
 
-RESULTS = Path(__file__).parent / "results"
 
-# The tasks of the issue, from pixels. minigrid-s7 at preset small as the issue asks; distracting-100
-# at preset tiny with batch 8, which gets ~4x more updates into the same CPU time, and its
-# environment defaults (agents/config.py: windows of 104 steps that begin at episode starts).
-# minigrid-s7 under bf16 autocast, as DreamerV3 trains: on a CPU with bf16 units (this one has
-# avx512_bf16) a preset-small update takes ~0.8x the float32 time (3.97 s against 4.99 s at one
-# thread, benchmarks/results/throughput-cpu.json). At preset tiny bf16 is slower than float32
-# (0.73x, README), so distracting-100 stays float32. Its environment defaults also weigh the reward
-# loss x100 at wm lr 1e-3 (the weights the world-model compare learned the cue with,
-# benchmarks/results/compare-distracting-100/diagnosis.md): at weight 1 nothing of the cue was
-# learned in 2,100 updates (learning.json, distracting-100-reward-scale-1). `overrides`: nested
-# config fields over the environment's defaults.
-TASKS: dict[str, dict] = {
-    "minigrid-s7": dict(env="minigrid/memory-s7", preset="small", steps=400_000, eval_every=5_000, eval_episodes=16,
-                        precision="bf16"),
-    # minigrid-s7 with distracting-100's weighting: its reward, too, is one number per episode beside a full image loss
-    "minigrid-s7-reward100": dict(env="minigrid/memory-s7", preset="small", steps=400_000, eval_every=5_000, eval_episodes=16,
-                                  precision="bf16", overrides={"wm.reward_scale": 100.0, "dreamer.wm_lr": 1e-3}),
-    "distracting-100": dict(env="memory/distracting-100", preset="tiny", steps=400_000, batch_size=8,
-                            eval_every=5_000, eval_episodes=16),
+@dataclass(frozen=True)
+class Task:
+    env: str
+    metric: str      # "success" (goal tasks) or "return"
+    bar: float       # the score to reach ...
+    minutes: float   # ... within this many minutes of training (the default budget)
+
+
+# The bars of the learning issue: success or return that `memwm train --env ID` must reach in CPU minutes.
+TASKS: dict[str, Task] = {
+    "cartpole-positions": Task("pomdp/cartpole-positions", "return", 300.0, 8.0),
+    "distracting-100": Task("memory/distracting-100", "success", 0.9, 45.0),
+    "minigrid-s7": Task("minigrid/memory-s7", "success", 0.9, 60.0),
+    "recall-k8": Task("memory/recall-k8", "return", 0.9, 30.0),
+    "count-4": Task("memory/count-4", "return", 0.9, 30.0),
 }
 
 
 @dataclass
 class Args:
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    backbones: list[str] = field(default_factory=lambda: ["s5", "rssm"])
-    minutes: float = 60.0
-    """wall-clock minutes of training to add to each run in this call"""
-    seed: int = 0
-    runs: str = "runs"
-    """folder of the benchmark runs"""
-    device: str = "auto"
-    side_by_side: bool = False
-    """run the backbones of a task at the same time, one process (one torch thread) each"""
-    threads: int = 0
-    """torch CPU threads per run; 0 = torch's default (1 with --side-by-side)"""
+    tasks: list[str] = field(default_factory=lambda: ["distracting-100"])
+    backbones: list[str] = field(default_factory=lambda: ["s5"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    minutes: float = 0.0
+    """wall-clock minutes of training per run; 0 = the task's bar"""
+    parallel: int = 2
+    """runs at a time, one process and one torch thread each"""
+    runs: str = "runs/bench"
+    """folder of the benchmark's run folders (a fresh one per run)"""
+    plot_only: bool = False
+    """only redraw the curves and print the table from the result files"""
 
 
-# The run's settings that decide what it learns, as resolved (flags, presets and environment defaults).
-RESOLVED = ("env", "preset", "precision", "batch_size", "seq_len", "train_ratio", "replay_from_starts", "num_envs")
-RESOLVED_NESTED = {"wm": ("reward_scale", "hidden"), "dreamer": ("wm_lr", "actor_lr", "critic_lr")}
+def commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
-def summarise(task: str, backbone: str, run_dir: Path, minutes_total: float) -> dict:
-    points = read_evals(run_dir)
-    successes = [p["success"] for p in points if p["success"] is not None]
-    updates = [r["train/updates"] for r in read_metrics(run_dir) if "train/updates" in r]
-    saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
-    resolved = {k: saved[k] for k in RESOLVED if k in saved} | {f"{group}.{k}": saved[group][k] for group, keys in RESOLVED_NESTED.items()
-                                                                for k in keys if k in saved.get(group, {})}
-    return {"task": task, "backbone": backbone, "run": str(run_dir), "minutes": minutes_total, "evals": points, "resolved": resolved,
-            "env_steps": points[-1]["step"] if points else 0, "updates": int(updates[-1]) if updates else 0,
-            "final_success": successes[-1] if successes else None, "best_success": max(successes) if successes else None,
-            "solved": bool(successes) and max(successes) >= 0.9}
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torch
+
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
 
 
-def load_average() -> float:
-    """The 1-minute load average (the CPU is shared: timings are read beside it)."""
-    return os.getloadavg()[0]
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a metrics.jsonl (a torn last line is skipped)."""
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
 
 
-def record(key: str, entry: dict) -> dict:
-    """Merge one run's entry into learning.json (re-read first: side-by-side runs write the same file); all results."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "learning.json"
-    with open(Path(tempfile.gettempdir()) / "memwm-learning.json.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs finishing together must not drop each other's entry
-        results = json.loads(path.read_text()) if path.exists() else {}
-        results[key] = entry
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        os.replace(tmp, path)
-    return results
+def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path) -> subprocess.Popen:
+    """Start `memwm train` for one run; the caller polls it with `watch`."""
+    task = TASKS[name]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = runs / f"{name}-{backbone}-{seed}-{stamp}"
+    cmd = [sys.executable, "-m", "agents.cli", "train", "--env", task.env, "--backbone", backbone, "--seed", str(seed),
+           "--minutes", f"{minutes:g}", "--steps", "10000000", "--threads", "1", "--run", str(run_dir)]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir.with_name(run_dir.name + ".log"), "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc.memwm = {"task": name, "backbone": backbone, "seed": seed, "run_dir": run_dir, "cmd": cmd, "start": time.time(),
+                  "minutes": minutes, "loads": [], "stamps": {}, "log": log}
+    return proc
 
 
-def run_one(task: str, backbone: str, args: Args) -> dict:
-    """Train (or resume) one benchmark run for `args.minutes` more; record and return its entry."""
-    key = f"{task}/{backbone}/{args.seed}"
-    run_dir = Path(args.runs) / f"bench-{task}-{backbone}-{args.seed}"
-    path = RESULTS / "learning.json"
-    before = json.loads(path.read_text()).get(key, {}) if path.exists() else {}
-    settings = dict(TASKS[task])
-    overrides = settings.pop("overrides", {})
-    config = apply_overrides(TrainConfig(backbone=backbone, seed=args.seed, run=str(run_dir), minutes=args.minutes,
-                                         device=args.device, threads=args.threads, **settings), overrides)
-    start, loads = time.time(), [load_average()]
-    train(config)
-    loads.append(load_average())
-    entry = summarise(task, backbone, run_dir, before.get("minutes", 0.0) + (time.time() - start) / 60)
-    entry["settings"] = dict(TASKS[task]) | {"threads": args.threads, "side_by_side": args.side_by_side}
-    entry["load_average"] = before.get("load_average", []) + loads  # 1-minute load at the start and end of each call
-    return record(key, entry)
+def watch(proc: subprocess.Popen) -> None:
+    """Stamp the run's new evaluations with the minutes since it started; sample the load."""
+    info = proc.memwm
+    elapsed = (time.time() - info["start"]) / 60
+    info["loads"].append(round(os.getloadavg()[0], 2))
+    for r in read_jsonl(info["run_dir"] / "metrics.jsonl"):
+        if "eval/return" in r and r["step"] not in info["stamps"]:
+            info["stamps"][r["step"]] = round(elapsed, 2)
 
 
-def main(args: Args) -> dict:
+def record(proc: subprocess.Popen, machine_info: dict, code: str) -> Path:
+    """The run's result file (a new one per run)."""
+    watch(proc)
+    info = proc.memwm
+    task = TASKS[info["task"]]
+    evals = [{"step": r["step"], "minutes": info["stamps"].get(r["step"]), "return": r["eval/return"], "success": r.get("eval/success")}
+             for r in read_jsonl(info["run_dir"] / "metrics.jsonl") if "eval/return" in r]
+    scores = [e[task.metric] for e in evals if e[task.metric] is not None]
+    within = [e[task.metric] for e in evals if e[task.metric] is not None and e["minutes"] is not None and e["minutes"] <= task.minutes + 0.5]
+    reached = next((e for e in evals if e[task.metric] is not None and e[task.metric] >= task.bar), None)
+    result = {
+        "task": info["task"], "env": task.env, "backbone": info["backbone"], "seed": info["seed"], "metric": task.metric,
+        "bar": task.bar, "bar_minutes": task.minutes, "budget_minutes": info["minutes"], "commit": code,
+        "command": " ".join(info["cmd"][1:]).replace("-m agents.cli", "memwm"), "machine": machine_info,
+        "exit_code": proc.returncode, "stopped_by": "budget" if proc.returncode == 0 else "failure",
+        "wall_minutes": round((time.time() - info["start"]) / 60, 2), "load_average": info["loads"],
+        "final": scores[-1] if scores else None, "best": max(scores) if scores else None,
+        "best_within_bar_minutes": max(within) if within else None,
+        "reached_bar": None if reached is None else {"step": reached["step"], "minutes": reached["minutes"]},
+        "met": reached is not None and reached["minutes"] is not None and reached["minutes"] <= task.minutes + 0.5,
+        "evals": evals,
+    }
+    out = RESULTS / info["task"]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{info['backbone']}-seed{info['seed']}-{info['run_dir'].name.rsplit('-', 1)[-1]}.json"
+    path.write_text(json.dumps(result, indent=1))
+    info["log"].close()
+    return path
+
+
+def load_results(name: str) -> list[dict]:
+    """Every result file of `name`, oldest first."""
+    return [json.loads(p.read_text()) for p in sorted((RESULTS / name).glob("*-seed*.json"))] if (RESULTS / name).exists() else []
+
+
+def newest_group(results: list[dict]) -> list[dict]:
+    """Per backbone and seed the newest run, among the runs of the newest commit seen for that backbone."""
+    by_backbone = defaultdict(list)
+    for r in results:
+        by_backbone[r["backbone"]].append(r)
+    out = []
+    for rs in by_backbone.values():
+        code = rs[-1]["commit"]
+        per_seed = {r["seed"]: r for r in rs if r["commit"] == code}
+        out.extend(per_seed.values())
+    return out
+
+
+def plot(name: str, results: list[dict]) -> Path | None:
+    """success/return against env steps and against minutes, mean and range over the seeds of each backbone."""
+    if not results:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    task = TASKS[name]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for backbone in sorted({r["backbone"] for r in results}):
+        runs = [r for r in results if r["backbone"] == backbone]
+        for ax, x_key in zip(axes, ("step", "minutes")):
+            curves = [[(e[x_key], e[task.metric]) for e in r["evals"] if e[x_key] is not None and e[task.metric] is not None] for r in runs]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            grid = np.linspace(0, min(c[-1][0] for c in curves), 50)
+            ys = np.stack([np.interp(grid, *zip(*c)) for c in curves])
+            line, = ax.plot(grid, ys.mean(0), label=f"{backbone} ({len(curves)} seeds)")
+            ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+    for ax, label in zip(axes, ("env steps", "minutes of training (one CPU thread)")):
+        ax.axhline(task.bar, color="grey", ls="--", lw=1)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"eval {task.metric}")
+        ax.legend()
+    axes[1].axvline(task.minutes, color="grey", ls=":", lw=1)
+    fig.suptitle(f"memwm train --env {task.env}: eval {task.metric}, mean and range over seeds (bar {task.bar:g} in {task.minutes:g} min)")
+    fig.tight_layout()
+    path = RESULTS / name / "curves.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def table(name: str, results: list[dict]) -> None:
+    task = TASKS[name]
+    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    for backbone in sorted({r["backbone"] for r in results}):
+        runs = sorted((r for r in results if r["backbone"] == backbone), key=lambda r: r["seed"])
+        finals = [r["best_within_bar_minutes"] for r in runs if r["best_within_bar_minutes"] is not None]
+        print(f"{name:<20} {backbone:<8} seeds {','.join(str(r['seed']) for r in runs):<8} "
+              f"best {task.metric} within {task.minutes:g} min: mean {fmt(sum(finals) / len(finals) if finals else None)} "
+              f"worst {fmt(min(finals) if finals else None)}; met {sum(r['met'] for r in runs)}/{len(runs)} "
+              f"(bar {task.bar:g}; commit {runs[-1]['commit']})")
+
+
+def main(args: Args) -> None:
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
-        raise SystemExit(f"unknown task {unknown[0]!r}; known: {', '.join(TASKS)}")
-    path = RESULTS / "learning.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    for task in args.tasks:
-        if args.side_by_side and len(args.backbones) > 1:
-            procs = []
-            for backbone in args.backbones:  # the same flags, one backbone each, one thread each unless given
-                cmd = [sys.executable, "-m", "benchmarks.learning", "--tasks", task, "--backbones", backbone,
-                       "--minutes", str(args.minutes), "--seed", str(args.seed), "--runs", args.runs, "--device", args.device,
-                       "--threads", str(args.threads or 1), "--side-by-side"]
-                procs.append(subprocess.Popen(cmd))
-            if any(p.wait() != 0 for p in procs):
-                raise SystemExit(f"a side-by-side run of {task} failed (exit codes {[p.returncode for p in procs]})")
-            results = json.loads(path.read_text())
-            continue
-        for backbone in args.backbones:
-            results = run_one(task, backbone, args)
-    print(f"{'task':<18} {'backbone':<10} {'minutes':>8} {'final success':>14} {'best success':>13} {'solved':>7}")
-    for r in results.values():
-        fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-        print(f"{r['task']:<18} {r['backbone']:<10} {r['minutes']:>8.1f} {fmt(r['final_success']):>14} "
-              f"{fmt(r['best_success']):>13} {str(r['solved']):>7}")
-    print(f"wrote {path} (1-minute load average now {load_average():.1f})")
-    return results
+        print(f"benchmarks.learning: error: unknown task {unknown[0]!r}; known: {', '.join(TASKS)}", file=sys.stderr)
+        raise SystemExit(2)
+    if not args.plot_only:
+        queue = [(t, b, s) for t in args.tasks for b in args.backbones for s in args.seeds]
+        machine_info, code, running = machine(), commit(), []
+        while queue or running:
+            while queue and len(running) < max(1, args.parallel):
+                t, b, s = queue.pop(0)
+                running.append(run_one(t, b, s, args.minutes or TASKS[t].minutes, Path(args.runs)))
+            time.sleep(10)
+            for proc in list(running):
+                watch(proc)
+                if proc.poll() is not None:
+                    running.remove(proc)
+                    print(f"benchmarks.learning: wrote {record(proc, machine_info, code)}", flush=True)
+    for name in args.tasks:
+        group = newest_group(load_results(name))
+        path = plot(name, group)
+        table(name, group)
+        if path:
+            print(f"benchmarks.learning: curves in {path}")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,14 @@ def _parse_config(args):
 
 def test_preset_sets_the_world_model_sizes_and_given_fields_win():
     cfg = resolve(_parse_config(["--env", "minigrid/memory-s7", "--preset", "small", "--wm.cnn-depth", "12", "--steps", "77"]))
-    small = WorldModelConfig.preset("small")
-    assert cfg.wm == dataclasses.replace(small, cnn_depth=12)
+    small = C.train_wm_config("small")
+    assert cfg.wm == dataclasses.replace(small, cnn_depth=12) and cfg.wm.hidden == WorldModelConfig.preset("small").hidden
     assert cfg.steps == 77 and cfg.env == "minigrid/memory-s7" and cfg.preset == "small"
 
 
 def test_no_arguments_is_the_embedded_default_run():
     cfg = resolve(_parse_config([]))
-    assert cfg.env == TrainConfig().env and cfg.wm == WorldModelConfig.preset(TrainConfig().preset)
+    assert cfg.env == TrainConfig().env and cfg.wm == C.train_wm_config(TrainConfig().preset)
     assert cfg.run_dir.parts[0] == "runs" and C.EMBEDDED_RUN["minutes"] < 10
 
 
@@ -41,7 +41,7 @@ def test_resume_keeps_the_saved_config_under_given_flags():
     saved = resolve(TrainConfig(env="minigrid/memory-s7", preset="small", batch_size=4, seed=3)).to_dict()
     cfg = resolve(TrainConfig(steps=999), saved)
     assert cfg.env == "minigrid/memory-s7" and cfg.preset == "small" and cfg.batch_size == 4 and cfg.seed == 3
-    assert cfg.wm == WorldModelConfig.preset("small") and cfg.steps == 999
+    assert cfg.wm == C.train_wm_config("small") and cfg.steps == 999
 
 
 def test_yaml_round_trip(tmp_path):
@@ -67,3 +67,17 @@ def test_unknown_fields_in_saved_configs_or_overrides_are_named():
         TrainConfig.from_dict({"wm": {"hiden": 3}})
     with pytest.raises(ValueError, match="unknown config field dreamer.gama"):
         C.apply_overrides(TrainConfig(), {"dreamer.gama": 0.9})
+
+
+def test_learning_settings_are_the_same_for_every_task():
+    """Only what a task defines (its replay window, evaluation episodes, action repeat) differs between tasks."""
+    task_fields = {"seq_len", "eval_episodes", "env", "run_dir"}
+    ids = ["pomdp/cartpole-positions", "memory/distracting-100", "minigrid/memory-s7", "dmc/cartpole-swingup",
+           "icrl/bandit-10", "gym:Pendulum-v1", "memory-maze/9x9"]
+    configs = [resolve(TrainConfig(env=i)) for i in ids]
+    for cfg in configs[1:]:
+        a, b = configs[0].to_dict(), cfg.to_dict()
+        differ = {k for k in a if a[k] != b[k]} - task_fields
+        assert not differ, (cfg.env, differ)
+    assert all(c.wm.obs_norm and c.dreamer == C.TRAIN_DREAMER for c in configs)
+    assert all(c.eval_episodes >= 32 for c in configs if c.env.startswith(("memory/", "minigrid/", "icrl/")))

@@ -132,3 +132,57 @@ def test_bad_inputs_raise():
     replay.add_episode(_episode(5, 0))
     with pytest.raises(ValueError, match="fewer than the sequence length"):
         replay.sample(2, 8)
+
+
+def _mid_rewards(length, ep_id, at):
+    """An episode of `length` steps whose only event (a reward, no termination) is at step `at`."""
+    ep = _episode(length, ep_id, image=False)
+    ep["reward"] = (np.arange(length) == at).astype(np.float32)
+    ep["is_terminal"] = np.zeros(length, bool)
+    return ep
+
+
+def test_whole_episodes_windows_start_at_the_first_step_of_every_episode_they_can_hold():
+    replay = Replay(capacity=10_000, seed=3)
+    lengths = [6, 25, 4, 9, 30, 8]
+    for i, n in enumerate(lengths):
+        replay.add_episode(_episode(n, i, image=False))
+    length = 10
+    batch = replay.sample(3_000, length, whole_episodes=True)
+    ep0, t0 = batch["vector"][:, 0, 0].astype(int), batch["vector"][:, 0, 1].astype(int)
+    short = np.array([lengths[e] <= length for e in ep0])
+    assert (t0[short] == 0).all()  # an episode that fits is never cut
+    assert (t0[~short] > 0).mean() > 0.5  # long episodes are still entered anywhere
+    # the same draws without the rule cut short episodes
+    plain = replay.sample(3_000, length)
+    p_ep, p_t = plain["vector"][:, 0, 0].astype(int), plain["vector"][:, 0, 1].astype(int)
+    assert (p_t[np.array([lengths[e] <= length for e in p_ep])] > 0).any()
+
+
+def test_event_windows_hold_the_event_and_the_history_before_it():
+    replay = Replay(capacity=10_000, seed=4)
+    # (length, event step): events early in long episodes, late in long ones, in short ones
+    layout = [(40, 5), (40, 35), (8, 7), (30, 20), (12, 3)]
+    for i, (n, at) in enumerate(layout):
+        replay.add_episode(_mid_rewards(n, i, at))
+    length = 10
+    batch = replay.sample(3_000, length, event_share=1.0)
+    vec = batch["vector"]
+    for seq in vec:
+        ep, t = seq[:, 0].astype(int), seq[:, 1].astype(int)
+        n, at = layout[ep[0]]
+        hits = (ep == ep[0]) & (t == at)
+        assert hits.any()  # every window holds an event
+        if at < length:
+            assert t[0] == 0  # the event is within reach of the episode's start: the window starts there
+        else:
+            assert t[-1] == at and ep[-1] == ep[0]  # otherwise the window ends at the event
+    # events are drawn uniformly: each of the 5 is the target of about a fifth of the windows
+    counts = np.bincount(vec[:, 0, 0].astype(int), minlength=len(layout))
+    assert counts.min() > 450
+    # a share of one half: the other half are drawn anywhere (many hold no event)
+    half = replay.sample(3_000, length, event_share=0.5)
+    has_event = [(np.asarray(layout)[s[:, 0].astype(int), 1] == s[:, 1]).any() for s in half["vector"]]
+    assert 0.55 < np.mean(has_event) < 0.95
+    with pytest.raises(ValueError, match="event_share"):
+        replay.sample(2, length, event_share=-0.1)
