@@ -8,6 +8,10 @@ resized to 64x64 by nearest neighbour. It is assembled from MiniGrid's own tiles
 and looked up by the view's (type, colour, state) encoding, which is what MiniGrid's renderer
 would draw (`reference_image`, checked in tests) at a fraction of its cost. `info["success"]`
 is True when the right object was reached.
+
+Cue: the class of the object in the start room, 0 key or 1 ball, in info `cue` at every step,
+with `cue_step`, the first observation in which the object is in view (-1 until then: the agent
+starts facing away from it unless it starts next to it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from envs.core import image_space, resize_nearest
 
 TILE_PX = 9
+CUE_CLASSES = ("key", "ball")  # the start room's object: cue 0 or 1
 
 
 class MiniGridMemory(gym.Env):
@@ -27,6 +32,7 @@ class MiniGridMemory(gym.Env):
     render_mode = "rgb_array"
 
     def __init__(self, size: int = 7, random_length: bool = False):
+        from minigrid.core.constants import OBJECT_TO_IDX
         from minigrid.envs import MemoryEnv
 
         if size < 7 or size % 2 == 0:
@@ -37,17 +43,32 @@ class MiniGridMemory(gym.Env):
         view = self.env.agent_view_size
         self._agent_cell = (view - 1, view // 2)  # (row, column) in the view, facing up
         self._tiles = TileCache()
+        self._object_codes = {name: OBJECT_TO_IDX[name] for name in CUE_CLASSES}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, _ = self.env.reset(seed=seed)
-        return self._observe(obs["image"]), {}
+        self._cue_pos = (1, self.env.height // 2 - 1)  # where MiniGrid's MemoryEnv puts the start room's object
+        self._cue_type = self.env.grid.get(*self._cue_pos).type
+        self.cue = CUE_CLASSES.index(self._cue_type)
+        self.t, self.cue_step = 0, -1
+        return self._observe(obs["image"]), self._cue_info(obs["image"])
 
     def step(self, action):
         action = int(action)
         if action not in (0, 1, 2):
             raise ValueError(f"minigrid memory: action must be 0 (left), 1 (right) or 2 (forward), got {action}")
         obs, reward, terminated, truncated, _ = self.env.step(action)
-        return self._observe(obs["image"]), float(reward), terminated, truncated, {"success": bool(terminated and reward > 0)}
+        self.t += 1
+        info = {"success": bool(terminated and reward > 0), **self._cue_info(obs["image"])}
+        return self._observe(obs["image"]), float(reward), terminated, truncated, info
+
+    def _cue_info(self, encoded: np.ndarray) -> dict[str, int]:
+        """`cue` and `cue_step`, updated from MiniGrid's (7, 7, 3) view encoding (indexed [x, y]) of this step."""
+        if self.cue_step < 0:
+            cell = self.env.relative_coords(*self._cue_pos)  # None when outside the view
+            if cell is not None and encoded[cell[0], cell[1], 0] == self._object_codes[self._cue_type]:  # drawn, not behind a wall
+                self.cue_step = self.t
+        return {"cue": self.cue, "cue_step": self.cue_step}
 
     def _observe(self, encoded: np.ndarray) -> dict[str, np.ndarray]:
         """MiniGrid's (7, 7, 3) encoding of the view, indexed [x, y], drawn from cached tiles."""

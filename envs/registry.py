@@ -1,8 +1,10 @@
 """One registry of environments: `make(id)`, `make_vector(id, n)`, `ids()`, `describe(id)`.
 
 Registered ids are listed by `ids()`; on top of them every `dmc/<domain>-<task>` and
-`dmc-pomdp/<domain>-<task>` that dm_control's suite has, every `icrl/bandit-<k>`, and every
-`gym:<registered gymnasium id>` can be made.
+`dmc-pomdp/<domain>-<task>` that dm_control's suite has, every `icrl/bandit-<k>`,
+`memory/recall-k<K>` and `memory/count-<n>`, every `gym:<registered gymnasium id>` and every
+`gym:<module>:<id>` (the module is imported first, which registers the id) can be made.
+`spec(id)` holds the task's facts (goal task? trials? memory horizon? cue in info? see `Spec`).
 
 Vector environments use gymnasium's NEXT_STEP autoreset: after a step that returns `is_last`
 (terminated or truncated), the next `step()` ignores its action and returns the first
@@ -27,16 +29,75 @@ from envs.core import Standard
 
 @dataclass(frozen=True)
 class Spec:
-    """A registered environment: `target` ("module:Class") is built with `kwargs` plus the user's options."""
+    """A registered environment and the facts of its task.
+
+    How to build it: `target` ("module:Class") is built with `kwargs` plus the user's options.
+
+    The facts, for the default options (an option such as rooms' `steps_per_room` changes the
+    episode length; the facts are not recomputed for it):
+
+    - goal: an episode succeeds or fails; `success(info, episode_return)` says which. Tasks
+      without a goal are scored by their return only (control tasks, in-context trials, the
+      per-step recall and counting tasks, Memory Maze, whose return counts targets reached).
+    - trials: an in-context RL task: one episode is a trial of several inner episodes, and
+      memory is kept across them (icrl/*).
+    - memory_horizon: how many consecutive observations a replayed window must hold to contain
+      both what must be remembered and the reward that depends on it. Tasks that may ask about
+      anything seen in the episode have the whole episode, `episode_length + 1`; tasks that
+      need only recent observations (velocities from positions or pixels) have a few steps;
+      None when unknown (gym:*).
+    - episode_length: the most steps (actions) an episode takes, None when unknown.
+    - eval_episodes: episodes per evaluation: for goal tasks enough that a policy at chance
+      cannot pass for a successful one (at least 32); fewer for control tasks with costly steps.
+    - action_repeat: simulator steps per env step (the env repeats each action itself), to
+      count frames as papers do; 1 for most tasks, 2 for dm_control.
+    - cue: on reset and every step the env's `info` holds `cue`, an int class label of what must
+      be remembered, and `cue_step`, the observation index (0 = the reset's) at which it was
+      first in view, -1 while it has not been seen yet. For probes of what a model retains.
+    """
 
     id: str
     description: str
     target: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    goal: bool = False
+    trials: bool = False
+    memory_horizon: int | None = None
+    episode_length: int | None = None
+    eval_episodes: int = 8
+    action_repeat: int = 1
+    cue: bool = False
 
     def cls(self) -> type[gym.Env]:
         module, name = self.target.split(":")
         return getattr(importlib.import_module(module), name)
+
+    def success(self, info: dict, episode_return: float) -> float:
+        """1.0 or 0.0 for a finished episode of a goal task: the env's own `success` flag in the `info` of its
+        last step, else whether the return was positive (goal tasks pay +1 for the goal, 0 or -1 otherwise)."""
+        if not self.goal:
+            raise ValueError(f"{self.id} has no goal (episodes neither succeed nor fail); score it by its return")
+        if "success" in info:
+            return float(bool(info["success"]))
+        return float(episode_return > 0)
+
+    def facts(self) -> str:
+        """The facts in a few words, for `describe` and `memwm envs`."""
+        words = ["goal" if self.goal else "return", *(["trials"] if self.trials else [])]
+        if self.episode_length is not None:
+            words.append(f"<= {self.episode_length} steps")
+        if self.memory_horizon is not None:
+            words.append(f"memory {self.memory_horizon} obs")
+        if self.action_repeat != 1:
+            words.append(f"action repeat {self.action_repeat}")
+        words.append(f"eval {self.eval_episodes}")
+        if self.cue:
+            words.append("cue in info")
+        return ", ".join(words)
+
+
+GOAL_EVAL = 32  # a success rate over 32 episodes tells a policy at chance (1/2 or less) from a good one
+FEW = 4  # memory horizon of tasks that need only the last few observations (velocities)
 
 
 ROOMS, DISTRACTING = "envs.memory.rooms:Rooms", "envs.memory.distracting:Distracting"
@@ -45,45 +106,83 @@ MINIGRID, DMC, MEMORY_MAZE = "envs.minigrid_memory:MiniGridMemory", "envs.dmc:DM
 BANDIT, DARK_ROOM, META_CARTPOLE = "envs.icrl:Bandit", "envs.icrl:DarkRoom", "envs.icrl:MetaCartPole"
 GYM = "envs.gym_wrapper:GymnasiumEnv"
 
+RECALL, COUNT = "envs.memory.recall:Recall", "envs.memory.count:Count"
+
 DMC_TASKS = ("cartpole-swingup", "cartpole-balance", "walker-walk", "cheetah-run", "reacher-easy", "finger-spin", "cup-catch")
+MEMORY_MAZE_STEPS = {9: 1000, 11: 2000, 13: 3000, 15: 4000}
+
+
+def _whole_episode(steps: int) -> dict[str, int]:
+    """Facts of a task that may ask about anything seen in its episode of at most `steps` steps."""
+    return {"episode_length": steps, "memory_horizon": steps + 1}
 
 
 def _registered() -> dict[str, Spec]:
+    goal = {"goal": True, "eval_episodes": GOAL_EVAL}
     specs = [
         *(Spec(f"memory/rooms-{n}", f"explore {n} rooms, then walk back through them: regenerate views seen up to {150 * n} steps earlier ({150 * n}-step episodes)",
-               ROOMS, {"n_rooms": n}) for n in (2, 4, 10)),
-        *(Spec(f"memory/distracting-{n}", f"a colour cue, a {n}-step corridor of random distractors, then +1/-1 for the arm that matches the cue",
-               DISTRACTING, {"length": n}) for n in (8, 16, 32, 100, 200, 400)),
+               ROOMS, {"n_rooms": n}, **goal, **_whole_episode(150 * n)) for n in (2, 4, 10)),
+        *(_distracting_spec(n) for n in (8, 16, 32, 100, 200, 400)),
         *(Spec(f"memory/doors-keys-{k}", f"collect some of {k} coloured keys; later each door looks open only if its key is held (+1 through an open door)",
-               DOORS_KEYS, {"n_keys": k}) for k in (3, 5, 7)),
+               DOORS_KEYS, {"n_keys": k}, **goal, **_whole_episode(10 * k + 30)) for k in (3, 5, 7)),
+        *(_recall_spec(k) for k in (4, 8, 16)),
+        *(_count_spec(n) for n in (16, 32)),
         Spec("pomdp/cartpole-positions", "CartPole-v1 observing only the cart position and pole angle: the velocities must be "
-             "inferred from memory (POPGym's stateless CartPole); return up to 500", GYM, {"env_id": "CartPole-v1", "keep": (0, 2)}),
-        Spec("memory/teleport", "explore a room of coloured regions, get teleported to a visited cell, then find the gold goal (+1)", TELEPORT),
+             "inferred from memory (POPGym's stateless CartPole); return up to 500", GYM, {"env_id": "CartPole-v1", "keep": (0, 2)},
+             memory_horizon=FEW, episode_length=500),
+        Spec("memory/teleport", "explore a room of coloured regions, get teleported to a visited cell, then find the gold goal (+1)", TELEPORT,
+             **goal, **_whole_episode(160)),
         *(Spec(f"minigrid/memory-s{s}", f"MiniGrid Memory S{s}: see an object, walk the corridor, touch its match; first-person 64x64",
-               MINIGRID, {"size": s}) for s in (7, 9, 11, 13)),
+               MINIGRID, {"size": s}, **goal, **_whole_episode(5 * s * s), cue=True) for s in (7, 9, 11, 13)),
         *(Spec(f"minigrid/memory-s{s}-random", f"MiniGrid Memory S{s} with a random corridor length; first-person 64x64",
-               MINIGRID, {"size": s, "random_length": True}) for s in (13, 17)),
-        *(Spec(f"dmc/{t}", f"dm_control {t} from 64x64 pixels, action repeat 2", DMC, _dmc_kwargs(t, True)) for t in DMC_TASKS),
-        *(Spec(f"dmc-pomdp/{t}", f"dm_control {t} from positions only (no velocities), action repeat 2", DMC, _dmc_kwargs(t, False))
-          for t in DMC_TASKS),
+               MINIGRID, {"size": s, "random_length": True}, **goal, **_whole_episode(5 * s * s), cue=True) for s in (13, 17)),
+        *(_dmc_spec(f"dmc/{t}", True) for t in DMC_TASKS),
+        *(_dmc_spec(f"dmc-pomdp/{t}", False) for t in DMC_TASKS),
         *(Spec(f"memory-maze/{s}x{s}", f"Memory Maze {s}x{s}: find the targets whose colour the border shows, 64x64 first-person",
-               MEMORY_MAZE, {"size": s}) for s in (9, 11, 13, 15)),
+               MEMORY_MAZE, {"size": s}, eval_episodes=4, **_whole_episode(MEMORY_MAZE_STEPS[s])) for s in (9, 11, 13, 15)),
         *(_bandit_spec(k) for k in (5, 10)),
         Spec("icrl/dark-room", "trials of 10 episodes of 20 steps in a 9x9 room with an invisible goal fixed per trial; sees only its position",
-             DARK_ROOM),
+             DARK_ROOM, trials=True, **_whole_episode(200)),
         Spec("icrl/meta-cartpole", "trials of 1,000 steps of CartPole behind a random projection and action permutation drawn per trial",
-             META_CARTPOLE),
+             META_CARTPOLE, trials=True, **_whole_episode(1000)),
     ]
     return {s.id: s for s in specs}
 
 
-def _dmc_kwargs(name: str, pixels: bool) -> dict[str, Any]:
-    domain, task = name.split("-", 1)
-    return {"domain": domain, "task": task, "pixels": pixels}
+def _distracting_spec(n: int) -> Spec:
+    # the cue is seen at observation 0 and decides the reward that comes with observation n + 1
+    return Spec(f"memory/distracting-{n}", f"a colour cue, a {n}-step corridor of random distractors, then +1/-1 for the arm that matches the cue",
+                DISTRACTING, {"length": n}, goal=True, eval_episodes=GOAL_EVAL, **_whole_episode(n + 1), cue=True)
+
+
+def _recall_spec(k: int) -> Spec:
+    from envs.memory.recall import QUERIES, SYMBOLS
+
+    # a window holds the symbol, the K - 1 after it, the observation where it is named and the reward
+    return Spec(f"memory/recall-k{k}", f"name the symbol (of {SYMBOLS}) shown exactly {k} steps earlier, {QUERIES} times; "
+                f"+-1/{QUERIES} a step, best return 1, chance {(2 - SYMBOLS) / SYMBOLS:+.2f}",
+                RECALL, {"k": k}, memory_horizon=k + 2, episode_length=k + QUERIES, eval_episodes=GOAL_EVAL, cue=True)
+
+
+def _count_spec(n: int) -> Spec:
+    from envs.memory.count import CLASSES, KINDS
+
+    return Spec(f"memory/count-{n}", f"cards of {KINDS} kinds for {n} steps; each step name how many of kind 0 were seen so far "
+                f"(clipped at {CLASSES - 1}); +-1/{n} a step, best return 1, chance {(2 - CLASSES) / CLASSES:+.2f}",
+                COUNT, {"length": n}, eval_episodes=GOAL_EVAL, **_whole_episode(n))
+
+
+def _dmc_spec(env_id: str, pixels: bool) -> Spec:
+    """dmc/<domain>-<task> or dmc-pomdp/<domain>-<task>: 1,000 control steps at action repeat 2."""
+    domain, task = env_id.split("/", 1)[1].split("-", 1)
+    kind = "64x64 pixels" if pixels else "positions only (no velocities)"
+    return Spec(env_id, f"dm_control {domain}-{task} from {kind}, action repeat 2", DMC, {"domain": domain, "task": task, "pixels": pixels},
+                memory_horizon=FEW, episode_length=500, eval_episodes=4, action_repeat=2)
 
 
 def _bandit_spec(k: int) -> Spec:
-    return Spec(f"icrl/bandit-{k}", f"trials of 100 pulls of a {k}-armed Bernoulli bandit with arm means drawn per trial", BANDIT, {"arms": k})
+    return Spec(f"icrl/bandit-{k}", f"trials of 100 pulls of a {k}-armed Bernoulli bandit with arm means drawn per trial", BANDIT, {"arms": k},
+                trials=True, **_whole_episode(100))
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,29 +209,49 @@ def spec(env_id: str) -> Spec:
     if env_id in specs:
         return specs[env_id]
     if env_id.startswith("gym:"):
-        name = env_id[len("gym:"):]
-        if name not in gym.registry:
-            raise _unknown(name, sorted(gym.registry), "no registered gymnasium environment")
-        return Spec(env_id, f"gymnasium {name}", GYM, {"env_id": name})
+        return _gym_spec(env_id)
     for prefix, pixels in (("dmc/", True), ("dmc-pomdp/", False)):
         if env_id.startswith(prefix) and "-" in env_id[len(prefix):]:
             from envs.dmc import ALIASES, all_tasks
 
             domain, task = env_id[len(prefix):].split("-", 1)
             if (ALIASES.get(domain, domain), task) in all_tasks():
-                kind = "pixels" if pixels else "positions only"
-                return Spec(env_id, f"dm_control {domain}-{task} ({kind}), action repeat 2", DMC, {"domain": domain, "task": task, "pixels": pixels})
+                return _dmc_spec(env_id, pixels)
             raise _unknown(env_id, [f"{prefix}{d}-{t}" for d, t in all_tasks()])
-    if env_id.startswith("icrl/bandit-") and env_id[len("icrl/bandit-"):].isdigit():
-        k = int(env_id[len("icrl/bandit-"):])
-        if k >= 2:
-            return _bandit_spec(k)
+    for prefix, least, make_spec in (("icrl/bandit-", 2, _bandit_spec), ("memory/recall-k", 1, _recall_spec), ("memory/count-", 2, _count_spec)):
+        size = env_id[len(prefix):]
+        if env_id.startswith(prefix) and size.isdigit() and int(size) >= least:
+            return make_spec(int(size))
     raise _unknown(env_id, list(specs))
 
 
+def _gym_spec(env_id: str) -> Spec:
+    """`gym:<id>` or `gym:<module>:<id>` (gymnasium's convention: importing the module registers the id).
+
+    The module is imported here, so every process that makes the env (vector-env workers too)
+    imports it before looking the id up."""
+    name = env_id[len("gym:"):]
+    module = None
+    if name not in gym.registry and ":" in name:
+        module, _, name = name.partition(":")
+        if not module or not name:
+            raise ValueError(f"{env_id!r}: expected gym:<registered id> or gym:<module>:<id>, e.g. gym:my_pkg:MyEnv-v0")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ValueError(f"{env_id!r}: cannot import module {module!r} ({e}); is it installed or on PYTHONPATH?") from None
+    if name not in gym.registry:
+        why = f"module {module!r} registers no gymnasium environment" if module else "no registered gymnasium environment"
+        raise _unknown(name, sorted(gym.registry), why)
+    steps = gym.registry[name].max_episode_steps
+    return Spec(env_id, f"gymnasium {name}" + (f" (imported from {module})" if module else ""), GYM, {"env_id": name},
+                episode_length=steps, eval_episodes=4)
+
+
 def describe(env_id: str) -> str:
-    """A one-line description of `env_id`."""
-    return spec(env_id).description
+    """A one-line description of `env_id` with its facts."""
+    s = spec(env_id)
+    return f"{s.description} [{s.facts()}]"
 
 
 def _check_options(s: Spec, options: dict[str, Any]) -> None:
@@ -187,7 +306,8 @@ def make_vector(env_id: str, n: int, seed: int | None = None, asynchronous: bool
 
 
 def scripted_policy(env: gym.Env) -> Callable[[dict], Any]:
-    """The task's scripted policy as a function obs -> action (memory/* only; call it once per step)."""
+    """The task's scripted (optimal where the task has one) policy as a function obs -> action (memory/* only;
+    call it once per step)."""
     inner = env.unwrapped
     if not hasattr(inner, "scripted_action"):
         raise ValueError(
@@ -197,12 +317,26 @@ def scripted_policy(env: gym.Env) -> Callable[[dict], Any]:
     return lambda obs: inner.scripted_action()
 
 
-def cli_envs() -> None:
-    """List every environment id with a one-line description."""
+def cli_envs(env: str | None = None) -> None:
+    """List every environment id with a one-line description and its facts (goal or return task,
+    episode length, memory horizon, evaluation episodes), or with --env ID, that environment's facts.
+
+    Args:
+        env: one environment id (also a pattern id such as gym:<module>:<id>) to describe in full.
+    """
+    if env is not None:
+        s = spec(env)
+        print(f"{s.id}: {s.description}")
+        for name in ("goal", "trials", "memory_horizon", "episode_length", "eval_episodes", "action_repeat", "cue"):
+            print(f"  {name}: {getattr(s, name)}")
+        return
     specs = _specs()
     width = max(map(len, specs))
     for s in specs.values():
-        print(f"{s.id:<{width}}  {s.description}")
+        print(f"{s.id:<{width}}  {describe(s.id)}")
     print(f"{'dmc/<domain>-<task>':<{width}}  any dm_control suite task from pixels (dmc-pomdp/...: without velocities)")
     print(f"{'icrl/bandit-<k>':<{width}}  a k-armed bandit trial, any k >= 2")
+    print(f"{'memory/recall-k<K>':<{width}}  name the symbol shown K steps earlier, any K >= 1")
+    print(f"{'memory/count-<n>':<{width}}  count cards of one kind over n steps, any n >= 2")
     print(f"{'gym:<id>':<{width}}  any installed gymnasium environment with Box/Discrete/MultiDiscrete/Tuple/Dict spaces")
+    print(f"{'gym:<module>:<id>':<{width}}  the same after importing <module>, which registers <id> (e.g. gym:my_pkg:MyEnv-v0)")

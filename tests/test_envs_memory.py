@@ -12,28 +12,31 @@ HUD = tiles.TILE  # the top 8 pixel rows are the HUD
 
 
 def play(env_id, seed=0, cue=None, actions=None):
-    """One episode (or as many steps as `actions`, replayed instead of the scripted policy), as a dict of lists."""
+    """One episode (or as many steps as `actions`, replayed instead of the scripted policy), as a dict of lists
+    (`image` holds the vector of the tasks that observe one)."""
     env = envs.make(env_id)
     policy = envs.scripted_policy(env)
     obs, info = env.reset(seed=seed, options=None if cue is None else {"cue": cue})
-    out = {"image": [obs["image"]], "reward": [0.0], "info": [info], "action": [], "pos": [_pos(env)]}
+    out = {"image": [obs.get("image", obs.get("vector"))], "reward": [0.0], "info": [info], "action": [], "pos": [_pos(env)]}
     t = 0
     while not obs["is_last"] and (actions is None or t < len(actions)):
         action = policy(obs) if actions is None else actions[t]
         obs, reward, *_, info = env.step(action)
         out["action"].append(action)
-        out["image"].append(obs["image"])
+        out["image"].append(obs.get("image", obs.get("vector")))
         out["reward"].append(reward)
         out["info"].append(info)
         out["pos"].append(_pos(env))
         t += 1
-    out["cue"] = env.unwrapped.cue
+    out["cue"] = getattr(env.unwrapped, "cue", None)
     return out
 
 
 def _pos(env):
     inner = env.unwrapped
-    return tuple(inner.pos) if hasattr(inner, "pos") else (inner.y, inner.x)
+    if hasattr(inner, "pos"):
+        return tuple(inner.pos)
+    return (inner.y, inner.x) if hasattr(inner, "y") else inner.t
 
 
 def phases(ep):
@@ -44,8 +47,9 @@ def phases(ep):
 def test_scripted_policy_reaches_the_query_phase_and_earns_the_reward(env_id):
     ep = play(env_id, seed=1)
     q = phases(ep)
-    assert not q[0] and q[-1] and (np.diff(q.astype(int)) >= 0).all(), "context first, then query, never back"
-    assert sum(ep["reward"]) == 1.0
+    counting = env_id.startswith("memory/count-")  # asks after every card, the first one too: no context phase
+    assert q[0] == counting and q[-1] and (np.diff(q.astype(int)) >= 0).all(), "context first, then query, never back"
+    assert sum(ep["reward"]) == pytest.approx(1.0)
     rewarded = int(np.flatnonzero(ep["reward"])[0])
     assert q[rewarded], "the reward is earned in the query phase"
 
@@ -148,3 +152,70 @@ def test_memory_suite_bad_cues_raise():
         env.reset(options={"cue": 2})
     with pytest.raises(ValueError, match="key indices in 0..2"):
         envs.make("memory/doors-keys-3").reset(options={"cue": [5]})
+
+
+# ------------------------------------------------------------------ recall and count (vector observations)
+
+
+def random_episode(env_id, seed):
+    """Symbols seen (argmax of each observation's one-hot vector), the random actions taken, the rewards, the infos."""
+    env = envs.make(env_id, seed=seed)
+    rng = np.random.default_rng([seed, 1])  # not default_rng(seed): that is the env's own stream, and would follow it
+    obs, info = env.reset()
+    symbols, actions, rewards, infos = [int(obs["vector"].argmax())], [], [], [info]
+    while not obs["is_last"]:
+        assert obs["vector"].sum() == 1.0
+        actions.append(int(rng.integers(env.action_space.n)))
+        obs, reward, *_, info = env.step(actions[-1])
+        symbols.append(int(obs["vector"].argmax()))
+        rewards.append(reward)
+        infos.append(info)
+    return symbols, actions, rewards, infos
+
+
+@pytest.mark.parametrize("env_id,k", [("memory/recall-k4", 4), ("memory/recall-k8", 8), ("memory/recall-k3", 3)])
+def test_recall_rewards_naming_the_symbol_seen_exactly_k_steps_earlier(env_id, k):
+    for seed in range(5):
+        symbols, actions, rewards, infos = random_episode(env_id, seed)
+        assert len(actions) == k + 32 == envs.spec(env_id).episode_length
+        for t, (action, reward) in enumerate(zip(actions, rewards)):
+            expected = 0.0 if t < k else (1 / 32 if action == symbols[t - k] else -1 / 32)
+            assert reward == expected, (seed, t)
+        assert all(i["cue"] == symbols[0] and i["cue_step"] == 0 for i in infos)
+    assert envs.spec(env_id).memory_horizon == k + 2  # the symbol at t - k, ..., its naming at t, the reward with t + 1
+
+
+@pytest.mark.parametrize("env_id,n", [("memory/count-16", 16), ("memory/count-32", 32), ("memory/count-5", 5)])
+def test_count_rewards_naming_how_many_of_kind_0_were_seen(env_id, n):
+    for seed in range(5):
+        symbols, actions, rewards, _ = random_episode(env_id, seed)
+        assert len(actions) == n == envs.spec(env_id).episode_length
+        seen = 0
+        for t, (action, reward) in enumerate(zip(actions, rewards)):
+            seen += symbols[t] == 0
+            assert reward == (1 / n if action == min(seen, 7) else -1 / n), (seed, t)
+
+
+@pytest.mark.parametrize("env_id,chance", [("memory/recall-k4", -0.5), ("memory/count-16", -0.75)])
+def test_random_policy_scores_the_documented_chance_and_the_scripted_one_the_best(env_id, chance):
+    returns = [sum(random_episode(env_id, seed)[2]) for seed in range(300)]
+    assert abs(np.mean(returns) - chance) < 4 * np.std(returns) / np.sqrt(len(returns))
+    assert f"chance {chance:+.2f}" in envs.describe(env_id)
+    for seed in range(5):
+        assert sum(play(env_id, seed=seed)["reward"]) == 1.0  # rewards of 1/2^m add up exactly
+
+
+def test_recall_cue_option_sets_the_first_symbol_and_nothing_else():
+    a, b = play("memory/recall-k4", seed=2, cue=0), play("memory/recall-k4", seed=2, cue=3)
+    assert a["image"][0].argmax() == 0 and b["image"][0].argmax() == 3
+    np.testing.assert_array_equal(np.array(a["image"][1:]), np.array(b["image"][1:]))
+    assert a["action"][4] == 0 and b["action"][4] == 3  # the scripted policy names it at step k
+    with pytest.raises(ValueError, match="cue must be a symbol in 0..3"):
+        envs.make("memory/recall-k4").reset(options={"cue": 4})
+
+
+def test_same_seed_same_stream_and_other_seeds_differ():
+    for env_id in ("memory/recall-k16", "memory/count-32"):
+        first = random_episode(env_id, 7)
+        assert random_episode(env_id, 7) == first
+        assert random_episode(env_id, 8)[0] != first[0]

@@ -11,8 +11,9 @@ red arm above and the blue arm below; the action there picks an arm.
   (phase "query" for both). Reward +1 if the arm's colour is the cue's, else -1, received
   with observation L + 1 (info `reward_decided`), which is terminal. Episodes are L + 2
   observations long.
-- Cue: 0 (red) or 1 (blue); `reset(options={"cue": 0 or 1})` sets it, leaving the distractors
-  and everything else drawn from the seed unchanged.
+- Cue: 0 (red) or 1 (blue), in info `cue` at every step with `cue_step` 0 (it is in view from
+  observation 0); `reset(options={"cue": 0 or 1})` sets it, leaving the distractors and
+  everything else drawn from the seed unchanged.
 """
 
 from __future__ import annotations
@@ -114,4 +115,6 @@ class Distracting(MemoryTask):
             "phase": "query" if self.x >= self.junction_x else "context",
             "cue_visible": self.x - tiles.AGENT_COL <= START_X + 1,  # the cue room ends at x = 3
             "reward_decided": self.choice is not None,
+            "cue": self.cue,
+            "cue_step": 0,
         }
