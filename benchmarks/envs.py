@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,4 +92,9 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    args = tyro.cli(Args)
+    try:
+        main(args)
+    except ValueError as e:  # a bad flag value: one line, not a traceback
+        print(f"benchmarks.envs: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

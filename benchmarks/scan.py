@@ -64,7 +64,7 @@ class Case:
     D: int
     a_kind: str  # "shared" (D,), time-invariant; or "varying" (B, L, D)
     reset_rate: float = 1 / 64
-    target: bool = False  # the shape the issue's targets are stated for
+    target: bool = False  # the shape the targets are stated for
     rows: list = field(default_factory=list)
 
 
@@ -185,7 +185,7 @@ def table(cases: list[Case]) -> str:
 
 
 def targets(cases: list[Case], device: str) -> dict:
-    """The issue's targets, checked on this run's numbers."""
+    """The targets, checked on this run's numbers."""
     rows = {(c.name, r["backend"]): r for c in cases for r in c.rows}
     if device == "cpu":
         target = next(c for c in cases if c.target)

@@ -1,4 +1,4 @@
-"""sheeprl 0.8.4's DreamerV3 update, timed: the reference of memwm's throughput target (issue 5).
+"""sheeprl 0.8.4's DreamerV3 update, timed: the reference of memwm's throughput comparison.
 
 Runs with the python of a separate environment that holds sheeprl (never memwm's own venv):
 

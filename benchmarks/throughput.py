@@ -352,4 +352,9 @@ def main_vs_sheeprl(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    args = tyro.cli(Args)
+    try:
+        main(args)
+    except ValueError as e:  # a bad flag value: one line, not a traceback
+        print(f"benchmarks.throughput: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
