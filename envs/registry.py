@@ -96,7 +96,7 @@ class Spec:
         return ", ".join(words)
 
 
-GOAL_EVAL = 32  # a success rate over 32 episodes tells a policy at chance (1/2 or less) from a good one
+GOAL_EVAL = 32  # over 32 episodes a policy at chance (success 1/2 or less) does not pass for a good one
 FEW = 4  # memory horizon of tasks that need only the last few observations (velocities)
 
 
@@ -104,9 +104,7 @@ ROOMS, DISTRACTING = "envs.memory.rooms:Rooms", "envs.memory.distracting:Distrac
 DOORS_KEYS, TELEPORT = "envs.memory.doors_keys:DoorsKeys", "envs.memory.teleport:Teleport"
 MINIGRID, DMC, MEMORY_MAZE = "envs.minigrid_memory:MiniGridMemory", "envs.dmc:DMC", "envs.memory_maze:MemoryMaze"
 BANDIT, DARK_ROOM, META_CARTPOLE = "envs.icrl:Bandit", "envs.icrl:DarkRoom", "envs.icrl:MetaCartPole"
-GYM = "envs.gym_wrapper:GymnasiumEnv"
-
-RECALL, COUNT = "envs.memory.recall:Recall", "envs.memory.count:Count"
+RECALL, COUNT, GYM = "envs.memory.recall:Recall", "envs.memory.count:Count", "envs.gym_wrapper:GymnasiumEnv"
 
 DMC_TASKS = ("cartpole-swingup", "cartpole-balance", "walker-walk", "cheetah-run", "reacher-easy", "finger-spin", "cup-catch")
 MEMORY_MAZE_STEPS = {9: 1000, 11: 2000, 13: 3000, 15: 4000}
