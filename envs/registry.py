@@ -125,11 +125,11 @@ def _registered() -> dict[str, Spec]:
                DOORS_KEYS, {"n_keys": k}, **goal, **_whole_episode(10 * k + 30)) for k in (3, 5, 7)),
         *(_recall_spec(k) for k in (4, 8, 16)),
         *(_count_spec(n) for n in (16, 32)),
+        Spec("memory/teleport", "explore a room of coloured regions, get teleported to a visited cell, then find the gold goal (+1)", TELEPORT,
+             **goal, **_whole_episode(160)),
         Spec("pomdp/cartpole-positions", "CartPole-v1 observing only the cart position and pole angle: the velocities must be "
              "inferred from memory (POPGym's stateless CartPole); return up to 500", GYM, {"env_id": "CartPole-v1", "keep": (0, 2)},
              memory_horizon=FEW, episode_length=500),
-        Spec("memory/teleport", "explore a room of coloured regions, get teleported to a visited cell, then find the gold goal (+1)", TELEPORT,
-             **goal, **_whole_episode(160)),
         *(Spec(f"minigrid/memory-s{s}", f"MiniGrid Memory S{s}: see an object, walk the corridor, touch its match; first-person 64x64",
                MINIGRID, {"size": s}, **goal, **_whole_episode(5 * s * s), cue=True) for s in (7, 9, 11, 13)),
         *(Spec(f"minigrid/memory-s{s}-random", f"MiniGrid Memory S{s} with a random corridor length; first-person 64x64",
