@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
+
+Objective = Literal["reconstruction", "barlow"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,20 @@ class WorldModelConfig:
     vector_scale: float = 1.0
     reward_scale: float = 1.0
     cont_scale: float = 1.0
+
+    # representation objective: what makes the features describe the observation
+    objective: Objective = "reconstruction"  # decode the observation (DreamerV3), or "barlow": Barlow Twins between
+    #   the projected features and the encoder embedding (R2-Dreamer), no decoder in the features' gradient
+    barlow_scale: float = 0.05          # weight of the Barlow Twins term in the world-model loss (R2-Dreamer's)
+    barlow_lambda: float = 5e-4         # weight of the off-diagonal (redundancy) sum against the diagonal one
+    probe: bool = True                  # barlow: train a decoder on detached features too, for imagination videos
+    probe_stride: int = 4               # the probe decodes every probe_stride-th step: it only draws videos
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown world-model objective {self.objective!r}; known: {', '.join(OBJECTIVES)}")
+        if self.probe_stride < 1:
+            raise ValueError(f"probe_stride must be >= 1, got {self.probe_stride}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "WorldModelConfig":

@@ -26,6 +26,7 @@ from world_models.config import WorldModelConfig
 from world_models.distributions import Bernoulli, TwoHotSymlog, symexp, symlog
 from world_models.latents import Latent, LatentNet, kl_losses, latent_dim
 from world_models.nets import IMAGE_SHAPE, MLP, ObsDecoder, ObsEncoder
+from world_models.objectives import barlow_twins
 from world_models.state import State
 
 OBS_KEYS = ("image", "vector")
@@ -116,7 +117,11 @@ class WorldModel(nn.Module):
         self.posterior_net = LatentNet(self.encoder.out_dim + (self.h_dim if self.posterior_sees_h else 0), c)
         self.prior_net = LatentNet(self.h_dim, c)
         self.feat_dim = self.h_dim + self.z_dim
-        self.decoder = ObsDecoder(self.feat_dim, spec.image, spec.vector_dim, c.cnn_depth, c.hidden, c.mlp_layers, c.norm, c.act)
+        # reconstruction trains the decoder with everything else; barlow keeps it as a probe on detached
+        # features (or drops it), and projects the features into the embedding's space (R2-Dreamer)
+        self.decoder = (ObsDecoder(self.feat_dim, spec.image, spec.vector_dim, c.cnn_depth, c.hidden, c.mlp_layers, c.norm, c.act)
+                        if c.objective == "reconstruction" or c.probe else None)
+        self.projector = nn.Linear(self.feat_dim, self.encoder.out_dim, bias=False) if c.objective == "barlow" else None
         self.reward_head = MLP(self.feat_dim, c.reward_bins, c.hidden, c.mlp_layers, c.norm, c.act)
         self.cont_head = MLP(self.feat_dim, 1, c.hidden, c.mlp_layers, c.norm, c.act)
         if not self.reward_head.net[-1].weight.is_meta:
@@ -186,7 +191,7 @@ class WorldModel(nn.Module):
         Returns (posterior, prior) with stats (B, L, S), features (B, L, F), the state after step L-1.
         sample=False takes the modes instead of samples (deterministic).
         """
-        post, prior, feat, state, _ = self._observe(obs, action, is_first, state, sample, generator, all_states=False)
+        post, prior, feat, state, _, _ = self._observe(obs, action, is_first, state, sample, generator, all_states=False)
         return post, prior, feat, state
 
     def _observe(self, obs, action, is_first, state, sample, generator, all_states):
@@ -229,7 +234,7 @@ class WorldModel(nn.Module):
             last = starts[torch.arange(B, device=h.device) * L + L - 1]
         else:
             starts, last = None, State(h[:, -1], z[:, -1], action[:, -1], mem)
-        return post, prior, feat, last, starts
+        return post, prior, feat, last, starts, embed
 
     def step(self, state: State, prev_action: Tensor, obs: dict[str, Tensor], is_first: Tensor,
              sample: bool = True, generator: torch.Generator | None = None) -> tuple[State, Tensor]:
@@ -292,6 +297,9 @@ class WorldModel(nn.Module):
     def decode(self, features: Tensor) -> dict[str, Tensor]:
         """features (..., F) -> `image` (..., 64, 64, 3) float mean in [0, 1] (x255 for uint8 scale)
         and/or `vector` (..., K) in the observation's own scale (un-symlogged)."""
+        if self.decoder is None:
+            raise ValueError(f"this world model has no decoder (objective {self.config.objective!r} with probe off); "
+                             f"train it with probe on to decode features")
         out = self.decoder(features)
         if "image" in out:
             out["image"] = out["image"].clamp(0, 1)
@@ -314,6 +322,30 @@ class WorldModel(nn.Module):
         return self.cont_dist(features).mean
 
     # ------------------------------------------------------------------------------------ loss
+    def _representation_terms(self, obs: dict[str, Tensor], feat: Tensor, embed: Tensor) -> dict[str, tuple[float, Tensor]]:
+        """The loss terms {name: (scale, value)} that teach the features (B, L, F) to describe the
+        observation, whose embedding is (B, L, E): reconstruction, or Barlow Twins plus the probe."""
+        c = self.config
+        if c.objective == "reconstruction":
+            return self._reconstruction_terms(obs, feat, "")
+        terms = {"barlow": (c.barlow_scale, barlow_twins(self.projector(feat).flatten(0, 1),  # (B*L, E)
+                                                         embed.detach().flatten(0, 1), c.barlow_lambda))}
+        if self.decoder is not None:  # the probe: its gradient stops at the features, so it only trains itself
+            stride = c.probe_stride
+            probe_obs = {k: v[:, ::stride] for k, v in obs.items()}
+            terms.update(self._reconstruction_terms(probe_obs, feat[:, ::stride].detach(), "probe_"))
+        return terms
+
+    def _reconstruction_terms(self, obs: dict[str, Tensor], feat: Tensor, prefix: str) -> dict[str, tuple[float, Tensor]]:
+        """Decoder losses of features (B, L, F) against the observations of the same steps."""
+        c, terms = self.config, {}
+        pred = self.decoder(feat)
+        if self.spec.image:
+            terms[prefix + "image"] = (c.image_scale, image_loss(pred["image"], obs["image"]).mean())
+        if self.spec.vector_dim:
+            terms[prefix + "vector"] = (c.vector_scale, (pred["vector"] - symlog(obs["vector"].float())).pow(2).sum(-1).mean())
+        return terms
+
     def loss(self, batch: dict[str, Tensor], state: State | None = None, return_starts: bool = False,
              sample: bool = True, generator: torch.Generator | None = None):
         """DreamerV3's world-model loss on a batch of (B, L, ...) sequences.
@@ -332,14 +364,11 @@ class WorldModel(nn.Module):
             raise ValueError(f"loss: reward must be {lead}, got {tuple(reward.shape)}")
         is_terminal = self._check_flags(batch["is_terminal"], lead, "is_terminal", "loss")
         obs = {k: batch[k] for k in self._obs_keys()}
-        post, prior, feat, _, starts = self._observe(obs, action, batch["is_first"], state, sample, generator, return_starts)
+        post, prior, feat, _, starts, embed = self._observe(obs, action, batch["is_first"], state, sample, generator,
+                                                            return_starts)
 
-        c, terms = self.config, {}
-        pred = self.decoder(feat)
-        if self.spec.image:
-            terms["image"] = (c.image_scale, image_loss(pred["image"], obs["image"]).mean())
-        if self.spec.vector_dim:
-            terms["vector"] = (c.vector_scale, (pred["vector"] - symlog(obs["vector"].float())).pow(2).sum(-1).mean())
+        c = self.config
+        terms = self._representation_terms(obs, feat, embed)
         terms["reward"] = (c.reward_scale, -self.reward_dist(feat).log_prob(reward.float()).mean())
         terms["cont"] = (c.cont_scale, -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean())
         dyn, rep, kl = kl_losses(post, prior, c.free_bits)
