@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from kernels.check import fused_allowed, say_once
 from kernels.reference import scan_reference
 
 BACKENDS = ("auto", "reference", "torch", "numba", "triton")
@@ -63,13 +64,21 @@ def scan(a: Tensor, b: Tensor, reset: Tensor | None = None, h0: Tensor | None = 
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """The backend that `backend` means for tensors on `device` (resolves "auto")."""
+    """The backend that `backend` means for tensors on `device` (resolves "auto").
+
+    "auto" on CUDA is triton once the fused kernels have agreed with torch on that device (the first
+    call runs the check, see kernels/check.py), torch otherwise.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; known: {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
-    if device.type == "cuda" and available("triton"):
-        return "triton"
+    if device.type == "cuda":
+        if not available("triton"):
+            say_once("no triton", "memwm: triton is not installed: scans on CUDA run on the torch backend, without "
+                                  "the fused kernels (pip install triton)")
+            return "torch"
+        return "triton" if fused_allowed(device) else "torch"  # checked against torch on first use
     if device.type == "cpu" and available("numba"):
         return "numba"
     return "torch"

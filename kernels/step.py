@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from kernels.check import fused_allowed
 from kernels.scan import _FLOAT_DTYPES, _describe, available, backend_module, compute_dtype
 
 
@@ -34,6 +35,12 @@ def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None = Non
         h0 = None if h0 is None else h0.to(dtype)
     if h.device.type == "cuda" and _fusable(h, a, bu, C, D, u, h0):
         return backend_module("triton").ssm_step(h, a, bu, C, D, u, reset, h0)
+    return ssm_step_torch(h, a, bu, C, D, u, reset, h0)
+
+
+def ssm_step_torch(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: Tensor | None,
+                   reset: Tensor | None, h0: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The PyTorch step (any device, differentiable): `ssm_step` with checked inputs in the state dtype."""
     prev = h
     if reset is not None:
         prev = torch.where(reset.view(-1, *[1] * (h.dim() - 1)), 0 if h0 is None else h0, h)
@@ -49,10 +56,12 @@ def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None = Non
 
 
 def _fusable(h, a, bu, C, D, u, h0) -> bool:
-    """Whether the fused Triton step can run: triton is here, D u is real, and no gradient is needed."""
+    """Whether the fused Triton step can run: triton is here, D u is real, no gradient is needed, and the
+    fused kernels agreed with torch on this device (checked on first use)."""
     tensors = [x for x in (h, a, bu, C, D, u, h0) if x is not None]
     return (available("triton") and (D is None or not (D.is_complex() or u.is_complex()))
-            and not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors)))
+            and not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors))
+            and fused_allowed(h.device))
 
 
 def _check_step(h, a, bu, C, D, u, reset, h0) -> tuple[torch.dtype, int]:

@@ -360,12 +360,18 @@ def test_kernels_work_without_numba():
 
 
 def test_scan_benchmark_times_every_backend_against_reference_and_floor():
-    from benchmarks.scan import Case, run_case, table
+    """One row per backend, named as `auto` resolves here, over inputs on which every timed backend computes the
+    reference's states (a benchmark of a wrong computation would time nothing worth knowing)."""
+    from benchmarks.scan import Case, make, run_case, table
     case = Case("tiny", torch.complex64, 2, 8, 4, "shared")
     run_case(case, "cpu", ["torch", "auto"], rounds=2, clock="wall")
-    assert [r["backend"] for r in case.rows] == ["reference", "torch", "auto"]
-    reference = case.rows[0]
-    assert reference["fwd_vs_reference"] == 1 and reference["fwd_bwd_vs_reference"] == 1
+    auto = kernels.resolve_backend("auto", torch.device("cpu"))
+    assert [(r["backend"], r["resolved"]) for r in case.rows] == [("reference", "reference"), ("torch", "torch"), ("auto", auto)]
     for r in case.rows:
         assert r["fwd_ms"] > 0 and r["fwd_bwd_ms"] > 0 and r["fwd_vs_floor"] > 0 and r["fwd_bwd_vs_3_floors"] > 0
-    assert "auto=" in table([case])
+        assert r["fwd_vs_reference"] > 0 and r["fwd_bwd_vs_reference"] > 0
+    a, b, reset, _ = make(case, "cpu")
+    want, _ = kernels.scan(a, b, reset, backend="reference")
+    for name in ("torch", "auto"):
+        assert_all_close([kernels.scan(a, b, reset, backend=name)[0]], [want], 1e-5)
+    assert f"auto={auto}" in table([case])
