@@ -1,7 +1,8 @@
 """The `memwm` command line: one subcommand per job, each a function whose typed arguments tyro reads.
 
-A subcommand is added by writing its function in the module that owns the job and naming it in
-`_commands()`; the import stays inside so that `memwm --help` does not pay for every module.
+A subcommand is added by writing its function in agents/commands/ and naming it in `_commands()`.
+A command raises ValueError (or FileNotFoundError) for input it cannot use; `main` prints that as one
+line and exits with status 2, as it does for a flag it cannot parse.
 """
 
 from __future__ import annotations
@@ -33,24 +34,15 @@ def version() -> None:
 
 
 def _commands() -> dict[str, Callable[..., object]]:
-    commands: dict[str, Callable[..., object]] = {"version": version}
-    from world_models.compare import compare
-    from world_models.imagine import imagine
-
-    from agents.distributed import split_backbones
-
-    commands["compare"] = split_backbones(compare)  # under torchrun: the backbones split across ranks
-    commands["imagine"] = imagine
     import envs
+    from agents.commands.collect import collect
+    from agents.commands.compare import compare
+    from agents.commands.eval import eval_command
+    from agents.commands.imagine import imagine
+    from agents.commands.train import train_command
 
-    commands["envs"] = envs.cli_envs
-    commands["collect"] = envs.collect
-    from agents.evaluate import eval_command
-    from agents.train import train_command
-
-    commands["train"] = train_command
-    commands["eval"] = eval_command
-    return commands
+    return {"version": version, "compare": compare, "imagine": imagine, "envs": envs.cli_envs, "collect": collect,
+            "train": train_command, "eval": eval_command}
 
 
 def _deferred(command: Callable[..., object]) -> Callable[..., Callable[[], object]]:
@@ -118,7 +110,20 @@ def main(argv: list[str] | None = None) -> None:
         print(one_line_error(captured.getvalue(), f"memwm {sub}" if sub else "memwm", _flags(commands, sub)), file=sys.stderr)
         raise SystemExit(2) from None
     sys.stderr.write(captured.getvalue())
-    call()
+    sub = next((a for a in args if a in commands), "")
+    try:
+        call()
+    except (ValueError, FileNotFoundError) as e:  # the user's input: what was wrong, in one line
+        print(f"memwm {sub}: error: {_first_line(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (FloatingPointError, OSError, RuntimeError) as e:  # a run that could not go on (a NaN loss, a full disk)
+        print(f"memwm {sub}: error: {_first_line(e)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

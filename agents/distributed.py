@@ -399,7 +399,7 @@ def parallel_envs(env_id: str, n: int, seed: int | None = None, asynchronous: bo
 
 
 def split_backbones(compare_fn: Callable) -> Callable:
-    """`world_models.compare.compare` with the same flags, with its backbones split across torchrun's ranks.
+    """`agents.compare.run_compare` with the same flags, with its backbones split across torchrun's ranks.
 
     Rank 0 collects the data set first; then rank r trains backbones r, r + N, ... (rank 0 in the
     out folder, the others in `out/.rank-<r>` with the data linked in, moving each finished
@@ -411,12 +411,13 @@ def split_backbones(compare_fn: Callable) -> Callable:
     def compare(*args, **kwargs):
         if world_size() == 1:
             return compare_fn(*args, **kwargs)
-        from world_models import compare as cmp
+        from agents import compare as cmp
+        from agents.common import pick_device
 
         bound = inspect.signature(compare_fn).bind(*args, **kwargs)
         bound.apply_defaults()
         a = dict(bound.arguments)
-        init(torch.device(cmp.resolve_device(a["device"]).type), timeout=COMPARE_TIMEOUT)
+        init(torch.device(pick_device(a["device"]).type), timeout=COMPARE_TIMEOUT)
         env_id = cmp.task_env_id(a["task"])
         names = [b.strip() for b in a["backbones"].split(",") if b.strip()]
         out = Path(a["out"]) if a["out"] is not None else cmp.default_out(env_id)

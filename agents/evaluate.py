@@ -1,8 +1,7 @@
-"""Evaluation: episodes with the policy's mode, their returns, success rate and videos; `memwm eval`."""
+"""Evaluation: episodes with the policy's mode, their returns, success rate and videos; what `memwm eval` reports."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,9 +9,8 @@ import numpy as np
 import torch
 
 import envs
-from world_models.video import episode_video
-
-OBS_KEYS = ("image", "vector")
+from agents.common import OBS_KEYS, obs_to_torch, pick_device
+from world_models.video import episode_video, write_video
 
 
 @dataclass
@@ -33,11 +31,6 @@ class EvalResult:
     def video(self, max_episodes: int = 4) -> np.ndarray:
         """The recorded episodes side by side: (T, H, W, 3) uint8."""
         return episode_video(self.frames[:max_episodes])
-
-
-def obs_to_torch(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """The model keys of a batched observation (N, ...) as tensors on `device`."""
-    return {k: torch.as_tensor(np.asarray(obs[k]), device=device) for k in OBS_KEYS if k in obs}
 
 
 # Families of tasks with a goal, where an episode succeeds or fails. Control tasks (pomdp/, dmc/,
@@ -96,60 +89,59 @@ def run_episodes(agent, env_id: str, env_options: dict, episodes: int, seed: int
     return result
 
 
-def evaluate(run: str, episodes: int = 0, video: bool = False, device: str = "auto", seed: int = 10_000) -> EvalResult:
-    """Restore a run's config and latest checkpoint and play `episodes` episodes with the policy's mode."""
-    from agents.train import build_agent, load_run_config, pick_device
-    from agents import checkpoint
+@dataclass
+class RunEvaluation:
+    """What `memwm eval` found: the run, its checkpoint, and the scalars of the episodes it played."""
 
-    config = load_run_config(Path(run))
-    if config.agent == "ppo":  # in-context RL issue: PPO runs are restored and evaluated by agents/ppo.py
-        from agents import ppo
+    config: object  # the run's TrainConfig
+    checkpoint: Path
+    step: int
+    episodes: int
+    scalars: dict[str, float]  # eval/return, eval/success (goal tasks), icrl/... (in-context tasks)
+    video: Path | None = None
+    plot: Path | None = None
 
-        return ppo.evaluate_run(run, episodes, device, seed)
+
+def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device: str = "auto", seed: int = 10_000) -> RunEvaluation:
+    """Restore a run's config and latest checkpoint and play `episodes` episodes (0: the run's eval_episodes):
+    a Dreamer with its policy's mode, a PPO learner with its sampling policy over whole trials."""
+    from agents import icrl, ppo
+    from agents.logger import Logger
+    from agents.runs import build_agent, latest_checkpoint, load_run_config
+
+    run = Path(run)
+    config = load_run_config(run)
     torch_device = pick_device(device)
-    agent, _ = build_agent(config, torch_device)
-    found = checkpoint.load(Path(run) / "checkpoints", map_location=torch_device)
-    if found is None:
-        raise ValueError(f"run {run} has no checkpoint in {Path(run) / 'checkpoints'}; train it first")
-    payload, path = found
-    agent.load_state_dict(payload["agent"])
-    agent.eval()
-    n = episodes or config.eval_episodes
-    result = run_episodes(agent, config.env, config.env_options, n, seed, torch_device, record=min(n, 4) if video else 0)
+    payload, path = latest_checkpoint(run, torch_device)
     step = payload["counters"]["step"]
-    success = f", success rate {result.success_rate:.2f}" if has_success(config.env) else ""
-    print(f"{config.env} ({config.backbone}, {path.name}, step {step}): mean return {result.mean_return:.3f}{success} "
-          f"over {n} episodes")
-    if config.env.startswith("icrl/"):  # in-context RL issue: return by episode index, gain, bandit regret, PNG
-        from agents import icrl
-        from agents.logger import Logger
-
-        logger = Logger(Path(run), config.tensorboard)
+    n = episodes or config.eval_episodes
+    in_context = config.env.startswith("icrl/")
+    plot = run / "icrl" / f"icrl-{step:09d}.png" if in_context else None
+    if config.agent == "ppo":
+        learner = ppo.build(config, torch_device)
+        learner.load_state_dict(payload["agent"])
+        logger = Logger(run, config.tensorboard)
         try:
-            metrics, png = icrl.evaluate(icrl.DreamerPolicy(agent, torch_device), config.env, n, seed, out_dir=Path(run) / "icrl",
-                                         logger=logger, step=step, **config.env_options)
+            scalars = ppo.evaluate(learner, config, n, seed, run / "icrl", logger, step)
         finally:
             logger.close()
-        print(", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if not k.startswith(("icrl/return_ep", "icrl/return_tenth"))) + f"; plot: {png}")
+        return RunEvaluation(config, path, step, n, scalars, plot=plot)
+    agent, _ = build_agent(config, torch_device)
+    agent.load_state_dict(payload["agent"])
+    agent.eval()
+    result = run_episodes(agent, config.env, config.env_options, n, seed, torch_device, record=min(n, 4) if video else 0)
+    scalars = {"eval/return": result.mean_return}
+    if has_success(config.env):
+        scalars["eval/success"] = result.success_rate
+    if in_context:  # return by episode index, gain, bandit regret, and the PNG
+        logger = Logger(run, config.tensorboard)
+        try:
+            metrics, plot = icrl.evaluate(icrl.DreamerPolicy(agent, torch_device), config.env, n, seed, out_dir=run / "icrl",
+                                          logger=logger, step=step, **config.env_options)
+        finally:
+            logger.close()
+        scalars.update(metrics)
+    written = None
     if video and result.frames:
-        from world_models.video import write_video
-
-        out = write_video(Path(run) / "videos" / f"eval-cli-{step:09d}.gif", result.video())
-        print(f"video: {out}")
-    return result
-
-
-def eval_command(run: str, episodes: int = 0, video: bool = False, device: str = "auto") -> None:
-    """Evaluate a trained run: mean return and success rate of the policy's mode.
-
-    Args:
-        run: the run folder (runs/NAME).
-        episodes: episodes to play; 0 = the run's eval_episodes.
-        video: also write a GIF of the first episodes to runs/NAME/videos/.
-        device: auto, cpu or cuda.
-    """
-    try:
-        evaluate(run, episodes, video, device)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"memwm eval: error: {e}", file=sys.stderr)
-        raise SystemExit(1)
+        written = write_video(run / "videos" / f"eval-cli-{step:09d}.gif", result.video())
+    return RunEvaluation(config, path, step, n, scalars, video=written, plot=plot)

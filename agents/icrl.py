@@ -296,7 +296,7 @@ class DreamerPolicy:
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        from agents.evaluate import obs_to_torch
+        from agents.common import obs_to_torch
 
         is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device)
         if self.state is None:

@@ -31,11 +31,12 @@ import torch
 from torch import Tensor, nn
 
 from agents.actions import ActionCodec
+from agents.common import obs_to_torch
 from agents.dreamer import ActionDist
-from agents.evaluate import obs_to_torch
 from world_models import backbones
 from world_models.config import WorldModelConfig
 from world_models.distributions import Normal, OneHotCategorical, symlog
+from world_models.imagine import model_obs_space
 from world_models.nets import MLP, ImageEncoder
 
 State = dict[str, Tensor]  # a backbone's memory: name -> (B, ...) tensor
@@ -418,7 +419,6 @@ def identity(config) -> dict[str, Any]:
 def build(config, device: torch.device, spaces=None) -> PPO:
     """The PPO learner for a TrainConfig; `spaces` (obs_space, act_space) avoids making an env."""
     import envs as memwm_envs
-    from world_models.imagine import model_obs_space
 
     if spaces is None:
         env = memwm_envs.make(config.env, seed=config.seed, **config.env_options)
@@ -441,132 +441,4 @@ def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None
     if logger is not None:
         logger.scalars(summary)
         logger.write(step)
-    return summary
-
-
-def train(config) -> dict[str, float]:
-    """`memwm train --agent ppo`: recurrent PPO on `config.env` with `config.backbone` as memory.
-
-    config: an agents.config.TrainConfig (its env, backbone, wm sizes, steps, run, seed, device,
-    num_envs, eval/log/checkpoint intervals, and `ppo`). Writes the run folder as Dreamer runs do
-    (config.yaml, metrics.jsonl, TensorBoard, checkpoints/, icrl/ plots) and resumes from it.
-    Returns the final evaluation's scalars.
-    """
-    import sys
-
-    from tqdm import tqdm
-
-    import envs as memwm_envs
-    from agents import checkpoint
-    from agents.config import load_yaml, resolve, save_yaml
-    from agents.logger import Logger
-    from agents.train import pick_device, seed_everything
-
-    run_dir = config.run_dir
-    saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
-    config = resolve(config, saved)
-    device = pick_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    vec = memwm_envs.make_vector(config.env, config.num_envs, seed=config.seed, asynchronous=config.async_envs,
-                                 **config.env_options)
-    ppo = build(config, device, (vec.single_observation_space, vec.single_action_space))
-    counters = {"step": 0, "updates": 0, "trials": 0}
-    found = checkpoint.load(run_dir / "checkpoints", map_location=device)
-    if found is not None:
-        payload, path = found
-        trained_by = payload["identity"].get("agent", "dreamer")
-        if trained_by != "ppo":
-            raise checkpoint.CheckpointMismatch(f"run {run_dir} was trained with agent={trained_by!r}, but this command asks for "
-                                                "agent='ppo'; use another --run or the same agent")
-        checkpoint.check_identity(payload["identity"], identity(config), path)
-        ppo.load_state_dict(payload["agent"])
-        counters = dict(payload["counters"])
-        checkpoint.set_rng_state(payload["rng"])
-        print(f"memwm: resuming {run_dir} from {path.name} at step {counters['step']}", file=sys.stderr)
-    save_yaml(config, run_dir / "config.yaml")
-
-    def save():
-        checkpoint.save(run_dir / "checkpoints", counters["step"], {
-            "agent": ppo.state_dict(), "counters": dict(counters), "identity": identity(config)})
-
-    bar = tqdm(total=config.steps, initial=min(counters["step"], config.steps), unit="step", dynamic_ncols=True,
-               mininterval=1.0, file=sys.stderr, desc=run_dir.name)
-    logger = Logger(run_dir, config.tensorboard, bar)
-    marks = dict.fromkeys(("log", "eval", "checkpoint"), counters["step"])
-    timer = (time.time(), counters["step"])
-    eval_seed = config.seed + 1_000_000
-    summary: dict[str, float] = {}
-    try:
-        while counters["step"] < config.steps:
-            # 1. collect a chunk of every env's trial, carrying the memory; 2. GAE (inside collect)
-            rollout, finished = ppo.collect(vec, seed=config.seed + counters["step"])
-            counters["step"] += rollout.mask.numel()
-            bar.update(rollout.mask.numel())
-            # 3. update; the learning rate decays linearly to zero if anneal_lr (PPO's Atari setting)
-            lr = config.ppo.lr * max(0.0, 1 - counters["step"] / config.steps) if config.ppo.anneal_lr else None
-            metrics = ppo.update(rollout, lr)
-            counters["updates"] += 1
-            # 4. log
-            step = counters["step"]
-            if finished["return"]:
-                counters["trials"] += len(finished["return"])
-                logger.scalar("episode/return", np.mean(finished["return"]))
-                logger.scalar("episode/length", np.mean(finished["length"]))
-            if step - marks["log"] >= config.log_every:
-                marks["log"] = step
-                now = time.time()
-                logger.scalars(metrics)
-                logger.scalar("perf/env_steps_per_s", (step - timer[1]) / max(now - timer[0], 1e-9))
-                timer = (now, step)
-            logger.write(step)
-            if config.eval_every and step - marks["eval"] >= config.eval_every and step < config.steps:
-                marks["eval"] = step
-                summary = evaluate(ppo, config, config.eval_episodes, eval_seed, run_dir / "icrl", logger, step)
-            if step - marks["checkpoint"] >= config.checkpoint_every:
-                marks["checkpoint"] = step
-                save()
-        summary = evaluate(ppo, config, config.eval_episodes, eval_seed, run_dir / "icrl", logger, counters["step"])
-        save()
-    finally:
-        bar.close()
-        logger.close()
-        vec.close()
-    print(f"memwm: finished {config.env} (ppo, {config.backbone}) at step {counters['step']}: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if not k.startswith(("icrl/return_ep", "icrl/return_tenth"))))
-    print(f"memwm: logs in {run_dir} (tensorboard --logdir {run_dir}), metrics in {run_dir / 'metrics.jsonl'}"
-          + (f", in-context plots in {run_dir / 'icrl'}" if config.env.startswith("icrl/") else ""))
-    return summary
-
-
-def evaluate_run(run, episodes: int = 0, device: str = "auto", seed: int = 10_000) -> dict[str, float]:
-    """The hook of `memwm eval` for PPO runs: restore the run, play `episodes` trials (0: the run's
-    eval_episodes), log the scalars to the run's metrics.jsonl and TensorBoard, and write the
-    return-by-episode-index PNG to <run>/icrl/ for icrl/* envs. Returns the scalars."""
-    from pathlib import Path
-
-    from agents import checkpoint
-    from agents.logger import Logger
-    from agents.train import load_run_config, pick_device
-
-    run = Path(run)
-    config = load_run_config(run)
-    torch_device = pick_device(device)
-    ppo = build(config, torch_device)
-    found = checkpoint.load(run / "checkpoints", map_location=torch_device)
-    if found is None:
-        raise ValueError(f"run {run} has no checkpoint in {run / 'checkpoints'}; train it first")
-    payload, path = found
-    ppo.load_state_dict(payload["agent"])
-    step = payload["counters"]["step"]
-    logger = Logger(run, config.tensorboard)
-    try:
-        summary = evaluate(ppo, config, episodes or config.eval_episodes, seed, run / "icrl", logger, step)
-    finally:
-        logger.close()
-    print(f"{config.env} (ppo, {config.backbone}, {path.name}, step {step}): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if not k.startswith(("icrl/return_ep", "icrl/return_tenth"))))
-    if config.env.startswith("icrl/"):
-        print(f"plot: {run / 'icrl' / f'icrl-{step:09d}.png'}")
     return summary

@@ -40,9 +40,10 @@ def worker(args: argparse.Namespace) -> None:
 
     from agents import distributed
     from agents.config import TrainConfig, resolve
-    from agents.evaluate import obs_to_torch
     from agents.replay import Replay
-    from agents.train import FLAGS, build_agent, to_torch
+    from agents.common import FLAGS, obs_to_torch
+    from agents.runs import build_agent
+    from agents.train import to_torch
 
     torch.set_num_threads(args.threads)
     device = distributed.init(torch.device("cpu"))

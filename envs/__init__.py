@@ -2,9 +2,9 @@
 
     envs.make(id, seed=None, **options) -> gymnasium.Env      observations: dict with `image`
     envs.make_vector(id, n, seed=None, asynchronous=None)      (64, 64, 3) uint8 and/or `vector`
-    envs.ids(), envs.describe(id), envs.cli_envs()             (K,) float32, plus the flags
+    envs.ids(), envs.spec(id) (facts), envs.describe(id)       (K,) float32, plus the flags
     envs.scripted_policy(env) -> obs -> action (memory/*)      `is_first`, `is_last`, `is_terminal`
-    envs.collect(...) behind `memwm collect`; envs.dataset: episode files and sequence sampling
+    envs.collect.collect_episodes(...): episode files; envs.dataset: their format and sequence sampling
 
 numpy only: nothing here imports torch or the agents.
 """
@@ -13,8 +13,8 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for dm_control and Memory Maze; set before mujoco loads
 
-from envs.collect import collect  # noqa: E402
+from envs.collect import collect_episodes  # noqa: E402
 from envs.core import FLAGS  # noqa: E402
 from envs.registry import cli_envs, describe, ids, make, make_vector, scripted_policy, spec  # noqa: E402
 
-__all__ = ["FLAGS", "cli_envs", "collect", "describe", "ids", "make", "make_vector", "scripted_policy", "spec"]
+__all__ = ["FLAGS", "cli_envs", "collect_episodes", "describe", "ids", "make", "make_vector", "scripted_policy", "spec"]

@@ -1,4 +1,7 @@
-"""`memwm collect`: play episodes with a scripted or random policy and write them for probes."""
+"""Play episodes with a scripted or random policy and write them as episode files (the data of the probes).
+
+`memwm collect` (agents/commands/collect.py) is the command around `collect_episodes`.
+"""
 
 from __future__ import annotations
 
@@ -12,43 +15,28 @@ from envs.dataset import encode_action, save_episode
 from envs.registry import make, scripted_policy
 
 
-def collect(
-    env: str,
-    episodes: int = 10,
-    policy: Literal["scripted", "random"] = "scripted",
-    out: Path = Path("runs/data"),
-    seed: int = 0,
-    progress: bool = True,
-) -> list[Path]:
-    """Play EPISODES episodes of ENV and write each to OUT as a compressed .npz (see envs.dataset).
+def collect_episodes(env: str, episodes: int, policy: Literal["scripted", "random"], out: Path, seed: int = 0,
+                     progress: bool = False, **options) -> list[Path]:
+    """Play `episodes` episodes of `env` (made with `options`) and write each to `out` as a compressed .npz
+    (envs.dataset's layout); returns the files.
 
-    Episode i is reset with seed SEED + i, so any one of them can be replayed alone. POLICY is
+    Episode i is reset with seed `seed` + i, so any one of them can be replayed alone. `policy` is
     the task's scripted policy (memory/* tasks: explores, then queries) or uniform random actions.
     Besides observations, actions, rewards and flags, each file holds the probe arrays:
     `phase` (0 context, 1 query), the task's masks (e.g. `door_visible`), `cue`, `episode`, `arm_means`.
-
-    Args:
-        env: environment id, e.g. memory/distracting-100 (`memwm envs` lists them).
-        episodes: how many episodes to write.
-        policy: scripted (memory/* only) or random.
-        out: directory for the episode files (created if missing).
-        seed: seed of the first episode.
-        progress: show a progress bar.
     """
     if episodes < 1:
         raise ValueError(f"collect needs episodes >= 1, got {episodes}")
     if policy not in ("scripted", "random"):
         raise ValueError(f"policy must be 'scripted' or 'random', got {policy!r}")
-    environment = make(env, seed=seed)
-    act = scripted_policy(environment) if policy == "scripted" else (lambda obs: environment.action_space.sample())
+    environment = make(env, seed=seed, **options)
     paths = []
     try:
+        act = scripted_policy(environment) if policy == "scripted" else (lambda obs: environment.action_space.sample())
         for i in tqdm(range(episodes), desc=f"collect {env}", disable=not progress):
             paths.append(save_episode(out, i, play_episode(environment, act, seed + i)))
     finally:
         environment.close()
-    if progress:
-        print(f"collect: wrote {len(paths)} episodes of {env} to {out}")
     return paths
 
 

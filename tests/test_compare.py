@@ -1,5 +1,5 @@
-"""`memwm compare` (world_models/compare.py): the batches, the S4WM probes against direct
-computations, the report, and a tiny compare end to end."""
+"""`memwm compare` (agents/compare.py) and the S4WM probes (world_models/probes.py, metrics.py): the batches,
+the probes against direct computations, the report, and a tiny compare end to end."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 import torch
 
 import world_models
-from world_models import compare as C
-from world_models.imagine import load_world_model
+from agents import compare as C
+from world_models import metrics as M
+from world_models import probes as P
+from world_models.saving import load_world_model
 
 IMAGE_SPACE = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
 ACT_SPACE = gym.spaces.Discrete(3)
@@ -54,12 +56,12 @@ def test_probe_kind_maps_each_memory_family():
 
 def test_horizon_bins_average_the_steps_of_each_bin():
     per_step = list(np.random.default_rng(0).random(37))
-    bins = C.horizon_bins(per_step, bins=5)
+    bins = M.horizon_bins(per_step, bins=5)
     assert [b["start"] for b in bins][0] == 1 and bins[-1]["end"] == 37
     assert all(a["end"] + 1 == b["start"] for a, b in zip(bins, bins[1:]))  # the bins tile 1..37
     for b in bins:
         assert b["mse"] == pytest.approx(np.mean(per_step[b["start"] - 1 : b["end"]]))
-    assert len(C.horizon_bins(per_step[:3], bins=10)) == 3  # never more bins than steps
+    assert len(M.horizon_bins(per_step[:3], bins=10)) == 3  # never more bins than steps
 
 
 def test_sequence_batches_start_at_episode_starts_and_repeat_for_the_same_seed():
@@ -112,7 +114,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 def test_imagination_probe_mse_per_step_equals_a_direct_computation(tiny_s5):
     rng = np.random.default_rng(2)
     eps = [random_episode(rng, 10, 4) for _ in range(2)] + [random_episode(rng, 12, 6)]
-    got = C.run_probes(tiny_s5, "imagination", eps, ACT_SPACE, CPU)
+    got = P.run_probes(tiny_s5, "imagination", eps, ACT_SPACE, CPU)
     # reference: each episode alone, observe its context, img_step the prior with its actions, decode, MSE
     errs: dict[int, list[float]] = {}
     with torch.no_grad():
@@ -141,22 +143,22 @@ def test_reward_probe_classifies_the_decided_steps_to_the_nearest_paid_reward(ti
 
     # a reward head with the right sign except on the last episode: inference 3/4 right, imagination 2/3
     monkeypatch.setattr(tiny_s5, "reward", lambda feat: truth * torch.tensor([1.0, 0.9, 0.2, -0.5])[:, None])
-    got = C.run_probes(tiny_s5, "reward", eps, ACT_SPACE, CPU)
+    got = P.run_probes(tiny_s5, "reward", eps, ACT_SPACE, CPU)
     assert got["reward_acc_inference"] == pytest.approx(3 / 4)
     assert got["reward_acc_imagination"] == pytest.approx(2 / 3)
 
 
 def test_reward_accuracy_of_a_constant_guess_is_the_share_of_its_class():
     true = np.random.default_rng(7).choice([-1.0, 1.0], 200)
-    assert C.reward_accuracy(np.full(200, 0.004), true) == pytest.approx(np.mean(true == 1.0))
-    assert C.reward_accuracy(-0.3 * true, true) == 0.0
-    assert C.reward_accuracy(np.array([0.6, 0.1]), np.array([1.0, 1.0])) == 0.5  # one value paid: 0 is the alternative
+    assert M.reward_accuracy(np.full(200, 0.004), true) == pytest.approx(np.mean(true == 1.0))
+    assert M.reward_accuracy(-0.3 * true, true) == 0.0
+    assert M.reward_accuracy(np.array([0.6, 0.1]), np.array([1.0, 1.0])) == 0.5  # one value paid: 0 is the alternative
 
 
 def test_door_probe_averages_the_imagined_door_frames_only(tiny_s5):
     rng = np.random.default_rng(4)
     eps = [random_episode(rng, 10, 4, door_steps=(1, 6, 8)) for _ in range(2)]
-    got = C.run_probes(tiny_s5, "doors", eps, ACT_SPACE, CPU)
+    got = P.run_probes(tiny_s5, "doors", eps, ACT_SPACE, CPU)
     # the door frames after the context are imagination steps 3 and 5 (frames 6 and 8)
     assert got["door_mse"] == pytest.approx(np.mean([got["mse_per_step"][2], got["mse_per_step"][4]]), rel=1e-5)
 
@@ -187,18 +189,18 @@ def test_reward_data_keeps_the_episodes_of_one_arm_so_the_reward_follows_the_cue
         assert decided == len(ep["action"]) - 1 and np.argmax(ep["action"][decided - 1]) == C.REWARD_ARM == 0
         assert ep["reward"][decided] == (1.0 if int(ep["cue"]) == 0 else -1.0)  # arm 0 is red: +1 iff the cue is red
     assert json.loads((tmp_path / "meta.json").read_text())["arm"] == 0
-    assert C.junction_arm({**data["train"][0], "action": np.argmax(data["train"][0]["action"], -1)}) == 0  # int actions
+    assert P.junction_arm({**data["train"][0], "action": np.argmax(data["train"][0]["action"], -1)}) == 0  # int actions
 
 
 def test_compare_rejects_unknown_backbones_and_budgets(tmp_path):
     with pytest.raises(ValueError, match="unknown backbones \\['gru'\\]"):
-        C.compare(task="distracting-100", backbones="s5,gru", out=tmp_path)
+        C.run_compare(task="distracting-100", backbones="s5,gru", out=tmp_path)
     with pytest.raises(ValueError, match="--steps must be at least 1, got 0"):
-        C.compare(task="distracting-100", backbones="s5", steps=0, out=tmp_path)
+        C.run_compare(task="distracting-100", backbones="s5", steps=0, out=tmp_path)
     with pytest.raises(ValueError, match="unknown compare task 'rooms-3'"):
-        C.compare(task="rooms-3", out=tmp_path)
+        C.run_compare(task="rooms-3", out=tmp_path)
     with pytest.raises(ValueError, match="--reward-scale must be > 0, got 0"):
-        C.compare(task="distracting-100", backbones="s5", reward_scale=0.0, out=tmp_path)
+        C.run_compare(task="distracting-100", backbones="s5", reward_scale=0.0, out=tmp_path)
 
 
 TINY = dict(task="doors-keys-3", backbones="rssm,transformer,s5", preset="tiny", steps=2, episodes=3,
@@ -208,7 +210,7 @@ TINY = dict(task="doors-keys-3", backbones="rssm,transformer,s5", preset="tiny",
 @pytest.fixture(scope="module")
 def tiny_compare(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    return out, C.compare(**TINY, out=out)
+    return out, C.run_compare(**TINY, out=out)
 
 
 def test_tiny_compare_writes_every_file_with_finite_values(tiny_compare):
@@ -227,7 +229,7 @@ def test_tiny_compare_writes_every_file_with_finite_values(tiny_compare):
                   m["speed"]["train_step_ms"], m["speed"]["imagine_ms_per_step"], *(r["loss"] for r in m["curve"])]
         assert np.all(np.isfinite(values)) and m["speed"]["params"] > 0
         assert m["speed"]["train_wall_s"] > 0 and m["speed"]["load"] >= 0 and all("load" in r for r in m["curve"])
-        assert load_world_model(out / name, "cpu").wm.config.reward_scale == 7.0  # compare's loss weight reached the model
+        assert load_world_model(out / name / "model.pt", "cpu").wm.config.reward_scale == 7.0  # compare's loss weight reached the model
     rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ") and "backbone" not in line]
     assert [r.split("|")[1].strip() for r in rows] == names
     # the parameter counts match across backbones (the preset sizes them to the RSSM's)
@@ -238,17 +240,17 @@ def test_tiny_compare_writes_every_file_with_finite_values(tiny_compare):
 def test_compare_rerun_reuses_the_data_and_finished_backbones(tiny_compare):
     out, results = tiny_compare
     stamps = {p: p.stat().st_mtime_ns for p in [*out.glob("*/model.pt"), *out.glob("data/*/*.npz")]}
-    again = C.compare(**{**TINY, "backbones": "s5"}, out=out)
+    again = C.run_compare(**{**TINY, "backbones": "s5"}, out=out)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained or recollected
     assert again["backbones"]["s5"] == results["backbones"]["s5"]
     assert list(again["backbones"]) == ["s5"]
     # probes that changed since a backbone was trained are run again on its saved model, without training
     metrics = json.loads((out / "s5" / "metrics.json").read_text())
     (out / "s5" / "metrics.json").write_text(json.dumps({**metrics, "probe_version": 1, "probes": {}}))
-    reprobed = C.compare(**{**TINY, "backbones": "s5"}, out=out)
+    reprobed = C.run_compare(**{**TINY, "backbones": "s5"}, out=out)
     new, old = reprobed["backbones"]["s5"]["probes"], results["backbones"]["s5"]["probes"]
     assert new["door_mse"] == pytest.approx(old["door_mse"], rel=1e-5)
     np.testing.assert_allclose(new["mse_per_step"], old["mse_per_step"], rtol=1e-5)
     assert (out / "s5" / "model.pt").stat().st_mtime_ns == stamps[out / "s5" / "model.pt"]
     with pytest.raises(ValueError, match="holds a data set for"):
-        C.compare(**{**TINY, "episodes": 4}, out=out)
+        C.run_compare(**{**TINY, "episodes": 4}, out=out)

@@ -167,7 +167,8 @@ from pathlib import Path
 import tyro
 from agents import checkpoint, distributed
 from agents.config import TrainConfig
-from agents.train import Trainer, build_agent
+from agents.runs import build_agent
+from agents.train import Trainer
 
 if __name__ == "__main__":  # env workers may start by forkserver, which imports this file again
     config = tyro.cli(TrainConfig, args=sys.argv[2:])
@@ -288,7 +289,7 @@ COMPARE = dict(task="doors-keys-3", preset="tiny", steps=2, episodes=3, eval_epi
 
 
 def test_torchrun_compare_splits_backbones_across_ranks_with_single_process_results(tmp_path):
-    from world_models.compare import compare
+    from agents.compare import run_compare as compare
 
     out = tmp_path / "two"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in COMPARE.items()]

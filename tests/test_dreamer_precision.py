@@ -13,7 +13,7 @@ import torch
 import world_models
 from agents.config import TrainConfig, resolve
 from agents.dreamer import Dreamer, DreamerConfig, frozen, lambda_returns
-from agents.train import build_agent
+from agents.runs import build_agent
 
 OBS = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
 SPACES = [gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([2, 3]), gym.spaces.Box(-1.0, 1.0, (2,))]

@@ -369,7 +369,7 @@ def test_meta_cartpole_projects_states_and_permutes_actions_per_trial():
 
 
 def test_collect_round_trips_and_replays_from_its_seed(tmp_path):
-    paths = envs.collect(env="memory/doors-keys-3", episodes=3, policy="scripted", out=tmp_path, seed=10, progress=False)
+    paths = envs.collect_episodes("memory/doors-keys-3", 3, "scripted", tmp_path, seed=10)
     episodes = load_episodes(tmp_path)
     assert [p.name for p in paths] == sorted(p.name for p in tmp_path.iterdir())
     assert len(episodes) == 3 and not list(tmp_path.glob("*.tmp"))
@@ -398,7 +398,7 @@ def test_collect_random_policy_and_cli(tmp_path):
     assert len(episodes) == 2 and episodes[0]["vector"].shape == (101, 7) and episodes[0]["arm_means"].shape == (5,)
     np.testing.assert_array_equal(episodes[0]["episode"][:3], [0, 1, 2])
     with pytest.raises(ValueError, match="no scripted policy"):
-        envs.collect(env="icrl/bandit-5", episodes=1, policy="scripted", out=tmp_path, progress=False)
+        envs.collect_episodes("icrl/bandit-5", 1, "scripted", tmp_path)
 
 
 def test_sequence_sampler_windows_mark_episode_starts():

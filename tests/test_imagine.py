@@ -1,4 +1,5 @@
-"""The open-loop rollout, world-model files and `memwm imagine` (world_models/imagine.py)."""
+"""The open-loop rollout (world_models/imagine.py), world-model files (world_models/saving.py), run folders
+(agents/runs.py) and `memwm imagine` (agents/commands/imagine.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,9 @@ import pytest
 import torch
 
 import world_models
-from world_models.imagine import (
-    action_vectors,
-    decode_frames,
-    episodes_to_batch,
-    load_world_model,
-    open_loop,
-    save_world_model,
-)
+from agents.runs import load_run_world_model
+from world_models.imagine import action_vectors, decode_frames, episodes_to_batch, open_loop
+from world_models.saving import load_world_model, save_world_model
 
 IMAGE_SPACE = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
 ACT_SPACE = gym.spaces.Discrete(3)
@@ -96,7 +92,8 @@ def test_saved_world_model_loads_with_the_same_outputs(tmp_path, tiny_models, ba
     config = world_models.WorldModelConfig.preset("tiny")
     save_world_model(tmp_path / backbone / "model.pt", wm, backbone=backbone, config=config, env="memory/x",
                      obs_space=IMAGE_SPACE, act_space=ACT_SPACE)
-    loaded = load_world_model(tmp_path / backbone)
+    loaded = load_world_model(tmp_path / backbone / "model.pt")
+    assert load_run_world_model(tmp_path / backbone).path == loaded.path  # a compare backbone's folder
     assert (loaded.backbone, loaded.env, loaded.act_space) == (backbone, "memory/x", ACT_SPACE)
     rng = np.random.default_rng(4)
     batch = episodes_to_batch([random_episode(rng, 8, 4)], ACT_SPACE)
@@ -106,22 +103,22 @@ def test_saved_world_model_loads_with_the_same_outputs(tmp_path, tiny_models, ba
 
 def test_load_world_model_names_what_a_run_folder_lacks(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        load_world_model(tmp_path / "nothing")
+        load_run_world_model(tmp_path / "nothing")
     (tmp_path / "cmp" / "s5").mkdir(parents=True)
     (tmp_path / "cmp" / "s5" / "model.pt").write_bytes(b"")
     with pytest.raises(ValueError, match=r"compare backbones \['s5'\]"):
-        load_world_model(tmp_path / "cmp")
+        load_run_world_model(tmp_path / "cmp")
 
 
 def test_imagine_on_a_compare_backbone_writes_the_video_and_a_tensorboard_event(tmp_path):
     import imageio.v2 as imageio
 
     import envs
-    from world_models.imagine import imagine
+    from agents.commands.imagine import imagine
     from world_models.video import BORDER, GAP, GREEN, RED
 
     # a compare run's layout: RUN/data/eval episodes beside RUN/<backbone>/model.pt
-    envs.collect(env="memory/doors-keys-3", episodes=3, out=tmp_path / "data" / "eval", seed=5, progress=False)
+    envs.collect_episodes("memory/doors-keys-3", 3, "scripted", tmp_path / "data" / "eval", seed=5)
     config, act_space = world_models.WorldModelConfig.preset("tiny"), gym.spaces.Discrete(4)
     wm = world_models.make("s5", IMAGE_SPACE, act_space, config)
     save_world_model(tmp_path / "s5" / "model.pt", wm, backbone="s5", config=config, env="memory/doors-keys-3",
@@ -144,14 +141,14 @@ def test_imagine_on_a_train_checkpoint_reads_its_world_model(tmp_path):
 
     from agents import checkpoint
     from agents.config import TrainConfig
-    from agents.train import build_agent, identity
-    from world_models.imagine import imagine
+    from agents.commands.imagine import imagine
+    from agents.runs import build_agent, identity
 
     config = TrainConfig(env="memory/doors-keys-3", backbone="rssm", preset="tiny", run=str(tmp_path / "run"),
                          wm=world_models.WorldModelConfig.preset("tiny"))
     agent, _ = build_agent(config, torch.device("cpu"))
     checkpoint.save(tmp_path / "run" / "checkpoints", 7, {"agent": agent.state_dict(), "identity": identity(config)})
-    loaded = load_world_model(tmp_path / "run")
+    loaded = load_run_world_model(tmp_path / "run")
     assert loaded.backbone == "rssm" and loaded.env == "memory/doors-keys-3"
     for key, value in agent.wm.state_dict().items():
         assert torch.equal(loaded.wm.state_dict()[key], value), key

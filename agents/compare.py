@@ -1,10 +1,10 @@
 """Offline comparison of world-model backbones on one memory task, with the S4WM probes: `memwm compare`.
 
 The story (Deng, Park, Ahn 2023, "Facing off World Models", at CPU scale):
-1. collect (or reuse) a data set of the task's episodes with its scripted policy (`envs.collect`);
+1. collect (or reuse) a data set of the task's episodes (`envs.collect.collect_episodes`);
 2. train every backbone on the same batches, from the same seed, for the same number of steps,
    at the same preset (the presets give every backbone about the RSSM's parameter count);
-3. probe what each one remembers, on held-out episodes:
+3. probe what each one remembers, on held-out episodes (world_models/probes.py):
    - long-term imagination (memory/rooms-*, memory/teleport): observe the context phase, imagine
      the query phase open-loop with the episode's actions; MSE of imagined vs true frames by
      imagination step, in bins;
@@ -16,8 +16,8 @@ The story (Deng, Park, Ahn 2023, "Facing off World Models", at CPU scale):
 
 The out folder (a rerun with the same --out reuses the data and every finished backbone):
 
-    data/train/*.npz, data/eval/*.npz    episodes (envs.collect), data/meta.json what they are
-    <backbone>/model.pt                  the trained world model (world_models.imagine.save_world_model)
+    data/train/*.npz, data/eval/*.npz    episodes (envs.dataset files), data/meta.json what they are
+    <backbone>/model.pt                  the trained world model (world_models/saving.py)
     <backbone>/metrics.json              its settings, training curve, probes and speed: the mark of done
     <backbone>/imagination.gif           context (green) then imagination (red) of up to 6 eval episodes
     <backbone>/training.pt               while training: model, optimiser and step, to resume an interrupted run
@@ -35,16 +35,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from world_models.imagine import (
-    decode_frames,
-    episodes_to_batch,
-    load_world_model,
-    model_obs_space,
-    open_loop,
-    query_start,
-    resolve_device,
-    save_world_model,
-)
+import envs
+import world_models
+from agents.common import atomic_write, pick_device
+from envs.collect import collect_episodes
+from envs.dataset import SequenceSampler, load_episodes
+from world_models.imagine import decode_frames, episodes_to_batch, model_obs_space, open_loop
+from world_models.metrics import horizon_bins, reward_accuracy
+from world_models.probes import imagination_speed, junction_arm, probe_context, run_probes
+from world_models.saving import load_world_model, save_world_model
+from world_models.video import imagination_video, write_video
 
 PROBES = {"rooms": "imagination", "teleport": "imagination", "distracting": "reward", "doors-keys": "doors"}
 # The data's policy per probe. The reward probe records uniform random actions: the scripted policy of
@@ -59,7 +59,6 @@ REWARD_ARM = 0
 # Observed steps past the query start before imagining: memory/teleport's first query frame shows
 # where the agent was teleported to, which no model can guess; from there on memory decides.
 CONTEXT_PAST_QUERY = {"memory/teleport": 1}
-HORIZON_BINS = 10  # imagination steps are grouped into this many equal bins for the MSE-vs-horizon curve
 PROBE_VERSION = 2  # bumped when the probes change; a rerun scores finished backbones again without retraining
 VIDEO_CONTEXT = 8  # context frames shown before the imagined ones in the GIFs
 VIDEO_HORIZON = 128  # at most this many imagined frames in the GIFs
@@ -70,8 +69,6 @@ VIDEO_HORIZON = 128  # at most this many imagined frames in the GIFs
 
 def task_env_id(task: str) -> str:
     """`distracting-100` or `memory/distracting-100` -> `memory/distracting-100` (checked against envs.ids())."""
-    import envs
-
     env_id = task if "/" in task else f"memory/{task}"
     known = [i for i in envs.ids() if i.startswith("memory/")]
     if env_id not in known:
@@ -98,9 +95,6 @@ def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, se
 
     Train and eval episodes come from different seeds, so the probes run on episodes never trained on.
     """
-    from envs import collect
-    from envs.dataset import load_episodes
-
     arm = REWARD_ARM if probe_kind(env_id) == "reward" else None
     meta = {"env": env_id, "episodes": episodes, "eval_episodes": eval_episodes, "seed": seed, "policy": policy}
     if arm is not None:
@@ -119,7 +113,7 @@ def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, se
             if have:  # a collection that was interrupted: start the split again, same seed, same episodes
                 for f in path.glob("*.npz"):
                     f.unlink()
-            collect(env=env_id, episodes=want, policy=policy, out=path, seed=split_seed, progress=False)
+            collect_episodes(env_id, want, policy, path, split_seed, progress=False)
         eps = load_episodes(path)[:want]
         if arm is not None:
             eps = [ep for ep in eps if junction_arm(ep) == arm]
@@ -128,17 +122,8 @@ def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, se
                                  f"use another --seed")
         data[split] = eps[:count]
     folder.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(meta, indent=1))
+    atomic_write(meta_path, json.dumps(meta, indent=1))
     return data
-
-
-def junction_arm(ep: dict) -> int:
-    """The arm an episode of memory/distracting-* took: its action at the step before the decided reward."""
-    decided = np.flatnonzero(_probe_mask(ep, "reward_decided"))
-    if len(decided) != 1 or decided[0] < 1:
-        raise ValueError(f"a distracting episode decides its reward once, after a step; got steps {decided.tolist()}")
-    action = np.asarray(ep["action"])[decided[0] - 1]
-    return int(np.argmax(action)) if action.ndim else int(action)
 
 
 def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_space, device, seed: int):
@@ -150,8 +135,6 @@ def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_sp
     takes windows at random offsets inside episodes (envs.dataset.SequenceSampler), which covers
     every part of long episodes but teaches memory only within a window.
     """
-    from envs.dataset import SequenceSampler
-
     if seq_len < max(len(ep["action"]) for ep in episodes):
         sampler = SequenceSampler(episodes, seq_len, seed=seed, within_episode=True)
         while True:
@@ -223,154 +206,22 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: 
             curve.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}")
         if resume is not None and ((step + 1) % save_every == 0 or step == steps - 1):
-            tmp = resume.with_name(f".{resume.name}.tmp")
-            resume.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"settings": settings, "model": wm.state_dict(), "optimiser": opt.state_dict(),
-                        "step": step + 1, "curve": curve, "times": times, "rng": torch.get_rng_state()}, tmp)
-            os.replace(tmp, resume)
+            state = {"settings": settings, "model": wm.state_dict(), "optimiser": opt.state_dict(),
+                     "step": step + 1, "curve": curve, "times": times, "rng": torch.get_rng_state()}
+            atomic_write(resume, lambda f: torch.save(state, f))
     wm.eval()
     warm = times[min(3, len(times) - 1):] if times else [float("nan")]
     return {"curve": curve, "train_step_ms": 1000.0 * float(np.median(warm)), "train_wall_s": time.perf_counter() - started,
             "load_median": float(np.median(load))}
 
 
-# --------------------------------------------------------------------------- probes
-
-
-def probe_context(ep: dict, shift: int = 0) -> int:
-    """Steps a probe observes before imagining: the episode's query start (+ shift)."""
-    start = query_start(ep)
-    if start is None or start < 1:
-        raise ValueError("an eval episode has no query phase (`phase` == 1 after step 0); "
-                         "the compare probes need the task's phase annotations")
-    if start + shift >= len(ep["action"]):
-        raise ValueError(f"an eval episode of {len(ep['action'])} steps leaves nothing to imagine after {start + shift} observed")
-    return start + shift
-
-
-def _groups(episodes: list[dict], shift: int) -> list[list[int]]:
-    """Indices of eval episodes grouped by (length, context), so each group is one batch."""
-    groups: dict[tuple, list[int]] = {}
-    for i, ep in enumerate(episodes):
-        groups.setdefault((len(ep["action"]), probe_context(ep, shift)), []).append(i)
-    return list(groups.values())
-
-
-def _probe_mask(ep: dict, key: str) -> np.ndarray:
-    """(T,) bool: a task's per-step probe mask as envs.collect stores it (`reward_decided`, `door_visible`)."""
-    if key not in ep:
-        raise ValueError(f"this probe needs the episodes' `{key}` array (envs.collect stores the task's masks); "
-                         f"the episode has {sorted(ep)}")
-    return np.asarray(ep[key], bool)
-
-
-@torch.no_grad()
-def run_probes(wm, kind: str, episodes: list[dict], act_space, device, shift: int = 0) -> dict:
-    """Observe each eval episode's context phase (+ `shift` steps), imagine the rest, and score the S4WM probe.
-
-    Returns per-step imagination MSE (all kinds, images), and by kind: `mse_bins` (imagination),
-    `reward_acc_inference` / `reward_acc_imagination` (reward), `door_mse` (doors).
-    """
-    sq_err_sum: dict[int, float] = {}  # imagination step (1-based) -> summed per-frame MSE
-    sq_err_n: dict[int, int] = {}
-    pairs: dict[str, list] = {"inference": [], "imagination": []}  # (predicted, true) reward where decided
-    door_err = []
-    query_err = []
-    for idx in _groups(episodes, shift):
-        eps = [episodes[i] for i in idx]
-        T, C = len(eps[0]["action"]), probe_context(eps[0], shift)
-        batch = episodes_to_batch(eps, act_space, device, length=T)
-        roll = open_loop(wm, batch, C, T - C)
-        truth = batch["image"].float() / 255.0 if "image" in batch else None  # (N, T, 64, 64, 3)
-        if truth is not None:
-            pred = decode_frames(wm, roll.features)  # (N, T, 64, 64, 3)
-            mse = ((pred - truth) ** 2).mean((2, 3, 4)).cpu().numpy()  # (N, T)
-            for k in range(1, T - C + 1):
-                sq_err_sum[k] = sq_err_sum.get(k, 0.0) + float(mse[:, C - 1 + k].sum())
-                sq_err_n[k] = sq_err_n.get(k, 0) + len(eps)
-            query_err.append(mse[:, C:].mean(1))
-        if kind == "reward":
-            _, _, feat_post, _ = wm.observe({k: batch[k] for k in ("image", "vector") if k in batch},
-                                            batch["action"], batch["is_first"], sample=False)  # (N, T, F)
-            true_r = batch["reward"].cpu().numpy()
-            for mode, feats in (("inference", feat_post), ("imagination", roll.features)):
-                pred_r = wm.reward(feats).float().cpu().numpy()  # (N, T)
-                for n, ep in enumerate(eps):
-                    mask = _probe_mask(ep, "reward_decided")[:T].copy()
-                    if mode == "imagination":
-                        mask[:C] = False  # only rewards the model had to imagine
-                    pairs[mode].extend(zip(pred_r[n, mask], true_r[n, mask]))
-        if kind == "doors" and truth is not None:
-            for n, ep in enumerate(eps):
-                mask = _probe_mask(ep, "door_visible")[:T].copy()
-                mask[:C] = False
-                if mask.any():
-                    door_err.extend(mse[n, mask])
-    result: dict = {}
-    if sq_err_n:
-        H = max(sq_err_n)
-        per_step = [sq_err_sum[k] / sq_err_n[k] for k in range(1, H + 1)]
-        result["mse_per_step"] = per_step
-        result["mse_bins"] = horizon_bins(per_step)
-        result["query_mse"] = float(np.concatenate(query_err).mean())
-    if kind == "reward":
-        for mode, p in pairs.items():
-            if not p:
-                raise ValueError(f"no step of the eval episodes decides a reward in the {mode} part (`reward_decided`)")
-            result[f"reward_acc_{mode}"] = reward_accuracy(*map(np.asarray, zip(*p)))
-    if kind == "doors":
-        if not door_err:
-            raise ValueError("no door-visible frames after the context in the eval episodes")
-        result["door_mse"] = float(np.mean(door_err))
-    return result
-
-
-def reward_accuracy(pred: np.ndarray, true: np.ndarray) -> float:
-    """Share of decided rewards classified right: each prediction counts as the nearest of the rewards the
-    task pays there (memory/distracting-*: +1 or -1, so a model that does not remember the cue scores
-    about 50%, as in S4WM); with a single value paid, 0 joins it as the alternative."""
-    classes = np.unique(true)
-    if len(classes) < 2:
-        classes = np.union1d(classes, [0.0])
-    guess = classes[np.abs(pred[:, None] - classes[None, :]).argmin(1)]
-    return float(np.mean(guess == true))
-
-
-def horizon_bins(per_step: list[float], bins: int = HORIZON_BINS) -> list[dict]:
-    """Per-step MSE (index 0 = imagination step 1) -> mean MSE in up to `bins` equal bins of steps."""
-    H = len(per_step)
-    edges = np.unique(np.linspace(0, H, min(bins, H) + 1).round().astype(int))
-    return [{"start": int(a) + 1, "end": int(b), "mse": float(np.mean(per_step[a:b]))} for a, b in zip(edges[:-1], edges[1:])]
-
-
-@torch.no_grad()
-def imagination_speed(wm, episodes: list[dict], act_space, device, horizon: int = 32, repeats: int = 3,
-                      shift: int = 0) -> float:
-    """Milliseconds per imagined step (batch of the first eval group, after its context), median of repeats."""
-    idx = _groups(episodes, shift)[0]
-    eps = [episodes[i] for i in idx]
-    C = probe_context(eps[0], shift)
-    batch = episodes_to_batch(eps, act_space, device, length=len(eps[0]["action"]))
-    obs = {k: batch[k][:, :C] for k in ("image", "vector") if k in batch}
-    _, _, _, state = wm.observe(obs, batch["action"][:, :C], batch["is_first"][:, :C])
-    actions = torch.zeros(len(eps), horizon, batch["action"].shape[-1], device=device)
-    actions[..., 0] = 1.0
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        wm.imagine(state, actions, horizon)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * float(np.median(times[1:])) / horizon
+# --------------------------------------------------------------------------- pictures
 
 
 @torch.no_grad()
 def imagination_gif(wm, episodes: list[dict], act_space, device, path: Path, columns: int = 6, shift: int = 0) -> Path:
     """The GIF of the first `columns` eval episodes, cut to a common length: the last context frames
     (up to the earliest query start among them), then up to VIDEO_HORIZON imagined frames."""
-    from world_models.video import imagination_video, write_video
-
     eps = episodes[:columns]
     C = min(probe_context(ep, shift) for ep in eps)
     H = min(min(len(ep["action"]) for ep in eps) - C, VIDEO_HORIZON)
@@ -386,7 +237,7 @@ def imagination_gif(wm, episodes: list[dict], act_space, device, path: Path, col
 # --------------------------------------------------------------------------- the command
 
 
-def compare(
+def run_compare(
     task: str = "distracting-100",
     backbones: str = "rssm,transformer,s4,s5,mamba",
     preset: str = "small",
@@ -422,8 +273,6 @@ def compare(
         threads: torch CPU threads; 0 = torch's default (1 is faster on a CPU shared with other jobs).
         out: the output folder; default runs/compare-<task>. Rerunning reuses its data and finished backbones.
     """
-    import world_models
-
     env_id = task_env_id(task)
     kind = probe_kind(env_id)
     shift = CONTEXT_PAST_QUERY.get(env_id, 0)
@@ -443,13 +292,11 @@ def compare(
     if threads:
         torch.set_num_threads(threads)
     config = world_models.WorldModelConfig.preset(preset, reward_scale=reward_scale)
-    dev = resolve_device(device)
+    dev = pick_device(device)
     out = Path(out) if out is not None else default_out(env_id)
     out.mkdir(parents=True, exist_ok=True)
 
     data = ensure_data(env_id, out / "data", episodes, eval_episodes, seed, COLLECT_POLICY[kind])
-    import envs
-
     env = envs.make(env_id, seed=seed)
     obs_space = model_obs_space(env.observation_space)
     act_space = env.action_space
@@ -483,8 +330,8 @@ def compare(
         speed = {"params": int(wm.num_params()), "train_step_ms": trained["train_step_ms"],
                  "train_wall_s": trained["train_wall_s"], "load": trained["load_median"],
                  "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev, shift=shift)}
-        save_world_model(folder / "model.pt", wm, backbone=name, config=config, env=env_id,
-                         obs_space=obs_space, act_space=act_space)
+        atomic_write(folder / "model.pt", lambda f: save_world_model(f, wm, backbone=name, config=config, env=env_id,
+                                                                    obs_space=obs_space, act_space=act_space))
         if "image" in obs_space.spaces:
             imagination_gif(wm, data["eval"], act_space, dev, folder / "imagination.gif", shift=shift)
         metrics = {"backbone": name, "settings": settings, "speed": speed, "probes": probes, "curve": trained["curve"],
@@ -497,8 +344,6 @@ def compare(
     _write_json(out / "results.json", results)
     (out / "results.md").write_text(results_table(results))
     plot_results(results, out)
-    print(results_table(results))
-    print(f"compare: results in {out}")
     return results
 
 
@@ -512,9 +357,7 @@ def same_settings(saved: dict | None, settings: dict) -> bool:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 # --------------------------------------------------------------------------- reporting
@@ -611,5 +454,5 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-__all__ = ["compare", "task_env_id", "probe_kind", "ensure_data", "sequence_batches", "train_world_model",
-           "run_probes", "reward_accuracy", "horizon_bins", "imagination_speed", "imagination_gif", "results_table", "plot_results"]
+__all__ = ["run_compare", "task_env_id", "probe_kind", "ensure_data", "sequence_batches", "train_world_model",
+           "imagination_gif", "results_table", "plot_results"]
