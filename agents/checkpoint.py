@@ -3,7 +3,8 @@
 A checkpoint is one torch file `checkpoints/ckpt-<step>.pt` holding the learner's state (model,
 optimisers, return normaliser), the counters, the RNG states of python, numpy and torch, and
 the identity of the run (env, backbone, world-model config) that a resume must match. It is
-written to a temporary file and renamed, so a SIGKILL leaves the previous checkpoints intact.
+written to a temporary file and renamed (`agents.common.atomic_write`), so a SIGKILL or a full
+disk leaves the previous checkpoints intact and no partial file under a checkpoint's name.
 Loading tries the newest file first; a file that cannot be read is reported and the previous
 one is used.
 """
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from agents.common import atomic_write
 
 KEEP = 2
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
@@ -56,12 +59,7 @@ def save(directory: str | os.PathLike, step: int, payload: dict[str, Any]) -> Pa
     """Write `payload` (plus RNG states) as checkpoint `step`, atomically, and delete all but the last KEEP."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"ckpt-{step:09d}.pt"
-    tmp = directory / f".ckpt-{step:09d}.pt.tmp"
-    torch.save({**payload, "rng": rng_state()}, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    path = atomic_write(directory / f"ckpt-{step:09d}.pt", lambda f: torch.save({**payload, "rng": rng_state()}, f))
     for old in checkpoints(directory)[:-KEEP]:
         old.unlink(missing_ok=True)
     return path

@@ -8,6 +8,7 @@ from there rather than spelling them a third time.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
@@ -20,7 +21,7 @@ import torch
 from envs.core import FLAGS
 from world_models.model import OBS_KEYS
 
-__all__ = ["FLAGS", "OBS_KEYS", "atomic_write", "obs_to_torch", "pick_device", "seed_everything"]
+__all__ = ["FLAGS", "OBS_KEYS", "DiskFull", "atomic_write", "obs_to_torch", "pick_device", "seed_everything"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -41,30 +42,63 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class DiskFull(OSError):
+    """A write that failed for lack of space: the run stops; every file it had written whole is intact."""
+
+
 def atomic_write(path: str | os.PathLike, data: Union[bytes, str, Callable[[IO[bytes]], object]]) -> Path:
     """Write `path` so that it holds either its old content or all of `data`, never a part.
 
     data: bytes, text (UTF-8), or a function that writes into the open binary file (e.g.
     `lambda f: torch.save(obj, f)`). The data goes to a temporary file in the same folder, is
-    flushed to disk, then renamed over `path`; on any OSError (a full disk) the temporary file is
-    removed and the error raised, so no partial file ever has the final name.
+    flushed to disk, then renamed over `path`; on any error the temporary file is removed and the
+    error raised, so no partial file ever has the final name. A full disk (or quota) raises
+    DiskFull, one line naming `path`, whatever the writer made of the failed write (torch.save
+    turns it into a RuntimeError about stream positions).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
+    sink = _Sink()
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            sink.file = f
             if callable(data):
-                data(f)
+                data(sink)
             else:
-                f.write(data.encode() if isinstance(data, str) else data)
+                sink.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        cause = sink.error or e
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = DiskFull(f"the disk is full: could not write {path} (no space left on {path.parent}); "
+                            f"the files written before are intact: free space and run again to resume")
+            full.errno = errno.ENOSPC
+            raise full from e
         raise
     return path
+
+
+class _Sink:
+    """The open file as a writer sees it, remembering the OSError of a failed write (torch.save hides it)."""
+
+    def __init__(self):
+        self.file, self.error = None, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
 
 
 def obs_to_torch(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:

@@ -36,7 +36,8 @@ from typing import Callable
 
 import numpy as np
 
-from envs.dataset import save_episode
+from agents.common import atomic_write
+from envs.dataset import episode_path
 
 FLAGS = ("is_first", "is_last", "is_terminal")
 _NAME = re.compile(r"^ep-(\d+)-len(\d+)\.npz$")
@@ -91,7 +92,8 @@ class Replay:
         if len(set(lengths.values())) != 1:
             raise ValueError(f"every array of an episode must have the same length, got {lengths}")
         if self.directory is not None:
-            save_episode(self.directory, self.num_episodes, episode)  # ep-<index>-len<T>.npz, atomically
+            path = episode_path(self.directory, self.num_episodes, len(episode["reward"]))  # ep-<index>-len<T>.npz
+            atomic_write(path, lambda f: np.savez_compressed(f, **episode))  # as envs.dataset writes them; DiskFull when full
         self.num_episodes += 1
         self._append(episode)
 
