@@ -20,8 +20,13 @@ import tyro
 __version__ = "0.1.0"
 
 
-def version() -> None:
-    """Print memwm's version and the versions of the libraries it runs on."""
+def version(check: bool = False) -> None:
+    """Print memwm's version and the versions of the libraries it runs on.
+
+    Args:
+        check: also run the fused triton kernels beside the torch backend on every visible CUDA device
+            (on the CPU only under TRITON_INTERPRET=1) and print the largest errors.
+    """
     import torch
 
     try:
@@ -31,6 +36,39 @@ def version() -> None:
     except ImportError:  # triton is optional on machines without a GPU
         triton_version = "not installed"
     print(f"memwm {__version__} (torch {torch.__version__}, triton {triton_version}, python {sys.version.split()[0]})")
+    if check:
+        _check_kernels(triton_version != "not installed")
+
+
+def _check_kernels(have_triton: bool) -> None:
+    """`memwm version --check`: the kernel check of every visible device, one line each, exit 1 if one fails."""
+    import os
+
+    import torch
+
+    from kernels import check
+
+    devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    if not devices:
+        print("no CUDA device visible: the fused kernels run only on CUDA", end="")
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            print(" (TRITON_INTERPRET=1 memwm version --check runs them on the CPU under triton's interpreter)")
+            return
+        print("; running them on the CPU under TRITON_INTERPRET=1")
+        devices = [torch.device("cpu")]
+    if not have_triton:
+        print("triton is not installed: scans on CUDA use the torch backend; nothing to check")
+        return
+    failed = False
+    for device in devices:
+        report = check.self_check(device)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "triton interpreter"
+        print(f"{device} ({name}): {'ok' if report['ok'] else 'MISMATCH'}, {report['summary']}")
+        for part, error in report["errors"].items():
+            print(f"    {part:<40} {error:.1e}")
+        failed |= not report["ok"]
+    if failed:
+        raise SystemExit(1)
 
 
 def _commands() -> dict[str, Callable[..., object]]:

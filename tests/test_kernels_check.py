@@ -111,3 +111,16 @@ def test_auto_on_cuda_without_triton_says_so_once():
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "triton is not installed" in lines[0] and "torch backend" in lines[0], proc.stderr
+
+
+def test_version_check_prints_the_figures_of_every_device_or_says_there_is_none(capsys):
+    from agents.cli import main
+    main(["version", "--check"])
+    out = capsys.readouterr().out.splitlines()
+    if ON_GPU:
+        devices = [line for line in out if line.startswith("cuda:")]
+        assert len(devices) == torch.cuda.device_count() and all(": ok, largest relative error" in d for d in devices), out
+    elif INTERPRET:
+        assert out[2].startswith("cpu (triton interpreter): ok, largest relative error") and len(out) == 3 + 20, out
+    else:
+        assert out[1].startswith("no CUDA device visible") and len(out) == 2, out
