@@ -1,5 +1,6 @@
-"""The representation objective: reconstruction (DreamerV3) or Barlow Twins between the projected
-features and the detached encoder embedding (R2-Dreamer), with a decoder probe on detached features."""
+"""The representation objective: reconstruction (DreamerV3), or Barlow Twins against the detached
+encoder embedding of the projected features (R2-Dreamer) or of the projected h_t made before o_t was
+seen (next-embedding prediction, NE-Dreamer), with a decoder probe on detached features."""
 
 from __future__ import annotations
 
@@ -107,11 +108,14 @@ def test_barlow_twins_in_float32_matches_float64():
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("objective", ["barlow", "next_embed"])
 @pytest.mark.parametrize("backbone", ["s5", "rssm"])
-def test_barlow_term_reads_projected_features_and_a_detached_embedding(backbone):
+def test_barlow_term_reads_projected_features_and_a_detached_embedding(backbone, objective):
     """The model's Barlow term and all its parameter gradients equal the reference applied to
-    projector(posterior features) and encoder(obs).detach(): the embedding is a target only."""
-    model = make(ONLY_BARLOW, image=True, backbone=backbone)
+    projector(posterior features (h_t, z_t)) (barlow) or projector(h_t) on the steps that do not
+    start an episode (next_embed), against encoder(obs).detach(): the embedding is a target only."""
+    config = ONLY_BARLOW.replace(objective=objective)
+    model = make(config, image=True, backbone=backbone)
     batch = sequence(3, 6, image=True)
     loss, metrics = model.loss(batch, sample=False)
     loss.backward()
@@ -120,23 +124,28 @@ def test_barlow_term_reads_projected_features_and_a_detached_embedding(backbone)
 
     _, _, feat, _ = model.observe(obs_of(batch), batch["action"], batch["is_first"], sample=False)  # (B, L, F)
     embed = model.encoder(obs_of(batch)).detach()  # (B, L, E)
-    want_loss = ONLY_BARLOW.barlow_scale * reference_barlow(model.projector(feat).flatten(0, 1), embed.flatten(0, 1),
-                                                            ONLY_BARLOW.barlow_lambda)
+    if objective == "barlow":
+        pred, target = model.projector(feat).flatten(0, 1), embed.flatten(0, 1)
+    else:
+        keep = ~batch["is_first"]
+        pred, target = model.projector(feat[..., : model.h_dim][keep]), embed[keep]
+    want_loss = config.barlow_scale * reference_barlow(pred, target, config.barlow_lambda)
     want_loss.backward()
     want = grads(model)
-    assert metrics["loss/barlow"] == pytest.approx(want_loss.item() / ONLY_BARLOW.barlow_scale, rel=1e-5)
+    assert metrics[f"loss/{objective}"] == pytest.approx(want_loss.item() / config.barlow_scale, rel=1e-5)
     assert loss.item() == pytest.approx(want_loss.item(), rel=1e-5)
     for name in want:
-        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, msg=name)
     assert model.decoder is None and "loss/image" not in metrics and "loss/probe_image" not in metrics
     for part in ("encoder", "posterior_net", "backbone", "projector"):  # the features learn, through the posterior
         assert any(got[n].abs().sum() > 0 for n in got if n.startswith(part + ".")), part
 
 
 # ------------------------------------------------------------------------------------ the probe
+@pytest.mark.parametrize("objective", ["barlow", "next_embed"])
 @pytest.mark.parametrize("image", [False, True], ids=["vector", "image"])
-def test_probe_gradients_reach_only_the_decoder(image):
-    model = make(ONLY_PROBE, image=image)
+def test_probe_gradients_reach_only_the_decoder(image, objective):
+    model = make(ONLY_PROBE.replace(objective=objective), image=image)
     loss, metrics = model.loss(sequence(2, 8, image=image))
     loss.backward()
     for name, g in grads(model).items():
@@ -145,6 +154,8 @@ def test_probe_gradients_reach_only_the_decoder(image):
         assert torch.count_nonzero(g) == 0, name
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
     assert ("loss/probe_image" in metrics) == image and "loss/probe_vector" in metrics
+    assert {id(p) for p in model.probe_parameters()} == {id(p) for p in model.decoder.parameters()}
+    assert make(TINY).probe_parameters() == []  # under reconstruction the decoder is the model's
 
 
 def test_an_optimiser_step_on_the_probe_loss_leaves_the_world_model_bit_identical():
@@ -185,6 +196,7 @@ def test_the_probe_decodes_features_and_no_probe_means_no_decoder():
     assert pred["image"].shape == (4, 2, 64, 64, 3) and pred["vector"].shape == (4, 2, VEC)
     bare = make(BARLOW.replace(probe=False), image=True)
     assert not any(n.startswith("decoder.") for n, _ in bare.named_parameters())
+    assert model.can_decode and not bare.can_decode
     with pytest.raises(ValueError, match="no decoder"):
         bare.decode(torch.randn(4, bare.feat_dim))
 
@@ -202,7 +214,7 @@ def test_probe_stride_picks_every_kth_step():
 
 
 # ------------------------------------------------------------------------------------ training
-@pytest.mark.parametrize("objective", ["reconstruction", "barlow"])
+@pytest.mark.parametrize("objective", ["reconstruction", "barlow", "next_embed"])
 @pytest.mark.parametrize("image", [False, True], ids=["vector", "image"])
 def test_each_objective_trains_a_tiny_model_end_to_end(objective, image):
     model = make(TINY.replace(objective=objective), image=image)
@@ -215,7 +227,7 @@ def test_each_objective_trains_a_tiny_model_end_to_end(objective, image):
         loss.backward()
         opt.step()
         history.append(metrics)
-    term = "loss/barlow" if objective == "barlow" else ("loss/image" if image else "loss/vector")
+    term = f"loss/{objective}" if objective != "reconstruction" else ("loss/image" if image else "loss/vector")
     for name in ("loss", term, "loss/reward"):
         first = np.mean([m[name] for m in history[:5]])
         last = np.mean([m[name] for m in history[-5:]])
@@ -227,7 +239,7 @@ def test_an_unknown_objective_is_a_value_error_naming_the_known_ones():
     for make_config in (lambda: wm.WorldModelConfig(objective="pixels"),
                         lambda: wm.WorldModelConfig.preset("tiny", objective="pixels"),
                         lambda: TINY.replace(objective="pixels")):
-        with pytest.raises(ValueError, match="unknown world-model objective 'pixels'; known: reconstruction, barlow"):
+        with pytest.raises(ValueError, match="unknown world-model objective 'pixels'; known: reconstruction, barlow, next_embed"):
             make_config()
     with pytest.raises(ValueError, match="probe_stride must be >= 1"):
         TINY.replace(probe_stride=0)

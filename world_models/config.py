@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Objective = Literal["reconstruction", "barlow"]
+Objective = Literal["reconstruction", "barlow", "next_embed"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 
@@ -61,12 +61,13 @@ class WorldModelConfig:
     cont_scale: float = 1.0
 
     # representation objective: what makes the features describe the observation
-    objective: Objective = "reconstruction"  # decode the observation (DreamerV3), or "barlow": Barlow Twins between
-    #   the projected features and the encoder embedding (R2-Dreamer), no decoder in the features' gradient
+    objective: Objective = "reconstruction"  # decode the observation (DreamerV3); or no decoder in the gradient:
+    #   "barlow", Barlow Twins between the projected features and the encoder embedding (R2-Dreamer), or
+    #   "next_embed", the same between the projected h_t, made before o_t is seen, and o_t's embedding (NE-Dreamer)
     barlow_scale: float = 0.05          # weight of the Barlow Twins term in the world-model loss (R2-Dreamer's)
     barlow_lambda: float = 5e-4         # weight of the off-diagonal (redundancy) sum against the diagonal one
-    probe: bool = True                  # barlow: train a decoder on detached features too, for imagination videos
-    probe_stride: int = 4               # the probe decodes every probe_stride-th step: it only draws videos
+    probe: bool = True                  # decoder-free: train a decoder on detached features, for imagination videos
+    probe_stride: int = 8               # the probe decodes every probe_stride-th step: it only draws videos
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:

@@ -117,11 +117,13 @@ class WorldModel(nn.Module):
         self.posterior_net = LatentNet(self.encoder.out_dim + (self.h_dim if self.posterior_sees_h else 0), c)
         self.prior_net = LatentNet(self.h_dim, c)
         self.feat_dim = self.h_dim + self.z_dim
-        # reconstruction trains the decoder with everything else; barlow keeps it as a probe on detached
-        # features (or drops it), and projects the features into the embedding's space (R2-Dreamer)
+        # reconstruction trains the decoder with everything else; the decoder-free objectives keep it as a
+        # probe on detached features (or drop it) and project into the embedding's space: all the features
+        # (barlow, R2-Dreamer), or h_t alone, which has not seen o_t and so predicts it (next_embed, NE-Dreamer)
         self.decoder = (ObsDecoder(self.feat_dim, spec.image, spec.vector_dim, c.cnn_depth, c.hidden, c.mlp_layers, c.norm, c.act)
                         if c.objective == "reconstruction" or c.probe else None)
-        self.projector = nn.Linear(self.feat_dim, self.encoder.out_dim, bias=False) if c.objective == "barlow" else None
+        projected = {"barlow": self.feat_dim, "next_embed": self.h_dim}.get(c.objective)
+        self.projector = nn.Linear(projected, self.encoder.out_dim, bias=False) if projected else None
         self.reward_head = MLP(self.feat_dim, c.reward_bins, c.hidden, c.mlp_layers, c.norm, c.act)
         self.cont_head = MLP(self.feat_dim, 1, c.hidden, c.mlp_layers, c.norm, c.act)
         if not self.reward_head.net[-1].weight.is_meta:
@@ -294,6 +296,16 @@ class WorldModel(nn.Module):
                            Latent(prior_stats, self.config), state)
 
     # ------------------------------------------------------------------------------ predictions
+    @property
+    def can_decode(self) -> bool:
+        """False for a decoder-free objective trained without its probe: `decode` then raises."""
+        return self.decoder is not None
+
+    def probe_parameters(self) -> list[nn.Parameter]:
+        """The probe decoder's parameters (none under reconstruction, where the decoder is part of the
+        model): their gradient touches nothing else, so they can be clipped apart from the model's."""
+        return list(self.decoder.parameters()) if self.config.objective != "reconstruction" and self.can_decode else []
+
     def decode(self, features: Tensor) -> dict[str, Tensor]:
         """features (..., F) -> `image` (..., 64, 64, 3) float mean in [0, 1] (x255 for uint8 scale)
         and/or `vector` (..., K) in the observation's own scale (un-symlogged)."""
@@ -322,14 +334,20 @@ class WorldModel(nn.Module):
         return self.cont_dist(features).mean
 
     # ------------------------------------------------------------------------------------ loss
-    def _representation_terms(self, obs: dict[str, Tensor], feat: Tensor, embed: Tensor) -> dict[str, tuple[float, Tensor]]:
+    def _representation_terms(self, obs: dict[str, Tensor], feat: Tensor, embed: Tensor,
+                              is_first: Tensor) -> dict[str, tuple[float, Tensor]]:
         """The loss terms {name: (scale, value)} that teach the features (B, L, F) to describe the
         observation, whose embedding is (B, L, E): reconstruction, or Barlow Twins plus the probe."""
         c = self.config
         if c.objective == "reconstruction":
             return self._reconstruction_terms(obs, feat, "")
-        terms = {"barlow": (c.barlow_scale, barlow_twins(self.projector(feat).flatten(0, 1),  # (B*L, E)
-                                                         embed.detach().flatten(0, 1), c.barlow_lambda))}
+        target = embed.detach()  # a target only: the encoder learns through the posterior
+        if c.objective == "barlow":
+            pred, target = self.projector(feat).flatten(0, 1), target.flatten(0, 1)  # (B*L, E)
+        else:  # next_embed: an episode's first h_t has seen nothing to predict from
+            keep = ~is_first  # (B, L)
+            pred, target = self.projector(feat[..., : self.h_dim][keep]), target[keep]  # (M, E)
+        terms = {c.objective: (c.barlow_scale, barlow_twins(pred, target, c.barlow_lambda))}
         if self.decoder is not None:  # the probe: its gradient stops at the features, so it only trains itself
             stride = c.probe_stride
             probe_obs = {k: v[:, ::stride] for k, v in obs.items()}
@@ -368,7 +386,7 @@ class WorldModel(nn.Module):
                                                             return_starts)
 
         c = self.config
-        terms = self._representation_terms(obs, feat, embed)
+        terms = self._representation_terms(obs, feat, embed, self._check_flags(batch["is_first"], lead, "is_first", "loss"))
         terms["reward"] = (c.reward_scale, -self.reward_dist(feat).log_prob(reward.float()).mean())
         terms["cont"] = (c.cont_scale, -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean())
         dyn, rep, kl = kl_losses(post, prior, c.free_bits)

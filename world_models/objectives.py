@@ -9,6 +9,11 @@ embedding dimension (the features keep what the observation shows); the off-diag
 by lambda, decorrelates the dimensions (no collapse, no redundancy). The embedding is a detached
 target: the encoder learns only through the posterior, as in R2-Dreamer, so that the target cannot
 move towards the prediction. No decoder, no pixels and no augmentation are in the gradient.
+
+Next-embedding prediction (NE-Dreamer, 2026) aligns, with the same loss, a prediction of the embedding
+made before the observation is seen. NE-Dreamer adds a causal transformer over the latents for it;
+here the backbone already is one: h_t is computed from (z_{<t}, a_{<t}), so the projected h_t against
+o_t's embedding asks the dynamics, not the posterior, to carry what comes next.
 """
 
 from __future__ import annotations
