@@ -62,6 +62,7 @@ def atomic_write(path: str | os.PathLike, data: Union[bytes, str, Callable[[IO[b
     sink = _Sink()
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # the mode open() would give, not mkstemp's private 0600
         with os.fdopen(fd, "wb") as f:
             sink.file = f
             if callable(data):
@@ -82,6 +83,12 @@ def atomic_write(path: str | os.PathLike, data: Union[bytes, str, Callable[[IO[b
             raise full from e
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class _Sink:
