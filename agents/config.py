@@ -103,35 +103,35 @@ class TrainConfig:
         return _from_dict(cls, data, "")
 
 
-# Per-environment entries, by id prefix: every matching prefix applies, longer ones over shorter
-# ones. Only what a task defines lives here: the replay window that its memory horizon needs, how
-# many evaluation episodes make its success rate trustworthy, its action repeat. Learning rates,
+# What a task defines comes from its entry in the environment registry (`envs.spec(id)`): the
+# replay window follows its memory horizon, the evaluation episodes are its own. Learning rates,
 # loss weights, train ratio and return normalisation are the same for every task.
+MIN_WINDOW, MAX_WINDOW = 32, 512  # replay windows: short enough to batch, long enough to learn dynamics
+
+
+def window_for(memory_horizon: int | None) -> int:
+    """The replay window (seq_len) of a task: its memory horizon plus two steps, in multiples of 8,
+    within [MIN_WINDOW, MAX_WINDOW]; MIN_WINDOW when the horizon is unknown."""
+    if memory_horizon is None:
+        return MIN_WINDOW
+    return int(min(MAX_WINDOW, max(MIN_WINDOW, -(-(memory_horizon + 2) // 8) * 8)))
+
+
+# Per-task exceptions, by id prefix (every matching prefix applies, longer ones over shorter ones),
+# for what the registry's facts do not settle.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    "memory/": {"eval_episodes": 32},
-    "minigrid/": {"eval_episodes": 32},
-    "memory-maze/": {"seq_len": 128, "eval_episodes": 8},
-    "icrl/": {"eval_episodes": 32},
-    # a window must hold the cue and the decision: distracting-L episodes are L + 2 steps
-    "memory/distracting-8": {"seq_len": 12},
-    "memory/distracting-16": {"seq_len": 20},
-    "memory/distracting-32": {"seq_len": 36},
-    "memory/distracting-100": {"seq_len": 104},
-    "memory/distracting-200": {"seq_len": 204},
-    "memory/distracting-400": {"seq_len": 404},
-    "memory/rooms-": {"seq_len": 256},            # 150 n-step episodes: the walk back recalls views 100+ steps old
-    "memory/doors-keys-": {"seq_len": 128},       # 61-101-step episodes
-    "memory/teleport": {"seq_len": 192},          # 161-step episodes
-    "minigrid/memory-": {"seq_len": 64},          # the object is seen at the start, the choice 10-40 steps later
-    "dmc/": {"eval_episodes": 4},
-    "dmc-pomdp/": {"eval_episodes": 4},
-    "gym:": {"eval_episodes": 8},
+    # The episode bound of MiniGrid Memory is a timeout: a policy that walks the corridor makes its
+    # choice 10-40 steps after seeing the object, and a shorter window gives more updates per step.
+    "minigrid/memory-": {"seq_len": 64},
 }
 
 
 def env_defaults(env: str) -> dict[str, Any]:
-    """The per-environment defaults of `env`: the entries of every matching prefix, the longest last."""
-    out: dict[str, Any] = {}
+    """The per-task settings of `env`: from its registry facts, then the matching ENV_DEFAULTS entries, the longest last."""
+    import envs
+
+    spec = envs.spec(env)
+    out: dict[str, Any] = {"seq_len": window_for(spec.memory_horizon), "eval_episodes": spec.eval_episodes}
     for prefix in sorted((p for p in ENV_DEFAULTS if env.startswith(p)), key=len):
         out.update(ENV_DEFAULTS[prefix])
     return out

@@ -30,10 +30,10 @@ def test_no_arguments_is_the_embedded_default_run():
 
 
 def test_environment_defaults_apply_unless_given(monkeypatch):
-    monkeypatch.setitem(C.ENV_DEFAULTS, "test/", {"train_ratio": 7.0, "dreamer.horizon": 5, "wm.hidden": 48})
-    cfg = resolve(TrainConfig(env="test/x"))
+    monkeypatch.setitem(C.ENV_DEFAULTS, "memory/distracting-1", {"train_ratio": 7.0, "dreamer.horizon": 5, "wm.hidden": 48})
+    cfg = resolve(TrainConfig(env="memory/distracting-16"))
     assert (cfg.train_ratio, cfg.dreamer.horizon, cfg.wm.hidden) == (7.0, 5, 48)
-    given = TrainConfig(env="test/x", train_ratio=3.0)
+    given = TrainConfig(env="memory/distracting-16", train_ratio=3.0)
     assert resolve(given).train_ratio == 3.0
 
 
@@ -81,3 +81,14 @@ def test_learning_settings_are_the_same_for_every_task():
         assert not differ, (cfg.env, differ)
     assert all(c.wm.obs_norm and c.dreamer == C.TRAIN_DREAMER for c in configs)
     assert all(c.eval_episodes >= 32 for c in configs if c.env.startswith(("memory/", "minigrid/", "icrl/")))
+
+
+def test_replay_window_follows_the_registry_memory_horizon():
+    import envs
+
+    for env_id in ["memory/distracting-100", "memory/distracting-400", "memory/recall-k16", "memory/teleport", "pomdp/cartpole-positions"]:
+        horizon = envs.spec(env_id).memory_horizon
+        cfg = resolve(TrainConfig(env=env_id))
+        assert cfg.seq_len >= min(horizon, C.MAX_WINDOW) and cfg.seq_len % 8 == 0 and cfg.seq_len >= C.MIN_WINDOW
+        assert cfg.eval_episodes == envs.spec(env_id).eval_episodes
+    assert C.window_for(None) == C.MIN_WINDOW and C.window_for(10_000) == C.MAX_WINDOW and C.window_for(102) == 104
