@@ -331,6 +331,9 @@ class RankLogger:
     def video(self, *args, **kwargs):
         return self.logger.video(*args, **kwargs) if self.logger is not None else []
 
+    def image(self, *args, **kwargs):
+        return self.logger.image(*args, **kwargs) if self.logger is not None else None
+
     def close(self) -> None:
         if self.logger is not None:
             self.logger.close()

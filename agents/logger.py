@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from world_models.figures import write_png
 from world_models.video import add_tensorboard_video, write_video
 
 # The scalars shown in the progress bar, by short label.
@@ -69,6 +70,12 @@ class Logger:
             add_tensorboard_video(self._tb, name, frames, step, fps)
         stem = name.replace("/", "-")
         return [write_video(self.directory / "videos" / f"{stem}-{step:09d}.{fmt}", frames, fps) for fmt in formats]
+
+    def image(self, name: str, image: np.ndarray, step: int) -> Path:
+        """Write an RGB image (H, W, 3) uint8 to TensorBoard and to videos/<name>-<step>.png; return the file."""
+        if self._tb is not None:
+            self._tb.add_image(name, image, step, dataformats="HWC")
+        return write_png(self.directory / "videos" / f"{name.replace('/', '-')}-{step:09d}.png", image)
 
     def close(self) -> None:
         if self._tb is not None:

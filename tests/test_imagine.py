@@ -123,7 +123,8 @@ def test_imagine_on_a_compare_backbone_writes_the_video_and_a_tensorboard_event(
     wm = world_models.make("s5", IMAGE_SPACE, act_space, config)
     save_world_model(tmp_path / "s5" / "model.pt", wm, backbone="s5", config=config, env="memory/doors-keys-3",
                      obs_space=IMAGE_SPACE, act_space=act_space)
-    path = imagine(run=tmp_path / "s5", context=5, horizon=7, episodes=2, out=tmp_path / "v.gif", device="cpu")
+    path, png = imagine(run=tmp_path / "s5", context=5, horizon=7, episodes=2, out=tmp_path / "v.gif", device="cpu")
+    assert png == tmp_path / "v.png" and png.exists()  # reward and continue over time, beside the video
     frames = np.stack(imageio.mimread(path))[..., :3]
     cell = 64 + 2 * BORDER
     assert frames.shape == (5 + 7, 3 * cell + 2 * GAP, 2 * cell + GAP, 3)  # rows truth/model/error, 2 columns
@@ -152,6 +153,6 @@ def test_imagine_on_a_train_checkpoint_reads_its_world_model(tmp_path):
     assert loaded.backbone == "rssm" and loaded.env == "memory/doors-keys-3"
     for key, value in agent.wm.state_dict().items():
         assert torch.equal(loaded.wm.state_dict()[key], value), key
-    path = imagine(run=tmp_path / "run", context=4, horizon=3, episodes=1, device="cpu")
-    assert path == tmp_path / "run" / "videos" / "imagine.gif"
+    path, png = imagine(run=tmp_path / "run", context=4, horizon=3, episodes=1, device="cpu")
+    assert (path, png) == (tmp_path / "run" / "videos" / "imagine.gif", tmp_path / "run" / "videos" / "imagine.png")
     assert len(imageio.mimread(path)) == 4 + 3

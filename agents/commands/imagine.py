@@ -2,20 +2,124 @@
 
 It loads the world model of a `memwm compare` backbone (`DIR/model.pt`) or of a `memwm train` run
 (`DIR/checkpoints/`), observes C steps of real episodes of the run's environment, imagines H steps
-open-loop (world_models/imagine.py), and writes the video of world_models/video.py (rows truth /
-model / error, context framed green, imagination red) as a GIF/MP4 and as a TensorBoard video.
+open-loop (world_models/imagine.py), and draws truth against the model:
+- image observations: the video of world_models/video.py (rows truth / model / error, context framed
+  green, imagination red), as a GIF/MP4;
+- every run: the figure of world_models/figures.py, a PNG with one panel per episode and quantity
+  over time (the observed vector's dimensions for vector observations, then reward and continue);
+both also into TensorBoard. `write_imagination` is the one function that draws them, for this
+command and for the training loop's pictures.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from agents.common import pick_device
 from agents.runs import episodes_for, load_run_policy, load_run_world_model, run_folder
+from world_models.figures import Panel, figure_image, imagination_figure, imagination_panels, write_png
 from world_models.imagine import decode_frames, default_context, episodes_to_batch, open_loop
 from world_models.video import add_tensorboard_video, imagination_video, write_video
+
+MAX_DIMS = 16  # vector dimensions drawn, those of largest variance: a figure stays readable
+
+
+@dataclass
+class Imagined:
+    """What the model made of `context` observed and `horizon` imagined steps of B sequences.
+
+    panels: the figure's rows (world_models/figures.py), each truth and model (B, C + H).
+    frames: the truth / model / error video (T, H, W, 3) uint8 for image observations, else None.
+    """
+
+    context: int
+    horizon: int
+    panels: list[Panel]
+    frames: np.ndarray | None
+
+
+def _padded(x: Tensor, T: int) -> np.ndarray:
+    """x (B, L, ...) -> float32 numpy (B, T, ...): the first T steps, NaN past L (no recorded truth there)."""
+    x = x.detach().float().cpu().numpy()[:, :T]
+    if x.shape[1] == T:
+        return x
+    out = np.full((x.shape[0], T, *x.shape[2:]), np.nan, np.float32)
+    out[:, : x.shape[1]] = x
+    return out
+
+
+@torch.no_grad()
+def imagine_batch(wm, batch: dict[str, Tensor], context: int, horizon: int,
+                  policy: Callable[[Tensor], Tensor] | None = None, sample: bool = False, scale: int = 1) -> Imagined:
+    """Observe steps [0, context) of `batch` (B, L, ...), imagine `horizon` more (open_loop) and compare with the truth.
+
+    Reward and continue are the heads' predictions (the two-hot mean, the continue probability);
+    the truth's continue is 1 - is_terminal. Observations are decoded where the model has a decoder.
+    """
+    roll = open_loop(wm, batch, context, horizon, policy, sample)
+    T = context + horizon
+    features = roll.features  # (B, T, F)
+    truth = {"reward": _padded(batch["reward"], T), "cont": _padded(1.0 - batch["is_terminal"].float(), T)}
+    model = {"reward": wm.reward(features).float().cpu().numpy(), "cont": wm.cont(features).float().cpu().numpy()}
+    frames = None
+    if wm.can_decode and "vector" in batch:
+        truth["vector"] = _padded(batch["vector"], T)
+        model["vector"] = wm.decode(features)["vector"].float().cpu().numpy()  # (B, T, K)
+    if wm.can_decode and "image" in batch:
+        predicted = decode_frames(wm, features).cpu().numpy()  # (B, T, 64, 64, 3) float in [0, 1]
+        recorded = np.zeros(predicted.shape, np.uint8)  # steps past the recorded episode stay black
+        images = batch["image"].cpu().numpy()[:, :T]
+        recorded[:, : images.shape[1]] = images
+        frames = imagination_video(recorded, predicted, context=context, scale=scale)
+    return Imagined(context, horizon, imagination_panels(truth, model, MAX_DIMS), frames)
+
+
+def write_imagination(wm, batch: dict[str, Tensor], context: int, horizon: int, logger, step: int,
+                      policy: Callable[[Tensor], Tensor] | None = None, sample: bool = False, fps: int = 10,
+                      scale: int = 1, name: str = "imagine/open_loop") -> list[Path]:
+    """Draw the imagination of `batch` (B, L, ...) after `context` observed steps, `horizon` imagined.
+
+    `logger` writes the pictures (the run's agents.logger.Logger, or any object with its `video(name,
+    frames, step, fps)` and `image(name, image, step)`): the video for image observations, and for
+    every run the figure as `<name>_plot`. Returns the files written.
+    """
+    result = imagine_batch(wm, batch, context, horizon, policy, sample, scale)
+    written: list[Path] = []
+    if result.frames is not None:
+        written += list(logger.video(name, result.frames, step, fps=fps))
+    figure = imagination_figure(result.panels, context)
+    path = logger.image(f"{name}_plot", figure_image(figure), step)
+    if path is not None:
+        written.append(path)
+    return written
+
+
+class _Files:
+    """The pictures of `memwm imagine`: the video to `video` (GIF/MP4), the figure to `png`, and both
+    into the TensorBoard events of `events` (the run folder)."""
+
+    def __init__(self, video: Path, png: Path, events: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.video_path, self.png_path = video, png
+        self.writer = SummaryWriter(str(events))
+
+    def video(self, name: str, frames: np.ndarray, step: int, fps: int = 10) -> list[Path]:
+        add_tensorboard_video(self.writer, name, frames, step, fps=fps)
+        return [write_video(self.video_path, frames, fps=fps)]
+
+    def image(self, name: str, image: np.ndarray, step: int) -> Path:
+        self.writer.add_image(name, image, step, dataformats="HWC")
+        return write_png(self.png_path, image)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def imagine(
@@ -29,15 +133,19 @@ def imagine(
     fps: int = 10,
     scale: int = 1,
     device: str = "auto",
-) -> Path:
-    """Observe C steps of real episodes, imagine H steps open-loop and write the video.
+) -> list[Path]:
+    """Observe C steps of real episodes, imagine H steps open-loop, and draw truth against the model.
+
+    Image observations give a video (truth / model / error) and every run a figure over time (the
+    observed vector's dimensions, reward and continue), each episode a column.
 
     Args:
         run: a `memwm train` run folder, a `memwm compare` backbone folder (holding model.pt), or a model file.
         context: steps observed before imagining; 0 = the task's context phase (or half the episode).
         horizon: steps imagined; 0 = the rest of the episode.
         episodes: episodes shown side by side (at most 6).
-        out: the video file (.gif or .mp4); default RUN/videos/imagine.gif (a compare backbone: RUN/imagine.gif).
+        out: the video file (.gif or .mp4) or the figure (.png); the other one is written beside it.
+            Default RUN/videos/imagine.gif and .png (a compare backbone: RUN/imagine.gif and .png).
         policy: drive imagination with the run's trained policy instead of the episodes' actions.
         seed: which episodes are picked.
         fps: frames per second of the video.
@@ -45,14 +153,13 @@ def imagine(
         device: auto, cpu or cuda.
     """
     if not 1 <= episodes <= 6:
-        raise ValueError(f"--episodes must be in [1, 6] (one video column each), got {episodes}")
+        raise ValueError(f"--episodes must be in [1, 6] (one column each), got {episodes}")
     if context < 0 or horizon < 0:
         raise ValueError(f"--context and --horizon must be >= 0, got {context} and {horizon}")
+    if out is not None and Path(out).suffix.lower() not in (".gif", ".mp4", ".png"):
+        raise ValueError(f"--out must end in .gif, .mp4 or .png, got {Path(out).name!r}")
     torch_device = pick_device(device)
     loaded = load_run_world_model(run, torch_device)
-    if "image" not in getattr(loaded.obs_space, "spaces", {}):
-        raise ValueError(f"the world model in {loaded.path} sees no images (observation keys "
-                         f"{sorted(getattr(loaded.obs_space, 'spaces', {}))}); there are no frames to draw")
     run_dir = run_folder(loaded.path)
     eps = episodes_for(run_dir, loaded.env, loaded.env_options, episodes, seed)
     ctx = context or default_context(eps)
@@ -65,27 +172,15 @@ def imagine(
                          f"use --policy to imagine past the recorded actions")
     drive = load_run_policy(loaded, torch_device) if policy else None
     batch = episodes_to_batch(eps, loaded.act_space, torch_device, length=min(L, ctx + hor))
-    roll = open_loop(loaded.wm, batch, ctx, hor, drive)
-    model = decode_frames(loaded.wm, roll.features).cpu().numpy()  # (N, C + H, 64, 64, 3)
-    truth = np.zeros(model.shape, np.uint8)  # steps past the recorded episode stay black
-    recorded = batch["image"].cpu().numpy()
-    truth[:, : recorded.shape[1]] = recorded[:, : model.shape[1]]
-    frames = imagination_video(truth, model, context=ctx, scale=scale)
     if out is None:
         out = (run_dir / "imagine.gif") if (run_dir / "model.pt").exists() else (run_dir / "videos" / "imagine.gif")
-    path = write_video(out, frames, fps=fps)
-    _log_tensorboard(run_dir, frames, fps)
-    print(f"imagined {hor} steps after {ctx} observed for {len(eps)} episodes of {loaded.env} "
-          f"({loaded.backbone}): {path}")
-    return path
-
-
-def _log_tensorboard(run_dir: Path, frames: np.ndarray, fps: int) -> None:
-    """The video into the run's TensorBoard events as `imagine/open_loop` (an animated GIF image)."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(run_dir))
+    out = Path(out)
+    video = out if out.suffix.lower() != ".png" else out.with_suffix(".gif")
+    files = _Files(video, out.with_suffix(".png"), run_dir)
     try:
-        add_tensorboard_video(writer, "imagine/open_loop", frames, fps=fps)
+        written = write_imagination(loaded.wm, batch, ctx, hor, files, step=0, policy=drive, fps=fps, scale=scale)
     finally:
-        writer.close()
+        files.close()
+    print(f"imagined {hor} steps after {ctx} observed for {len(eps)} episodes of {loaded.env} "
+          f"({loaded.backbone}): {', '.join(str(p) for p in written)}")
+    return written
