@@ -47,11 +47,14 @@ class Replay:
     """A capacity-bounded episode store with fixed-length sequence sampling.
 
     capacity: most steps held in memory; directory: where episodes are written (None: memory only);
-    log: where a skipped unreadable file is reported (default: stderr).
+    log: where a skipped unreadable file is reported (default: stderr);
+    resume_at: the number of episodes the replay had stored at the checkpoint a run resumes from: the
+    files of later episodes (written by the stopped process after that checkpoint) are deleted, so
+    the replay is the one the checkpoint saw. None: every file is kept and loaded.
     """
 
     def __init__(self, capacity: int, directory: str | os.PathLike | None = None, seed: int = 0,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, resume_at: int | None = None):
         if capacity < 1:
             raise ValueError(f"replay capacity must be a positive number of steps, got {capacity}")
         self.capacity = int(capacity)
@@ -67,7 +70,7 @@ class Replay:
         self.skipped_files = 0  # episode files on disk that could not be read at load
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._load()
+            self._load(resume_at)
 
     # ------------------------------------------------------------------ adding
     def add_step(self, step: dict[str, np.ndarray], worker: int = 0) -> dict[str, np.ndarray] | None:
@@ -108,16 +111,23 @@ class Replay:
         self._events = np.concatenate([np.flatnonzero((e["reward"] != 0) | e["is_terminal"]) + f
                                        for e, f in zip(self.episodes, firsts)]).astype(np.int64)
 
-    def _load(self) -> None:
+    def _load(self, resume_at: int | None) -> None:
         """Reload the newest episodes (up to capacity) written by an earlier run in the same directory.
 
         A file that cannot be read (a truncated copy, a disk error) is skipped with one line through
         `self.log` and counted in `self.skipped_files`; the earlier files fill its place.
         """
         files = sorted((int(m[1]), int(m[2]), p) for p in self.directory.iterdir() if (m := _NAME.match(p.name)))
+        if resume_at is not None:
+            for index, _, path in files:
+                if index >= resume_at:
+                    path.unlink(missing_ok=True)
+            files = [f for f in files if f[0] < resume_at]
+            self.num_episodes = resume_at
         if not files:
             return
-        self.num_episodes = files[-1][0] + 1  # past every file, readable or not: none is ever overwritten
+        if resume_at is None:
+            self.num_episodes = files[-1][0] + 1  # past every file, readable or not: none is ever overwritten
         chosen, total = [], 0
         for index, length, path in reversed(files):
             if total >= self.capacity:

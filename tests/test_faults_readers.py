@@ -89,3 +89,16 @@ def test_a_corrupt_newest_checkpoint_falls_back_and_nothing_loadable_is_one_line
     with pytest.raises(RuntimeError) as nothing:
         checkpoint.load(tmp_path, log=lambda m: None)
     assert "\n" not in str(nothing.value) and "ckpt-000000001.pt" in str(nothing.value)
+
+
+def test_a_resume_drops_the_episodes_written_after_its_checkpoint(tmp_path):
+    """The process that was stopped may have stored episodes after the checkpoint a resume starts from: the replay is
+    the checkpoint's (they are deleted, and their indices are written again)."""
+    writer = Replay(1000, tmp_path)
+    for i in range(5):
+        writer.add_episode(_episode(4 + i, i))
+    resumed = Replay(1000, tmp_path, resume_at=3)
+    assert [int(e["vector"][0, 0]) for e in resumed.episodes] == [0, 1, 2] and resumed.num_episodes == 3
+    assert sorted(p.name for p in tmp_path.glob("ep-*.npz")) == [f"ep-{i:07d}-len{4 + i}.npz" for i in range(3)]
+    resumed.add_episode(_episode(9, 7))
+    assert (tmp_path / "ep-0000003-len9.npz").exists()
