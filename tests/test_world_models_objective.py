@@ -243,3 +243,25 @@ def test_an_unknown_objective_is_a_value_error_naming_the_known_ones():
             make_config()
     with pytest.raises(ValueError, match="probe_stride must be >= 1"):
         TINY.replace(probe_stride=0)
+
+
+# ------------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("objective, env, probe", [("barlow", "memory/distracting-8", "probe_image"),
+                                                    ("next_embed", "pomdp/cartpole-positions", "probe_vector")])
+def test_memwm_train_runs_and_resumes_with_a_decoder_free_objective(tmp_path, objective, env, probe):
+    import json
+
+    from agents.cli import main
+
+    run = tmp_path / "run"
+    flags = ["--env", env, "--wm.objective", objective, "--run", str(run), "--preset", "tiny", "--num-envs", "2",
+             "--prefill", "60", "--batch-size", "2", "--seq-len", "8", "--train-ratio", "2", "--eval-every", "0",
+             "--eval-episodes", "1", "--video-every", "0", "--log-every", "20", "--no-tensorboard", "--threads", "1"]
+    main(["train", "--steps", "120", *flags])
+    main(["train", "--steps", "160", *flags])  # resumes from the checkpoint: the projector is part of the state
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    names = set().union(*records)
+    assert {f"train/loss/{objective}", f"train/loss/{probe}"} <= names and "train/loss/image" not in names
+    assert max(r["step"] for r in records) == 160
+    if probe == "probe_image":  # the probe draws the imagination pictures
+        assert list((run / "videos").glob("imagine*")), sorted(p.name for p in (run / "videos").iterdir())
