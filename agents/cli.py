@@ -77,10 +77,11 @@ def _commands() -> dict[str, Callable[..., object]]:
     from agents.commands.compare import compare
     from agents.commands.eval import eval_command
     from agents.commands.imagine import imagine
+    from agents.commands.inspect import inspect
     from agents.commands.train import train_command
 
     return {"version": version, "compare": compare, "imagine": imagine, "envs": envs.cli_envs, "collect": collect,
-            "train": train_command, "eval": eval_command}
+            "train": train_command, "eval": eval_command, "inspect": inspect}
 
 
 def _deferred(command: Callable[..., object]) -> Callable[..., Callable[[], object]]:

@@ -1,0 +1,213 @@
+"""`memwm inspect`: what a trained backbone remembers, and for how long.
+
+For a run's backbone (a Dreamer world model's, a `memwm compare` backbone's, or a PPO agent's memory)
+it writes, into RUN/inspect/:
+- timescales.png / .json: for SSM backbones (s4, s5, mamba), the distribution of each layer's state
+  half-lives in env steps (world_models/inspect.py), against the task's memory horizon;
+- retention.png / .json: on a task whose spec declares a cue (`envs.spec(id).cue`), a linear
+  probe's held-out accuracy at reading the cue from the backbone's output at each step since the cue
+  was first in view.
+Probe episodes are played fresh with the task's scripted policy (random actions where it has none),
+half of them to fit the probes, half held out to score them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+import envs
+from agents.common import atomic_write, pick_device
+from agents.runs import find_model_file, load_run_config, load_run_world_model, run_folder
+from envs.collect import play_episode
+from world_models.figures import figure_image, write_png
+from world_models.imagine import episodes_to_batch
+from world_models.inspect import Episode, retention_curve, ssm_layers, state_half_lives
+
+
+@dataclass
+class Memory:
+    """A run's backbone: `outputs(episode) -> (T, F)` its output at every step of one episode."""
+
+    backbone: torch.nn.Module
+    name: str  # the backbone's name (s5, rssm, ...)
+    env: str
+    env_options: dict
+    outputs: Callable[[dict[str, np.ndarray]], Tensor]
+    source: Path
+
+
+def load_memory(run: Path, device: torch.device) -> Memory:
+    """The backbone of a `memwm train` run (Dreamer or PPO), a compare backbone folder or a world-model file."""
+    run = Path(run)
+    path = find_model_file(run)
+    folder = run_folder(path)
+    if (folder / "config.yaml").exists() and load_run_config(folder).agent == "ppo":
+        return _ppo_memory(folder, device)
+    loaded = load_run_world_model(run, device)
+    wm = loaded.wm
+
+    @torch.no_grad()
+    def outputs(episode: dict[str, np.ndarray]) -> Tensor:
+        batch = episodes_to_batch([episode], loaded.act_space, device)
+        obs = {k: batch[k] for k in ("image", "vector") if k in batch}
+        features = wm.observe(obs, batch["action"], batch["is_first"], sample=False)[2]  # (1, T, F)
+        return features[0, :, : wm.h_dim].float().cpu()  # the backbone's output h_t
+
+    return Memory(wm.backbone, loaded.backbone, loaded.env, loaded.env_options, outputs, loaded.path)
+
+
+def _ppo_memory(folder: Path, device: torch.device) -> Memory:
+    from agents import ppo
+    from agents.runs import latest_checkpoint
+
+    config = load_run_config(folder)
+    payload, path = latest_checkpoint(folder, device)
+    learner = ppo.build(config, device)
+    learner.load_state_dict(payload["agent"])
+    model = learner.model.eval()
+
+    @torch.no_grad()
+    def outputs(episode: dict[str, np.ndarray]) -> Tensor:
+        obs = {k: torch.as_tensor(episode[k][None], device=device) for k in model.keys}
+        is_first = torch.zeros(1, len(episode["action"]), dtype=torch.bool, device=device)
+        is_first[:, 0] = True
+        return model.backbone(model.encode(obs), is_first)[0][0].float().cpu()  # (T, F)
+
+    return Memory(model.backbone, config.backbone, config.env, dict(config.env_options), outputs, path)
+
+
+class _LastInfo(gym.Wrapper):
+    """Keeps the info of the last reset or step (the episode's `cue` and `cue_step` at its end)."""
+
+    def reset(self, **kwargs):
+        obs, self.info = self.env.reset(**kwargs)
+        return obs, self.info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, self.info = self.env.step(action)
+        return obs, reward, terminated, truncated, self.info
+
+
+def cue_episodes(env_id: str, options: dict, count: int, seed: int) -> list[tuple[dict[str, np.ndarray], int, int]]:
+    """`count` episodes (seeds seed, seed + 1, ...) with their cue class and the step it was first seen (-1: never)."""
+    env = _LastInfo(envs.make(env_id, **options))
+    try:
+        try:
+            act = envs.scripted_policy(env)
+        except ValueError:  # only some tasks have a scripted policy
+            env.action_space.seed(seed)
+            act = lambda obs: env.action_space.sample()  # noqa: E731
+        out = []
+        for i in range(count):
+            episode = play_episode(env, act, seed + i)
+            out.append((episode, int(env.info["cue"]), int(env.info["cue_step"])))
+    finally:
+        env.close()
+    return out
+
+
+def timescales(memory: Memory, horizon: int | None, out: Path) -> list[Path]:
+    """The half-life histogram of each SSM layer: a PNG and a JSON (per layer: the histogram and quantiles)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    lives = [h.numpy() for h in state_half_lives(memory.backbone)]  # one (S,) per layer, in env steps
+    finite = np.concatenate([h[np.isfinite(h)] for h in lives])
+    lo, hi = max(float(finite.min()), 1e-3), max(float(finite.max()), 1.0)
+    edges = np.logspace(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1e-9, 25)
+    layers = []
+    fig = Figure(figsize=(6, 1.6 * len(lives) + 0.8), dpi=80, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(lives), 1, sharex=True, squeeze=False)[:, 0]
+    for i, (h, ax) in enumerate(zip(lives, axes)):
+        counts, _ = np.histogram(h[np.isfinite(h)], edges)
+        q = np.quantile(h, [0.0, 0.1, 0.5, 0.9, 1.0])
+        layers.append({"layer": i, "kind": type(ssm_layers(memory.backbone)[i]).__name__, "states": int(h.size),
+                       "counts": counts.tolist(), "unbounded": int((~np.isfinite(h)).sum()),
+                       "quantiles": dict(zip(("min", "p10", "median", "p90", "max"), q.tolist()))})
+        ax.hist(h[np.isfinite(h)], edges, color="tab:blue")
+        ax.set_xscale("log")
+        ax.set_ylabel(f"layer {i}\nstates", fontsize=8)
+        if horizon:
+            ax.axvline(horizon, color="tab:red", ls="--", lw=1, label="memory horizon" if i == 0 else None)
+    axes[-1].set_xlabel("half-life of |exp(dt * lambda)| (env steps)")
+    if horizon:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(f"{memory.name} on {memory.env}: how far back each layer remembers", fontsize=10)
+    record = {"run": str(memory.source), "backbone": memory.name, "env": memory.env, "memory_horizon": horizon,
+              "unit": "env steps", "edges": edges.tolist(), "layers": layers}
+    return [write_png(out / "timescales.png", figure_image(fig)), _write_json(out / "timescales.json", record)]
+
+
+def retention(memory: Memory, episodes: int, max_delay: int, seed: int, out: Path) -> list[Path]:
+    """The cue probe's held-out accuracy by delay: a PNG and a JSON."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    played = cue_episodes(memory.env, memory.env_options, episodes, seed)
+    seen = [Episode(memory.outputs(ep), cue, step) for ep, cue, step in played]
+    classes = max(e.cue for e in seen) + 1
+    half = len(seen) // 2
+    delay = max_delay or max(len(e.features) - max(e.cue_step, 0) - 1 for e in seen)
+    curve = retention_curve(seen[:half], seen[half:], max(classes, 2), delay)
+    fig = Figure(figsize=(6, 3.2), dpi=80, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    acc = np.array([np.nan if a is None else a for a in curve["accuracy"]])
+    ax.plot(curve["delay"], acc, marker=".", color="tab:blue", label="held-out accuracy")
+    if curve["chance"] is not None:
+        ax.axhline(curve["chance"], color="grey", ls="--", lw=1, label="chance (most frequent cue)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("steps since the cue was first seen")
+    ax.set_ylabel("linear probe accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{memory.name} on {memory.env}: reading the cue from the backbone", fontsize=10)
+    record = {"run": str(memory.source), "backbone": memory.name, "env": memory.env, "episodes": len(seen),
+              "train_episodes": half, "classes": classes, "seed": seed, **curve}
+    return [write_png(out / "retention.png", figure_image(fig)), _write_json(out / "retention.json", record)]
+
+
+def _write_json(path: Path, record: dict) -> Path:
+    atomic_write(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None = None, seed: int = 0,
+            device: str = "auto") -> list[Path]:
+    """See what a run's backbone remembers: SSM state timescales, and a cue probe's retention curve.
+
+    Args:
+        run: a `memwm train` run folder (Dreamer or PPO), a `memwm compare` backbone folder, or a model file.
+        episodes: probe episodes on a task with a cue, half to fit the probes, half held out.
+        max_delay: the longest delay after the cue to probe; 0 = as long as the episodes allow.
+        out: the folder of the pictures and JSON files; default RUN/inspect.
+        seed: the first probe episode's seed.
+        device: auto, cpu or cuda.
+    """
+    if episodes < 4:
+        raise ValueError(f"--episodes must be >= 4 (half fit the probes, half score them), got {episodes}")
+    if max_delay < 0:
+        raise ValueError(f"--max-delay must be >= 0, got {max_delay}")
+    memory = load_memory(Path(run), pick_device(device))
+    spec = envs.spec(memory.env)
+    has_ssm, has_cue = bool(ssm_layers(memory.backbone)), spec.cue
+    if not (has_ssm or has_cue):
+        raise ValueError(f"nothing to inspect in {run}: backbone {memory.name!r} has no SSM state timescales "
+                         f"(s4, s5 and mamba have) and {memory.env} declares no cue to probe (envs.spec(id).cue)")
+    out = Path(out) if out is not None else run_folder(memory.source) / "inspect"
+    written = []
+    if has_ssm:
+        written += timescales(memory, spec.memory_horizon, out)
+    if has_cue:
+        written += retention(memory, episodes, max_delay, seed, out)
+    print(f"inspected {memory.name} on {memory.env} ({memory.source}): " + ", ".join(str(p) for p in written))
+    return written
