@@ -8,6 +8,7 @@ from there rather than spelling them a third time.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -21,7 +22,16 @@ import torch
 from envs.core import FLAGS
 from world_models.model import OBS_KEYS
 
-__all__ = ["FLAGS", "OBS_KEYS", "DiskFull", "atomic_write", "obs_to_torch", "pick_device", "seed_everything"]
+__all__ = ["FLAGS", "OBS_KEYS", "SEEDS_PER_RUN", "DiskFull", "atomic_write", "evaluation_seed", "obs_to_torch",
+           "pick_device", "preserved_rng", "seed_everything", "training_seed"]
+
+# Episode seeds: run seed s owns the block [s * SEEDS_PER_RUN, (s + 1) * SEEDS_PER_RUN). Its first half
+# seeds the training environments, its second half the evaluations, so that no evaluation plays an
+# episode the agent trained on. The block stays small enough that seeds fit the 32 bits some
+# simulators take.
+SEEDS_PER_RUN = 1_000_000
+_HALF = SEEDS_PER_RUN // 2
+_ENVS = 1_000  # room for this many environments seeded one after another from one training seed
 
 
 def pick_device(name: str) -> torch.device:
@@ -44,6 +54,35 @@ def seed_everything(seed: int) -> None:
 
 class DiskFull(OSError):
     """A write that failed for lack of space: the run stops; every file it had written whole is intact."""
+
+
+def training_seed(seed: int, offset: int) -> int:
+    """A seed of run `seed`'s training range; environment i of a vector seeded with it takes the seed + i."""
+    if seed < 0:
+        raise ValueError(f"the run's seed must be >= 0, got {seed}")
+    return seed * SEEDS_PER_RUN + offset % (_HALF - _ENVS)
+
+
+def evaluation_seed(seed: int, index: int, episodes: int) -> int:
+    """The first seed of evaluation `index` of run `seed` (its episodes take this seed + 0 .. episodes - 1):
+    in the evaluation range, apart from every training seed, and new for each index until the range wraps."""
+    if seed < 0:
+        raise ValueError(f"the run's seed must be >= 0, got {seed}")
+    if not 1 <= episodes <= _HALF // 2:
+        raise ValueError(f"an evaluation plays 1 to {_HALF // 2} episodes, got {episodes}")
+    return seed * SEEDS_PER_RUN + _HALF + (index * episodes) % (_HALF - episodes)
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Run the block with python's, numpy's and torch's (CPU and CUDA) random states put back afterwards."""
+    state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+        try:
+            yield
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
 
 
 def atomic_write(path: str | os.PathLike, data: Union[bytes, str, Callable[[IO[bytes]], object]]) -> Path:

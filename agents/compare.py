@@ -20,7 +20,8 @@ The out folder (a rerun with the same --out reuses the data and every finished b
     <backbone>/model.pt                  the trained world model (world_models/saving.py)
     <backbone>/metrics.json              its settings, training curve, probes and speed: the mark of done
     <backbone>/imagination.gif           context (green) then imagination (red) of up to 6 eval episodes
-    <backbone>/training.pt               while training: model, optimiser and step, to resume an interrupted run
+    <backbone>/checkpoints/              while training: the run loop's checkpoints, to resume an interrupted run
+    <backbone>/metrics.jsonl             the training scalars as the run loop logs them
     results.json, results.md, mse_vs_horizon.png, train_loss.png, speed.png (+ reward_accuracy.png,
     door_mse.png for their tasks)
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -38,6 +40,7 @@ import torch
 import envs
 import world_models
 from agents.common import atomic_write, pick_device
+from agents.loop import Acted
 from envs.collect import collect_episodes
 from envs.dataset import SequenceSampler, load_episodes
 from world_models.imagine import decode_frames, episodes_to_batch, model_obs_space, open_loop
@@ -160,59 +163,99 @@ def sequence_batches(episodes: list[dict], batch_size: int, seq_len: int, act_sp
 # --------------------------------------------------------------------------- training
 
 
-def train_world_model(wm, batches, steps: int, lr: float, desc: str, log_every: int = 10,
-                      resume: Path | None = None, save_every: int = 25, settings: dict | None = None) -> dict:
-    """Adam on `wm.loss` for `steps` batches; returns the training curve, the median step time, the wall
-    time of this call and the median 1-minute load average of the machine while it ran (timings on a shared
-    machine mean little without it).
+class OfflineWorldModel:
+    """Adam on `wm.loss` over a stream of batches, behind the run loop's Agent protocol (agents/loop.py):
+    `act` takes the next batch, `update` trains on it. Besides the weights and the optimiser its state
+    holds the training curve (a row every `log_every` steps and at the last), the time of every step and
+    the machine's 1-minute load average at the logged steps (timings on a shared machine mean little
+    without it); a resume skips the batches already trained on, so that the batch order stays the same."""
 
-    With `resume`, the model, optimiser, step, curve and step times are saved there every
-    `save_every` steps (atomically), and a file found there with the same `settings` is continued
-    from, skipping the batches already trained on so that the batch order stays the same.
-    """
-    from tqdm import tqdm
+    def __init__(self, wm, batches, steps: int, lr: float, log_every: int = 10):
+        self.wm, self.module, self.batches = wm, wm, batches
+        self.steps, self.log_every = steps, log_every
+        self.opt = torch.optim.Adam(wm.parameters(), lr=lr, eps=1e-8)
+        self.curve: list[dict] = []
+        self.times: list[float] = []
+        self.load = [os.getloadavg()[0]]
+        self.taken = 0  # batches taken from the stream
+        self.batch = None
 
-    opt = torch.optim.Adam(wm.parameters(), lr=lr, eps=1e-8)
-    curve, times, first = [], [], 0
-    if resume is not None and resume.exists():
-        saved = torch.load(resume, map_location=wm.device, weights_only=False)
-        if saved.get("settings") == settings:
-            wm.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimiser"])
-            curve, times, first = saved["curve"], saved["times"], saved["step"]
-            torch.set_rng_state(saved["rng"])  # the latent samples continue as if never interrupted
-            for _ in range(first):
-                next(batches)
-            print(f"compare: {desc}: resuming at step {first} from {resume}")
-    wm.train()
-    load = [os.getloadavg()[0]]  # the machine's 1-minute load average at the start, then at every logged step
-    started = time.perf_counter()
-    bar = tqdm(range(first, steps), desc=desc, dynamic_ncols=True, leave=False, initial=first, total=steps)
-    for step in bar:
-        batch = next(batches)
+    def begin(self, counters) -> None:
+        self.wm.train()
+
+    def act(self, counters) -> Acted:
+        self.batch = next(self.batches)
+        self.taken += 1
+        return Acted(1)
+
+    def update(self, counters) -> tuple[int, dict[str, float]]:
+        step = counters["step"] - 1  # the batch `act` took
         t0 = time.perf_counter()
-        loss, metrics = wm.loss(batch)
-        opt.zero_grad(set_to_none=True)
+        loss, metrics = self.wm.loss(self.batch)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(wm.parameters(), 100.0)  # DreamerV3 clips world-model gradients
-        opt.step()
+        torch.nn.utils.clip_grad_norm_(self.wm.parameters(), 100.0)  # DreamerV3 clips world-model gradients
+        self.opt.step()
         if loss.device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-        if step % log_every == 0 or step == steps - 1:
-            load.append(os.getloadavg()[0])
-            row = {"step": step, "loss": float(loss.detach()), "load": load[-1]}
-            row.update({k: float(v) for k, v in metrics.items() if k.startswith("loss/") or k == "kl"})
-            curve.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
-        if resume is not None and ((step + 1) % save_every == 0 or step == steps - 1):
-            state = {"settings": settings, "model": wm.state_dict(), "optimiser": opt.state_dict(),
-                     "step": step + 1, "curve": curve, "times": times, "rng": torch.get_rng_state()}
-            atomic_write(resume, lambda f: torch.save(state, f))
-    wm.eval()
+        self.times.append(time.perf_counter() - t0)
+        scalars = {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items() if k.startswith("loss/") or k == "kl"}}
+        if step % self.log_every == 0 or step == self.steps - 1:
+            self.load.append(os.getloadavg()[0])
+            self.curve.append({"step": step, **{k: v for k, v in scalars.items() if k == "loss"}, "load": self.load[-1],
+                               **{k: v for k, v in scalars.items() if k != "loss"}})
+        return 1, {f"train/{k}": v for k, v in scalars.items()}
+
+    def evaluate(self, episodes: int, seed: int, step: int, logger) -> dict[str, float]:
+        """Nothing: the probes run on held-out episodes after training (world_models/probes.py)."""
+        return {}
+
+    def pictures(self, seed: int, step: int, logger) -> None:
+        """Nothing: the imagination GIF is drawn after training."""
+
+    def state_dict(self) -> dict:
+        return {"model": self.wm.state_dict(), "optimiser": self.opt.state_dict(), "curve": self.curve,
+                "times": self.times, "load": self.load, "taken": self.taken}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wm.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimiser"])
+        self.curve, self.times, self.load = state["curve"], state["times"], state["load"]
+        for _ in range(state["taken"] - self.taken):
+            next(self.batches)
+        self.taken = state["taken"]
+
+    def close(self) -> None:
+        self.wm.eval()
+
+
+def train_world_model(wm, batches, steps: int, lr: float, desc: str, folder: Path, log_every: int = 10,
+                      save_every: int = 25, settings: dict | None = None) -> dict:
+    """Train `wm` on `steps` batches through the run loop in `folder`; returns the training curve, the median
+    step time, the wall time of this call and the median load average of the machine while it ran.
+
+    Checkpoints go to folder/checkpoints every `save_every` steps; one made with the same `settings` is
+    continued from (one with other settings is removed: the training starts again).
+    """
+    from agents import checkpoint
+    from agents.loop import Loop, LoopConfig
+
+    identity = {"agent": "world-model", **(settings or {})}
+    found = checkpoint.load(folder / "checkpoints", map_location=wm.device)
+    if found is not None and found[0]["identity"] != identity:
+        shutil.rmtree(folder / "checkpoints")
+    agent = OfflineWorldModel(wm, batches, steps, lr, log_every)
+    config = LoopConfig(steps=steps, checkpoint_every=save_every, log_every=log_every, tensorboard=False, desc=desc,
+                        leave=False, data_parallel=False)
+    loop = Loop(agent, folder, config, identity)
+    if loop.resume() is not None:
+        print(f"compare: {desc}: resuming at step {loop.counters['step']} from {folder / 'checkpoints'}")
+    started = time.perf_counter()
+    loop.run()
+    times = agent.times
     warm = times[min(3, len(times) - 1):] if times else [float("nan")]
-    return {"curve": curve, "train_step_ms": 1000.0 * float(np.median(warm)), "train_wall_s": time.perf_counter() - started,
-            "load_median": float(np.median(load))}
+    return {"curve": agent.curve, "train_step_ms": 1000.0 * float(np.median(warm)), "train_wall_s": time.perf_counter() - started,
+            "load_median": float(np.median(agent.load))}
 
 
 # --------------------------------------------------------------------------- pictures
@@ -324,8 +367,7 @@ def run_compare(
         torch.manual_seed(seed)
         wm = world_models.make(name, obs_space, act_space, config).to(dev)
         batches = sequence_batches(data["train"], batch_size, L, act_space, dev, seed)
-        trained = train_world_model(wm, batches, steps, lr, desc=f"{name} on {env_id}",
-                                    resume=folder / "training.pt", settings=settings)
+        trained = train_world_model(wm, batches, steps, lr, f"{name} on {env_id}", folder, settings=settings)
         probes = run_probes(wm, kind, data["eval"], act_space, dev, shift)
         speed = {"params": int(wm.num_params()), "train_step_ms": trained["train_step_ms"],
                  "train_wall_s": trained["train_wall_s"], "load": trained["load_median"],
@@ -337,7 +379,7 @@ def run_compare(
         metrics = {"backbone": name, "settings": settings, "speed": speed, "probes": probes, "curve": trained["curve"],
                    "probe_version": PROBE_VERSION}
         _write_json(done, metrics)
-        (folder / "training.pt").unlink(missing_ok=True)  # finished: metrics.json and model.pt are what stays
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # finished: metrics.json and model.pt are what stays
         results["backbones"][name] = metrics
         del wm
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import envs
-from agents.common import OBS_KEYS, obs_to_torch, pick_device
+from agents.common import OBS_KEYS, evaluation_seed, obs_to_torch, pick_device
 from world_models.video import episode_video, write_video
 
 
@@ -102,9 +102,10 @@ class RunEvaluation:
     plot: Path | None = None
 
 
-def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device: str = "auto", seed: int = 10_000) -> RunEvaluation:
+def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device: str = "auto", seed: int | None = None) -> RunEvaluation:
     """Restore a run's config and latest checkpoint and play `episodes` episodes (0: the run's eval_episodes):
-    a Dreamer with its policy's mode, a PPO learner with its sampling policy over whole trials."""
+    a Dreamer with its policy's mode, a PPO learner with its sampling policy over whole trials. `seed`: the
+    first episode's; default, the first of the run's evaluation seeds (never a training episode)."""
     from agents import icrl, ppo
     from agents.logger import Logger
     from agents.runs import build_agent, latest_checkpoint, load_run_config
@@ -115,6 +116,7 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
     payload, path = latest_checkpoint(run, torch_device)
     step = payload["counters"]["step"]
     n = episodes or config.eval_episodes
+    seed = evaluation_seed(config.seed, 0, n) if seed is None else seed
     in_context = config.env.startswith("icrl/")
     plot = run / "icrl" / f"icrl-{step:09d}.png" if in_context else None
     if config.agent == "ppo":

@@ -31,8 +31,9 @@ import torch
 from torch import Tensor, nn
 
 from agents.actions import ActionCodec
-from agents.common import obs_to_torch
+from agents.common import obs_to_torch, training_seed
 from agents.dreamer import ActionDist
+from agents.loop import Acted
 from world_models import backbones
 from world_models.config import WorldModelConfig
 from world_models.distributions import Normal, OneHotCategorical, symlog
@@ -442,3 +443,51 @@ def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None
         logger.scalars(summary)
         logger.write(step)
     return summary
+
+
+class PPOAgent:
+    """Recurrent PPO and its vectorised trials behind the run loop's Agent protocol (agents/loop.py).
+
+    act: 1. collect a chunk of every env's trial, carrying the memory, and 2. its advantages (GAE);
+    update: 3. the epochs over the chunk, the learning rate decaying linearly to zero if anneal_lr
+    (PPO's Atari setting). The environments restart their trials when a run resumes.
+    """
+
+    def __init__(self, config, device: torch.device):
+        import envs as memwm_envs
+
+        self.config = config
+        self.env = memwm_envs.make_vector(config.env, config.num_envs, seed=training_seed(config.seed, 0),
+                                          asynchronous=config.async_envs, **config.env_options)
+        self.learner = build(config, device, (self.env.single_observation_space, self.env.single_action_space))
+        self.module = self.learner.model
+        self.run_dir = config.run_dir
+        self.rollout: Rollout | None = None
+
+    def begin(self, counters) -> None:
+        self.first_seed = training_seed(self.config.seed, counters["step"])
+
+    def act(self, counters) -> Acted:
+        self.rollout, finished = self.learner.collect(self.env, seed=self.first_seed)
+        episodes = [{"return": r, "length": float(n)} for r, n in zip(finished["return"], finished["length"])]
+        return Acted(self.rollout.mask.numel(), episodes)
+
+    def update(self, counters) -> tuple[int, dict[str, float]]:
+        cfg = self.config
+        lr = cfg.ppo.lr * max(0.0, 1 - counters["step"] / cfg.steps) if cfg.ppo.anneal_lr else None
+        return 1, self.learner.update(self.rollout, lr)
+
+    def evaluate(self, episodes: int, seed: int, step: int, logger) -> dict[str, float]:
+        return evaluate(self.learner, self.config, episodes, seed, self.run_dir / "icrl", None, step)
+
+    def pictures(self, seed: int, step: int, logger) -> None:
+        """PPO draws no pictures: it has no world model to imagine with."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"agent": self.learner.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["agent"])
+
+    def close(self) -> None:
+        self.env.close()

@@ -50,7 +50,7 @@ def build_agent(config: TrainConfig, device: torch.device, spaces=None) -> tuple
 
 def identity(config: TrainConfig) -> dict:
     """What a resume of a Dreamer run must match: the environment and the model."""
-    return {"env": config.env, "env_options": dict(config.env_options), "backbone": config.backbone,
+    return {"agent": "dreamer", "env": config.env, "env_options": dict(config.env_options), "backbone": config.backbone,
             "wm": dataclasses.asdict(config.wm)}
 
 

@@ -133,7 +133,7 @@ def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
 
 def time_loop(args: Args, device: torch.device) -> dict:
     from agents.config import TrainConfig
-    from agents.train import Trainer
+    from agents.train import build
 
     prefill = args.batch_size * args.seq_len
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,23 +142,24 @@ def time_loop(args: Args, device: torch.device) -> dict:
                              prefill=prefill, batch_size=args.batch_size, seq_len=args.seq_len, eval_every=0,
                              eval_episodes=1, video_every=-1, log_every=args.loop_steps, checkpoint_every=10**9,
                              tensorboard=False, threads=args.threads)
-        trainer = Trainer(config)
+        loop = build(config)
+        agent, counters = loop.agent, loop.counters
         start = {}
 
-        original = trainer._train_owed
+        original = agent.update
 
-        def timed(logger):  # start the clock when the first update is owed (prefill is done)
-            if not start and trainer.counters["step"] >= prefill and len(trainer.replay) >= args.seq_len:
-                start.update(time=time.perf_counter(), step=trainer.counters["step"], updates=trainer.counters["updates"])
-            original(logger)
+        def timed(counters):  # start the clock when the first update is owed (prefill is done)
+            if not start and counters["step"] >= prefill and len(agent.replay) >= args.seq_len:
+                start.update(time=time.perf_counter(), step=counters["step"], updates=counters["updates"])
+            return original(counters)
 
-        trainer._train_owed = timed
-        trainer._evaluate = lambda: {}
-        trainer.run()
+        agent.update = timed
+        agent.evaluate = lambda *args: {}
+        loop.run()
         elapsed = time.perf_counter() - start["time"]
-        steps = trainer.counters["step"] - start["step"]
+        steps = counters["step"] - start["step"]
         return {"env": args.env, "backbone": args.loop_backbone, "train_ratio": args.train_ratio, "env_steps": steps,
-                "updates": trainer.counters["updates"] - start["updates"], "seconds": elapsed, "env_steps_per_s": steps / elapsed}
+                "updates": counters["updates"] - start["updates"], "seconds": elapsed, "env_steps_per_s": steps / elapsed}
 
 
 def serve(args: Args) -> None:

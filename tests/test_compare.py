@@ -95,18 +95,19 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     eps = [random_episode(rng, 6, 3) for _ in range(4)]
     config = world_models.WorldModelConfig.preset("tiny")
 
-    def run(steps, resume):
+    def run(steps, folder):
         torch.manual_seed(0)
         wm = world_models.make("s5", IMAGE_SPACE, ACT_SPACE, config)
         torch.manual_seed(1)
         out = C.train_world_model(wm, C.sequence_batches(eps, 2, 6, ACT_SPACE, CPU, seed=0), steps, 1e-3, "t",
-                                  log_every=1, resume=resume, save_every=2, settings={"s": 1})
+                                  folder, log_every=1, save_every=2, settings={"s": 1})
         return wm, out
 
-    straight, curve = run(4, None)
-    run(2, tmp_path / "training.pt")  # "interrupted" after 2 steps
-    resumed, resumed_curve = run(4, tmp_path / "training.pt")
+    straight, curve = run(4, tmp_path / "straight")
+    run(2, tmp_path / "stopped")  # "interrupted" after 2 steps
+    resumed, resumed_curve = run(4, tmp_path / "stopped")
     assert [r["step"] for r in resumed_curve["curve"]] == [0, 1, 2, 3]
+    assert [r["loss"] for r in resumed_curve["curve"]] == [r["loss"] for r in curve["curve"]]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
 

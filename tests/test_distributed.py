@@ -160,7 +160,7 @@ FLAGS = ["--env", "gym:CartPole-v1", "--backbone", "s5", "--preset", "tiny", "--
          "--video-every", "-1", "--log-every", "16", "--checkpoint-every", "32", "--no-tensorboard", "--threads", "1",
          "--dreamer.horizon", "3"]
 
-# Resume under torchrun through the Trainer itself, each rank writing what it loaded and where it ended.
+# Resume under torchrun through the run loop itself, each rank writing what it loaded and where it ended.
 RESUME_SCRIPT = """
 import json, sys
 from pathlib import Path
@@ -168,18 +168,18 @@ import tyro
 from agents import checkpoint, distributed
 from agents.config import TrainConfig
 from agents.runs import build_agent
-from agents.train import Trainer
+from agents.train import build
 
 if __name__ == "__main__":  # env workers may start by forkserver, which imports this file again
     config = tyro.cli(TrainConfig, args=sys.argv[2:])
-    trainer = Trainer(config)
-    record = {"start_step": trainer.counters["step"], "start": distributed.state_digest(trainer.agent)}
-    payload, path = checkpoint.load(trainer.run_dir / "checkpoints")
-    saved, _ = build_agent(trainer.config, trainer.device)
+    loop = build(config)
+    record = {"start_step": loop.counters["step"], "start": distributed.state_digest(loop.agent.module)}
+    payload, path = checkpoint.load(loop.run_dir / "checkpoints")
+    saved, _ = build_agent(loop.agent.config, loop.agent.device)
     saved.load_state_dict(payload["agent"])
     record.update(checkpoint=path.name, checkpoint_digest=distributed.state_digest(saved))
-    trainer.run()
-    record.update(end_step=trainer.counters["step"], updates=trainer.counters["updates"], end=distributed.state_digest(trainer.agent))
+    loop.run()
+    record.update(end_step=loop.counters["step"], updates=loop.counters["updates"], end=distributed.state_digest(loop.agent.module))
     Path(sys.argv[1], f"rank-{distributed.rank()}.json").write_text(json.dumps(record))
 """
 

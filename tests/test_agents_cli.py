@@ -1,0 +1,52 @@
+"""Every `memwm` subcommand ends a user error with one line on stderr and exit status 2, never a
+traceback; help texts carry no development history."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.cli import _commands, main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def memwm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["compare", "--task", "nope"], "unknown compare task 'nope'; known: "),
+    (["compare", "--task", "distracting-100", "--backbones", "s5,gru"], "unknown backbones ['gru']"),
+    (["imagine", "--run", "runs/none"], "does not exist"),
+    (["imagine", "--run", "runs/none", "--episodes", "9"], "--episodes must be in [1, 6]"),
+    (["collect", "--env", "memory/rooms-3", "--episodes", "1"], "memory/rooms-3"),
+    (["eval", "--run", "runs/none"], "is not a memwm run (no config.yaml)"),
+    (["envs", "--env", "memory/rooms-3"], "memory/rooms-3"),
+    (["train", "--env", "memory/distracting-16", "--seq-len", "0"], "seq_len must be positive"),
+])
+def test_a_user_error_is_one_line_and_exit_2(tmp_path, args, expected):
+    done = memwm(*args, cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith(f"memwm {args[0]}: error: ") and expected in lines[0], lines[0]
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_help_texts_name_no_issues_or_history(capsys):
+    for name in _commands():
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code in (0, None)
+        text = capsys.readouterr()
+        help_text = text.out + text.err
+        assert help_text.strip(), name
+        assert not re.search(r"\bissue\b", help_text, re.IGNORECASE), (name, help_text)
