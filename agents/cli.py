@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import functools
 import io
+import os
 import re
 import sys
 from typing import Callable
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else list(argv)
     commands = {name: _deferred(command) for name, command in _commands().items()}
+    nproc, args = _take_nproc(args)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -150,6 +152,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     sys.stderr.write(captured.getvalue())
     sub = next((a for a in args if a in commands), "")
+    if nproc > 1:  # parsed here once; the workers run the same arguments
+        from agents import distributed
+
+        raise SystemExit(distributed.launch(nproc, args))
     try:
         call()
     except (ValueError, FileNotFoundError) as e:  # the user's input: what was wrong, in one line
@@ -158,6 +164,34 @@ def main(argv: list[str] | None = None) -> None:
     except (FloatingPointError, OSError, RuntimeError) as e:  # a run that could not go on (a NaN loss, a full disk)
         print(f"memwm {sub}: error: {_first_line(e)}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _take_nproc(args: list[str]) -> tuple[int, list[str]]:
+    """`--nproc-per-node N` of `memwm train` and `memwm compare` taken out of `args`: (N, 1 without it; the rest).
+
+    N > 1 starts N processes of the same command under torch's elastic launcher (agents.distributed.launch).
+    """
+    sub = next((a for a in args if not a.startswith("-")), None)
+    for i, arg in enumerate(args):
+        if arg == "--nproc-per-node" or arg.startswith("--nproc-per-node="):
+            value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            rest = args[:i] + args[i + (1 if "=" in arg else 2):]
+            break
+    else:
+        return 1, args
+    prog = f"memwm {sub}" if sub else "memwm"
+    if sub not in ("train", "compare"):
+        _exit_one_line(f"{prog}: error: --nproc-per-node applies to memwm train and memwm compare; see {prog} --help")
+    if not value.isdigit() or int(value) < 1:
+        _exit_one_line(f"{prog}: error: --nproc-per-node takes a number of processes >= 1, got {value!r}")
+    if int(value) > 1 and "WORLD_SIZE" in os.environ:
+        _exit_one_line(f"{prog}: error: --nproc-per-node starts its own processes; under torchrun leave it out")
+    return int(value), rest
+
+
+def _exit_one_line(message: str) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _first_line(error: BaseException) -> str:

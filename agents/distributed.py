@@ -339,6 +339,36 @@ class RankLogger:
             self.logger.close()
 
 
+# --------------------------------------------------------------------------- launching
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """`memwm <argv>` in `nproc` processes on this machine under torch's elastic launcher (what torchrun
+    runs, `torch.distributed.run`), started from this process; returns the exit code (0, or the
+    first failed rank's).
+
+    The memwm arguments go straight to the workers' command line and never through torchrun's own
+    parser, so flags such as `--run` cannot be taken for torchrun's (`--run-path`). A free port is
+    picked for the rendezvous (torchrun's --standalone).
+    """
+    import sys
+
+    from torch.distributed import run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    if nproc < 1:
+        raise ValueError(f"--nproc-per-node must be >= 1, got {nproc}")
+    args = run.get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "agents.cli"])
+    args.training_script_args = list(argv)  # set, not parsed: argparse would read `--run` as `--run-path`
+    try:
+        run.run(args)
+    except ChildFailedError as e:
+        rank_, failure = min(e.failures.items())
+        print(f"memwm: rank {rank_} of {nproc} exited with code {failure.exitcode}", file=sys.stderr)
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
+
+
 # --------------------------------------------------------------------------- environments
 
 
