@@ -25,8 +25,7 @@ from agents.evaluate import episode_success, has_success, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
 from agents.replay import Replay
 from agents.runs import build_agent, identity
-from world_models.imagine import decode_frames, open_loop
-from world_models.video import imagination_video
+from agents.commands.imagine import write_imagination
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -126,21 +125,19 @@ class DreamerAgent:
 
     @torch.no_grad()
     def pictures(self, seed: int, step: int, logger) -> None:
-        """Videos of evaluation episodes and of open-loop imagination from replayed context."""
-        if "image" not in self.obs_space.spaces:
-            return
+        """Videos of evaluation episodes (image observations), and open-loop imagination from replayed context:
+        its figure over time for every run, and its video for image observations."""
         cfg = self.config
-        result = run_episodes(self.learner, cfg.env, cfg.env_options, min(4, cfg.eval_episodes), seed=seed,
-                              device=self.device, record=4)
-        if result.frames:
-            logger.video("eval/policy", result.video(), step)
+        if "image" in self.obs_space.spaces:
+            result = run_episodes(self.learner, cfg.env, cfg.env_options, min(4, cfg.eval_episodes), seed=seed,
+                                  device=self.device, record=4)
+            if result.frames:
+                logger.video("eval/policy", result.video(), step)
         if len(self.replay) >= cfg.seq_len:
             replayed = self.replay.sample(4, cfg.seq_len)
             L = replayed["action"].shape[1]
             context = max(1, min(16, L // 2))  # observe the first C steps, imagine the rest with the replayed actions
-            roll = open_loop(self.learner.wm, to_torch(replayed, self.device), context, L - context, sample=True)
-            model = decode_frames(self.learner.wm, roll.features).cpu().numpy()  # (B, L, 64, 64, 3) float in [0, 1]
-            logger.video("imagine/open_loop", imagination_video(replayed["image"], model, context), step)
+            write_imagination(self.learner.wm, to_torch(replayed, self.device), context, L - context, logger, step, sample=True)
 
     def state_dict(self) -> dict[str, Any]:
         state = {"agent": self.learner.state_dict(), "optimisers": self.learner.optimiser_state(),

@@ -126,3 +126,15 @@ def test_imagine_command_on_a_vector_train_run_writes_the_figure_and_tensorboard
     written = imagine(run=tmp_path / "run", context=4, horizon=40, episodes=1, policy=True, device="cpu",
                       out=tmp_path / "p.png")
     assert written == [tmp_path / "p.png"]
+
+
+def test_train_on_a_vector_task_writes_the_imagination_figure_and_names_it(tmp_path, capsys):
+    from agents.cli import main
+
+    run = tmp_path / "run"
+    main(["train", "--env", "pomdp/cartpole-positions", "--backbone", "s5", "--steps", "96", "--run", str(run),
+          "--preset", "tiny", "--num-envs", "2", "--prefill", "40", "--batch-size", "2", "--seq-len", "8",
+          "--train-ratio", "2", "--eval-every", "0", "--eval-episodes", "1", "--video-every", "0", "--log-every", "50",
+          "--threads", "1"])
+    assert sorted(p.name for p in (run / "videos").iterdir()) == ["imagine-open_loop_plot-000000096.png"]
+    assert f"videos in {run / 'videos'}" in capsys.readouterr().out

@@ -64,7 +64,7 @@ def test_loop_on_a_memory_env_writes_every_file_of_a_run(memory_run):
         assert ep["is_first"][0] and ep["is_last"][-1] and ep["is_terminal"][-1] and ep["is_first"].sum() == 1
         assert ep["action"].shape == (102, 2) and abs(ep["reward"][-1]) == 1.0
     videos = sorted(p.name for p in (run / "videos").iterdir())
-    assert videos == ["eval-policy-000000240.gif", "imagine-open_loop-000000240.gif"]
+    assert videos == ["eval-policy-000000240.gif", "imagine-open_loop-000000240.gif", "imagine-open_loop_plot-000000240.png"]
     assert list(run.glob("events.out.tfevents.*"))
 
 
