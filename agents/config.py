@@ -79,6 +79,7 @@ class TrainConfig:
     video_every: int = 10_000            # environment steps between videos (0: only at the end; -1: never)
     log_every: int = 500                 # environment steps between logged training scalars
     checkpoint_every: int = 2_500        # environment steps between checkpoints
+    exact_resume: bool = False           # restart every episode at each checkpoint, so that a resumed run equals the run that never stopped (the unfinished episodes are dropped)
     threads: int = 0                     # torch CPU threads; 0 = torch's default
     precision: Literal["32", "bf16"] = "32"  # bf16: autocast the forward passes to bfloat16 (as DreamerV3); fast only with bf16 units (CPU avx512_bf16/AMX, recent GPUs)
     tensorboard: bool = True

@@ -13,6 +13,15 @@ top level. It is written BEFORE every evaluation and picture, and these run with
 states put back afterwards, so that a failing evaluation costs no training and an evaluation
 changes nothing a resumed run would see.
 
+One writer: the loop takes the run folder's lock (agents/runlock.py; rank 0 under torchrun) before
+anything in it is written, and removes the temporary files of writes a killed process left.
+
+Exact resume: environments cannot be restored mid-episode, so a resume starts new episodes on the
+seeds of its step and the unfinished ones are lost. With `exact_resume` the loop does the same after
+every checkpoint of the run that goes on, and all cadences fall at multiples of their interval:
+a run stopped at a checkpoint and resumed then equals, bit for bit, the run that never stopped
+(the cost: the episodes unfinished at each checkpoint; keep checkpoints far apart next to episodes).
+
 Episode seeds (agents/common.py): the training environments take seeds of the run's training
 range, evaluation k takes its own seeds of the evaluation range, so every evaluation meets new
 episodes and none of them is a training episode.
@@ -28,7 +37,7 @@ from typing import Any, Mapping, Protocol
 
 import torch
 
-from agents import checkpoint, distributed
+from agents import checkpoint, distributed, runlock
 from agents.common import evaluation_seed, preserved_rng, seed_everything
 from agents.logger import Logger
 
@@ -49,12 +58,15 @@ class Agent(Protocol):
     `act(counters)` gathers experience; `update(counters)` learns from what was gathered and returns
     (updates made, scalars under their stable names or None). `state_dict()` is everything a resume
     needs beyond the counters and the global random states (weights, optimisers, the agent's own
-    generators); its entries go to the checkpoint's top level.
+    generators); its entries go to the checkpoint's top level. `begin(counters)` starts acting (a resume
+    included): its environments start new episodes on the seeds of that step; `restart(counters)` does
+    only that, and the loop calls it after each checkpoint of an exact_resume run.
     """
 
     module: torch.nn.Module
 
     def begin(self, counters: Mapping[str, int]) -> None: ...
+    def restart(self, counters: Mapping[str, int]) -> None: ...  # new episodes on this step's seeds (exact_resume)
     def act(self, counters: Mapping[str, int]) -> Acted: ...
     def update(self, counters: Mapping[str, int]) -> tuple[int, dict[str, float] | None]: ...
     def evaluate(self, episodes: int, seed: int, step: int, logger) -> dict[str, float]: ...
@@ -81,6 +93,7 @@ class LoopConfig:
     desc: str = ""                # the progress bar's label
     leave: bool = True            # keep the progress bar on screen when done
     data_parallel: bool = True    # under torchrun, the ranks train one agent together (False: each its own)
+    exact_resume: bool = False    # restart every episode at each checkpoint, as a resume does: resumed = never stopped
 
 
 COUNTERS = ("step", "updates", "episodes", "evaluations")
@@ -95,6 +108,10 @@ class Loop:
         self.logger = None
         self._saved: dict[str, int] | None = None  # the counters of the last checkpoint
         self.main = distributed.is_main() or not config.data_parallel  # writes the run folder
+        # one writer per run folder, taken before anything in it is written (RunLocked names the holder)
+        self.lock = runlock.acquire(self.run_dir) if self.main else None
+        if self.main:
+            _remove_torn_writes(self.run_dir)
 
     # ------------------------------------------------------------------ resume and save
     def resume(self) -> Path | None:
@@ -140,7 +157,7 @@ class Loop:
             self.logger = logger = distributed.RankLogger(lambda: Logger(self.run_dir, cfg.tensorboard, bar))  # rank 0 writes
         else:
             self.logger = logger = _Alone(Logger(self.run_dir, cfg.tensorboard, bar))
-        marks = dict.fromkeys(("log", "eval", "video", "checkpoint"), counters["step"])
+        marks = {"log": counters["step"]}
         marks["train"] = -cfg.log_every  # the first update's scalars are logged at once
         timer = {"time": time.time(), "step": counters["step"], "updates": counters["updates"]}
         summary: dict[str, float] = {}
@@ -174,18 +191,19 @@ class Loop:
                     logger.scalar("perf/train_steps_per_s", (counters["updates"] - timer["updates"]) / elapsed)
                     timer = {"time": now, "step": step, "updates": counters["updates"]}
                     logger.sync(step)  # every rank's scalars, averaged
+                # cadences at multiples of their interval: a resumed run meets them where the run that never
+                # stopped does, whatever step it resumed at
                 more = step < cfg.steps and time.time() < deadline
-                evaluate = bool(cfg.eval_every) and step - marks["eval"] >= cfg.eval_every and more
-                pictures = cfg.video_every > 0 and step - marks["video"] >= cfg.video_every and more
+                evaluate = _crossed(step, acted.steps, cfg.eval_every) and more
+                pictures = cfg.video_every > 0 and _crossed(step, acted.steps, cfg.video_every) and more
                 index = self._next_evaluation() if evaluate else None  # counted in the checkpoint: a resume goes on from it
-                if step - marks["checkpoint"] >= cfg.checkpoint_every or evaluate or pictures:
-                    marks["checkpoint"] = step
+                if _crossed(step, acted.steps, cfg.checkpoint_every) or evaluate or pictures:
                     self.save()  # before evaluating: a failing evaluation or picture costs no training
+                    if cfg.exact_resume:
+                        agent.restart(counters)  # what a resume from this checkpoint does: both go on alike
                 if evaluate:
-                    marks["eval"] = step
                     summary, evaluated_at = self._evaluate(index), step
                 if pictures:
-                    marks["video"] = step
                     self._pictures()
             logger.sync(counters["step"])
             index = self._next_evaluation() if evaluated_at != counters["step"] or not summary else None
@@ -198,6 +216,8 @@ class Loop:
             bar.close()
             logger.close()
             agent.close()
+            if self.lock is not None:
+                self.lock.release()
         return summary
 
     def _next_evaluation(self) -> int:
@@ -222,6 +242,20 @@ class Loop:
         with preserved_rng():
             self.agent.pictures(evaluation_seed(self.config.seed, self.counters["evaluations"], 4), self.counters["step"],
                                 self.logger)
+
+
+def _crossed(step: int, taken: int, every: int) -> bool:
+    """Whether the last `taken` steps, which ended at `step`, crossed a multiple of `every` (never when every <= 0)."""
+    return every > 0 and step // every > (step - taken) // every
+
+
+def _remove_torn_writes(run_dir: Path) -> None:
+    """Delete the temporary files of writes a killed process left (atomic_write's `.<name>.<random>.tmp`): they never
+    got a final name, and nobody else writes here now that this process holds the lock."""
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "replay", *(run_dir / "replay").glob("rank-*")):
+        if folder.is_dir():
+            for path in [*folder.glob(".*.tmp"), *folder.glob("ep-*.npz.tmp")]:
+                path.unlink(missing_ok=True)
 
 
 class _Alone:

@@ -465,7 +465,12 @@ class PPOAgent:
         self.rollout: Rollout | None = None
 
     def begin(self, counters) -> None:
+        self.restart(counters)
+
+    def restart(self, counters) -> None:
+        """New trials in every environment on this step's training seeds (the next chunk resets them)."""
         self.first_seed = training_seed(self.config.seed, counters["step"])
+        self.learner._obs = None
 
     def act(self, counters) -> Acted:
         self.rollout, finished = self.learner.collect(self.env, seed=self.first_seed)

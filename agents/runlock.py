@@ -43,6 +43,9 @@ class RunLock:
         os.close(self._fd)
         self._fd = None
 
+    def __del__(self):
+        self.release()  # a Loop dropped without running frees its folder for the next one in this process
+
     def __enter__(self) -> RunLock:
         return self
 

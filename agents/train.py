@@ -54,16 +54,23 @@ class DreamerAgent:
         self.replay_dir = distributed.shard(run_dir / "replay")
         self.replay = None
         self._saved_replay_rng = None
+        self._saved_replay_episodes = None  # the replay's episode count at the checkpoint resumed from
 
     # ------------------------------------------------------------------ the protocol
     def begin(self, counters: Mapping[str, int]) -> None:
-        """Open the replay and reset the environments on this step's training seeds."""
-        cfg, n, step = self.config, self.config.num_envs, counters["step"]
+        """Open the replay (as the resumed checkpoint saw it) and reset the environments on this step's training seeds."""
+        cfg, step = self.config, counters["step"]
         if not distributed.is_main():  # ranks > 0 draw their own actions (a resume restored rank 0's)
             self.rng = np.random.default_rng(distributed.rank_seed(cfg.seed) + step)
-        self.replay = Replay(cfg.replay_capacity, self.replay_dir, seed=distributed.rank_seed(cfg.seed) + step)
+        resume_at = self._saved_replay_episodes if distributed.is_main() else None
+        self.replay = Replay(cfg.replay_capacity, self.replay_dir, seed=distributed.rank_seed(cfg.seed) + step, resume_at=resume_at)
         if self._saved_replay_rng is not None and distributed.is_main():
             self.replay.rng.bit_generator.state = self._saved_replay_rng
+        self.restart(counters)
+
+    def restart(self, counters: Mapping[str, int]) -> None:
+        """New episodes in every environment on this step's training seeds; the unfinished ones are dropped."""
+        cfg, n, step = self.config, self.config.num_envs, counters["step"]
         self.obs, _ = self.env.reset(seed=training_seed(cfg.seed, distributed.rank_seed(0) + step))
         self.state = self.learner.wm.initial_state(n, self.device)
         self.prev_action = torch.zeros(n, self.codec.dim, device=self.device)
@@ -107,7 +114,7 @@ class DreamerAgent:
         if metrics is None:
             return 0, None
         return owed, {**{f"train/{k}": v for k, v in metrics.items()}, "replay/steps": len(self.replay),
-                      "replay/episodes": self.replay.num_episodes}
+                      "replay/episodes": self.replay.num_episodes, "replay/skipped_files": self.replay.skipped_files}
 
     def evaluate(self, episodes: int, seed: int, step: int, logger) -> dict[str, float]:
         cfg = self.config
@@ -134,7 +141,9 @@ class DreamerAgent:
             if result.frames:
                 logger.video("eval/policy", result.video(), step)
         if len(self.replay) >= cfg.seq_len:
+            drawn = self.replay.rng.bit_generator.state
             replayed = self.replay.sample(4, cfg.seq_len)
+            self.replay.rng.bit_generator.state = drawn  # a picture draws nothing from training's batches
             L = replayed["action"].shape[1]
             context = max(1, min(16, L // 2))  # observe the first C steps, imagine the rest with the replayed actions
             write_imagination(self.learner.wm, to_torch(replayed, self.device), context, L - context, logger, step, sample=True)
@@ -144,6 +153,7 @@ class DreamerAgent:
                  "action_rng": self.rng.bit_generator.state}
         if self.replay is not None:
             state["replay_rng"] = self.replay.rng.bit_generator.state
+            state["replay_episodes"] = self.replay.num_episodes
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -151,6 +161,7 @@ class DreamerAgent:
         self.learner.load_optimiser_state(state["optimisers"])
         self.rng.bit_generator.state = state["action_rng"]
         self._saved_replay_rng = state.get("replay_rng")
+        self._saved_replay_episodes = state.get("replay_episodes")
 
     def close(self) -> None:
         self.env.close()
@@ -181,7 +192,7 @@ def loop_config(config: TrainConfig, **overrides) -> LoopConfig:
     return LoopConfig(steps=config.steps, checkpoint_every=config.checkpoint_every, log_every=config.log_every,
                       eval_every=config.eval_every, eval_episodes=config.eval_episodes, video_every=config.video_every,
                       minutes=config.minutes, seed=config.seed, tensorboard=config.tensorboard,
-                      desc=config.run_dir.name, **overrides)
+                      exact_resume=config.exact_resume, desc=config.run_dir.name, **overrides)
 
 
 def build(given: TrainConfig) -> Loop:

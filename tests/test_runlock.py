@@ -70,3 +70,20 @@ def test_a_released_lock_is_taken_silently_and_holds_against_this_process_too(tm
     with runlock.acquire(run, log=messages.append):
         pass
     assert messages == [] and (run / runlock.NAME).read_text() == ""
+
+
+def test_memwm_train_on_a_run_in_use_exits_2_with_one_line_and_touches_nothing(tmp_path):
+    run = tmp_path / "run"
+    proc = _start_holder(run)
+    try:
+        before = _snapshot(run)
+        second = subprocess.run([sys.executable, "-m", "agents.cli", "train", "--env", "memory/distracting-8", "--run", str(run),
+                                 "--preset", "tiny", "--steps", "50", "--device", "cpu", "--no-tensorboard"],
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stderr[-2000:]
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"memwm train: error: run {run} is in use by pid {proc.pid} on "), lines
+        assert _snapshot(run) == before
+    finally:
+        proc.kill()
+        proc.wait()
