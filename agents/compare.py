@@ -241,13 +241,13 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, folder: Pat
     from agents.loop import Loop, LoopConfig
 
     identity = {"agent": "world-model", **(settings or {})}
-    found = checkpoint.load(folder / "checkpoints", map_location=wm.device)
-    if found is not None and found[0]["identity"] != identity:
-        shutil.rmtree(folder / "checkpoints")
     agent = OfflineWorldModel(wm, batches, steps, lr, log_every)
     config = LoopConfig(steps=steps, checkpoint_every=save_every, log_every=log_every, tensorboard=False, desc=desc,
                         leave=False, data_parallel=False)
-    loop = Loop(agent, folder, config, identity)
+    loop = Loop(agent, folder, config, identity)  # holds the folder's lock from here: the removal below is ours to make
+    found = checkpoint.load(folder / "checkpoints", map_location=wm.device)
+    if found is not None and found[0]["identity"] != identity:
+        shutil.rmtree(folder / "checkpoints")
     if loop.resume() is not None:
         print(f"compare: {desc}: resuming at step {loop.counters['step']} from {folder / 'checkpoints'}")
     started = time.perf_counter()
