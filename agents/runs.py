@@ -19,7 +19,7 @@ from torch import Tensor
 
 import envs
 import world_models
-from agents import checkpoint
+from agents import checkpoint, pretrained
 from agents.config import TrainConfig, load_yaml
 from agents.dreamer import Dreamer
 from envs.collect import collect_episodes
@@ -33,6 +33,7 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise ValueError(f"{run_dir} is not a memwm run (no config.yaml)")
+    pretrained.verify(run_dir)
     return TrainConfig.from_dict(load_yaml(path))
 
 
@@ -72,6 +73,7 @@ def find_model_file(run: Path) -> Path:
                          f"`memwm compare` backbone folder (with model.pt) or a model file")
     if (run / "model.pt").is_file():
         return run / "model.pt"
+    pretrained.verify(run)
     ckpts = checkpoint.checkpoints(run / "checkpoints")
     if ckpts:
         return ckpts[-1]

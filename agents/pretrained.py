@@ -1,0 +1,222 @@
+"""Pretrained runs: small trained runs shipped in the repository under runs/pretrained/<name>/.
+
+A pretrained run is a run folder that `memwm eval`, `memwm imagine` and `memwm inspect` read like
+any other, with nothing to train first:
+
+    runs/pretrained/<name>/
+      config.yaml                the run's resolved config, as `memwm train` wrote it
+      checkpoints/ckpt-<step>.pt its last checkpoint, only what those commands read (the agent's
+                                 weights, identity, counters and RNG states: no optimiser state, no replay)
+      manifest.json              the sha256 of those two files, and how the run was made and scored
+
+runs/pretrained/README.md lists every run in one table row: the command that trained it, the
+commit it was trained at, its measured score, the episodes that score was measured on, and its
+size. A run whose files no longer match their manifest is refused with one line (`verify`), so a
+score in the table always belongs to the weights beside it.
+
+Maintainers turn a finished `memwm train` run into a pretrained one with
+
+    python -m agents.pretrained --run runs/NAME --name NAME --command "memwm train ..."
+
+which copies the config and the last checkpoint, scores it (`measure`: the run's own evaluation
+seeds, the global generators seeded, so that the test can replay exactly those episodes), writes
+the manifest and the README row, and checks the size limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch
+
+from agents.common import atomic_write
+
+ROOT = Path(__file__).resolve().parent.parent / "runs" / "pretrained"
+MANIFEST = "manifest.json"
+MAX_RUN_BYTES = 5 * 2**20  # a clone stays small: each run at most 5 MiB ...
+MAX_TOTAL_BYTES = 25 * 2**20  # ... and all of them at most 25 MiB
+KEPT = ("agent", "identity", "counters", "rng")  # what eval, imagine and inspect read (the loader checks rng)
+# How close a replay of the README's episodes must come to the claimed score (same seeds; another
+# machine's float rounding can still change an action or two): success rates within 0.1, returns
+# within 10% (at least 1).
+SUCCESS_TOLERANCE = 0.1
+RETURN_TOLERANCE = 0.1
+COLUMNS = ("name", "env", "agent", "backbone", "score", "episodes", "size", "commit", "command")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(run_dir: str | Path) -> None:
+    """Nothing for a folder without a manifest; else a ValueError naming the first listed file that is
+    missing or whose sha256 differs (an edited pretrained run)."""
+    run_dir = Path(run_dir)
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        return
+    try:
+        files = json.loads(path.read_text())["files"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"pretrained run {run_dir}: {MANIFEST} cannot be read; restore it from git") from None
+    for name, expected in files.items():
+        file = run_dir / name
+        if not file.is_file():
+            raise ValueError(f"pretrained run {run_dir}: {name} is missing; restore it from git (git checkout -- {file})")
+        if sha256(file) != expected:
+            raise ValueError(f"pretrained run {run_dir}: {name} was edited (its sha256 differs from {MANIFEST}); "
+                             f"restore it from git (git checkout -- {file})")
+
+
+def measure(run_dir: str | Path, episodes: int, device: str = "cpu") -> dict:
+    """The run's score on `episodes` episodes of its evaluation seeds, the global generators seeded:
+    {"metric": "success" (goal tasks) or "return", "score", "episodes"}."""
+    from agents.common import seed_everything
+    from agents.evaluate import evaluate_run
+
+    seed_everything(0)
+    scalars = evaluate_run(run_dir, episodes, device=device).scalars
+    metric = "success" if "eval/success" in scalars else "return"
+    return {"metric": metric, "score": float(scalars[f"eval/{metric}"]), "episodes": episodes}
+
+
+def within_tolerance(metric: str, claimed: float, measured: float) -> bool:
+    if metric == "success":
+        return abs(measured - claimed) <= SUCCESS_TOLERANCE
+    return abs(measured - claimed) <= max(1.0, RETURN_TOLERANCE * abs(claimed))
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- the README table
+
+
+def readme_rows(root: Path = ROOT) -> list[dict[str, str]]:
+    """The runs listed in root/README.md's table, one dict of COLUMNS per row."""
+    path = root / "README.md"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if not line.startswith("| ") or len(cells) < len(COLUMNS) or cells[0] in ("name", "---") or set(cells[0]) <= {"-", ":"}:
+            continue
+        cells = cells[: len(COLUMNS) - 1] + [" | ".join(cells[len(COLUMNS) - 1 :])]  # a command may hold " | "
+        rows.append(dict(zip(COLUMNS, cells)))
+    return rows
+
+
+def parse_score(cell: str) -> tuple[str, float]:
+    """'success 0.94' or 'return 23.5' -> (metric, value)."""
+    metric, value = cell.split()
+    return metric, float(value)
+
+
+def _write_row(root: Path, row: dict[str, str]) -> None:
+    path = root / "README.md"
+    lines = path.read_text().splitlines() if path.exists() else []
+    line = "| " + " | ".join(row[c] for c in COLUMNS) + " |"
+    for i, old in enumerate(lines):
+        if old.startswith(f"| {row['name']} | "):
+            lines[i] = line
+            break
+    else:
+        if not any(old.startswith("| name |") for old in lines):
+            lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines.append(line)
+    atomic_write(path, "\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- adding a run
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT.parent.parent, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def add(run: Path, name: str, command: str, episodes: int = 16, commit: str = "", root: Path = ROOT,
+        device: str = "cpu") -> Path:
+    """Make the finished run `run` the pretrained run `name`: copy its config and last checkpoint, score it,
+    write its manifest and README row; returns the new folder.
+
+    Args:
+        run: a finished `memwm train` run folder.
+        name: the pretrained run's folder name under runs/pretrained (letters, digits, - and _).
+        command: the command that trained `run`, for the README.
+        episodes: evaluation episodes to score it on (the test replays them: keep it small).
+        commit: the commit `run` was trained at; default the repository's HEAD.
+        root: the folder of the pretrained runs.
+        device: where to evaluate.
+    """
+    from agents.checkpoint import checkpoints
+    from agents.runs import load_run_config
+
+    run, root = Path(run), Path(root)
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"--name must be letters, digits, - and _, got {name!r}")
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    config = load_run_config(run)
+    found = checkpoints(run / "checkpoints")
+    if not found:
+        raise ValueError(f"run {run} has no checkpoint in {run / 'checkpoints'}; train it first")
+    payload = torch.load(found[-1], map_location="cpu", weights_only=False)
+    missing = [k for k in KEPT if k not in payload]
+    if missing:
+        raise ValueError(f"{found[-1]} lacks {missing}; it is not a checkpoint of `memwm train`")
+    target = root / name
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(run / "config.yaml", target / "config.yaml")
+    ckpt = target / "checkpoints" / found[-1].name
+    atomic_write(ckpt, lambda f: torch.save({k: payload[k] for k in KEPT}, f))
+    files = {p.relative_to(target).as_posix(): sha256(p) for p in (target / "config.yaml", ckpt)}
+    size = folder_bytes(target)
+    if size > MAX_RUN_BYTES:
+        shutil.rmtree(target)
+        raise ValueError(f"run {run} would take {size / 2**20:.1f} MiB as a pretrained run; the limit is "
+                         f"{MAX_RUN_BYTES / 2**20:.0f} MiB (train a smaller preset)")
+    score = measure(target, episodes, device)
+    total = sum(folder_bytes(p) for p in root.iterdir() if p.is_dir())
+    if total > MAX_TOTAL_BYTES:
+        shutil.rmtree(target)
+        raise ValueError(f"the pretrained runs would take {total / 2**20:.1f} MiB; the limit is {MAX_TOTAL_BYTES / 2**20:.0f} MiB")
+    commit = commit or _commit()
+    manifest = {"files": files, "env": config.env, "agent": config.agent, "backbone": config.backbone,
+                "step": int(payload["counters"]["step"]), "command": command, "commit": commit, **score}
+    atomic_write(target / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    value = f"{score['score']:.2f}" if score["metric"] == "success" else f"{score['score']:.1f}"
+    _write_row(root, {"name": name, "env": config.env, "agent": config.agent, "backbone": config.backbone,
+                      "score": f"{score['metric']} {value}", "episodes": str(episodes),
+                      "size": f"{folder_bytes(target) / 2**20:.2f} MiB", "commit": commit, "command": f"`{command}`"})
+    print(f"pretrained run {target}: {score['metric']} {value} over {episodes} episodes, "
+          f"{folder_bytes(target) / 2**20:.2f} MiB, listed in {root / 'README.md'}")
+    return target
+
+
+if __name__ == "__main__":
+    import sys
+
+    import tyro
+
+    try:
+        tyro.cli(add, prog="python -m agents.pretrained")
+    except (ValueError, FileNotFoundError) as e:  # the maintainer's input: one line
+        print(f"agents.pretrained: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,105 @@
+"""Pretrained runs (agents/pretrained.py, runs/pretrained/): every shipped run loads and scores as its
+README row claims; the mechanism that makes them, and a run whose files were edited refused in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import world_models
+from agents import pretrained
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = pretrained.readme_rows()
+
+
+def test_every_folder_is_listed_once_in_the_readme_and_within_the_size_limits():
+    folders = sorted(p.name for p in pretrained.ROOT.iterdir() if p.is_dir()) if pretrained.ROOT.is_dir() else []
+    assert sorted(r["name"] for r in ROWS) == folders
+    sizes = [pretrained.folder_bytes(pretrained.ROOT / name) for name in folders]
+    assert all(s <= pretrained.MAX_RUN_BYTES for s in sizes) and sum(sizes) <= pretrained.MAX_TOTAL_BYTES
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["name"] for r in ROWS])
+def test_pretrained_run_loads_and_scores_as_its_readme_claims(row):
+    run = pretrained.ROOT / row["name"]
+    pretrained.verify(run)
+    manifest = json.loads((run / pretrained.MANIFEST).read_text())
+    metric, claimed = pretrained.parse_score(row["score"])
+    assert (manifest["env"], manifest["agent"], manifest["backbone"], manifest["metric"]) == \
+        (row["env"], row["agent"], row["backbone"], metric)
+    measured = pretrained.measure(run, int(row["episodes"]))
+    assert pretrained.within_tolerance(metric, claimed, measured["score"]), (row, measured)
+
+
+def finished_run(tmp_path: Path, env: str = "pomdp/cartpole-positions", backbone: str = "s5") -> Path:
+    """A run folder as `memwm train` leaves it (config.yaml, a full checkpoint with optimiser state)."""
+    from agents import checkpoint
+    from agents.config import TrainConfig, save_yaml
+    from agents.runs import build_agent, identity
+
+    config = TrainConfig(env=env, backbone=backbone, preset="tiny", run=str(tmp_path / "run"), eval_episodes=2,
+                         wm=world_models.WorldModelConfig.preset("tiny"))
+    agent, _ = build_agent(config, torch.device("cpu"))
+    save_yaml(config, tmp_path / "run" / "config.yaml")
+    checkpoint.save(tmp_path / "run" / "checkpoints", 9, {"agent": agent.state_dict(), "optimisers": agent.optimiser_state(),
+                                                          "identity": identity(config), "counters": {"step": 9}})
+    return tmp_path / "run"
+
+
+def memwm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_add_writes_config_checkpoint_manifest_and_a_readme_row_that_the_test_accepts(tmp_path):
+    root = tmp_path / "pretrained"
+    target = pretrained.add(finished_run(tmp_path), "tiny-s5", "memwm train --preset tiny", episodes=2, commit="abc1234",
+                            root=root)
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == \
+        ["checkpoints/ckpt-000000009.pt", "config.yaml", "manifest.json"]
+    saved = torch.load(target / "checkpoints" / "ckpt-000000009.pt", weights_only=False)
+    assert sorted(saved) == sorted(pretrained.KEPT)  # no optimiser state
+    [row] = pretrained.readme_rows(root)
+    assert (row["name"], row["env"], row["commit"], row["command"]) == ("tiny-s5", "pomdp/cartpole-positions", "abc1234",
+                                                                        "`memwm train --preset tiny`")
+    metric, claimed = pretrained.parse_score(row["score"])
+    assert metric == "return" and pretrained.within_tolerance(metric, claimed, pretrained.measure(target, 2)["score"])
+    pretrained.add(finished_run(tmp_path), "tiny-s5", "memwm train --preset tiny --seed 1", episodes=2, root=root)
+    assert [r["command"] for r in pretrained.readme_rows(root)] == ["`memwm train --preset tiny --seed 1`"]  # replaced
+
+    proc = memwm("eval", "--run", str(target), "--episodes", "1", "--device", "cpu")
+    assert proc.returncode == 0 and "mean return" in proc.stdout, proc.stderr
+    proc = memwm("imagine", "--run", str(target), "--episodes", "1", "--context", "3", "--horizon", "3", "--device", "cpu")
+    assert proc.returncode == 0 and (target / "videos" / "imagine.png").exists(), proc.stderr
+    pretrained.verify(target)  # reading a run changes none of its files
+
+
+@pytest.mark.parametrize("edit", ["config", "checkpoint", "missing"])
+def test_an_edited_pretrained_run_is_a_one_line_error(tmp_path, edit):
+    target = pretrained.add(finished_run(tmp_path), "x", "memwm train", episodes=1, root=tmp_path / "pretrained")
+    ckpt = next((target / "checkpoints").iterdir())
+    if edit == "config":
+        (target / "config.yaml").write_text((target / "config.yaml").read_text().replace("seed: 0", "seed: 1"))
+    elif edit == "checkpoint":
+        data = bytearray(ckpt.read_bytes())
+        data[-20] ^= 1
+        ckpt.write_bytes(bytes(data))
+    else:
+        ckpt.unlink()
+    for command in ("eval", "imagine", "inspect"):
+        proc = memwm(command, "--run", str(target), "--device", "cpu")
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert ("was edited" if edit != "missing" else "is missing") in proc.stderr and "git checkout" in proc.stderr
+
+
+def test_add_refuses_a_run_over_the_size_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "MAX_RUN_BYTES", 1000)
+    with pytest.raises(ValueError, match="the limit is"):
+        pretrained.add(finished_run(tmp_path), "big", "memwm train", episodes=1, root=tmp_path / "pretrained")
+    assert not (tmp_path / "pretrained" / "big").exists()
