@@ -59,6 +59,13 @@ class WorldModelConfig:
     vector_scale: float = 1.0
     reward_scale: float = 1.0
     cont_scale: float = 1.0
+    # Reconstruction terms are sums over every observed element (12,288 for an image), so their size
+    # depends on the task (how much of the frame is unpredictable) and can drown the one-number reward
+    # and continue terms. With obs_norm each reconstruction term is divided by a slow running mean of
+    # its own value whenever that mean exceeds 1: a term then weighs about as much as a scalar head's,
+    # on every task, and a small term is never scaled up.
+    obs_norm: bool = False
+    obs_norm_decay: float = 0.99        # EMA decay of the running means
 
     # representation objective: what makes the features describe the observation
     objective: Objective = "reconstruction"  # decode the observation (DreamerV3); or no decoder in the gradient:

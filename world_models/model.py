@@ -128,6 +128,9 @@ class WorldModel(nn.Module):
         self.cont_head = MLP(self.feat_dim, 1, c.hidden, c.mlp_layers, c.norm, c.act)
         if not self.reward_head.net[-1].weight.is_meta:
             nn.init.zeros_(self.reward_head.net[-1].weight)  # DreamerV3: reward predictions start at 0
+        # running means of the reconstruction terms (config.obs_norm); 0 = not seen yet
+        self.register_buffer("obs_norm_image", torch.zeros(()))
+        self.register_buffer("obs_norm_vector", torch.zeros(()))
 
     # ----------------------------------------------------------------------------------- basics
     @property
@@ -391,6 +394,11 @@ class WorldModel(nn.Module):
         terms["cont"] = (c.cont_scale, -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean())
         dyn, rep, kl = kl_losses(post, prior, c.free_bits)
         terms["dyn"], terms["rep"] = (c.dyn_scale, dyn.mean()), (c.rep_scale, rep.mean())
+        if c.obs_norm:
+            for name in ("image", "vector"):
+                if name in terms:
+                    scale, value = terms[name]
+                    terms[name] = (scale / self._obs_norm(name, value).item(), value)
 
         total = feat.new_zeros(())
         for name, (scale, value) in terms.items():
@@ -404,6 +412,15 @@ class WorldModel(nn.Module):
         if return_starts:
             return total, metrics, starts.detach()
         return total, metrics
+
+    def _obs_norm(self, name: str, value: Tensor) -> Tensor:
+        """The divisor of reconstruction term `name`: max(1, running mean of its value), updated in training."""
+        mean = getattr(self, f"obs_norm_{name}")
+        if self.training and torch.is_grad_enabled():
+            with torch.no_grad():
+                v = value.detach().float()
+                mean.copy_(torch.where(mean > 0, self.config.obs_norm_decay * mean + (1 - self.config.obs_norm_decay) * v, v))
+        return mean.clamp(min=1.0)
 
 
 # ------------------------------------------------------------------------------- construction
