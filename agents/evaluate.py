@@ -33,22 +33,15 @@ class EvalResult:
         return episode_video(self.frames[:max_episodes])
 
 
-# Families of tasks with a goal, where an episode succeeds or fails. Control tasks (pomdp/, dmc/,
-# dmc-pomdp/, gym:) have no such notion: their runs log and print returns only.
-GOAL_FAMILIES = ("memory/", "minigrid/", "memory-maze/", "icrl/")
-
-
 def has_success(env_id: str) -> bool:
-    """Whether episodes of `env_id` succeed or fail (a goal task), so that a success rate means something."""
-    return env_id.startswith(GOAL_FAMILIES)
+    """Whether episodes of `env_id` succeed or fail (a goal task, its spec says), so that a success rate means something."""
+    return envs.spec(env_id).goal
 
 
-def episode_success(info: dict, episode_return: float) -> float:
-    """An environment's own `success` flag at the episode's last step, else whether the return was positive
-    (the goal tasks without a flag pay +1 for the goal and 0 or -1 otherwise)."""
-    if "success" in info:
-        return float(bool(info["success"]))
-    return float(episode_return > 0)
+def episode_success(env_id: str, info: dict, episode_return: float) -> float:
+    """1.0 or 0.0 for a finished episode of the goal task `env_id` (the spec's rule: the env's own `success`
+    flag at the last step, else whether the return was positive)."""
+    return envs.spec(env_id).success(info, episode_return)
 
 
 @torch.no_grad()
@@ -60,6 +53,7 @@ def run_episodes(agent, env_id: str, env_options: dict, episodes: int, seed: int
     env = envs.make(env_id, seed=seed, **env_options)
     codec, wm = agent.codec, agent.wm
     result = EvalResult([], [], [])
+    goal = has_success(env_id)
     try:
         for episode in range(episodes):
             obs, info = env.reset(seed=seed + episode)
@@ -81,7 +75,7 @@ def run_episodes(agent, env_id: str, env_options: dict, episodes: int, seed: int
                     break
             result.returns.append(total)
             result.lengths.append(length)
-            result.successes.append(episode_success(info, total))
+            result.successes.append(episode_success(env_id, info, total) if goal else float("nan"))
             if frames:
                 result.frames.append(np.stack(frames))
     finally:

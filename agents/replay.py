@@ -36,10 +36,9 @@ from typing import Callable
 
 import numpy as np
 
-from agents.common import atomic_write
+from agents.common import FLAGS, atomic_write
 from envs.dataset import episode_path
 
-FLAGS = ("is_first", "is_last", "is_terminal")
 _NAME = re.compile(r"^ep-(\d+)-len(\d+)\.npz$")
 
 

@@ -171,7 +171,7 @@ class DreamerAgent:
         total = float(episode["reward"].sum())
         scalars = {"return": total, "length": float(len(episode["reward"]))}
         if has_success(self.config.env):
-            scalars["success"] = episode_success(info, total)
+            scalars["success"] = episode_success(self.config.env, info, total)
         return scalars
 
 

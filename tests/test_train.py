@@ -74,7 +74,8 @@ def test_a_fresh_run_evaluates_before_training_and_prints_the_start_and_end(tmp_
           "--eval-every", "60"])
     evals = read_evals(run)
     assert [e["step"] for e in evals] == [0, 60, 120]
-    assert all(e["success"] in (0.0, 1.0) and e["return"] in (-1.0, 1.0) for e in evals)  # one episode each: +1 or -1
+    # one episode each, +1 or -1: it succeeds exactly when it paid +1
+    assert all(e["return"] in (-1.0, 1.0) and e["success"] == float(e["return"] > 0) for e in evals)
     out = capsys.readouterr().out
     first, last = evals[0], evals[-1]
     assert (f"eval success {first['success']:.2f} -> {last['success']:.2f}, return {first['return']:.2f} -> "
