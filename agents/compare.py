@@ -55,8 +55,8 @@ PROBES = {"rooms": "imagination", "teleport": "imagination", "distracting": "rew
 # need no memory. Of those it keeps the episodes that took arm REWARD_ARM at the junction (the arm is
 # drawn independently of the cue, so they are episodes of a policy that always takes that arm): the
 # reward is then +1 or -1 by the cue alone. With every arm kept, the reward is an XOR of the cue and
-# the arm, which a world model learns only after several times the steps (4,000 against 600 measured,
-# benchmarks/results/compare-distracting-100) for the same memory.
+# the arm, which a world model learns only after several times the steps for the same memory
+# (benchmarks/results/compare-distracting-100).
 COLLECT_POLICY = {"imagination": "scripted", "reward": "random", "doors": "scripted"}
 REWARD_ARM = 0
 # Observed steps past the query start before imagining: memory/teleport's first query frame shows
@@ -313,7 +313,7 @@ def run_compare(
             about 1/(L + 2) of a frame's reconstruction.
         seed: one seed for the data, the initial weights and the batch order of every backbone.
         device: auto, cpu or cuda.
-        threads: torch CPU threads; 0 = torch's default (1 is faster on a CPU shared with other jobs).
+        threads: torch CPU threads; 0 = torch's default (1 suits a CPU shared with other jobs).
         out: the output folder; default runs/compare-<task>. Rerunning reuses its data and finished backbones.
     """
     env_id = task_env_id(task)
