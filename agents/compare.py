@@ -44,7 +44,6 @@ from agents.loop import Acted
 from envs.collect import collect_episodes
 from envs.dataset import SequenceSampler, load_episodes
 from world_models.imagine import decode_frames, episodes_to_batch, model_obs_space, open_loop
-from world_models.metrics import horizon_bins, reward_accuracy
 from world_models.probes import imagination_speed, junction_arm, probe_context, run_probes
 from world_models.saving import load_world_model, save_world_model
 from world_models.video import imagination_video, write_video

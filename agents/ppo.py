@@ -21,7 +21,6 @@ is masked out of the loss, and a truncated (not terminal) trial bootstraps from 
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
