@@ -71,9 +71,9 @@ def find_model_file(run: Path) -> Path:
     if not run.is_dir():
         raise ValueError(f"run {str(run)!r} does not exist; expected a `memwm train` run folder, a "
                          f"`memwm compare` backbone folder (with model.pt) or a model file")
+    pretrained.verify(run)
     if (run / "model.pt").is_file():
         return run / "model.pt"
-    pretrained.verify(run)
     ckpts = checkpoint.checkpoints(run / "checkpoints")
     if ckpts:
         return ckpts[-1]

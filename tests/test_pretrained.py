@@ -103,3 +103,31 @@ def test_add_refuses_a_run_over_the_size_limit(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="the limit is"):
         pretrained.add(finished_run(tmp_path), "big", "memwm train", episodes=1, root=tmp_path / "pretrained")
     assert not (tmp_path / "pretrained" / "big").exists()
+
+
+def test_a_compare_backbone_becomes_a_pretrained_world_model_scored_by_its_probe(tmp_path):
+    import gymnasium as gym
+    import numpy as np
+
+    from world_models.saving import save_world_model
+
+    env = "memory/doors-keys-3"
+    space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
+    config = world_models.WorldModelConfig.preset("tiny")
+    torch.manual_seed(0)
+    wm = world_models.make("s5", space, gym.spaces.Discrete(4), config)
+    backbone = tmp_path / "compare" / "s5"
+    save_world_model(backbone / "model.pt", wm, backbone="s5", config=config, env=env, obs_space=space,
+                     act_space=gym.spaces.Discrete(4))
+    (backbone / "metrics.json").write_text(json.dumps({"settings": {"task": env, "seed": 3, "steps": 5}}))
+    target = pretrained.add(backbone, "doors-s5", "memwm compare --task doors-keys-3", episodes=2, root=tmp_path / "p")
+    [row] = pretrained.readme_rows(tmp_path / "p")
+    assert (row["agent"], row["backbone"]) == ("world model", "s5")
+    metric, claimed = pretrained.parse_score(row["score"])
+    assert metric == "door_mse" and claimed > 0
+    assert pretrained.within_tolerance(metric, claimed, pretrained.measure(target, 2)["score"])
+    proc = memwm("imagine", "--run", str(target), "--episodes", "1", "--context", "3", "--horizon", "2", "--device", "cpu")
+    assert proc.returncode == 0 and (target / "imagine.gif").exists(), proc.stderr
+    (target / "model.pt").write_bytes((target / "model.pt").read_bytes() + b"x")
+    proc = memwm("imagine", "--run", str(target), "--device", "cpu")
+    assert proc.returncode == 2 and "model.pt was edited" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
