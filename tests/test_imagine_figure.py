@@ -138,3 +138,22 @@ def test_train_on_a_vector_task_writes_the_imagination_figure_and_names_it(tmp_p
           "--threads", "1"])
     assert sorted(p.name for p in (run / "videos").iterdir()) == ["imagine-open_loop_plot-000000096.png"]
     assert f"videos in {run / 'videos'}" in capsys.readouterr().out
+
+
+def test_imagine_on_a_ppo_run_says_in_one_line_that_it_learns_no_world_model(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from agents import checkpoint, ppo
+    from agents.config import TrainConfig, save_yaml
+
+    config = TrainConfig(env="pomdp/cartpole-positions", backbone="s5", agent="ppo", preset="tiny", run=str(tmp_path / "run"),
+                         wm=world_models.WorldModelConfig.preset("tiny"))
+    save_yaml(config, tmp_path / "run" / "config.yaml")
+    checkpoint.save(tmp_path / "run" / "checkpoints", 4, {"agent": ppo.build(config, torch.device("cpu")).state_dict(),
+                                                          "identity": ppo.identity(config), "counters": {"step": 4}})
+    proc = subprocess.run([sys.executable, "-m", "agents.cli", "imagine", "--run", str(tmp_path / "run"), "--policy"],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "learns no world model" in proc.stderr
