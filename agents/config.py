@@ -221,7 +221,12 @@ def save_yaml(config: TrainConfig, path: str | os.PathLike) -> None:
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text())
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:  # a damaged file: one line, not a parser's traceback
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} cannot be read as YAML ({reason}); restore it, or delete it to use this "
+                         f"command's settings (a resume still checks them against the checkpoint)") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a memwm config (expected a mapping, got {type(data).__name__})")
     return data

@@ -17,12 +17,14 @@ import datetime
 import errno
 import fcntl
 import os
+import re
 import socket
 import sys
 from pathlib import Path
 from typing import Callable
 
 NAME = "run.lock"
+_HOLDER = re.compile(r"^pid \d+ on \S+ since [0-9: -]+UTC$")  # what acquire() writes
 
 
 class RunLocked(ValueError):
@@ -68,6 +70,7 @@ def acquire(run_dir: str | os.PathLike, log: Callable[[str], None] | None = None
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         holder = _read(fd)
+        holder = holder if _HOLDER.match(holder) else ""
         os.close(fd)
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
@@ -75,6 +78,8 @@ def acquire(run_dir: str | os.PathLike, log: Callable[[str], None] | None = None
                         f"wait for it to finish, stop it, or use another --run") from None
     previous = _read(fd)
     if previous:
+        if not _HOLDER.match(previous):
+            previous = "an unreadable lock text"
         log(f"memwm: taking over the lock of {run_dir}: its holder ({previous}) {_gone(previous)}")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     text = f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode()

@@ -102,3 +102,14 @@ def test_a_resume_drops_the_episodes_written_after_its_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("ep-*.npz")) == [f"ep-{i:07d}-len{4 + i}.npz" for i in range(3)]
     resumed.add_episode(_episode(9, 7))
     assert (tmp_path / "ep-0000003-len9.npz").exists()
+
+
+@pytest.mark.parametrize("text", [b"env: [unclosed\n", bytes(range(256))])
+def test_a_damaged_config_yaml_is_one_line_naming_it(tmp_path, text):
+    from agents.config import load_yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ValueError) as damaged:
+        load_yaml(path)
+    assert "\n" not in str(damaged.value) and str(path) in str(damaged.value) and "cannot be read" in str(damaged.value)

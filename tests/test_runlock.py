@@ -87,3 +87,13 @@ def test_memwm_train_on_a_run_in_use_exits_2_with_one_line_and_touches_nothing(t
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_an_unreadable_lock_text_is_taken_over_without_echoing_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runlock.NAME).write_bytes(bytes(range(1, 200)))
+    messages = []
+    with runlock.acquire(run, log=messages.append):
+        pass
+    assert messages == [f"memwm: taking over the lock of {run}: its holder (an unreadable lock text) no longer holds it"]
