@@ -9,8 +9,9 @@ Each scenario drives `memwm train` as a user would, in child processes, on a tin
   next start resumes. Steps lost = steps the killed process had reached (its metrics.jsonl,
   logged every act) minus the step it resumes from, read against the checkpoint interval.
 - damaged files: the newest checkpoint truncated or overwritten, a replay episode truncated or
-  overwritten, a torn last line of metrics.jsonl; the run must resume and finish, skipping
-  (and counting) what it cannot read.
+  overwritten, a torn last line of metrics.jsonl, the lock file overwritten; the run must resume
+  and finish, skipping (and counting) what it cannot read. An overwritten config.yaml (the run's
+  settings, which nothing else holds whole) must stop with a one-line error naming it.
 - a second writer: `memwm train` on a run folder another process is training must exit 2 with
   one line naming the holder, while the first finishes.
 - a full disk: the run folder on a small tmpfs (where the machine lets us mount one, else skipped
@@ -187,11 +188,11 @@ def kills(root: Path, args: Args, rng: random.Random) -> dict:
         reached, resume_from = reached_step(run, records_before, before), checkpoint_step(run)
         events.append({"moment": moment, "reached": reached, "resumes_from": resume_from, "previous_checkpoint": before,
                        "steps_lost": max(0, reached - resume_from), "unparsable": unparsable(run),
-                       "traceback": has_traceback(stderr)})
+                       "temporary_files": len(list(run.rglob("*.tmp"))), "traceback": has_traceback(stderr)})
         print(f"  kill {k + 1} ({moment}): reached step {reached}, resumes from {resume_from}, "
               f"unparsable files {events[-1]['unparsable'] or 'none'}", flush=True)
     final = train(run, args, args.steps)
-    finished = final.returncode == 0 and checkpoint_step(run) == args.steps
+    finished = final.returncode == 0 and checkpoint_step(run) == args.steps and not list(run.rglob("*.tmp"))
     lost = [e["steps_lost"] for e in events]
     return {"kills": len(events), "survived": sum(not e["unparsable"] and not e["traceback"] for e in events) if finished else 0,
             "steps_lost": lost, "steps_lost_mean": float(np.mean(lost)) if lost else 0.0, "steps_lost_max": max(lost, default=0),
@@ -220,6 +221,8 @@ def damaged(root: Path, args: Args, rng: random.Random) -> dict:
         "replay episode truncated": lambda run: _truncate(an_episode(run)),
         "replay episode overwritten": lambda run: an_episode(run).write_bytes(rng.randbytes(512)),
         "metrics.jsonl torn last line": lambda run: open(run / "metrics.jsonl", "a").write('{"step": 99, "episode/ret'),
+        "run.lock overwritten": lambda run: (run / "run.lock").write_bytes(rng.randbytes(256)),
+        "config.yaml overwritten": lambda run: (run / "config.yaml").write_bytes(rng.randbytes(256)),
     }
     rows = {}
     for kind, harm in damage.items():
@@ -228,11 +231,14 @@ def damaged(root: Path, args: Args, rng: random.Random) -> dict:
         harm(run)
         resumed = train(run, args, short + args.checkpoint_every)
         finished = resumed.returncode == 0 and checkpoint_step(run) == short + args.checkpoint_every
-        rows[kind] = {"runs_finished": int(finished), "files_skipped": skipped_files(resumed.stderr),
+        error = "" if resumed.returncode == 0 else one_line(resumed.stderr)
+        # a file that holds the run's settings cannot be guessed: the expected outcome is a one-line error naming it
+        refused = resumed.returncode == 2 and error.startswith("memwm train: error: ") and not has_traceback(resumed.stderr)
+        rows[kind] = {"runs_finished": int(finished), "one_line_error": refused, "files_skipped": skipped_files(resumed.stderr),
                       "fell_back": "falling back to" in resumed.stderr, "traceback": has_traceback(resumed.stderr),
-                      "error": "" if resumed.returncode == 0 else one_line(resumed.stderr)}
-        print(f"  {kind}: {'finished' if finished else 'FAILED ' + rows[kind]['error']}, files skipped {rows[kind]['files_skipped']}",
-              flush=True)
+                      "error": error}
+        outcome = "finished" if finished else ("one-line error: " + error if refused else "FAILED " + error)
+        print(f"  {kind}: {outcome}, files skipped {rows[kind]['files_skipped']}", flush=True)
     return rows
 
 
@@ -315,7 +321,8 @@ def table(payload: dict) -> str:
              f"mean {k['steps_lost_mean']:.0f}, max {k['steps_lost_max']} ({k['checkpoint_every']}) | {k['files_skipped']} | {k['runs_finished']}/1 |"]
     for kind, row in payload["damaged"].items():
         if isinstance(row, dict):
-            lines.append(f"| {kind} | - | - | {row['files_skipped']} | {row['runs_finished']}/1 |")
+            finished = f"{row['runs_finished']}/1" + ("" if row["runs_finished"] else " (one-line error, exit 2)" if row["one_line_error"] else " (FAILED)")
+            lines.append(f"| {kind} | - | - | {row['files_skipped']} | {finished} |")
     w = payload["second_writer"]
     lines.append(f"| second writer | - | - | - | refused (exit {w['returncode']}): {'yes' if w['refused'] else 'NO'} |")
     d = payload["full_disk"]
