@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -47,15 +49,22 @@ def save_episode(directory: str | os.PathLike, index: int, episode: dict[str, np
 
 
 def load_episodes(directory: str | os.PathLike) -> list[dict[str, np.ndarray]]:
-    """Every episode file in `directory`, in index order, as dicts of arrays."""
+    """Every readable episode file in `directory`, in index order, as dicts of arrays.
+
+    A file that cannot be read (a truncated copy, a disk error) is skipped with one line on stderr.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"no episode directory {str(directory)!r}")
     files = sorted((int(m[1]), p) for p in directory.iterdir() if (m := _NAME.match(p.name)))
     episodes = []
     for _, path in files:
-        with np.load(path) as data:
-            episodes.append({k: data[k] for k in data.files})
+        try:
+            with np.load(path) as data:
+                episodes.append({k: data[k] for k in data.files})  # reads every member: a torn one fails here
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
+            reason = str(e).splitlines()[0] if str(e) else ""
+            print(f"memwm: skipping episode file {path} that cannot be read ({type(e).__name__}: {reason})", file=sys.stderr)
     return episodes
 
 

@@ -113,3 +113,16 @@ def test_a_damaged_config_yaml_is_one_line_naming_it(tmp_path, text):
     with pytest.raises(ValueError) as damaged:
         load_yaml(path)
     assert "\n" not in str(damaged.value) and str(path) in str(damaged.value) and "cannot be read" in str(damaged.value)
+
+
+def test_the_episode_reader_of_imagine_and_probes_skips_an_unreadable_file(tmp_path, capsys):
+    from envs.dataset import load_episodes
+
+    writer = Replay(1000, tmp_path)
+    for i in range(3):
+        writer.add_episode(_episode(4, i))
+    bad = sorted(tmp_path.glob("ep-*.npz"))[1]
+    bad.write_bytes(bad.read_bytes()[:30])
+    assert [int(e["vector"][0, 0]) for e in load_episodes(tmp_path)] == [0, 2]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0]
