@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -97,3 +98,33 @@ def test_an_unreadable_lock_text_is_taken_over_without_echoing_it(tmp_path):
     with runlock.acquire(run, log=messages.append):
         pass
     assert messages == [f"memwm: taking over the lock of {run}: its holder (an unreadable lock text) no longer holds it"]
+
+
+def test_under_torchrun_rank_0_holds_the_lock_and_a_loop_removes_killed_writes(tmp_path, monkeypatch):
+    from agents import distributed
+    from agents.loop import Loop, LoopConfig
+    from tests.test_agents_loop import Stub
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "replay" / "rank-1").mkdir(parents=True)
+    torn = [run / "checkpoints" / ".ckpt-000000010.pt.k2j3.tmp", run / "replay" / ".ep-0000003-len9.npz.x8a.tmp",
+            run / "replay" / "rank-1" / "ep-0000001-len4.npz.tmp", run / ".config.yaml.q1.tmp"]
+    for path in torn:
+        path.write_bytes(b"half")
+    keep = run / "replay" / "ep-0000000-len9.npz"
+    keep.write_bytes(b"whole")
+    config = LoopConfig(steps=1, checkpoint_every=1, log_every=1, tensorboard=False)
+    monkeypatch.setattr(distributed, "is_main", lambda: False)  # a rank > 0 of a data-parallel run
+    loop = Loop(Stub(), run, config, {"agent": "stub"})
+    assert loop.lock is None and not (run / runlock.NAME).exists() and all(p.exists() for p in torn)
+    compare_rank = Loop(Stub(), tmp_path / "backbone", dataclasses.replace(config, data_parallel=False), {"agent": "stub"})
+    assert compare_rank.lock is not None  # compare's ranks each train their own folder, each under its own lock
+    monkeypatch.setattr(distributed, "is_main", lambda: True)
+    loop = Loop(Stub(), run, config, {"agent": "stub"})
+    assert (run / runlock.NAME).read_text().startswith(f"pid {os.getpid()} on ")
+    assert not any(p.exists() for p in torn) and keep.read_bytes() == b"whole"
+    with pytest.raises(runlock.RunLocked):
+        Loop(Stub(), run, config, {"agent": "stub"})
+    loop.lock.release()
+    compare_rank.lock.release()
