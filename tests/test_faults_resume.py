@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from agents import checkpoint
 from agents.config import PPOConfig, TrainConfig
 from agents.train import train
 
