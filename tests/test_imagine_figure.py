@@ -157,3 +157,17 @@ def test_imagine_on_a_ppo_run_says_in_one_line_that_it_learns_no_world_model(tmp
                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "learns no world model" in proc.stderr
+
+
+def test_episode_starts_inside_a_window_are_marked_in_every_panel():
+    K, C, H = 3, 4, 6
+    rng = np.random.default_rng(3)
+    episodes = [vector_episode(rng, C + H, K, np.ones(K)) for _ in range(2)]
+    episodes[1]["is_first"][7] = True  # a replayed window that runs into the next episode
+    result = imagine_batch(vector_model(K), episodes_to_batch(episodes, ACT_SPACE), C, H)
+    fig = imagination_figure(result.panels, C, starts=result.starts)
+    axes = np.array(fig.axes).reshape(K + 2, 2)
+    for r in range(K + 2):
+        assert len(axes[r, 0].get_lines()) == 2  # truth and model only
+        marks = axes[r, 1].get_lines()[2:]
+        assert [float(m.get_xdata()[0]) for m in marks] == [6.5]

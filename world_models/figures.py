@@ -60,11 +60,12 @@ def imagination_panels(truth: dict[str, np.ndarray], model: dict[str, np.ndarray
     return panels
 
 
-def imagination_figure(panels: list[Panel], context: int, title: str = ""):
+def imagination_figure(panels: list[Panel], context: int, title: str = "", starts: np.ndarray | None = None):
     """A grid of rows = panels, columns = episodes; returns the matplotlib Figure (Agg canvas).
 
     In each axes, lines[0] is the truth and lines[1] the model, both against the steps 0..T-1;
-    the context steps [0, context) are shaded.
+    the context steps [0, context) are shaded. starts (B, T) bool: where the truth begins a new
+    episode after step 0 (a replayed window may hold several), drawn as dotted vertical lines.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -90,6 +91,9 @@ def imagination_figure(panels: list[Panel], context: int, title: str = ""):
             ax.plot(steps, panel.model[b], color=MODEL_COLOR, lw=1.2, ls="--", label="model")
             if context:
                 ax.axvspan(-0.5, context - 0.5, color=CONTEXT_COLOR, alpha=0.12, lw=0)
+            if starts is not None:
+                for t in np.flatnonzero(starts[b][1:]) + 1:
+                    ax.axvline(t - 0.5, color="grey", ls=":", lw=1)
             ax.tick_params(labelsize=7)
             if b == 0:
                 ax.set_ylabel(panel.label, fontsize=8)

@@ -36,12 +36,14 @@ class Imagined:
 
     panels: the figure's rows (world_models/figures.py), each truth and model (B, C + H).
     frames: the truth / model / error video (T, H, W, 3) uint8 for image observations, else None.
+    starts: (B, C + H) bool, where the recorded truth begins a new episode (imagination goes on regardless).
     """
 
     context: int
     horizon: int
     panels: list[Panel]
     frames: np.ndarray | None
+    starts: np.ndarray
 
 
 def _padded(x: Tensor, T: int) -> np.ndarray:
@@ -77,7 +79,8 @@ def imagine_batch(wm, batch: dict[str, Tensor], context: int, horizon: int,
         images = batch["image"].cpu().numpy()[:, :T]
         recorded[:, : images.shape[1]] = images
         frames = imagination_video(recorded, predicted, context=context, scale=scale)
-    return Imagined(context, horizon, imagination_panels(truth, model, MAX_DIMS), frames)
+    starts = np.nan_to_num(_padded(batch["is_first"], T)) > 0
+    return Imagined(context, horizon, imagination_panels(truth, model, MAX_DIMS), frames, starts)
 
 
 def write_imagination(wm, batch: dict[str, Tensor], context: int, horizon: int, logger, step: int,
@@ -93,7 +96,7 @@ def write_imagination(wm, batch: dict[str, Tensor], context: int, horizon: int, 
     written: list[Path] = []
     if result.frames is not None:
         written += list(logger.video(name, result.frames, step, fps=fps))
-    figure = imagination_figure(result.panels, context)
+    figure = imagination_figure(result.panels, context, starts=result.starts)
     path = logger.image(f"{name}_plot", figure_image(figure), step)
     if path is not None:
         written.append(path)
