@@ -8,11 +8,11 @@ Each run is the command a user types, `memwm train --env ID --backbone B --seed 
 with one torch thread and a wall-clock budget (`--minutes`, default the task's bar); the benchmark adds
 no setting of its own. While a run trains the benchmark reads its metrics.jsonl to stamp every
 evaluation with the minutes it came at. When the run stops (its budget, its step cap, or a failure)
-the benchmark writes one new result file for it, benchmarks/results/learning/<task>/<backbone>-seed<S>-<time>.json,
+the benchmark writes one new result file for it through benchmarks.record (benchmarks/results/learning-<task>/),
 with the commit, the command, the machine, the load average over the run, and the evaluation curve. After
 every call it draws, for each task, success (or return) against env steps and against minutes, the mean
 and range over the seeds of each backbone, from every result file of the newest commit-and-budget
-(learning/<task>/curves.png), and prints the table: per backbone the seeds, the mean and worst final
+(learning-<task>/curves.png), and prints the table: per backbone the seeds, the mean and worst final
 score, and how many seeds met the bar within its minutes.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import tyro
 
-RESULTS = Path(__file__).parent / "results" / "learning"
+from benchmarks import record
 
 
 @dataclass(frozen=True)
@@ -42,13 +41,13 @@ class Task:
     minutes: float   # ... within this many minutes of training (the default budget)
 
 
-# The bars of the learning issue: success or return that `memwm train --env ID` must reach in CPU minutes.
+# What `memwm train --env ID` must reach within its minutes of one CPU thread (the bar), per task.
 TASKS: dict[str, Task] = {
     "cartpole-positions": Task("pomdp/cartpole-positions", "return", 300.0, 8.0),
     "distracting-100": Task("memory/distracting-100", "success", 0.9, 45.0),
     "minigrid-s7": Task("minigrid/memory-s7", "success", 0.9, 60.0),
     "recall-k8": Task("memory/recall-k8", "return", 0.9, 30.0),
-    "count-4": Task("memory/count-4", "return", 0.9, 30.0),
+    "count-16": Task("memory/count-16", "return", 0.9, 30.0),
 }
 
 
@@ -65,26 +64,6 @@ class Args:
     """folder of the benchmark's run folders (a fresh one per run)"""
     plot_only: bool = False
     """only redraw the curves and print the table from the result files"""
-
-
-def commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import torch
-
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -110,7 +89,7 @@ def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path) -> 
     log = open(run_dir.with_name(run_dir.name + ".log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     proc.memwm = {"task": name, "backbone": backbone, "seed": seed, "run_dir": run_dir, "cmd": cmd, "start": time.time(),
-                  "minutes": minutes, "loads": [], "stamps": {}, "log": log}
+                  "started": record.start(), "minutes": minutes, "loads": [], "stamps": {}, "log": log}
     return proc
 
 
@@ -124,8 +103,8 @@ def watch(proc: subprocess.Popen) -> None:
             info["stamps"][r["step"]] = round(elapsed, 2)
 
 
-def record(proc: subprocess.Popen, machine_info: dict, code: str) -> Path:
-    """The run's result file (a new one per run)."""
+def write(proc: subprocess.Popen) -> Path:
+    """The run's result file: a new record of `learning-<task>` (benchmarks.record: commit, command, machine, load)."""
     watch(proc)
     info = proc.memwm
     task = TASKS[info["task"]]
@@ -134,29 +113,28 @@ def record(proc: subprocess.Popen, machine_info: dict, code: str) -> Path:
     scores = [e[task.metric] for e in evals if e[task.metric] is not None]
     within = [e[task.metric] for e in evals if e[task.metric] is not None and e["minutes"] is not None and e["minutes"] <= task.minutes + 0.5]
     reached = next((e for e in evals if e[task.metric] is not None and e[task.metric] >= task.bar), None)
-    result = {
+    updates = [r["train/updates"] for r in read_jsonl(info["run_dir"] / "metrics.jsonl") if "train/updates" in r]
+    payload = {
         "task": info["task"], "env": task.env, "backbone": info["backbone"], "seed": info["seed"], "metric": task.metric,
-        "bar": task.bar, "bar_minutes": task.minutes, "budget_minutes": info["minutes"], "commit": code,
-        "command": " ".join(info["cmd"][1:]).replace("-m agents.cli", "memwm"), "machine": machine_info,
-        "exit_code": proc.returncode, "stopped_by": "budget" if proc.returncode == 0 else "failure",
-        "wall_minutes": round((time.time() - info["start"]) / 60, 2), "load_average": info["loads"],
+        "bar": task.bar, "bar_minutes": task.minutes, "budget_minutes": info["minutes"],
+        "run_command": "memwm " + " ".join(info["cmd"][3:]), "exit_code": proc.returncode,
+        "stopped_by": "budget" if proc.returncode == 0 else "failure",
+        "wall_minutes": round((time.time() - info["start"]) / 60, 2), "load_average_during": info["loads"],
+        "updates": int(updates[-1]) if updates else 0,
         "final": scores[-1] if scores else None, "best": max(scores) if scores else None,
         "best_within_bar_minutes": max(within) if within else None,
         "reached_bar": None if reached is None else {"step": reached["step"], "minutes": reached["minutes"]},
         "met": reached is not None and reached["minutes"] is not None and reached["minutes"] <= task.minutes + 0.5,
         "evals": evals,
     }
-    out = RESULTS / info["task"]
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{info['backbone']}-seed{info['seed']}-{info['run_dir'].name.rsplit('-', 1)[-1]}.json"
-    path.write_text(json.dumps(result, indent=1))
     info["log"].close()
-    return path
+    return record.write_result(f"learning-{info['task']}", payload, started=info["started"])
 
 
 def load_results(name: str) -> list[dict]:
-    """Every result file of `name`, oldest first."""
-    return [json.loads(p.read_text()) for p in sorted((RESULTS / name).glob("*-seed*.json"))] if (RESULTS / name).exists() else []
+    """Every run of task `name`, oldest first: the records' payloads with their commit."""
+    return [{**r["payload"], "commit": (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")}
+            for r in record.all_runs(f"learning-{name}")]
 
 
 def newest_group(results: list[dict]) -> list[dict]:
@@ -203,7 +181,8 @@ def plot(name: str, results: list[dict]) -> Path | None:
     axes[1].axvline(task.minutes, color="grey", ls=":", lw=1)
     fig.suptitle(f"memwm train --env {task.env}: eval {task.metric}, mean and range over seeds (bar {task.bar:g} in {task.minutes:g} min)")
     fig.tight_layout()
-    path = RESULTS / name / "curves.png"
+    path = record.RESULTS / f"learning-{name}" / "curves.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -228,7 +207,7 @@ def main(args: Args) -> None:
         raise SystemExit(2)
     if not args.plot_only:
         queue = [(t, b, s) for t in args.tasks for b in args.backbones for s in args.seeds]
-        machine_info, code, running = machine(), commit(), []
+        running = []
         while queue or running:
             while queue and len(running) < max(1, args.parallel):
                 t, b, s = queue.pop(0)
@@ -238,7 +217,7 @@ def main(args: Args) -> None:
                 watch(proc)
                 if proc.poll() is not None:
                     running.remove(proc)
-                    print(f"benchmarks.learning: wrote {record(proc, machine_info, code)}", flush=True)
+                    print(f"benchmarks.learning: wrote {write(proc)}", flush=True)
     for name in args.tasks:
         group = newest_group(load_results(name))
         path = plot(name, group)
