@@ -27,12 +27,9 @@ from world_models import BACKBONES, WorldModelConfig
 
 DEFAULT_PRESET = "tiny"
 # `memwm train` with no arguments at all: the defaults below plus a wall-clock budget that keeps it
-# under 10 minutes on a laptop CPU (training, the evaluations and the videos). The task is
+# under 10 minutes on a laptop CPU (training, the evaluations and the pictures). The task is
 # pomdp/cartpole-positions: CartPole observing positions only, so the velocities must come from
-# memory; a random policy returns ~20, and the return rises within the budget (22 -> 64 at the
-# 30,000-step cap, 2m50s on 2 quiet cores; 22 -> 56 in 8 minutes at load ~3-4). memory/distracting-16,
-# the purer recall task, stayed at chance for 8 and 24 minutes at reward weight 1 (benchmarks/results/
-# learning.json); the x100 weighting that solved distracting-100 in ~25 minutes was not tried on it.
+# memory (a random policy returns ~20, the best 500). What it reaches is in benchmarks/results/README.md.
 EMBEDDED_RUN = {"minutes": 8.0}
 # Flags that leave it the embedded default run (another seed, folder, device or thread count).
 EMBEDDED_RUN_EXTRAS = ("seed", "run", "device", "threads")
@@ -42,7 +39,7 @@ EMBEDDED_RUN_EXTRAS = ("seed", "run", "device", "threads")
 # rates above DreamerV3's (which are tuned for millions of steps on large models), and the
 # reconstruction terms are normalised by their running size (WorldModelConfig.obs_norm) so that
 # one sparse reward per episode is not drowned by a loss summed over every pixel.
-TRAIN_DREAMER = DreamerConfig(wm_lr=1e-3, actor_lr=1e-4, critic_lr=1e-4)
+TRAIN_DREAMER = DreamerConfig(wm_lr=1e-3, actor_lr=3e-4, critic_lr=3e-4)
 TRAIN_WM = {"obs_norm": True}
 
 
@@ -59,7 +56,7 @@ class TrainConfig:
     env_options: dict[str, Union[int, float, bool, str]] = field(default_factory=dict)  # constructor options of the env, e.g. length 16
     backbone: str = "s5"                 # world-model sequence backbone: rssm, transformer, s4, s5, mamba
     preset: Literal["tiny", "small", "medium", "large"] = DEFAULT_PRESET  # world-model sizes
-    steps: int = 30_000                  # environment steps to train for (a resume continues up to this)
+    steps: int = 1_000_000               # environment steps to train for (a resume continues up to this); --minutes also stops it
     minutes: float = 0.0                 # also stop after this much wall-clock time (0: no limit); running again resumes
     run: str = ""                        # run folder; "" = runs/<env>-<backbone>-<seed>
     seed: int = 0
