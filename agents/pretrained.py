@@ -126,8 +126,14 @@ def within_tolerance(metric: str, claimed: float, measured: float) -> bool:
     return abs(measured - claimed) <= PROBE_TOLERANCE * abs(claimed)  # a probe: the same episodes, no sampling
 
 
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def run_bytes(folder: Path) -> int:
+    """The bytes a pretrained run adds to the repository: its manifest and the files it lists (what the
+    commands write into the folder when they read it is ignored by git and not counted)."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    files = json.loads(manifest.read_text())["files"]
+    return manifest.stat().st_size + sum((folder / name).stat().st_size for name in files if (folder / name).is_file())
 
 
 # --------------------------------------------------------------------------- the README table
@@ -206,11 +212,11 @@ def add(run: Path, name: str, command: str, episodes: int = 16, commit: str = ""
     try:
         facts = _copy_world_model(run, target) if (run / "model.pt").is_file() else _copy_train_run(run, target)
         files = {p.relative_to(target).as_posix(): sha256(p) for p in sorted(target.rglob("*")) if p.is_file()}
-        size = folder_bytes(target)
+        size = run_bytes(target)
         if size > MAX_RUN_BYTES:
             raise ValueError(f"run {run} would take {size / 2**20:.1f} MiB as a pretrained run; the limit is "
                              f"{MAX_RUN_BYTES / 2**20:.0f} MiB (train a smaller preset)")
-        total = sum(folder_bytes(p) for p in root.iterdir() if p.is_dir())
+        total = sum(run_bytes(p) for p in root.iterdir() if p.is_dir())
         if total > MAX_TOTAL_BYTES:
             raise ValueError(f"the pretrained runs would take {total / 2**20:.1f} MiB; the limit is "
                              f"{MAX_TOTAL_BYTES / 2**20:.0f} MiB")
@@ -224,9 +230,9 @@ def add(run: Path, name: str, command: str, episodes: int = 16, commit: str = ""
     value = f"{score['score']:.4g}"
     _write_row(root, {"name": name, "env": facts["env"], "agent": facts["agent"], "backbone": facts["backbone"],
                       "score": f"{score['metric']} {value}", "episodes": str(episodes),
-                      "size": f"{folder_bytes(target) / 2**20:.2f} MiB", "commit": commit, "command": f"`{command}`"})
+                      "size": f"{run_bytes(target) / 2**20:.2f} MiB", "commit": commit, "command": f"`{command}`"})
     print(f"pretrained run {target}: {score['metric']} {value} over {episodes} episodes, "
-          f"{folder_bytes(target) / 2**20:.2f} MiB, listed in {root / 'README.md'}")
+          f"{run_bytes(target) / 2**20:.2f} MiB, listed in {root / 'README.md'}")
     return target
 
 

@@ -21,7 +21,7 @@ ROWS = pretrained.readme_rows()
 def test_every_folder_is_listed_once_in_the_readme_and_within_the_size_limits():
     folders = sorted(p.name for p in pretrained.ROOT.iterdir() if p.is_dir()) if pretrained.ROOT.is_dir() else []
     assert sorted(r["name"] for r in ROWS) == folders
-    sizes = [pretrained.folder_bytes(pretrained.ROOT / name) for name in folders]
+    sizes = [pretrained.run_bytes(pretrained.ROOT / name) for name in folders]
     assert all(s <= pretrained.MAX_RUN_BYTES for s in sizes) and sum(sizes) <= pretrained.MAX_TOTAL_BYTES
 
 
