@@ -237,7 +237,12 @@ class Dreamer(nn.Module):
         self.opt_wm.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.wm.parameters())  # data parallel: the mean gradient over ranks
-        wm_norm = _clip("world-model", self.wm.parameters(), cfg.wm_grad_clip)
+        # a decoder probe (decoder-free objectives) learns on detached features: clipped on its own,
+        # so that its large image gradient cannot shrink the model's
+        probe = {id(p) for p in self.wm.probe_parameters()}
+        wm_norm = _clip("world-model", [p for p in self.wm.parameters() if id(p) not in probe], cfg.wm_grad_clip)
+        if probe:
+            _clip("probe decoder", self.wm.probe_parameters(), cfg.wm_grad_clip)
         self.opt_wm.step()
 
         terminal = batch["is_terminal"].reshape(-1).float()  # (B*L,), aligned with the starts

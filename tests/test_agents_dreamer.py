@@ -199,3 +199,25 @@ def test_dynamics_gradients_move_continuous_actions_to_the_best_value():
     _train_actor_critic(agent, starts, 150)
     mean = agent.actor(starts).mode()
     assert (mean - 0.5).abs().max() < 0.15, mean.flatten()[:8]
+
+
+def test_the_probe_decoder_is_clipped_apart_from_the_world_model(monkeypatch):
+    """A decoder-free objective's probe learns on detached features: its gradient is clipped on its own,
+    so a large probe gradient cannot shrink the model's update."""
+    import agents.dreamer as D
+
+    space = gym.spaces.Discrete(3)
+    obs_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
+    wm = world_models.make("s5", obs_space, space, world_models.WorldModelConfig.preset("tiny", objective="barlow"))
+    agent = Dreamer(wm, space, DreamerConfig(horizon=4, wm_grad_clip=1e-3))
+    groups, clip = {}, D._clip
+    monkeypatch.setattr(D, "_clip", lambda name, params, max_norm: groups.setdefault(name, list(params)) and clip(name, groups[name], max_norm))
+    agent.update(_batch(agent.codec))
+    probe = {id(p) for p in wm.decoder.parameters()}
+    model = {id(p) for p in wm.parameters()} - probe
+    assert {id(p) for p in groups["probe decoder"]} == probe
+    assert {id(p) for p in groups["world-model"]} == model
+    # each group's clipped norm is at most the clip, whatever the other's gradient was
+    for name in ("probe decoder", "world-model"):
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in groups[name] if p.grad is not None]))
+        assert norm <= 1e-3 * 1.001
