@@ -116,12 +116,17 @@ class Loop:
     # ------------------------------------------------------------------ resume and save
     def resume(self) -> Path | None:
         """Load the newest readable checkpoint, if any (a different identity is a CheckpointMismatch); its path."""
-        found = checkpoint.load(self.run_dir / "checkpoints", map_location=_device_of(self.agent.module))
-        if found is None:
-            return None
-        payload, path = found
-        saved = {"agent": "dreamer", **payload["identity"]}  # an identity that names no agent is a Dreamer's
-        checkpoint.check_identity(saved, self.identity, path)
+        try:
+            found = checkpoint.load(self.run_dir / "checkpoints", map_location=_device_of(self.agent.module))
+            if found is None:
+                return None
+            payload, path = found
+            saved = {"agent": "dreamer", **payload["identity"]}  # an identity that names no agent is a Dreamer's
+            checkpoint.check_identity(saved, self.identity, path)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()  # this run ends here: the folder is free again at once, not when the loop is freed
+            raise
         self.agent.load_state_dict(payload)
         self.counters.update(payload["counters"])
         checkpoint.set_rng_state(payload["rng"])
