@@ -170,6 +170,21 @@ def _clip(name: str, params, max_norm: float) -> Tensor:
     return norm
 
 
+def _average_buffers(module: nn.Module) -> None:
+    """Replace the floating-point buffers of `module` by their mean over ranks, in one collective (nothing in
+    one process). The sum runs in float64, so buffers that already agree keep their exact values."""
+    if distributed.world_size() == 1:
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    mean = distributed.all_mean(torch.cat([b.detach().reshape(-1).double() for b in buffers]))
+    offset = 0
+    for b in buffers:
+        b.copy_(mean[offset : offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
 @contextlib.contextmanager
 def frozen(*modules: nn.Module):
     """Parameters of `modules` take no gradient inside the block (gradients still flow through them)."""
@@ -244,6 +259,7 @@ class Dreamer(nn.Module):
         if probe:
             _clip("probe decoder", self.wm.probe_parameters(), cfg.wm_grad_clip)
         self.opt_wm.step()
+        _average_buffers(self.wm)  # data parallel: running statistics the loss keeps stay equal on every rank
 
         terminal = batch["is_terminal"].reshape(-1).float()  # (B*L,), aligned with the starts
         with self.autocast():
