@@ -79,8 +79,8 @@ def test_add_writes_config_checkpoint_manifest_and_a_readme_row_that_the_test_ac
     pretrained.verify(target)  # reading a run changes none of its files
 
 
-@pytest.mark.parametrize("edit", ["config", "checkpoint", "missing"])
-def test_an_edited_pretrained_run_is_a_one_line_error(tmp_path, edit):
+@pytest.mark.parametrize("edit, command", [("config", "eval"), ("checkpoint", "imagine"), ("missing", "inspect")])
+def test_an_edited_pretrained_run_is_a_one_line_error(tmp_path, edit, command):
     target = pretrained.add(finished_run(tmp_path), "x", "memwm train", episodes=1, root=tmp_path / "pretrained")
     ckpt = next((target / "checkpoints").iterdir())
     if edit == "config":
@@ -91,11 +91,11 @@ def test_an_edited_pretrained_run_is_a_one_line_error(tmp_path, edit):
         ckpt.write_bytes(bytes(data))
     else:
         ckpt.unlink()
-    for command in ("eval", "imagine", "inspect"):
-        proc = memwm(command, "--run", str(target), "--device", "cpu")
-        assert proc.returncode == 2, (command, proc.stderr)
-        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
-        assert ("was edited" if edit != "missing" else "is missing") in proc.stderr and "git checkout" in proc.stderr
+    proc = memwm(command, "--run", str(target), "--device", "cpu")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert ("was edited" if edit != "missing" else "is missing") in proc.stderr and "git checkout" in proc.stderr
+    with pytest.raises(ValueError, match="was edited" if edit != "missing" else "is missing"):
+        pretrained.verify(target)
 
 
 def test_add_refuses_a_run_over_the_size_limit(tmp_path, monkeypatch):
