@@ -363,7 +363,8 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         run.run(args)
     except ChildFailedError as e:
-        rank_, failure = min(e.failures.items())
+        # the first rank that exited by itself (the others are then stopped by a signal: a negative code)
+        rank_, failure = min(e.failures.items(), key=lambda kv: (kv[1].exitcode <= 0, kv[1].timestamp, kv[0]))
         print(f"memwm: rank {rank_} of {nproc} exited with code {failure.exitcode}", file=sys.stderr)
         return failure.exitcode if failure.exitcode > 0 else 1
     return 0

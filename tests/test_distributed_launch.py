@@ -42,7 +42,7 @@ def test_bad_nproc_per_node_is_one_line(args, message):
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
-def test_a_failing_worker_is_its_one_line_error_and_the_rank_that_failed(tmp_path):
+def test_a_failing_worker_is_its_one_line_error_and_the_rank_that_failed_first(tmp_path):
     proc = memwm("train", "--nproc-per-node", "2", *FLAGS, "--env", "memory/no-such-task", "--run", str(tmp_path / "r"))
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "unknown env 'memory/no-such-task'" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
