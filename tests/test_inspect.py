@@ -59,6 +59,32 @@ def test_half_lives_agree_with_the_layers_parameters(backbone):
         np.testing.assert_allclose(a ** got[0].numpy(), 0.5, rtol=1e-2)
 
 
+def test_mamba_half_lives_at_the_median_step_size_it_took_on_real_inputs():
+    from world_models.inspect import recorded_step_sizes
+
+    wm = tiny("mamba").eval()
+    rng = np.random.default_rng(5)
+    obs = {"vector": torch.as_tensor(rng.normal(size=(3, 9, 4)), dtype=torch.float32)}
+    action = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, 3, (3, 9))), 3).float()
+    is_first = torch.zeros(3, 9, dtype=torch.bool)
+    is_first[:, 0] = True
+    seen = {}  # the reference: dt_proj's raw outputs, kept by the test's own hooks
+    layers = list(wm.backbone.ssm_layers)
+    hooks = [layer.dt_proj.register_forward_hook(lambda m, i, o, k=k: seen.setdefault(k, []).append(o.detach()))
+             for k, layer in enumerate(layers)]
+    with torch.no_grad(), recorded_step_sizes(wm.backbone) as step_sizes:
+        wm.observe(obs, action, is_first)
+    for hook in hooks:
+        hook.remove()
+    got = state_half_lives(wm.backbone, step_sizes)
+    for k, layer in enumerate(layers):
+        raw = torch.cat([o.reshape(-1, o.shape[-1]) for o in seen[k]]).double().numpy()  # (steps, E)
+        dt = np.median(np.log1p(np.exp(raw)), axis=0)  # softplus, each channel's median (an odd count of steps)
+        expected = np.log(2) / (dt[:, None] * np.exp(layer.A_log.detach().double().numpy())).reshape(-1)
+        np.testing.assert_allclose(got[k].numpy(), expected, rtol=1e-9)
+    assert not any(h.numpy().tolist() == e.numpy().tolist() for h, e in zip(got, state_half_lives(wm.backbone)))
+
+
 @pytest.mark.parametrize("backbone", ["rssm", "transformer"])
 def test_backbones_without_ssm_states_have_no_timescales(backbone):
     assert state_half_lives(tiny(backbone).backbone) == []
@@ -139,6 +165,16 @@ def test_inspect_reads_a_ppo_agents_memory(tmp_path):
     written = inspect(run=run, episodes=4, max_delay=3, device="cpu", out=tmp_path / "out")
     assert {p.name for p in written} >= {"timescales.json", "retention.json"}
     assert len(json.loads((tmp_path / "out" / "retention.json").read_text())["delay"]) == 4
+
+
+def test_inspect_records_mambas_step_sizes_on_a_task_without_a_cue(tmp_path):
+    from agents.commands.inspect import inspect
+
+    run = save_train_run(tmp_path, "pomdp/cartpole-positions", "mamba")
+    written = inspect(run=run, episodes=4, device="cpu")
+    assert sorted(p.name for p in written) == ["timescales.json", "timescales.png"]  # no cue: no retention
+    record = json.loads((run / "inspect" / "timescales.json").read_text())
+    assert record["step_size"].startswith("median") and record["episodes"] == 4
 
 
 def test_inspect_bad_input_is_one_line(tmp_path):

@@ -4,8 +4,9 @@ Timescales. A diagonal SSM state decays by |a| per step, a = exp(dt * lambda) it
 transition, so after k steps an input is weighted by |a|^k: its half-life is
 ln 2 / -ln|a| = ln 2 / (dt * -Re(lambda)) steps. The spread of half-lives of a layer is how far back
 it can remember. S4D and S5 layers have fixed transitions; a selective SSM (mamba) chooses dt from
-its input at every step, so its half-lives here are those at the step size of a zero input,
-softplus(dt_proj.bias), around which the selection moves.
+its input at every step, so its half-lives are taken at each channel's median step size over
+real episodes (`recorded_step_sizes` records them while the model runs), or without episodes at
+the step size of a zero input, softplus(dt_proj.bias), around which the selection moves.
 
 Retention. At each delay k after a cue was first seen, a linear probe (ridge regression onto
 one-hot classes, read out by argmax) is fitted on the backbone outputs of training episodes at
@@ -15,6 +16,7 @@ stays linearly readable.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -39,17 +41,17 @@ def half_life(log_magnitude: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def log_transition_magnitudes(layer: nn.Module) -> Tensor:
+def log_transition_magnitudes(layer: nn.Module, step_size: Tensor | None = None) -> Tensor:
     """ln|a| = dt * Re(lambda) of every state of one SSM layer, flattened, float64: S4D (H*N,), S5 (P,),
-    selective SSM (E*N,) at dt = softplus(bias). Computed from the parameters in float64, not from the
-    float32 transition, whose |a| rounds to 1 for the slowest states."""
+    selective SSM (E*N,) at dt = step_size (E,) if given, else softplus(bias). Computed from the
+    parameters in float64, not from the float32 transition, whose |a| rounds to 1 for the slowest states."""
     if isinstance(layer, S4DLayer):
         rate = torch.exp(layer.log_dt.double())[:, None] * torch.exp(layer.log_A_real.double())  # (H, N)
     elif isinstance(layer, S5Layer):
         rate = torch.exp(layer.log_dt.double()) * torch.exp(layer.Lambda_re_log.double())  # (P,)
     elif isinstance(layer, SelectiveSSM):
-        dt = torch.nn.functional.softplus(layer.dt_proj.bias.double())  # (E,)
-        rate = dt[:, None] * torch.exp(layer.A_log.double())  # (E, N)
+        dt = torch.nn.functional.softplus(layer.dt_proj.bias.double()) if step_size is None else step_size.double()  # (E,)
+        rate = dt.to(layer.A_log.device)[:, None] * torch.exp(layer.A_log.double())  # (E, N)
     else:
         raise ValueError(f"{type(layer).__name__} is not an SSM layer; known: {', '.join(c.__name__ for c in SSM_LAYERS)}")
     return -rate.reshape(-1).cpu()
@@ -60,9 +62,33 @@ def ssm_layers(backbone: nn.Module) -> list[nn.Module]:
     return [m for m in backbone.modules() if isinstance(m, SSM_LAYERS)]
 
 
-def state_half_lives(backbone: nn.Module) -> list[Tensor]:
-    """One (S,) float64 tensor per SSM layer of `backbone`: the half-life in steps of each of its states."""
-    return [half_life(log_transition_magnitudes(layer)) for layer in ssm_layers(backbone)]
+@contextlib.contextmanager
+def recorded_step_sizes(backbone: nn.Module):
+    """While active, every selective SSM layer's step sizes dt = softplus(dt_proj(.)) are kept: yields
+    {layer index among ssm_layers(backbone): [dt (n, E) per call, its steps flattened]}."""
+    record: dict[int, list[Tensor]] = {}
+    hooks = []
+    for i, layer in enumerate(ssm_layers(backbone)):
+        if isinstance(layer, SelectiveSSM):
+            def keep(module, inputs, output, i=i):  # the layer applies softplus to dt_proj's output
+                record.setdefault(i, []).append(torch.nn.functional.softplus(output.detach().double()).reshape(-1, output.shape[-1]).cpu())
+            hooks.append(layer.dt_proj.register_forward_hook(keep))
+    try:
+        yield record
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def state_half_lives(backbone: nn.Module, step_sizes: dict[int, list[Tensor]] | None = None) -> list[Tensor]:
+    """One (S,) float64 tensor per SSM layer of `backbone`: the half-life in steps of each of its states;
+    a selective SSM's at each channel's median recorded step size (`recorded_step_sizes`) when given."""
+    out = []
+    for i, layer in enumerate(ssm_layers(backbone)):
+        recorded = (step_sizes or {}).get(i)
+        median = torch.cat(recorded).median(0).values if recorded else None  # (E,)
+        out.append(half_life(log_transition_magnitudes(layer, median)))
+    return out
 
 
 # --------------------------------------------------------------------------- the cue probe
@@ -131,5 +157,5 @@ def retention_curve(train: list[Episode], test: list[Episode], classes: int, max
     return out
 
 
-__all__ = ["SSM_LAYERS", "half_life", "log_transition_magnitudes", "ssm_layers", "state_half_lives", "fit_linear_probe",
+__all__ = ["SSM_LAYERS", "half_life", "log_transition_magnitudes", "ssm_layers", "recorded_step_sizes", "state_half_lives", "fit_linear_probe",
            "probe_predict", "Episode", "retention_curve"]

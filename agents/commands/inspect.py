@@ -3,7 +3,8 @@
 For a run's backbone (a Dreamer world model's, a `memwm compare` backbone's, or a PPO agent's memory)
 it writes, into RUN/inspect/:
 - timescales.png / .json: for SSM backbones (s4, s5, mamba), the distribution of each layer's state
-  half-lives in env steps (world_models/inspect.py), against the task's memory horizon;
+  half-lives in env steps (world_models/inspect.py), against the task's memory horizon; mamba's at
+  each channel's median step size over the probe episodes;
 - retention.png / .json: on a task whose spec declares a cue (`envs.spec(id).cue`), a linear
   probe's held-out accuracy at reading the cue from the backbone's output at each step since the cue
   was first in view.
@@ -30,7 +31,8 @@ from agents.runs import find_model_file, load_run_config, load_run_world_model, 
 from envs.collect import play_episode
 from world_models.figures import figure_image, write_png
 from world_models.imagine import episodes_to_batch
-from world_models.inspect import Episode, retention_curve, ssm_layers, state_half_lives
+from world_models.backbones.mamba import SelectiveSSM
+from world_models.inspect import Episode, recorded_step_sizes, retention_curve, ssm_layers, state_half_lives
 
 
 @dataclass
@@ -97,8 +99,9 @@ class _LastInfo(gym.Wrapper):
         return obs, reward, terminated, truncated, self.info
 
 
-def cue_episodes(env_id: str, options: dict, count: int, seed: int) -> list[tuple[dict[str, np.ndarray], int, int]]:
-    """`count` episodes (seeds seed, seed + 1, ...) with their cue class and the step it was first seen (-1: never)."""
+def play_episodes(env_id: str, options: dict, count: int, seed: int) -> list[tuple[dict[str, np.ndarray], int, int]]:
+    """`count` episodes (seeds seed, seed + 1, ...) with their cue class and the step it was first seen
+    (-1 and -1 on a task without a cue)."""
     env = _LastInfo(envs.make(env_id, **options))
     try:
         try:
@@ -109,18 +112,24 @@ def cue_episodes(env_id: str, options: dict, count: int, seed: int) -> list[tupl
         out = []
         for i in range(count):
             episode = play_episode(env, act, seed + i)
-            out.append((episode, int(env.info["cue"]), int(env.info["cue_step"])))
+            out.append((episode, int(env.info.get("cue", -1)), int(env.info.get("cue_step", -1))))
     finally:
         env.close()
     return out
 
 
-def timescales(memory: Memory, horizon: int | None, out: Path) -> list[Path]:
-    """The half-life histogram of each SSM layer: a PNG and a JSON (per layer: the histogram and quantiles)."""
+def timescales(memory: Memory, horizon: int | None, played: list, out: Path) -> list[Path]:
+    """The half-life histogram of each SSM layer: a PNG and a JSON (per layer: the histogram and quantiles).
+    A selective SSM's step sizes are recorded while the backbone reads the `played` episodes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    lives = [h.numpy() for h in state_half_lives(memory.backbone)]  # one (S,) per layer, in env steps
+    step_sizes = None
+    if any(isinstance(layer, SelectiveSSM) for layer in ssm_layers(memory.backbone)):
+        with recorded_step_sizes(memory.backbone) as step_sizes:
+            for episode, _, _ in played:
+                memory.outputs(episode)
+    lives = [h.numpy() for h in state_half_lives(memory.backbone, step_sizes)]  # one (S,) per layer, in env steps
     finite = np.concatenate([h[np.isfinite(h)] for h in lives])
     lo, hi = max(float(finite.min()), 1e-3), max(float(finite.max()), 1.0)
     edges = np.logspace(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1e-9, 25)
@@ -144,16 +153,16 @@ def timescales(memory: Memory, horizon: int | None, out: Path) -> list[Path]:
         axes[0].legend(fontsize=7)
     fig.suptitle(f"{memory.name} on {memory.env}: how far back each layer remembers", fontsize=10)
     record = {"run": str(memory.source), "backbone": memory.name, "env": memory.env, "memory_horizon": horizon,
-              "unit": "env steps", "edges": edges.tolist(), "layers": layers}
+              "unit": "env steps", "step_size": "median over the episodes' steps" if step_sizes else "the layers' own",
+              "episodes": len(played) if step_sizes else 0, "edges": edges.tolist(), "layers": layers}
     return [write_png(out / "timescales.png", figure_image(fig)), _write_json(out / "timescales.json", record)]
 
 
-def retention(memory: Memory, episodes: int, max_delay: int, seed: int, out: Path) -> list[Path]:
-    """The cue probe's held-out accuracy by delay: a PNG and a JSON."""
+def retention(memory: Memory, played: list, max_delay: int, seed: int, out: Path) -> list[Path]:
+    """The cue probe's held-out accuracy by delay on the `played` episodes (half fit, half held out): a PNG and a JSON."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    played = cue_episodes(memory.env, memory.env_options, episodes, seed)
     seen = [Episode(memory.outputs(ep), cue, step) for ep, cue, step in played]
     classes = max(e.cue for e in seen) + 1
     half = len(seen) // 2
@@ -187,7 +196,8 @@ def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None 
 
     Args:
         run: a `memwm train` run folder (Dreamer or PPO), a `memwm compare` backbone folder, or a model file.
-        episodes: probe episodes on a task with a cue, half to fit the probes, half held out.
+        episodes: probe episodes on a task with a cue, half to fit the probes, half held out (mamba's
+            step sizes are recorded on them too).
         max_delay: the longest delay after the cue to probe; 0 = as long as the episodes allow.
         out: the folder of the pictures and JSON files; default RUN/inspect.
         seed: the first probe episode's seed.
@@ -204,10 +214,12 @@ def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None 
         raise ValueError(f"nothing to inspect in {run}: backbone {memory.name!r} has no SSM state timescales "
                          f"(s4, s5 and mamba have) and {memory.env} declares no cue to probe (envs.spec(id).cue)")
     out = Path(out) if out is not None else run_folder(memory.source) / "inspect"
+    selective = any(isinstance(layer, SelectiveSSM) for layer in ssm_layers(memory.backbone))
+    played = play_episodes(memory.env, memory.env_options, episodes, seed) if has_cue or selective else []
     written = []
     if has_ssm:
-        written += timescales(memory, spec.memory_horizon, out)
+        written += timescales(memory, spec.memory_horizon, played, out)
     if has_cue:
-        written += retention(memory, episodes, max_delay, seed, out)
+        written += retention(memory, played, max_delay, seed, out)
     print(f"inspected {memory.name} on {memory.env} ({memory.source}): " + ", ".join(str(p) for p in written))
     return written
