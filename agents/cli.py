@@ -112,10 +112,15 @@ def one_line_error(box: str, prog: str, valid: list[str]) -> str:
     valid: the flags (or subcommand names) that would have been accepted.
     """
     lines = [re.sub(r"^[\s│╭╰─]+|[\s│╮╯─]+$", "", line) for line in box.splitlines()]  # a unicode or an ASCII box
-    lines = [line for line in lines if line.strip("- ")][1:]  # no rules; the first is the box's title
+    lines = [line for line in lines if line.strip("- ")]  # the box's title, its message, rules dropped
+    rule = next((i for i, raw in enumerate(box.splitlines()[1:], 1) if re.fullmatch(r"[\s│|]*[─-]{3,}[\s│|]*", raw)), None)
+    first_part = len([line for line in box.splitlines()[1:rule] if line.strip("│ ─-")]) if rule else len(lines) - 1
+    lines, part = lines[1:], lines[1:1 + first_part]  # the message: the lines before the box's first rule
     message = lines[0] if lines else "could not parse the arguments"
     if message.endswith(":") and len(lines) > 1:  # "Missing from memwm eval:" then "--run STR"
         message = f"{message} {lines[1]}"
+    elif len(part) > 1:  # one sentence wrapped over several lines: "... Expected one of" / "('a', 'b')."
+        message = " ".join(part)
     unknown = re.match(r"Unrecognized options: (.*)", message)
     if unknown:
         names = [a.strip() for a in unknown.group(1).split(",")]
@@ -126,7 +131,7 @@ def one_line_error(box: str, prog: str, valid: list[str]) -> str:
             hints.append(f"{flag} (closest: {close[0]})" if close else flag)
         what = "option" if flags[0].startswith("-") else "command"
         message = f"unknown {what}{'s' if len(hints) > 1 else ''} {', '.join(hints)}"
-    return f"{prog}: error: {message}; see {prog} --help"
+    return f"{prog}: error: {message.rstrip('.')}; see {prog} --help"
 
 
 def main(argv: list[str] | None = None) -> None:

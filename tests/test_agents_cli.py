@@ -50,3 +50,17 @@ def test_help_texts_name_no_issues_or_history(capsys):
         help_text = text.out + text.err
         assert help_text.strip(), name
         assert not re.search(r"\bissue\b", help_text, re.IGNORECASE), (name, help_text)
+
+
+@pytest.mark.parametrize("args, expected", [
+    # a message tyro wraps over two lines is joined: the known choices must be named
+    (["train", "--wm.objective", "pixels"], "memwm train: error: invalid choice 'pixels' for argument '--wm.objective'. "
+                                            "Expected one of ('reconstruction', 'barlow', 'next_embed'); see memwm train --help"),
+    (["train", "--stepz", "4"], "memwm train: error: unknown option --stepz (closest: --steps); see memwm train --help"),
+    (["eval"], "memwm eval: error: Missing from memwm eval: --run STR; see memwm eval --help"),
+])
+def test_parse_errors_are_the_whole_message_on_one_line(args, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == expected
