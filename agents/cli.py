@@ -112,10 +112,15 @@ def one_line_error(box: str, prog: str, valid: list[str]) -> str:
     valid: the flags (or subcommand names) that would have been accepted.
     """
     lines = [re.sub(r"^[\s│╭╰─]+|[\s│╮╯─]+$", "", line) for line in box.splitlines()]  # a unicode or an ASCII box
-    lines = [line for line in lines if line.strip("- ")]  # the box's title, its message, rules dropped
-    rule = next((i for i, raw in enumerate(box.splitlines()[1:], 1) if re.fullmatch(r"[\s│|]*[─-]{3,}[\s│|]*", raw)), None)
-    first_part = len([line for line in box.splitlines()[1:rule] if line.strip("│ ─-")]) if rule else len(lines) - 1
-    lines, part = lines[1:], lines[1:1 + first_part]  # the message: the lines before the box's first rule
+    is_rule = lambda line: not line.strip("- ") or set(line.strip()) <= set("─-")  # noqa: E731
+    part = []  # the message: the first run of lines between rules after the title (a unicode box has no rule under it)
+    for line in lines[1:]:
+        if is_rule(line):
+            if part:
+                break
+            continue
+        part.append(line.strip())
+    lines = [line for line in lines if not is_rule(line)][1:]
     message = lines[0] if lines else "could not parse the arguments"
     if message.endswith(":") and len(lines) > 1:  # "Missing from memwm eval:" then "--run STR"
         message = f"{message} {lines[1]}"
