@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.memwm-installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?= -n 2
 
-.PHONY: setup sysdeps run test bench clean
+.PHONY: setup sysdeps run test lint bench clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,12 @@ sysdeps:
 run: setup
 	$(VENV)/bin/memwm train
 
-test: setup sysdeps
+test: setup sysdeps lint
 	MUJOCO_GL=egl $(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff: the linter's rules and the formatter's style are in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(PY) -m benchmarks.scan

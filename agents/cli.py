@@ -14,7 +14,7 @@ import io
 import os
 import re
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import tyro
 

@@ -14,7 +14,8 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Callable, IO, Union
+from typing import IO, Union
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -28,6 +28,7 @@ The out folder (a rerun with the same --out reuses the data and every finished b
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -371,8 +372,8 @@ def run_compare(
         speed = {"params": int(wm.num_params()), "train_step_ms": trained["train_step_ms"],
                  "train_wall_s": trained["train_wall_s"], "load": trained["load_median"],
                  "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev, shift=shift)}
-        atomic_write(folder / "model.pt", lambda f: save_world_model(f, wm, backbone=name, config=config, env=env_id,
-                                                                    obs_space=obs_space, act_space=act_space))
+        atomic_write(folder / "model.pt", functools.partial(save_world_model, wm=wm, backbone=name, config=config, env=env_id,
+                                                            obs_space=obs_space, act_space=act_space))
         if "image" in obs_space.spaces:
             imagination_gif(wm, data["eval"], act_space, dev, folder / "imagination.gif", shift=shift)
         metrics = {"backbone": name, "settings": settings, "speed": speed, "probes": probes, "curve": trained["curve"],

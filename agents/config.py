@@ -96,7 +96,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a (possibly partial) dict such as a saved config.yaml; unknown keys are an error."""
         return _from_dict(cls, data, "")
 

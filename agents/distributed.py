@@ -42,7 +42,7 @@ import inspect
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import gymnasium as gym
 import torch

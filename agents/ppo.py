@@ -335,7 +335,7 @@ class PPO:
     # ---- 3. update
     def update(self, rollout: Rollout, lr: float | None = None) -> dict[str, float]:
         """cfg.epochs passes over minibatches of whole env sequences, each from its stored initial state."""
-        cfg, model = self.cfg, self.model
+        cfg = self.cfg
         if lr is not None:
             for group in self.opt.param_groups:
                 group["lr"] = lr

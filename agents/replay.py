@@ -32,7 +32,7 @@ import re
 import sys
 import zipfile
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -128,7 +128,7 @@ class Replay:
         if resume_at is None:
             self.num_episodes = files[-1][0] + 1  # past every file, readable or not: none is ever overwritten
         chosen, total = [], 0
-        for index, length, path in reversed(files):
+        for _, length, path in reversed(files):
             if total >= self.capacity:
                 break
             episode = self._read(path)

@@ -21,7 +21,7 @@ import re
 import socket
 import sys
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 NAME = "run.lock"
 _HOLDER = re.compile(r"^pid \d+ on \S+ since [0-9: -]+UTC$")  # what acquire() writes

@@ -13,7 +13,8 @@ the last good ones. Running again on the same run folder resumes from the newest
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import torch

@@ -73,7 +73,7 @@ def speed(args: Args) -> list[dict]:
             vec = envs.make_vector("icrl/dark-room", args.speed_envs, seed=args.seed, asynchronous=False, **options)
             runs[backbone] = (vec, make_ppo(vec, backbone, PPOConfig(rollout=length)), [], [])
         for chunk in range(args.chunks + 1):
-            for backbone, (vec, ppo, collect_s, update_s) in runs.items():
+            for vec, ppo, collect_s, update_s in runs.values():
                 t0 = time.perf_counter()
                 rollout, _ = ppo.collect(vec, seed=args.seed)
                 t1 = time.perf_counter()

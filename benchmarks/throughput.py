@@ -112,7 +112,7 @@ def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
     agents = {name: make_agent(name, args.preset, device, args.precision) for name in args.backbones}
     batch = random_batch(agents[args.backbones[0]].codec, args.batch_size, args.seq_len, device)
     times = {name: [] for name in agents}
-    for name, agent in agents.items():
+    for agent in agents.values():
         agent.update(batch)  # warm-up: allocations, lazy optimiser state, kernel compilation
     for _ in range(args.rounds):
         for name, agent in agents.items():

@@ -20,7 +20,8 @@ import re
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np

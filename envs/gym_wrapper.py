@@ -11,7 +11,8 @@ Options given to `envs.make("gym:ID", **options)` go to `gymnasium.make`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np

@@ -18,7 +18,7 @@ reproducibility rests on.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -15,7 +15,7 @@ def test_scalars_go_to_jsonl_and_tensorboard_and_videos_to_files(tmp_path):
     logger.write(200)
     files = logger.video("eval/policy", np.zeros((3, 16, 16, 3), np.uint8), step=200)
     logger.close()
-    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines == [{"step": 100, "episode/return": 1.5, "episode/length": 10.0}, {"step": 200, "eval/return": "nan"}]
     assert [f.name for f in files] == ["eval-policy-000000200.gif"] and files[0].exists()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -124,7 +124,7 @@ def test_vector_env_autoresets_on_the_next_step_with_is_first():
     vec = envs.make_vector("icrl/bandit-5", 2, seed=0, pulls=3)  # trials of 4 observations
     obs, _ = vec.reset()
     seen_last = 0
-    for t in range(25):
+    for _t in range(25):
         was_last = obs["is_last"].copy()
         obs, reward, terminated, truncated, _ = vec.step(np.array([0, 1]))
         assert (obs["is_first"] == was_last).all(), "the step after is_last returns the next episode's first observation"
@@ -321,7 +321,7 @@ def test_bandit_trial_flags_episodes_and_arm_means():
     # 100 trials' worth of pulls would be slow to test; the rewards of the arms follow their means on many trials
     env2 = envs.make("icrl/bandit-2", seed=1)
     rewards, expected = [], []
-    for trial in range(40):
+    for _trial in range(40):
         _, info = env2.reset()
         for _ in range(50):
             _, r, *_ = env2.step(0)

@@ -1,7 +1,6 @@
 """`memwm train` / `memwm eval` end to end at preset tiny: the loop, the run folder, resume, eval and bad inputs."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -38,7 +38,7 @@ def test_rows_hold_truth_model_and_their_absolute_error():
     truth, model = _frames(rng, T, H, W, 3), _frames(rng, T, H, W, 3)
     out = video.imagination_video(truth, model, context=1)
     b, ch = video.BORDER, H + 2 * video.BORDER + video.GAP
-    inner = (slice(8, H), slice(b + 8, b + W))  # away from the step number box
+    # compare away from the step number box: rows 8.., columns 8.. of each panel
     for row, expected in enumerate((truth, model, np.abs(truth.astype(int) - model.astype(int)).astype(np.uint8))):
         y0 = row * ch + b
         np.testing.assert_array_equal(out[:, y0 + 8 : y0 + H, b + 8 : b + W], expected[:, 8:H, 8:W])

@@ -83,7 +83,7 @@ class WorldModelConfig:
             raise ValueError(f"probe_stride must be >= 1, got {self.probe_stride}")
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "WorldModelConfig":
+    def preset(cls, name: str, **overrides) -> WorldModelConfig:
         """The named sizes `tiny` (tests), `small` (a laptop CPU), `medium`, `large` (GPU), then overrides."""
         if name not in PRESETS:
             raise ValueError(f"unknown world-model preset {name!r}; known: {', '.join(PRESETS)}")
@@ -93,7 +93,7 @@ class WorldModelConfig:
             raise ValueError(f"unknown WorldModelConfig fields {unknown}; known: {', '.join(sorted(fields))}")
         return dataclasses.replace(cls(**PRESETS[name]), **overrides)
 
-    def replace(self, **changes) -> "WorldModelConfig":
+    def replace(self, **changes) -> WorldModelConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -42,7 +42,7 @@ class OneHotCategorical:
             self.logits = torch.log_softmax(logits.float(), -1)  # (..., K) normalised
             self.probs = self.logits.exp()
 
-    def detach(self) -> "OneHotCategorical":
+    def detach(self) -> OneHotCategorical:
         """The same distribution cut from the graph (no recomputation)."""
         out = object.__new__(OneHotCategorical)
         out.logits, out.probs = self.logits.detach(), self.probs.detach()
@@ -72,11 +72,11 @@ class OneHotCategorical:
     def entropy(self) -> Tensor:
         return -(self.probs * self.logits).sum(-1)
 
-    def kl(self, other: "OneHotCategorical") -> Tensor:
+    def kl(self, other: OneHotCategorical) -> Tensor:
         """KL(self || other) over the last dim -> (...)."""
         return (self.probs * (self.logits - other.logits)).sum(-1)
 
-    def kl_balanced(self, other: "OneHotCategorical") -> tuple[Tensor, Tensor]:
+    def kl_balanced(self, other: OneHotCategorical) -> tuple[Tensor, Tensor]:
         """(KL(sg(self) || other), KL(self || sg(other))) (...) each, from one pass (DreamerV3's dyn and rep):
         equal values; the first trains only `other`, the second only `self`."""
         return _BalancedKL.apply(self.logits, other.logits, self.probs.detach())
@@ -138,10 +138,10 @@ class Normal:
     def entropy(self) -> Tensor:
         return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)
 
-    def detach(self) -> "Normal":
+    def detach(self) -> Normal:
         return Normal(self.mean.detach(), self.std.detach())
 
-    def kl(self, other: "Normal") -> Tensor:
+    def kl(self, other: Normal) -> Tensor:
         var_ratio = (self.std / other.std) ** 2
         t1 = ((self.mean - other.mean) / other.std) ** 2
         return 0.5 * (var_ratio + t1 - 1 - torch.log(var_ratio)).sum(-1)

@@ -48,12 +48,12 @@ class Latent:
         ent = self.dist.entropy()
         return ent.sum(-1) if self.config.latent == "categorical" else ent
 
-    def kl(self, other: "Latent") -> Tensor:
+    def kl(self, other: Latent) -> Tensor:
         """KL(self || other) (...) summed over latent variables."""
         kl = self.dist.kl(other.dist)
         return kl.sum(-1) if self.config.latent == "categorical" else kl
 
-    def kl_balanced(self, other: "Latent") -> tuple[Tensor, Tensor]:
+    def kl_balanced(self, other: Latent) -> tuple[Tensor, Tensor]:
         """(KL(sg(self) || other), KL(self || sg(other))) (...) each, summed over latent variables: equal
         values, the first training only `other`, the second only `self` (one pass for categoricals)."""
         if self.config.latent == "categorical":
@@ -61,12 +61,12 @@ class Latent:
             return dyn.sum(-1), rep.sum(-1)
         return self.detach().kl(other), self.kl(other.detach())
 
-    def detach(self) -> "Latent":
+    def detach(self) -> Latent:
         out = object.__new__(Latent)
         out.stats, out.config, out.dist = self.stats.detach(), self.config, self.dist.detach()
         return out
 
-    def __getitem__(self, index) -> "Latent":
+    def __getitem__(self, index) -> Latent:
         return Latent(self.stats[index], self.config)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium
 import numpy as np
@@ -50,7 +50,7 @@ class Spec:
     act_dim: int
 
     @classmethod
-    def from_spaces(cls, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space) -> "Spec":
+    def from_spaces(cls, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space) -> Spec:
         if not isinstance(obs_space, gymnasium.spaces.Dict):
             raise ValueError(f"obs_space must be a gymnasium.spaces.Dict with 'image' and/or 'vector', got {obs_space!r}")
         unknown = sorted(set(obs_space.spaces) - set(OBS_KEYS) - set(IGNORED_OBS_KEYS))
@@ -447,7 +447,7 @@ def count_params(backbone: str, obs_space: gymnasium.spaces.Dict, act_space: gym
     return make(backbone, obs_space, act_space, config, device="meta").num_params()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fit_width(backbone: str, spec: Spec, config: WorldModelConfig) -> int:
     """The backbone width: config.deter for the RSSM; config.width if set; else the width (a multiple
     of 8, and of the heads for the Transformer) whose model parameter count is closest to the RSSM's."""
@@ -466,7 +466,7 @@ def fit_width(backbone: str, spec: Spec, config: WorldModelConfig) -> int:
     return min((lo * step, hi * step), key=lambda w: abs(_count(backbone, spec, config, w) - target))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _count(backbone: str, spec: Spec, config: WorldModelConfig, width: int) -> int:
     with torch.device("meta"):
         return WorldModel(backbone, spec, config, width).num_params()

@@ -32,21 +32,21 @@ class State:
     def batch_size(self) -> int:
         return self.h.shape[0]
 
-    def map(self, fn) -> "State":
+    def map(self, fn) -> State:
         return State(fn(self.h), fn(self.z), fn(self.action), {k: fn(v) for k, v in self.mem.items()})
 
-    def detach(self) -> "State":
+    def detach(self) -> State:
         return self.map(lambda t: t.detach())
 
-    def to(self, device) -> "State":
+    def to(self, device) -> State:
         return self.map(lambda t: t.to(device))
 
-    def __getitem__(self, index) -> "State":
+    def __getitem__(self, index) -> State:
         """Rows of the batch: an index tensor, a slice or a bool mask."""
         return self.map(lambda t: t[index])
 
     @classmethod
-    def cat(cls, states: list["State"]) -> "State":
+    def cat(cls, states: list[State]) -> State:
         """Concatenate along the batch. Memory tensors whose dim 1 differs (key/value caches of
         different lengths) are left-padded with zeros, which marks the padding invalid."""
         if not states:

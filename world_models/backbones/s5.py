@@ -20,7 +20,7 @@ def hippo_n_eigenvalues(P: int) -> Tensor:
     return hippo_n(P)[0].to(torch.complex64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hippo_n(P: int) -> tuple[Tensor, Tensor]:
     """(Lambda (P,), V (2P, P)) complex128 on the CPU: the P eigenvalues -1/2 + i w (w > 0, ascending) of
     HiPPO-N, the normal part of HiPPO-LegS of size 2P, and their orthonormal eigenvectors (S5's conjugate-

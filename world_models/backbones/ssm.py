@@ -10,7 +10,7 @@ An SSM layer implements
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
