@@ -40,7 +40,7 @@ import torch
 
 import envs
 import world_models
-from agents.common import atomic_write, pick_device
+from agents.common import atomic_write, keep_freed_memory, pick_device
 from agents.loop import Acted
 from envs.collect import collect_episodes
 from envs.dataset import SequenceSampler, load_episodes
@@ -336,6 +336,8 @@ def run_compare(
         torch.set_num_threads(threads)
     config = world_models.WorldModelConfig.preset(preset, reward_scale=reward_scale)
     dev = pick_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     out = Path(out) if out is not None else default_out(env_id)
     out.mkdir(parents=True, exist_ok=True)
 

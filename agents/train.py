@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from agents import distributed
-from agents.common import FLAGS, obs_to_torch, pick_device, seed_everything, training_seed
+from agents.common import FLAGS, keep_freed_memory, obs_to_torch, pick_device, seed_everything, training_seed
 from agents.config import TrainConfig, load_yaml, resolve, save_yaml
 from agents.evaluate import episode_success, has_success, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
@@ -202,6 +202,8 @@ def build(given: TrainConfig) -> Loop:
     saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
     config = resolve(given, saved)
     device = distributed.init(pick_device(config.device))  # torchrun: join the process group, this rank's device
+    if device.type == "cpu":
+        keep_freed_memory()
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
