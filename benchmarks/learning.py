@@ -64,6 +64,9 @@ class Args:
     """folder of the benchmark's run folders (a fresh one per run)"""
     plot_only: bool = False
     """only redraw the curves and print the table from the result files"""
+    flags: str = ""
+    """a variant: extra `memwm train` flags for every run (e.g. "--wm.objective barlow"), recorded with the result;
+    the defaults are measured with none"""
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -78,17 +81,17 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path) -> subprocess.Popen:
+def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path, flags: str = "") -> subprocess.Popen:
     """Start `memwm train` for one run; the caller polls it with `watch`."""
     task = TASKS[name]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = runs / f"{name}-{backbone}-{seed}-{stamp}"
     cmd = [sys.executable, "-m", "agents.cli", "train", "--env", task.env, "--backbone", backbone, "--seed", str(seed),
-           "--minutes", f"{minutes:g}", "--steps", "10000000", "--threads", "1", "--run", str(run_dir)]
+           "--minutes", f"{minutes:g}", "--steps", "10000000", "--threads", "1", "--run", str(run_dir), *flags.split()]
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir.with_name(run_dir.name + ".log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    proc.memwm = {"task": name, "backbone": backbone, "seed": seed, "run_dir": run_dir, "cmd": cmd, "start": time.time(),
+    proc.memwm = {"task": name, "backbone": backbone, "flags": flags, "seed": seed, "run_dir": run_dir, "cmd": cmd, "start": time.time(),
                   "started": record.start(), "minutes": minutes, "loads": [], "stamps": {}, "log": log}
     return proc
 
@@ -115,7 +118,7 @@ def write(proc: subprocess.Popen) -> Path:
     reached = next((e for e in evals if e[task.metric] is not None and e[task.metric] >= task.bar), None)
     updates = [r["train/updates"] for r in read_jsonl(info["run_dir"] / "metrics.jsonl") if "train/updates" in r]
     payload = {
-        "task": info["task"], "env": task.env, "backbone": info["backbone"], "seed": info["seed"], "metric": task.metric,
+        "task": info["task"], "env": task.env, "backbone": info["backbone"], "flags": info["flags"], "seed": info["seed"], "metric": task.metric,
         "bar": task.bar, "bar_minutes": task.minutes, "budget_minutes": info["minutes"],
         "run_command": "memwm " + " ".join(info["cmd"][3:]), "exit_code": proc.returncode,
         "stopped_by": "budget" if proc.returncode == 0 else "failure",
@@ -137,11 +140,16 @@ def load_results(name: str) -> list[dict]:
             for r in record.all_runs(f"learning-{name}")]
 
 
+def variant(r: dict) -> str:
+    """A run's curve label: its backbone, and its extra flags if any."""
+    return f"{r['backbone']} {r['flags']}".strip() if r.get("flags") else r["backbone"]
+
+
 def newest_group(results: list[dict]) -> list[dict]:
-    """Per backbone and seed the newest run, among the runs of the newest commit seen for that backbone."""
+    """Per variant (backbone and flags) and seed the newest run, among the runs of the newest commit seen for that variant."""
     by_backbone = defaultdict(list)
     for r in results:
-        by_backbone[r["backbone"]].append(r)
+        by_backbone[variant(r)].append(r)
     out = []
     for rs in by_backbone.values():
         code = rs[-1]["commit"]
@@ -162,8 +170,8 @@ def plot(name: str, results: list[dict]) -> Path | None:
 
     task = TASKS[name]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for backbone in sorted({r["backbone"] for r in results}):
-        runs = [r for r in results if r["backbone"] == backbone]
+    for backbone in sorted({variant(r) for r in results}):
+        runs = [r for r in results if variant(r) == backbone]
         for ax, x_key in zip(axes, ("step", "minutes")):
             curves = [[(e[x_key], e[task.metric]) for e in r["evals"] if e[x_key] is not None and e[task.metric] is not None] for r in runs]
             curves = [c for c in curves if c]
@@ -191,10 +199,10 @@ def plot(name: str, results: list[dict]) -> Path | None:
 def table(name: str, results: list[dict]) -> None:
     task = TASKS[name]
     fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-    for backbone in sorted({r["backbone"] for r in results}):
-        runs = sorted((r for r in results if r["backbone"] == backbone), key=lambda r: r["seed"])
+    for backbone in sorted({variant(r) for r in results}):
+        runs = sorted((r for r in results if variant(r) == backbone), key=lambda r: r["seed"])
         finals = [r["best_within_bar_minutes"] for r in runs if r["best_within_bar_minutes"] is not None]
-        print(f"{name:<20} {backbone:<8} seeds {','.join(str(r['seed']) for r in runs):<8} "
+        print(f"{name:<20} {backbone:<28} seeds {','.join(str(r['seed']) for r in runs):<8} "
               f"best {task.metric} within {task.minutes:g} min: mean {fmt(sum(finals) / len(finals) if finals else None)} "
               f"worst {fmt(min(finals) if finals else None)}; met {sum(r['met'] for r in runs)}/{len(runs)} "
               f"(bar {task.bar:g}; commit {runs[-1]['commit']})")
@@ -211,7 +219,7 @@ def main(args: Args) -> None:
         while queue or running:
             while queue and len(running) < max(1, args.parallel):
                 t, b, s = queue.pop(0)
-                running.append(run_one(t, b, s, args.minutes or TASKS[t].minutes, Path(args.runs)))
+                running.append(run_one(t, b, s, args.minutes or TASKS[t].minutes, Path(args.runs), args.flags))
             time.sleep(10)
             for proc in list(running):
                 watch(proc)
