@@ -65,8 +65,8 @@ class Args:
     plot_only: bool = False
     """only redraw the curves and print the table from the result files"""
     flags: str = ""
-    """a variant: extra `memwm train` flags for every run (e.g. "--wm.objective barlow"), recorded with the result;
-    the defaults are measured with none"""
+    """a variant: extra `memwm train` flags for every run (e.g. --flags="--wm.objective barlow"), recorded with the
+    result; the defaults are measured with none"""
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -85,7 +85,8 @@ def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path, fla
     """Start `memwm train` for one run; the caller polls it with `watch`."""
     task = TASKS[name]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = runs / f"{name}-{backbone}-{seed}-{stamp}"
+    slug = "".join(c if c.isalnum() else "-" for c in flags).strip("-")
+    run_dir = runs / "-".join(filter(None, (name, backbone, slug, str(seed), stamp)))
     cmd = [sys.executable, "-m", "agents.cli", "train", "--env", task.env, "--backbone", backbone, "--seed", str(seed),
            "--minutes", f"{minutes:g}", "--steps", "10000000", "--threads", "1", "--run", str(run_dir), *flags.split()]
     run_dir.mkdir(parents=True, exist_ok=True)
