@@ -17,14 +17,6 @@ from world_models.imagine import model_obs_space
 ROOM = {"episode_steps": 3, "episodes": 3}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models step by step: intra-op threads only add waiting on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def ppo_on(env_id: str, backbone: str, n: int, rollout: int, **options):
     vec = envs.make_vector(env_id, n, seed=0, asynchronous=False, **options)

@@ -25,14 +25,6 @@ ONLY_BARLOW = BARLOW.replace(probe=False, reward_scale=0.0, cont_scale=0.0, dyn_
 ONLY_PROBE = BARLOW.replace(barlow_scale=0.0, reward_scale=0.0, cont_scale=0.0, dyn_scale=0.0, rep_scale=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models train fastest on one thread, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def reference_barlow(x1: torch.Tensor, x2: torch.Tensor, lam: float, eps: float = 1e-5) -> torch.Tensor:
     """Barlow Twins written out: standardise each dimension over the N rows (population variance,

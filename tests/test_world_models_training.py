@@ -52,14 +52,6 @@ def recall_accuracy(model: wm.WorldModel, L: int, gen: torch.Generator) -> float
     return (guess == cue).float().mean().item()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models train fastest on one thread, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("backbone", wm.BACKBONES)
 def test_training_lowers_the_loss(backbone):
