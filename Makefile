@@ -35,6 +35,7 @@ test: setup sysdeps lint
 # ruff: the linter's rules and the formatter's style are in pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: setup
 	$(PY) -m benchmarks.scan

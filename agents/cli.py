@@ -81,8 +81,16 @@ def _commands() -> dict[str, Callable[..., object]]:
     from agents.commands.inspect import inspect
     from agents.commands.train import train_command
 
-    return {"version": version, "compare": compare, "imagine": imagine, "envs": envs.cli_envs, "collect": collect,
-            "train": train_command, "eval": eval_command, "inspect": inspect}
+    return {
+        "version": version,
+        "compare": compare,
+        "imagine": imagine,
+        "envs": envs.cli_envs,
+        "collect": collect,
+        "train": train_command,
+        "eval": eval_command,
+        "inspect": inspect,
+    }
 
 
 def _deferred(command: Callable[..., object]) -> Callable[..., Callable[[], object]]:
@@ -185,7 +193,7 @@ def _take_nproc(args: list[str]) -> tuple[int, list[str]]:
     for i, arg in enumerate(args):
         if arg == "--nproc-per-node" or arg.startswith("--nproc-per-node="):
             value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
-            rest = args[:i] + args[i + (1 if "=" in arg else 2):]
+            rest = args[:i] + args[i + (1 if "=" in arg else 2) :]
             break
     else:
         return 1, args

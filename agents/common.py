@@ -24,8 +24,19 @@ import torch
 from envs.core import FLAGS
 from world_models.model import OBS_KEYS
 
-__all__ = ["FLAGS", "OBS_KEYS", "SEEDS_PER_RUN", "DiskFull", "atomic_write", "evaluation_seed", "obs_to_torch",
-           "pick_device", "preserved_rng", "seed_everything", "training_seed"]
+__all__ = [
+    "FLAGS",
+    "OBS_KEYS",
+    "SEEDS_PER_RUN",
+    "DiskFull",
+    "atomic_write",
+    "evaluation_seed",
+    "obs_to_torch",
+    "pick_device",
+    "preserved_rng",
+    "seed_everything",
+    "training_seed",
+]
 
 # Episode seeds: run seed s owns the block [s * SEEDS_PER_RUN, (s + 1) * SEEDS_PER_RUN). Its first half
 # seeds the training environments, its second half the evaluations, so that no evaluation plays an
@@ -137,8 +148,10 @@ def atomic_write(path: str | os.PathLike, data: Union[bytes, str, Callable[[IO[b
             Path(tmp).unlink(missing_ok=True)
         cause = sink.error or e
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            full = DiskFull(f"the disk is full: could not write {path} (no space left on {path.parent}); "
-                            f"the files written before are intact: free space and run again to resume")
+            full = DiskFull(
+                f"the disk is full: could not write {path} (no space left on {path.parent}); "
+                f"the files written before are intact: free space and run again to resume"
+            )
             full.errno = errno.ENOSPC
             raise full from e
         raise

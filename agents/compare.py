@@ -121,8 +121,7 @@ def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, se
         if arm is not None:
             eps = [ep for ep in eps if junction_arm(ep) == arm]
             if len(eps) < count:
-                raise ValueError(f"only {len(eps)} of {want} random {split} episodes took arm {arm}, {count} needed; "
-                                 f"use another --seed")
+                raise ValueError(f"only {len(eps)} of {want} random {split} episodes took arm {arm}, {count} needed; use another --seed")
         data[split] = eps[:count]
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(meta_path, json.dumps(meta, indent=1))
@@ -202,8 +201,14 @@ class OfflineWorldModel:
         scalars = {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items() if k.startswith("loss/") or k == "kl"}}
         if step % self.log_every == 0 or step == self.steps - 1:
             self.load.append(os.getloadavg()[0])
-            self.curve.append({"step": step, **{k: v for k, v in scalars.items() if k == "loss"}, "load": self.load[-1],
-                               **{k: v for k, v in scalars.items() if k != "loss"}})
+            self.curve.append(
+                {
+                    "step": step,
+                    **{k: v for k, v in scalars.items() if k == "loss"},
+                    "load": self.load[-1],
+                    **{k: v for k, v in scalars.items() if k != "loss"},
+                }
+            )
         return 1, {f"train/{k}": v for k, v in scalars.items()}
 
     def evaluate(self, episodes: int, seed: int, step: int, logger) -> dict[str, float]:
@@ -214,8 +219,14 @@ class OfflineWorldModel:
         """Nothing: the imagination GIF is drawn after training."""
 
     def state_dict(self) -> dict:
-        return {"model": self.wm.state_dict(), "optimiser": self.opt.state_dict(), "curve": self.curve,
-                "times": self.times, "load": self.load, "taken": self.taken}
+        return {
+            "model": self.wm.state_dict(),
+            "optimiser": self.opt.state_dict(),
+            "curve": self.curve,
+            "times": self.times,
+            "load": self.load,
+            "taken": self.taken,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.wm.load_state_dict(state["model"])
@@ -229,8 +240,9 @@ class OfflineWorldModel:
         self.wm.eval()
 
 
-def train_world_model(wm, batches, steps: int, lr: float, desc: str, folder: Path, log_every: int = 10,
-                      save_every: int = 25, settings: dict | None = None) -> dict:
+def train_world_model(
+    wm, batches, steps: int, lr: float, desc: str, folder: Path, log_every: int = 10, save_every: int = 25, settings: dict | None = None
+) -> dict:
     """Train `wm` on `steps` batches through the run loop in `folder`; returns the training curve, the median
     step time, the wall time of this call and the median load average of the machine while it ran.
 
@@ -242,8 +254,9 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, folder: Pat
 
     identity = {"agent": "world-model", **(settings or {})}
     agent = OfflineWorldModel(wm, batches, steps, lr, log_every)
-    config = LoopConfig(steps=steps, checkpoint_every=save_every, log_every=log_every, tensorboard=False, desc=desc,
-                        leave=False, data_parallel=False)
+    config = LoopConfig(
+        steps=steps, checkpoint_every=save_every, log_every=log_every, tensorboard=False, desc=desc, leave=False, data_parallel=False
+    )
     loop = Loop(agent, folder, config, identity)  # holds the folder's lock from here: the removal below is ours to make
     found = checkpoint.load(folder / "checkpoints", map_location=wm.device)
     if found is not None and found[0]["identity"] != identity:
@@ -253,9 +266,13 @@ def train_world_model(wm, batches, steps: int, lr: float, desc: str, folder: Pat
     started = time.perf_counter()
     loop.run()
     times = agent.times
-    warm = times[min(3, len(times) - 1):] if times else [float("nan")]
-    return {"curve": agent.curve, "train_step_ms": 1000.0 * float(np.median(warm)), "train_wall_s": time.perf_counter() - started,
-            "load_median": float(np.median(agent.load))}
+    warm = times[min(3, len(times) - 1) :] if times else [float("nan")]
+    return {
+        "curve": agent.curve,
+        "train_step_ms": 1000.0 * float(np.median(warm)),
+        "train_wall_s": time.perf_counter() - started,
+        "load_median": float(np.median(agent.load)),
+    }
 
 
 # --------------------------------------------------------------------------- pictures
@@ -347,8 +364,18 @@ def run_compare(
     act_space = env.action_space
     env.close()
     L = seq_len or max(len(ep["action"]) for ep in data["train"])
-    settings = {"task": env_id, "preset": preset, "steps": steps, "episodes": episodes, "eval_episodes": eval_episodes,
-                "batch_size": batch_size, "seq_len": L, "lr": lr, "reward_scale": reward_scale, "seed": seed}
+    settings = {
+        "task": env_id,
+        "preset": preset,
+        "steps": steps,
+        "episodes": episodes,
+        "eval_episodes": eval_episodes,
+        "batch_size": batch_size,
+        "seq_len": L,
+        "lr": lr,
+        "reward_scale": reward_scale,
+        "seed": seed,
+    }
 
     results = {"task": env_id, "probe": kind, "settings": settings, "backbones": {}}
     for name in names:
@@ -371,15 +398,27 @@ def run_compare(
         batches = sequence_batches(data["train"], batch_size, L, act_space, dev, seed)
         trained = train_world_model(wm, batches, steps, lr, f"{name} on {env_id}", folder, settings=settings)
         probes = run_probes(wm, kind, data["eval"], act_space, dev, shift)
-        speed = {"params": int(wm.num_params()), "train_step_ms": trained["train_step_ms"],
-                 "train_wall_s": trained["train_wall_s"], "load": trained["load_median"],
-                 "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev, shift=shift)}
-        atomic_write(folder / "model.pt", functools.partial(save_world_model, wm=wm, backbone=name, config=config, env=env_id,
-                                                            obs_space=obs_space, act_space=act_space))
+        speed = {
+            "params": int(wm.num_params()),
+            "train_step_ms": trained["train_step_ms"],
+            "train_wall_s": trained["train_wall_s"],
+            "load": trained["load_median"],
+            "imagine_ms_per_step": imagination_speed(wm, data["eval"], act_space, dev, shift=shift),
+        }
+        atomic_write(
+            folder / "model.pt",
+            functools.partial(save_world_model, wm=wm, backbone=name, config=config, env=env_id, obs_space=obs_space, act_space=act_space),
+        )
         if "image" in obs_space.spaces:
             imagination_gif(wm, data["eval"], act_space, dev, folder / "imagination.gif", shift=shift)
-        metrics = {"backbone": name, "settings": settings, "speed": speed, "probes": probes, "curve": trained["curve"],
-                   "probe_version": PROBE_VERSION}
+        metrics = {
+            "backbone": name,
+            "settings": settings,
+            "speed": speed,
+            "probes": probes,
+            "curve": trained["curve"],
+            "probe_version": PROBE_VERSION,
+        }
         _write_json(done, metrics)
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # finished: metrics.json and model.pt are what stays
         results["backbones"][name] = metrics
@@ -416,21 +455,34 @@ def results_table(results: dict) -> str:
     if kind == "doors":
         cols += ["door-frame MSE"]
     cols += ["query MSE", "MSE first bin", "MSE last bin"]
-    lines = [f"# compare on {results['task']} ({results['probe']} probe)", "",
-             "settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()), "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = [
+        f"# compare on {results['task']} ({results['probe']} probe)",
+        "",
+        "settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()),
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
     for name, m in results["backbones"].items():
         p, s = m["probes"], m["speed"]
-        row = [name, f"{s['params']:,}", f"{s['train_step_ms']:.1f}", f"{s['load']:.1f}" if "load" in s else "-",
-               f"{s['imagine_ms_per_step']:.2f}",
-               f"{m['curve'][-1]['loss']:.3f}" if m["curve"] else "-"]
+        row = [
+            name,
+            f"{s['params']:,}",
+            f"{s['train_step_ms']:.1f}",
+            f"{s['load']:.1f}" if "load" in s else "-",
+            f"{s['imagine_ms_per_step']:.2f}",
+            f"{m['curve'][-1]['loss']:.3f}" if m["curve"] else "-",
+        ]
         if kind == "reward":
             row += [f"{100 * p['reward_acc_inference']:.1f}%", f"{100 * p['reward_acc_imagination']:.1f}%"]
         if kind == "doors":
             row += [f"{p['door_mse']:.5f}"]
         bins = p.get("mse_bins") or []
-        row += [f"{p['query_mse']:.5f}" if "query_mse" in p else "-",
-                f"{bins[0]['mse']:.5f}" if bins else "-", f"{bins[-1]['mse']:.5f}" if bins else "-"]
+        row += [
+            f"{p['query_mse']:.5f}" if "query_mse" in p else "-",
+            f"{bins[0]['mse']:.5f}" if bins else "-",
+            f"{bins[-1]['mse']:.5f}" if bins else "-",
+        ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -465,8 +517,9 @@ def plot_results(results: dict, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     names = list(runs)
-    for ax, key, label in zip(axes, ("train_step_ms", "imagine_ms_per_step", "params"),
-                              ("train step (ms)", "imagination (ms/step)", "parameters")):
+    for ax, key, label in zip(
+        axes, ("train_step_ms", "imagine_ms_per_step", "params"), ("train step (ms)", "imagination (ms/step)", "parameters")
+    ):
         ax.bar(names, [runs[n]["speed"][key] for n in names])
         ax.set_title(label)
         ax.tick_params(axis="x", rotation=30)
@@ -498,5 +551,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-__all__ = ["run_compare", "task_env_id", "probe_kind", "ensure_data", "sequence_batches", "train_world_model",
-           "imagination_gif", "results_table", "plot_results"]
+__all__ = [
+    "run_compare",
+    "task_env_id",
+    "probe_kind",
+    "ensure_data",
+    "sequence_batches",
+    "train_world_model",
+    "imagination_gif",
+    "results_table",
+    "plot_results",
+]

@@ -54,31 +54,37 @@ class TrainConfig:
 
     env: str = "pomdp/cartpole-positions"  # environment id (`memwm envs` lists them)
     env_options: dict[str, Union[int, float, bool, str]] = field(default_factory=dict)  # constructor options of the env, e.g. length 16
-    backbone: str = "s5"                 # world-model sequence backbone: rssm, transformer, s4, s5, mamba
+    backbone: str = "s5"  # world-model sequence backbone: rssm, transformer, s4, s5, mamba
     preset: Literal["tiny", "small", "medium", "large"] = DEFAULT_PRESET  # world-model sizes
-    steps: int = 1_000_000               # environment steps to train for (a resume continues up to this); --minutes also stops it
-    minutes: float = 0.0                 # also stop after this much wall-clock time (0: no limit); running again resumes
-    run: str = ""                        # run folder; "" = runs/<env>-<backbone>-<seed>
+    steps: int = 1_000_000  # environment steps to train for (a resume continues up to this); --minutes also stops it
+    minutes: float = 0.0  # also stop after this much wall-clock time (0: no limit); running again resumes
+    run: str = ""  # run folder; "" = runs/<env>-<backbone>-<seed>
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_envs: int = 4                    # parallel environments while acting
-    async_envs: bool = False             # one process per environment (worth it when stepping the env is slow)
-    train_ratio: float = 32.0            # replayed steps trained on per environment step
-    prefill: int = 2_000                 # environment steps of random actions before training starts
-    batch_size: int = 16                 # sequences per update
-    seq_len: int = 32                    # steps per sequence
-    replay_capacity: int = 200_000       # steps kept in memory (images are 12 KiB a step)
-    replay_from_starts: float = 0.0      # share of replayed sequences that begin at an episode start (the rest anywhere)
-    replay_event_share: float = 0.5      # share of replayed sequences placed to hold a nonzero reward or a termination, with the steps before it
-    replay_whole_episodes: bool = True   # a sequence never cuts an episode it can hold whole (it starts at the episode's first step)
-    eval_every: int = 2_500              # environment steps between evaluations (0: only at the end)
-    eval_episodes: int = 8               # episodes per evaluation (goal tasks: at least 32, from the environment's entry)
-    video_every: int = 10_000            # environment steps between videos (0: only at the end; -1: never)
-    log_every: int = 500                 # environment steps between logged training scalars
-    checkpoint_every: int = 2_500        # environment steps between checkpoints
-    exact_resume: bool = False           # restart every episode at each checkpoint, so that a resumed run equals the run that never stopped (the unfinished episodes are dropped)
-    threads: int = 0                     # torch CPU threads; 0 = torch's default
-    precision: Literal["32", "bf16"] = "32"  # bf16: autocast the forward passes to bfloat16 (as DreamerV3); fast only with bf16 units (CPU avx512_bf16/AMX, recent GPUs)
+    num_envs: int = 4  # parallel environments while acting
+    async_envs: bool = False  # one process per environment (worth it when stepping the env is slow)
+    train_ratio: float = 32.0  # replayed steps trained on per environment step
+    prefill: int = 2_000  # environment steps of random actions before training starts
+    batch_size: int = 16  # sequences per update
+    seq_len: int = 32  # steps per sequence
+    replay_capacity: int = 200_000  # steps kept in memory (images are 12 KiB a step)
+    replay_from_starts: float = 0.0  # share of replayed sequences that begin at an episode start (the rest anywhere)
+    replay_event_share: float = (
+        0.5  # share of replayed sequences placed to hold a nonzero reward or a termination, with the steps before it
+    )
+    replay_whole_episodes: bool = True  # a sequence never cuts an episode it can hold whole (it starts at the episode's first step)
+    eval_every: int = 2_500  # environment steps between evaluations (0: only at the end)
+    eval_episodes: int = 8  # episodes per evaluation (goal tasks: at least 32, from the environment's entry)
+    video_every: int = 10_000  # environment steps between videos (0: only at the end; -1: never)
+    log_every: int = 500  # environment steps between logged training scalars
+    checkpoint_every: int = 2_500  # environment steps between checkpoints
+    # restart every episode at each checkpoint, so that a resumed run equals the run that never stopped
+    # (the unfinished episodes are dropped)
+    exact_resume: bool = False
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    precision: Literal["32", "bf16"] = (
+        "32"  # bf16: autocast the forward passes to bfloat16 (as DreamerV3); fast only with bf16 units (CPU avx512_bf16/AMX, recent GPUs)
+    )
     tensorboard: bool = True
     wm: WorldModelConfig = field(default_factory=lambda: train_wm_config(DEFAULT_PRESET))
     dreamer: DreamerConfig = field(default_factory=lambda: TRAIN_DREAMER)
@@ -222,8 +228,10 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:  # a damaged file: one line, not a parser's traceback
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} cannot be read as YAML ({reason}); restore it, or delete it to use this "
-                         f"command's settings (a resume still checks them against the checkpoint)") from None
+        raise ValueError(
+            f"{path} cannot be read as YAML ({reason}); restore it, or delete it to use this "
+            f"command's settings (a resume still checks them against the checkpoint)"
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a memwm config (expected a mapping, got {type(data).__name__})")
     return data

@@ -65,8 +65,10 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer; torchrun sets it to the process's "
-                         f"{'rank' if 'RANK' in name else 'count'}") from None
+        raise ValueError(
+            f"environment variable {name}={value!r} is not an integer; torchrun sets it to the process's "
+            f"{'rank' if 'RANK' in name else 'count'}"
+        ) from None
 
 
 def world_size() -> int:
@@ -118,8 +120,10 @@ def init(device: torch.device, timeout: datetime.timedelta = TIMEOUT) -> torch.d
         return device
     if device.type == "cuda":
         if local_rank() >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK={local_rank()} but this machine has {torch.cuda.device_count()} GPUs; "
-                             f"start at most one process per GPU (--nproc-per-node {torch.cuda.device_count()})")
+            raise ValueError(
+                f"LOCAL_RANK={local_rank()} but this machine has {torch.cuda.device_count()} GPUs; "
+                f"start at most one process per GPU (--nproc-per-node {torch.cuda.device_count()})"
+            )
         device = torch.device("cuda", local_rank())
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -255,8 +259,9 @@ def check_in_sync(module: nn.Module, what: str = "the weights") -> None:
     digests: list = [None] * world_size()
     dist.all_gather_object(digests, state_digest(module))
     if len(set(digests)) > 1:
-        raise RuntimeError(f"{what} differ between ranks (digests {', '.join(d[:12] for d in digests)}); "
-                           f"a gradient or buffer is not averaged")
+        raise RuntimeError(
+            f"{what} differ between ranks (digests {', '.join(d[:12] for d in digests)}); a gradient or buffer is not averaged"
+        )
 
 
 def gather_objects(obj) -> list | None:
@@ -395,12 +400,12 @@ class WorkerGuard(gym.vector.VectorWrapper):
 
     def _failure(self, call: str, error: Exception) -> RuntimeError:
         processes = getattr(self.env.unwrapped, "processes", [])
-        dead = [f"worker {i} (pid {p.pid}) exited with code {p.exitcode}" for i, p in enumerate(processes)
-                if p.exitcode is not None]
+        dead = [f"worker {i} (pid {p.pid}) exited with code {p.exitcode}" for i, p in enumerate(processes) if p.exitcode is not None]
         self._stop_workers()
         detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        return RuntimeError(f"environment {self.env_id!r} failed in {call}() of its vector env ({detail})"
-                            + (f"; {', '.join(dead)}" if dead else ""))
+        return RuntimeError(
+            f"environment {self.env_id!r} failed in {call}() of its vector env ({detail})" + (f"; {', '.join(dead)}" if dead else "")
+        )
 
     def _stop_workers(self) -> None:
         """Kill the workers and close the pipes without talking to them (a dead pipe makes `close()` raise)."""
@@ -456,10 +461,9 @@ def split_backbones(compare_fn: Callable) -> Callable:
         names = [b.strip() for b in a["backbones"].split(",") if b.strip()]
         out = Path(a["out"]) if a["out"] is not None else cmp.default_out(env_id)
         if is_main():
-            cmp.ensure_data(env_id, out / "data", a["episodes"], a["eval_episodes"], a["seed"],
-                            cmp.COLLECT_POLICY[cmp.probe_kind(env_id)])
+            cmp.ensure_data(env_id, out / "data", a["episodes"], a["eval_episodes"], a["seed"], cmp.COLLECT_POLICY[cmp.probe_kind(env_id)])
         barrier()
-        mine = names[rank()::world_size()]
+        mine = names[rank() :: world_size()]
         if mine:
             folder = out if is_main() else out / f".rank-{rank()}"
             if not is_main():
@@ -481,6 +485,26 @@ def split_backbones(compare_fn: Callable) -> Callable:
     return compare
 
 
-__all__ = ["world_size", "rank", "local_rank", "is_main", "rank_seed", "shard", "init", "shutdown", "require_one_process",
-           "all_true", "all_mean", "average_gradients", "broadcast_state", "state_digest", "check_in_sync", "gather_objects",
-           "barrier", "RankLogger", "WorkerGuard", "parallel_envs", "split_backbones"]
+__all__ = [
+    "world_size",
+    "rank",
+    "local_rank",
+    "is_main",
+    "rank_seed",
+    "shard",
+    "init",
+    "shutdown",
+    "require_one_process",
+    "all_true",
+    "all_mean",
+    "average_gradients",
+    "broadcast_state",
+    "state_digest",
+    "check_in_sync",
+    "gather_objects",
+    "barrier",
+    "RankLogger",
+    "WorkerGuard",
+    "parallel_envs",
+    "split_backbones",
+]

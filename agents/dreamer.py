@@ -30,19 +30,19 @@ PRECISIONS = ("32", "bf16")  # float32, or bfloat16 autocast around the forward 
 class DreamerConfig:
     """The actor-critic's hyperparameters (DreamerV3 defaults) and the three optimisers."""
 
-    horizon: int = 15                   # imagination steps
-    gamma: float = 0.997                # discount (DreamerV3: 1 - 1/333)
-    lam: float = 0.95                   # lambda of the lambda-returns
-    entropy: float = 3e-4               # actor entropy bonus (on returns normalised to ~[0, 1])
-    unimix: float = 0.01                # uniform mixture of the discrete action distribution
-    min_std: float = 0.1                # continuous actions: std in [min_std, max_std]
+    horizon: int = 15  # imagination steps
+    gamma: float = 0.997  # discount (DreamerV3: 1 - 1/333)
+    lam: float = 0.95  # lambda of the lambda-returns
+    entropy: float = 3e-4  # actor entropy bonus (on returns normalised to ~[0, 1])
+    unimix: float = 0.01  # uniform mixture of the discrete action distribution
+    min_std: float = 0.1  # continuous actions: std in [min_std, max_std]
     max_std: float = 1.0
-    hidden: int = 0                     # actor/critic MLP width; 0 = the world model's `hidden`
-    layers: int = 0                     # actor/critic hidden layers; 0 = the world model's `mlp_layers`
-    critic_bins: int = 255              # two-hot symlog bins of the critic
-    slow_critic_decay: float = 0.98     # the slow critic keeps this fraction of itself per update
-    slow_critic_reg: float = 1.0        # weight of the critic's loss towards the slow critic's values
-    retnorm_decay: float = 0.99         # EMA of the 5th and 95th return percentiles
+    hidden: int = 0  # actor/critic MLP width; 0 = the world model's `hidden`
+    layers: int = 0  # actor/critic hidden layers; 0 = the world model's `mlp_layers`
+    critic_bins: int = 255  # two-hot symlog bins of the critic
+    slow_critic_decay: float = 0.98  # the slow critic keeps this fraction of itself per update
+    slow_critic_reg: float = 1.0  # weight of the critic's loss towards the slow critic's values
+    retnorm_decay: float = 0.99  # EMA of the 5th and 95th return percentiles
     retnorm_low: float = 0.05
     retnorm_high: float = 0.95
     wm_lr: float = 1e-4
@@ -152,8 +152,10 @@ def lambda_returns(reward: Tensor, discount: Tensor, value: Tensor, lam: float) 
     R_t = r_{t+1} + d_{t+1} * ((1 - lam) * v_{t+1} + lam * R_{t+1}),  R_H = v_H.
     """
     if reward.shape != discount.shape or value.shape != (reward.shape[0], reward.shape[1] + 1):
-        raise ValueError(f"lambda_returns: reward {tuple(reward.shape)} and discount {tuple(discount.shape)} must be (N, H) "
-                         f"and value {tuple(value.shape)} (N, H+1)")
+        raise ValueError(
+            f"lambda_returns: reward {tuple(reward.shape)} and discount {tuple(discount.shape)} must be (N, H) "
+            f"and value {tuple(value.shape)} (N, H+1)"
+        )
     out = []
     ret = value[:, -1]
     for t in reversed(range(reward.shape[1])):
@@ -201,8 +203,7 @@ def frozen(*modules: nn.Module):
 class Dreamer(nn.Module):
     """The world model, actor, critic, slow critic, return normaliser and their optimisers."""
 
-    def __init__(self, wm: nn.Module, act_space, config: DreamerConfig | None = None, wm_config=None,
-                 precision: str = "32"):
+    def __init__(self, wm: nn.Module, act_space, config: DreamerConfig | None = None, wm_config=None, precision: str = "32"):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -328,9 +329,14 @@ class Dreamer(nn.Module):
             if not torch.isfinite(term):
                 raise FloatingPointError(f"loss/{name} is not finite ({term.item()})")
         metrics = {
-            "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach(),
-            "actor_entropy": entropy.mean().detach(), "return_scale": scale, "return_low": self.retnorm.low,
-            "return_high": self.retnorm.high, "imag_return": ret.mean().detach(), "imag_reward": reward[:, 1:].mean().detach(),
+            "loss/actor": actor_loss.detach(),
+            "loss/critic": critic_loss.detach(),
+            "actor_entropy": entropy.mean().detach(),
+            "return_scale": scale,
+            "return_low": self.retnorm.low,
+            "return_high": self.retnorm.high,
+            "imag_return": ret.mean().detach(),
+            "imag_reward": reward[:, 1:].mean().detach(),
             "value": value.mean().detach(),
         }
         return actor_loss + critic_loss, metrics

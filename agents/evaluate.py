@@ -45,7 +45,9 @@ def episode_success(env_id: str, info: dict, episode_return: float) -> float:
 
 
 @torch.no_grad()
-def run_episodes(agent, env_id: str, env_options: dict, episodes: int, seed: int, device: torch.device, record: int = 0, explore: bool = False) -> EvalResult:
+def run_episodes(
+    agent, env_id: str, env_options: dict, episodes: int, seed: int, device: torch.device, record: int = 0, explore: bool = False
+) -> EvalResult:
     """Play `episodes` episodes of `env_id` one after another with the agent's policy mode (explore=False).
 
     record: how many of the first episodes keep their frames (observations' `image`) for a video.
@@ -132,8 +134,16 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
     if in_context:  # return by episode index, gain, bandit regret, and the PNG
         logger = Logger(run, config.tensorboard)
         try:
-            metrics, plot = icrl.evaluate(icrl.DreamerPolicy(agent, torch_device), config.env, n, seed, out_dir=run / "icrl",
-                                          logger=logger, step=step, **config.env_options)
+            metrics, plot = icrl.evaluate(
+                icrl.DreamerPolicy(agent, torch_device),
+                config.env,
+                n,
+                seed,
+                out_dir=run / "icrl",
+                logger=logger,
+                step=step,
+                **config.env_options,
+            )
         finally:
             logger.close()
         scalars.update(metrics)

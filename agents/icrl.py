@@ -166,14 +166,14 @@ def run_trials(policy: Policy, env_id: str, trials: int, seed: int = 0, num_envs
                     current[i] = _new_trial()
     finally:
         vec.close()
-    chosen = [t for rank in range(per_env) for d in done for t in d[rank:rank + 1]][:trials]
+    chosen = [t for rank in range(per_env) for d in done for t in d[rank : rank + 1]][:trials]
     T = max(len(t["reward"]) for t in chosen)
 
     def padded(key: str, fill) -> np.ndarray:
         rows = [np.asarray(t[key]) for t in chosen]
         out = np.full((len(rows), T, *rows[0].shape[1:]), fill, dtype=np.result_type(rows[0].dtype, type(fill)))
         for i, row in enumerate(rows):
-            out[i, :len(row)] = row
+            out[i, : len(row)] = row
         return out
 
     arm_means = None if chosen[0]["arm_means"] is None else np.stack([t["arm_means"] for t in chosen])
@@ -207,8 +207,10 @@ def bandit_metrics(agent: Trials, thompson: Trials, ucb: Trials) -> dict[str, fl
     """Regrets and returns of the agent and the two baselines on the same trials."""
     for name, other in (("Thompson sampling", thompson), ("UCB", ucb)):
         if not np.allclose(agent.arm_means, other.arm_means):
-            raise ValueError(f"the {name} trials have other arm means than the agent's: the env does not draw "
-                             "its trials from the seed alone, so the regrets would not be comparable")
+            raise ValueError(
+                f"the {name} trials have other arm means than the agent's: the env does not draw "
+                "its trials from the seed alone, so the regrets would not be comparable"
+            )
     out = {"icrl/regret": float(agent.regret().sum(-1).mean())}
     for name, t in (("thompson", thompson), ("ucb", ucb)):
         out[f"icrl/regret_{name}"] = float(t.regret().sum(-1).mean())
@@ -258,8 +260,17 @@ def plot(path: str | Path, agent: Trials, title: str, baselines: dict[str, Trial
     return path
 
 
-def evaluate(policy: Policy, env_id: str, trials: int = 32, seed: int = 10_000, num_envs: int = 8,
-             out_dir: str | Path | None = None, logger=None, step: int = 0, **options) -> tuple[dict[str, float], Path | None]:
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    trials: int = 32,
+    seed: int = 10_000,
+    num_envs: int = 8,
+    out_dir: str | Path | None = None,
+    logger=None,
+    step: int = 0,
+    **options,
+) -> tuple[dict[str, float], Path | None]:
     """The in-context evaluation of `policy` on `env_id`: the hook `memwm eval` and the training loops call.
 
     Runs the trials (and, on bandits, Thompson sampling and UCB on the same trials), logs the
@@ -302,6 +313,7 @@ class DreamerPolicy:
         if self.state is None:
             self.state = self.agent.wm.initial_state(len(is_first), self.device)
             self.prev_action = torch.zeros(len(is_first), self.agent.codec.dim, device=self.device)
-        self.prev_action, self.state = self.agent.policy(self.state, obs_to_torch(obs, self.device), self.prev_action,
-                                                         is_first, explore=self.explore)
+        self.prev_action, self.state = self.agent.policy(
+            self.state, obs_to_torch(obs, self.device), self.prev_action, is_first, explore=self.explore
+        )
         return self.agent.codec.to_env(self.prev_action.cpu().numpy())

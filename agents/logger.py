@@ -106,8 +106,11 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 def read_evals(run_dir: str | os.PathLike) -> list[dict[str, float | None]]:
     """The evaluations in a run's metrics.jsonl, in order: [{"step", "return", "success"}, ...]; success is
     None for tasks without a goal (`agents.evaluate.has_success`)."""
-    return [{"step": r["step"], "return": float(r["eval/return"]), "success": r.get("eval/success")}
-            for r in read_metrics(run_dir) if "eval/return" in r]
+    return [
+        {"step": r["step"], "return": float(r["eval/return"]), "success": r.get("eval/success")}
+        for r in read_metrics(run_dir)
+        if "eval/return" in r
+    ]
 
 
 def end_torn_line(path: Path) -> None:

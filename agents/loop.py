@@ -81,20 +81,20 @@ class Agent(Protocol):
 class LoopConfig:
     """The loop's cadences, counted in `act` steps."""
 
-    steps: int                    # stop at this many steps (a resume continues up to it)
+    steps: int  # stop at this many steps (a resume continues up to it)
     checkpoint_every: int
     log_every: int
-    eval_every: int = 0           # 0: evaluate only at the end
-    eval_episodes: int = 1        # episodes (or trials) per evaluation
-    video_every: int = -1         # 0: pictures only at the end; -1: never
-    minutes: float = 0.0          # also stop after this much wall-clock time (0: no limit)
-    seed: int = 0                 # the run's seed: its training and evaluation seed ranges
+    eval_every: int = 0  # 0: evaluate only at the end
+    eval_episodes: int = 1  # episodes (or trials) per evaluation
+    video_every: int = -1  # 0: pictures only at the end; -1: never
+    minutes: float = 0.0  # also stop after this much wall-clock time (0: no limit)
+    seed: int = 0  # the run's seed: its training and evaluation seed ranges
     tensorboard: bool = True
-    evaluate_first: bool = True   # with eval_every, evaluate the untrained agent at step 0 (the curve's start)
-    desc: str = ""                # the progress bar's label
-    leave: bool = True            # keep the progress bar on screen when done
-    data_parallel: bool = True    # under torchrun, the ranks train one agent together (False: each its own)
-    exact_resume: bool = False    # restart every episode at each checkpoint, as a resume does: resumed = never stopped
+    evaluate_first: bool = True  # with eval_every, evaluate the untrained agent at step 0 (the curve's start)
+    desc: str = ""  # the progress bar's label
+    leave: bool = True  # keep the progress bar on screen when done
+    data_parallel: bool = True  # under torchrun, the ranks train one agent together (False: each its own)
+    exact_resume: bool = False  # restart every episode at each checkpoint, as a resume does: resumed = never stopped
 
 
 COUNTERS = ("step", "updates", "episodes", "evaluations")
@@ -156,9 +156,17 @@ class Loop:
             distributed.broadcast_state(agent.module)  # every rank starts from rank 0's weights
             if not distributed.is_main():  # ranks > 0 draw their own random numbers (a resume restored rank 0's)
                 seed_everything(distributed.rank_seed(cfg.seed) + counters["step"])
-        bar = tqdm(total=cfg.steps, initial=min(counters["step"], cfg.steps), unit="step", dynamic_ncols=True,
-                   mininterval=1.0, file=sys.stderr, desc=cfg.desc or self.run_dir.name, leave=cfg.leave,
-                   disable=not self.main)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=min(counters["step"], cfg.steps),
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            file=sys.stderr,
+            desc=cfg.desc or self.run_dir.name,
+            leave=cfg.leave,
+            disable=not self.main,
+        )
         if cfg.data_parallel:
             self.logger = logger = distributed.RankLogger(lambda: Logger(self.run_dir, cfg.tensorboard, bar))  # rank 0 writes
         else:
@@ -236,8 +244,9 @@ class Loop:
             return {}
         cfg = self.config
         with preserved_rng():
-            summary = self.agent.evaluate(cfg.eval_episodes, evaluation_seed(cfg.seed, index, cfg.eval_episodes),
-                                          self.counters["step"], self.logger)
+            summary = self.agent.evaluate(
+                cfg.eval_episodes, evaluation_seed(cfg.seed, index, cfg.eval_episodes), self.counters["step"], self.logger
+            )
         self.logger.scalars(summary)
         self.logger.write(self.counters["step"])
         return summary
@@ -246,8 +255,7 @@ class Loop:
         if not self.main:
             return
         with preserved_rng():
-            self.agent.pictures(evaluation_seed(self.config.seed, self.counters["evaluations"], 4), self.counters["step"],
-                                self.logger)
+            self.agent.pictures(evaluation_seed(self.config.seed, self.counters["evaluations"], 4), self.counters["step"], self.logger)
 
 
 def _crossed(step: int, taken: int, every: int) -> bool:

@@ -46,24 +46,24 @@ State = dict[str, Tensor]  # a backbone's memory: name -> (B, ...) tensor
 class PPOConfig:
     """Hyperparameters of recurrent PPO (CleanRL's defaults where they apply)."""
 
-    rollout: int = 128                  # env steps per chunk: the sequence length of an update
-    lr: float = 3e-4                    # Adam learning rate
-    anneal_lr: bool = False             # linear learning-rate decay to zero over the run
-    gamma: float = 0.99                 # discount
-    gae_lambda: float = 0.95            # GAE (Schulman et al. 2016)
-    epochs: int = 4                     # passes over each chunk
-    minibatches: int = 4                # minibatches of whole env sequences per pass (at most num_envs)
-    clip: float = 0.2                   # PPO's clipped surrogate ratio range
-    clip_value: bool = True             # clip the value update like the policy (PPO2 trick)
-    norm_adv: bool = True               # normalise advantages per minibatch (PPO2 trick)
-    scale_rewards: bool = True          # divide rewards by the running std of the discounted return (PPO2 trick)
-    vf_coef: float = 0.5                # weight of the value loss
-    ent_coef: float = 0.01              # weight of the entropy bonus
-    max_grad_norm: float = 0.5          # global gradient clipping (PPO2 trick)
-    target_kl: float = 0.0              # stop the epochs of a chunk early above this KL (0: never)
-    hidden: int = 64                    # units of the observation encoder and the actor/critic heads
-    width: int = 64                     # backbone width (rssm: the GRU size)
-    init_log_std: float = -0.5          # continuous actions: initial log standard deviation
+    rollout: int = 128  # env steps per chunk: the sequence length of an update
+    lr: float = 3e-4  # Adam learning rate
+    anneal_lr: bool = False  # linear learning-rate decay to zero over the run
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.95  # GAE (Schulman et al. 2016)
+    epochs: int = 4  # passes over each chunk
+    minibatches: int = 4  # minibatches of whole env sequences per pass (at most num_envs)
+    clip: float = 0.2  # PPO's clipped surrogate ratio range
+    clip_value: bool = True  # clip the value update like the policy (PPO2 trick)
+    norm_adv: bool = True  # normalise advantages per minibatch (PPO2 trick)
+    scale_rewards: bool = True  # divide rewards by the running std of the discounted return (PPO2 trick)
+    vf_coef: float = 0.5  # weight of the value loss
+    ent_coef: float = 0.01  # weight of the entropy bonus
+    max_grad_norm: float = 0.5  # global gradient clipping (PPO2 trick)
+    target_kl: float = 0.0  # stop the epochs of a chunk early above this KL (0: never)
+    hidden: int = 64  # units of the observation encoder and the actor/critic heads
+    width: int = 64  # backbone width (rssm: the GRU size)
+    init_log_std: float = -0.5  # continuous actions: initial log standard deviation
 
     def __post_init__(self):
         for name in ("rollout", "epochs", "minibatches", "width", "hidden"):
@@ -83,8 +83,10 @@ def gae(reward: Tensor, value: Tensor, is_last: Tensor, is_terminal: Tensor, gam
     Returns (advantages (B, T), returns (B, T) = A + V).
     """
     if not (reward.shape == value.shape == is_last.shape == is_terminal.shape) or reward.dim() != 2:
-        raise ValueError(f"gae: reward, value, is_last, is_terminal must all be (B, T+1); got {tuple(reward.shape)}, "
-                         f"{tuple(value.shape)}, {tuple(is_last.shape)}, {tuple(is_terminal.shape)}")
+        raise ValueError(
+            f"gae: reward, value, is_last, is_terminal must all be (B, T+1); got {tuple(reward.shape)}, "
+            f"{tuple(value.shape)}, {tuple(is_last.shape)}, {tuple(is_terminal.shape)}"
+        )
     T = reward.shape[1] - 1
     live = (~is_terminal[:, 1:]).to(value.dtype)  # (B, T)
     carry = (~is_last[:, 1:]).to(value.dtype)
@@ -98,8 +100,17 @@ def gae(reward: Tensor, value: Tensor, is_last: Tensor, is_terminal: Tensor, gam
     return adv, adv + value[:, :-1]
 
 
-def ppo_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, value: Tensor, old_value: Tensor, returns: Tensor,
-             entropy: Tensor, mask: Tensor, cfg: PPOConfig) -> tuple[Tensor, dict[str, Tensor]]:
+def ppo_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    adv: Tensor,
+    value: Tensor,
+    old_value: Tensor,
+    returns: Tensor,
+    entropy: Tensor,
+    mask: Tensor,
+    cfg: PPOConfig,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """The PPO objective on one minibatch; every input (B, T), `mask` (B, T) bool marks the real steps.
 
     Clipped surrogate (PPO eq. 7), value loss (clipped like the policy if cfg.clip_value) and the
@@ -143,7 +154,7 @@ class RewardScale:
 
     def __init__(self, gamma: float, eps: float = 1e-8):
         self.gamma, self.eps = gamma, eps
-        self.ret: np.ndarray | None = None   # (N,) each env's running discounted return
+        self.ret: np.ndarray | None = None  # (N,) each env's running discounted return
         self.count, self.mean, self.var = 1e-4, 0.0, 1.0
 
     def __call__(self, reward: np.ndarray, is_first: np.ndarray) -> np.ndarray:
@@ -177,8 +188,14 @@ class RecurrentActorCritic(nn.Module):
     width from `cfg.width`.
     """
 
-    def __init__(self, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space, backbone: str, cfg: PPOConfig,
-                 wm_config: WorldModelConfig | None = None):
+    def __init__(
+        self,
+        obs_space: gymnasium.spaces.Dict,
+        act_space: gymnasium.Space,
+        backbone: str,
+        cfg: PPOConfig,
+        wm_config: WorldModelConfig | None = None,
+    ):
         super().__init__()
         wm_config = wm_config or WorldModelConfig.preset("tiny")
         self.keys = [k for k in ("vector", "image") if k in obs_space.spaces]
@@ -250,15 +267,15 @@ def index_state(state: State, index) -> State:
 class Rollout:
     """One chunk of `num_envs` sequences (B = num_envs, T = rollout); index t = observation t."""
 
-    obs: dict[str, Tensor]   # (B, T, ...)
-    is_first: Tensor         # (B, T) bool
-    action: Tensor           # (B, T, A) action vectors (ActionCodec layout)
-    logp: Tensor             # (B, T)
-    value: Tensor            # (B, T)
-    advantage: Tensor        # (B, T)
-    returns: Tensor          # (B, T)
-    mask: Tensor             # (B, T) bool: the action reached the env (obs t is not last)
-    state0: State            # the backbone's state before observation 0, (B, ...) each
+    obs: dict[str, Tensor]  # (B, T, ...)
+    is_first: Tensor  # (B, T) bool
+    action: Tensor  # (B, T, A) action vectors (ActionCodec layout)
+    logp: Tensor  # (B, T)
+    value: Tensor  # (B, T)
+    advantage: Tensor  # (B, T)
+    returns: Tensor  # (B, T)
+    mask: Tensor  # (B, T) bool: the action reached the env (obs t is not last)
+    state0: State  # the backbone's state before observation 0, (B, ...) each
 
 
 class PPO:
@@ -268,14 +285,21 @@ class PPO:
     runs the epochs; `act(obs, state)` picks actions for evaluation.
     """
 
-    def __init__(self, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space, backbone: str,
-                 cfg: PPOConfig = PPOConfig(), wm_config: WorldModelConfig | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        obs_space: gymnasium.spaces.Dict,
+        act_space: gymnasium.Space,
+        backbone: str,
+        cfg: PPOConfig = PPOConfig(),
+        wm_config: WorldModelConfig | None = None,
+        device: str | torch.device = "cpu",
+    ):
         self.cfg, self.device = cfg, torch.device(device)
         self.model = RecurrentActorCritic(obs_space, act_space, backbone, cfg, wm_config).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)  # CleanRL's Adam epsilon
         self.reward_scale = RewardScale(cfg.gamma)
-        self._obs = None      # the env's current observation (numpy, batched)
-        self._state = None    # the backbone's state before the current observation
+        self._obs = None  # the env's current observation (numpy, batched)
+        self._state = None  # the backbone's state before the current observation
 
     # ---- 1. collect
     @torch.no_grad()
@@ -288,7 +312,7 @@ class PPO:
         if self._obs is None:
             self._obs, _ = envs.reset(seed=seed)
             self._reward = np.zeros(envs.num_envs, np.float32)  # the reward that came with self._obs
-            self._scaled = self._reward.copy()                     # the same, as the learner sees it
+            self._scaled = self._reward.copy()  # the same, as the learner sees it
             self._state = model.initial_state(envs.num_envs, dev)
             self._trial_return, self._trial_length = np.zeros(envs.num_envs), np.zeros(envs.num_envs, np.int64)
         obs, reward, scaled, state0 = self._obs, self._reward, self._scaled, self._state
@@ -317,9 +341,15 @@ class PPO:
         S = {k: torch.stack(v, 1) for k, v in steps.items() if k != "obs"}  # (B, T[+1], ...)
         adv, ret = gae(S["reward"], S["value"], S["is_last"], S["is_terminal"], cfg.gamma, cfg.gae_lambda)
         rollout = Rollout(
-            obs={k: torch.stack([o[k] for o in steps["obs"]], 1) for k in keys}, is_first=S["is_first"],
-            action=S["action"], logp=S["logp"], value=S["value"][:, :-1], advantage=adv, returns=ret,
-            mask=~S["is_last"][:, :-1], state0=state0,
+            obs={k: torch.stack([o[k] for o in steps["obs"]], 1) for k in keys},
+            is_first=S["is_first"],
+            action=S["action"],
+            logp=S["logp"],
+            value=S["value"][:, :-1],
+            advantage=adv,
+            returns=ret,
+            mask=~S["is_last"][:, :-1],
+            state0=state0,
         )
         return rollout, finished
 
@@ -361,13 +391,22 @@ class PPO:
         model = self.model
         obs = {k: v[idx] for k, v in rollout.obs.items()}
         dist, value, _ = model(obs, rollout.is_first[idx], index_state(rollout.state0, idx))
-        return ppo_loss(dist.log_prob(rollout.action[idx]), rollout.logp[idx], rollout.advantage[idx], value, rollout.value[idx],
-                        rollout.returns[idx], dist.entropy(), rollout.mask[idx], self.cfg)
+        return ppo_loss(
+            dist.log_prob(rollout.action[idx]),
+            rollout.logp[idx],
+            rollout.advantage[idx],
+            value,
+            rollout.value[idx],
+            rollout.returns[idx],
+            dist.entropy(),
+            rollout.mask[idx],
+            self.cfg,
+        )
 
     def update_minibatch(self, rollout: Rollout, idx: Tensor) -> dict[str, Tensor]:
         loss, metrics = self.minibatch_loss(rollout, idx)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"PPO loss is not finite: {({k: float(v) for k, v in metrics.items()})}")
+            raise FloatingPointError(f"PPO loss is not finite: { ({k: float(v) for k, v in metrics.items()}) }")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         metrics["ppo/grad_norm"] = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
@@ -411,9 +450,14 @@ class RecurrentPolicy:
 # ---------------------------------------------------------------------------------------------- the run
 def identity(config) -> dict[str, Any]:
     """What a resume of a PPO run must match: the agent, the environment and the network's shape."""
-    return {"agent": "ppo", "env": config.env, "env_options": dict(config.env_options), "backbone": config.backbone,
-            "wm": dataclasses.asdict(config.wm),
-            "ppo": {"width": config.ppo.width, "hidden": config.ppo.hidden}}
+    return {
+        "agent": "ppo",
+        "env": config.env,
+        "env_options": dict(config.env_options),
+        "backbone": config.backbone,
+        "wm": dataclasses.asdict(config.wm),
+        "ppo": {"width": config.ppo.width, "hidden": config.ppo.hidden},
+    }
 
 
 def build(config, device: torch.device, spaces=None) -> PPO:
@@ -434,10 +478,17 @@ def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None
     from agents import icrl
 
     in_context = config.env.startswith("icrl/")
-    metrics, _ = icrl.evaluate(RecurrentPolicy(ppo), config.env, trials, seed, num_envs=min(8, trials),
-                               out_dir=out_dir if in_context else None, step=step, **config.env_options)
-    summary = {"eval/return": metrics["icrl/trial_return"], "eval/length": metrics["icrl/trial_length"],
-               **(metrics if in_context else {})}
+    metrics, _ = icrl.evaluate(
+        RecurrentPolicy(ppo),
+        config.env,
+        trials,
+        seed,
+        num_envs=min(8, trials),
+        out_dir=out_dir if in_context else None,
+        step=step,
+        **config.env_options,
+    )
+    summary = {"eval/return": metrics["icrl/trial_return"], "eval/length": metrics["icrl/trial_length"], **(metrics if in_context else {})}
     if logger is not None:
         logger.scalars(summary)
         logger.write(step)
@@ -456,8 +507,9 @@ class PPOAgent:
         import envs as memwm_envs
 
         self.config = config
-        self.env = memwm_envs.make_vector(config.env, config.num_envs, seed=training_seed(config.seed, 0),
-                                          asynchronous=config.async_envs, **config.env_options)
+        self.env = memwm_envs.make_vector(
+            config.env, config.num_envs, seed=training_seed(config.seed, 0), asynchronous=config.async_envs, **config.env_options
+        )
         self.learner = build(config, device, (self.env.single_observation_space, self.env.single_action_space))
         self.module = self.learner.model
         self.run_dir = config.run_dir

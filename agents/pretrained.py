@@ -77,8 +77,10 @@ def verify(run_dir: str | Path) -> None:
         if not file.is_file():
             raise ValueError(f"pretrained run {run_dir}: {name} is missing; restore it from git (git checkout -- {file})")
         if sha256(file) != expected:
-            raise ValueError(f"pretrained run {run_dir}: {name} was edited (its sha256 differs from {MANIFEST}); "
-                             f"restore it from git (git checkout -- {file})")
+            raise ValueError(
+                f"pretrained run {run_dir}: {name} was edited (its sha256 differs from {MANIFEST}); "
+                f"restore it from git (git checkout -- {file})"
+            )
 
 
 # A compare backbone's score: its task's probe, the compare's headline number.
@@ -180,15 +182,13 @@ def _write_row(root: Path, row: dict[str, str]) -> None:
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT.parent.parent, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT.parent.parent, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
 
 
-def add(run: Path, name: str, command: str, episodes: int = 16, commit: str = "", root: Path = ROOT,
-        device: str = "cpu") -> Path:
+def add(run: Path, name: str, command: str, episodes: int = 16, commit: str = "", root: Path = ROOT, device: str = "cpu") -> Path:
     """Make the finished run `run` the pretrained run `name`: copy what the commands read, score it, write
     its manifest and README row; returns the new folder.
 
@@ -214,25 +214,38 @@ def add(run: Path, name: str, command: str, episodes: int = 16, commit: str = ""
         files = {p.relative_to(target).as_posix(): sha256(p) for p in sorted(target.rglob("*")) if p.is_file()}
         size = run_bytes(target)
         if size > MAX_RUN_BYTES:
-            raise ValueError(f"run {run} would take {size / 2**20:.1f} MiB as a pretrained run; the limit is "
-                             f"{MAX_RUN_BYTES / 2**20:.0f} MiB (train a smaller preset)")
+            raise ValueError(
+                f"run {run} would take {size / 2**20:.1f} MiB as a pretrained run; the limit is "
+                f"{MAX_RUN_BYTES / 2**20:.0f} MiB (train a smaller preset)"
+            )
         total = sum(run_bytes(p) for p in root.iterdir() if p.is_dir())
         if total > MAX_TOTAL_BYTES:
-            raise ValueError(f"the pretrained runs would take {total / 2**20:.1f} MiB; the limit is "
-                             f"{MAX_TOTAL_BYTES / 2**20:.0f} MiB")
+            raise ValueError(f"the pretrained runs would take {total / 2**20:.1f} MiB; the limit is {MAX_TOTAL_BYTES / 2**20:.0f} MiB")
         score = measure(target, episodes, device)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
     commit = commit or _commit()
-    atomic_write(target / MANIFEST, json.dumps({"files": files, **facts, "command": command, "commit": commit, **score},
-                                               indent=1) + "\n")
+    atomic_write(target / MANIFEST, json.dumps({"files": files, **facts, "command": command, "commit": commit, **score}, indent=1) + "\n")
     value = f"{score['score']:.4g}"
-    _write_row(root, {"name": name, "env": facts["env"], "agent": facts["agent"], "backbone": facts["backbone"],
-                      "score": f"{score['metric']} {value}", "episodes": str(episodes),
-                      "size": f"{run_bytes(target) / 2**20:.2f} MiB", "commit": commit, "command": f"`{command}`"})
-    print(f"pretrained run {target}: {score['metric']} {value} over {episodes} episodes, "
-          f"{run_bytes(target) / 2**20:.2f} MiB, listed in {root / 'README.md'}")
+    _write_row(
+        root,
+        {
+            "name": name,
+            "env": facts["env"],
+            "agent": facts["agent"],
+            "backbone": facts["backbone"],
+            "score": f"{score['metric']} {value}",
+            "episodes": str(episodes),
+            "size": f"{run_bytes(target) / 2**20:.2f} MiB",
+            "commit": commit,
+            "command": f"`{command}`",
+        },
+    )
+    print(
+        f"pretrained run {target}: {score['metric']} {value} over {episodes} episodes, "
+        f"{run_bytes(target) / 2**20:.2f} MiB, listed in {root / 'README.md'}"
+    )
     return target
 
 

@@ -52,8 +52,14 @@ class Replay:
     the replay is the one the checkpoint saw. None: every file is kept and loaded.
     """
 
-    def __init__(self, capacity: int, directory: str | os.PathLike | None = None, seed: int = 0,
-                 log: Callable[[str], None] | None = None, resume_at: int | None = None):
+    def __init__(
+        self,
+        capacity: int,
+        directory: str | os.PathLike | None = None,
+        seed: int = 0,
+        log: Callable[[str], None] | None = None,
+        resume_at: int | None = None,
+    ):
         if capacity < 1:
             raise ValueError(f"replay capacity must be a positive number of steps, got {capacity}")
         self.capacity = int(capacity)
@@ -107,8 +113,9 @@ class Replay:
             self.num_steps -= len(self.episodes.popleft()["reward"])
         self._ends = list(np.cumsum([len(e["reward"]) for e in self.episodes]))
         firsts = [0, *self._ends[:-1]]
-        self._events = np.concatenate([np.flatnonzero((e["reward"] != 0) | e["is_terminal"]) + f
-                                       for e, f in zip(self.episodes, firsts)]).astype(np.int64)
+        self._events = np.concatenate(
+            [np.flatnonzero((e["reward"] != 0) | e["is_terminal"]) + f for e, f in zip(self.episodes, firsts)]
+        ).astype(np.int64)
 
     def _load(self, resume_at: int | None) -> None:
         """Reload the newest episodes (up to capacity) written by an earlier run in the same directory.
@@ -158,8 +165,9 @@ class Replay:
     def __len__(self) -> int:
         return self.num_steps
 
-    def sample(self, batch_size: int, length: int, from_starts: float = 0.0, event_share: float = 0.0,
-               whole_episodes: bool = False) -> dict[str, np.ndarray]:
+    def sample(
+        self, batch_size: int, length: int, from_starts: float = 0.0, event_share: float = 0.0, whole_episodes: bool = False
+    ) -> dict[str, np.ndarray]:
         """A batch of windows: dict of (batch_size, length, ...) arrays; is_first marks every episode start inside.
 
         from_starts: the share of the windows (drawn per window) that begin at an episode's first step,

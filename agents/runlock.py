@@ -74,8 +74,9 @@ def acquire(run_dir: str | os.PathLike, log: Callable[[str], None] | None = None
         os.close(fd)
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        raise RunLocked(f"run {run_dir} is in use by {holder or 'another process'} ({path}); "
-                        f"wait for it to finish, stop it, or use another --run") from None
+        raise RunLocked(
+            f"run {run_dir} is in use by {holder or 'another process'} ({path}); wait for it to finish, stop it, or use another --run"
+        ) from None
     previous = _read(fd)
     if previous:
         if not _HOLDER.match(previous):

@@ -51,8 +51,13 @@ def build_agent(config: TrainConfig, device: torch.device, spaces=None) -> tuple
 
 def identity(config: TrainConfig) -> dict:
     """What a resume of a Dreamer run must match: the environment and the model."""
-    return {"agent": "dreamer", "env": config.env, "env_options": dict(config.env_options), "backbone": config.backbone,
-            "wm": dataclasses.asdict(config.wm)}
+    return {
+        "agent": "dreamer",
+        "env": config.env,
+        "env_options": dict(config.env_options),
+        "backbone": config.backbone,
+        "wm": dataclasses.asdict(config.wm),
+    }
 
 
 def latest_checkpoint(run_dir: str | os.PathLike, device: torch.device) -> tuple[dict, Path]:
@@ -69,8 +74,10 @@ def find_model_file(run: Path) -> Path:
     if run.is_file():
         return run
     if not run.is_dir():
-        raise ValueError(f"run {str(run)!r} does not exist; expected a `memwm train` run folder, a "
-                         f"`memwm compare` backbone folder (with model.pt) or a model file")
+        raise ValueError(
+            f"run {str(run)!r} does not exist; expected a `memwm train` run folder, a "
+            f"`memwm compare` backbone folder (with model.pt) or a model file"
+        )
     pretrained.verify(run)
     if (run / "model.pt").is_file():
         return run / "model.pt"
@@ -92,19 +99,31 @@ def _checkpoint_world_model(raw: dict, path: Path) -> dict:
     from its environment, made with the run's env options."""
     identity, agent = raw.get("identity"), raw.get("agent")
     if not (isinstance(identity, dict) and isinstance(agent, dict) and {"env", "backbone", "wm"} <= set(identity)):
-        raise ValueError(f"{path} is neither a memwm world-model file (format {WORLD_MODEL_FORMAT!r}) nor a "
-                         f"`memwm train` checkpoint (identity + agent); its top-level keys are {sorted(raw)[:12]}")
+        raise ValueError(
+            f"{path} is neither a memwm world-model file (format {WORLD_MODEL_FORMAT!r}) nor a "
+            f"`memwm train` checkpoint (identity + agent); its top-level keys are {sorted(raw)[:12]}"
+        )
     if identity.get("agent", "dreamer") != "dreamer":
-        raise ValueError(f"{path} is a run of agent {identity['agent']!r}, which learns no world model; "
-                         f"imagine needs a Dreamer run or a compare backbone")
+        raise ValueError(
+            f"{path} is a run of agent {identity['agent']!r}, which learns no world model; "
+            f"imagine needs a Dreamer run or a compare backbone"
+        )
     config_path = run_folder(path) / "config.yaml"
     options = (load_yaml(config_path).get("env_options") or {}) if config_path.exists() else dict(identity.get("env_options") or {})
     env = envs.make(identity["env"], **options)
     obs_space, act_space = model_obs_space(env.observation_space), env.action_space
     env.close()
-    state_dict = {k[len("wm."):]: v for k, v in agent.items() if k.startswith("wm.")}
-    return {**raw, "backbone": identity["backbone"], "config": identity["wm"], "env": identity["env"],
-            "env_options": options, "obs_space": obs_space, "act_space": act_space, "state_dict": state_dict}
+    state_dict = {k[len("wm.") :]: v for k, v in agent.items() if k.startswith("wm.")}
+    return {
+        **raw,
+        "backbone": identity["backbone"],
+        "config": identity["wm"],
+        "env": identity["env"],
+        "env_options": options,
+        "obs_space": obs_space,
+        "act_space": act_space,
+        "state_dict": state_dict,
+    }
 
 
 def load_run_world_model(run: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
@@ -118,8 +137,10 @@ def load_run_world_model(run: str | os.PathLike, device: torch.device | str = "c
 def load_run_policy(loaded: LoadedModel, device: torch.device) -> Callable[[Tensor], Tensor]:
     """The trained actor of the Dreamer run `loaded` came from: features (N, F) -> actions (N, A), its mode."""
     if loaded.payload.get("format") == WORLD_MODEL_FORMAT:
-        raise ValueError(f"{loaded.path} holds no policy (a `memwm compare` model is trained without one); "
-                         f"imagine with the episodes' actions (drop --policy) or pass a `memwm train` run")
+        raise ValueError(
+            f"{loaded.path} holds no policy (a `memwm compare` model is trained without one); "
+            f"imagine with the episodes' actions (drop --policy) or pass a `memwm train` run"
+        )
     config = load_run_config(run_folder(loaded.path))
     agent, _ = build_agent(config, device, (loaded.obs_space, loaded.act_space))
     agent.load_state_dict(loaded.payload["agent"])

@@ -44,8 +44,13 @@ class DreamerAgent:
     def __init__(self, config: TrainConfig, device: torch.device, run_dir):
         self.config, self.device = config, device
         # unknown ids and options fail here, before any file is written
-        self.env = distributed.parallel_envs(config.env, config.num_envs, seed=training_seed(config.seed, distributed.rank_seed(0)),
-                                             asynchronous=config.async_envs, **config.env_options)
+        self.env = distributed.parallel_envs(
+            config.env,
+            config.num_envs,
+            seed=training_seed(config.seed, distributed.rank_seed(0)),
+            asynchronous=config.async_envs,
+            **config.env_options,
+        )
         spaces = (self.env.single_observation_space, self.env.single_action_space)
         self.learner, (self.obs_space, _) = build_agent(config, device, spaces)
         self.module = self.learner
@@ -82,8 +87,9 @@ class DreamerAgent:
         """One step of every environment: the world model resets the rows whose is_first is set."""
         n, obs = self.config.num_envs, self.obs
         flags = {k: np.asarray(obs[k], bool) for k in FLAGS}
-        action, self.state = self.learner.policy(self.state, obs_to_torch(obs, self.device), self.prev_action,
-                                                 torch.as_tensor(flags["is_first"], device=self.device))
+        action, self.state = self.learner.policy(
+            self.state, obs_to_torch(obs, self.device), self.prev_action, torch.as_tensor(flags["is_first"], device=self.device)
+        )
         if counters["step"] < self.config.prefill:
             action = torch.as_tensor(self.codec.random(n, self.rng), device=self.device)
         action_np = action.cpu().numpy()
@@ -109,13 +115,19 @@ class DreamerAgent:
         owed = int(trained * cfg.train_ratio / (cfg.batch_size * cfg.seq_len)) + 1 - counters["updates"]
         metrics = None
         for _ in range(owed):
-            batch = to_torch(self.replay.sample(cfg.batch_size, cfg.seq_len, cfg.replay_from_starts, cfg.replay_event_share,
-                                                cfg.replay_whole_episodes), self.device)
+            batch = to_torch(
+                self.replay.sample(cfg.batch_size, cfg.seq_len, cfg.replay_from_starts, cfg.replay_event_share, cfg.replay_whole_episodes),
+                self.device,
+            )
             metrics = self.learner.update(batch)
         if metrics is None:
             return 0, None
-        return owed, {**{f"train/{k}": v for k, v in metrics.items()}, "replay/steps": len(self.replay),
-                      "replay/episodes": self.replay.num_episodes, "replay/skipped_files": self.replay.skipped_files}
+        return owed, {
+            **{f"train/{k}": v for k, v in metrics.items()},
+            "replay/steps": len(self.replay),
+            "replay/episodes": self.replay.num_episodes,
+            "replay/skipped_files": self.replay.skipped_files,
+        }
 
     def evaluate(self, episodes: int, seed: int, step: int, logger) -> dict[str, float]:
         cfg = self.config
@@ -126,8 +138,15 @@ class DreamerAgent:
         if cfg.env.startswith("icrl/"):  # return by episode index, gain, bandit regret, PNG
             from agents import icrl
 
-            metrics, _ = icrl.evaluate(icrl.DreamerPolicy(self.learner, self.device), cfg.env, episodes, seed,
-                                       out_dir=self.run_dir / "icrl", step=step, **cfg.env_options)
+            metrics, _ = icrl.evaluate(
+                icrl.DreamerPolicy(self.learner, self.device),
+                cfg.env,
+                episodes,
+                seed,
+                out_dir=self.run_dir / "icrl",
+                step=step,
+                **cfg.env_options,
+            )
             summary.update(metrics)
         return summary
 
@@ -137,8 +156,9 @@ class DreamerAgent:
         its figure over time for every run, and its video for image observations."""
         cfg = self.config
         if "image" in self.obs_space.spaces:
-            result = run_episodes(self.learner, cfg.env, cfg.env_options, min(4, cfg.eval_episodes), seed=seed,
-                                  device=self.device, record=4)
+            result = run_episodes(
+                self.learner, cfg.env, cfg.env_options, min(4, cfg.eval_episodes), seed=seed, device=self.device, record=4
+            )
             if result.frames:
                 logger.video("eval/policy", result.video(), step)
         if len(self.replay) >= cfg.seq_len:
@@ -150,8 +170,11 @@ class DreamerAgent:
             write_imagination(self.learner.wm, to_torch(replayed, self.device), context, L - context, logger, step, sample=True)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"agent": self.learner.state_dict(), "optimisers": self.learner.optimiser_state(),
-                 "action_rng": self.rng.bit_generator.state}
+        state = {
+            "agent": self.learner.state_dict(),
+            "optimisers": self.learner.optimiser_state(),
+            "action_rng": self.rng.bit_generator.state,
+        }
         if self.replay is not None:
             state["replay_rng"] = self.replay.rng.bit_generator.state
             state["replay_episodes"] = self.replay.num_episodes
@@ -183,17 +206,30 @@ class _InfoView:
         self.info = info
 
     def row(self, i: int) -> dict:
-        return {k: v[i] for k, v in self.info.items()
-                if not k.startswith("_") and isinstance(v, np.ndarray) and len(v) > i and self.info.get("_" + k, np.ones(i + 1, bool))[i]}
+        return {
+            k: v[i]
+            for k, v in self.info.items()
+            if not k.startswith("_") and isinstance(v, np.ndarray) and len(v) > i and self.info.get("_" + k, np.ones(i + 1, bool))[i]
+        }
 
 
 # ---------------------------------------------------------------------- the run
 def loop_config(config: TrainConfig, **overrides) -> LoopConfig:
     """The loop's cadences of a TrainConfig."""
-    return LoopConfig(steps=config.steps, checkpoint_every=config.checkpoint_every, log_every=config.log_every,
-                      eval_every=config.eval_every, eval_episodes=config.eval_episodes, video_every=config.video_every,
-                      minutes=config.minutes, seed=config.seed, tensorboard=config.tensorboard,
-                      exact_resume=config.exact_resume, desc=config.run_dir.name, **overrides)
+    return LoopConfig(
+        steps=config.steps,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        eval_every=config.eval_every,
+        eval_episodes=config.eval_episodes,
+        video_every=config.video_every,
+        minutes=config.minutes,
+        seed=config.seed,
+        tensorboard=config.tensorboard,
+        exact_resume=config.exact_resume,
+        desc=config.run_dir.name,
+        **overrides,
+    )
 
 
 def build(given: TrainConfig) -> Loop:

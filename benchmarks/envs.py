@@ -61,8 +61,12 @@ def time_env(env_id: str, rounds: int, seconds: float, max_steps: int) -> dict:
                 env.reset()
         rates.append(steps / (time.perf_counter() - start))
     env.close()
-    return {"steps_per_s": round(statistics.median(rates), 1), "rounds": [round(r, 1) for r in rates],
-            "first_reset_s": round(first_reset, 3), "description": envs.describe(env_id)}
+    return {
+        "steps_per_s": round(statistics.median(rates), 1),
+        "rounds": [round(r, 1) for r in rates],
+        "first_reset_s": round(first_reset, 3),
+        "description": envs.describe(env_id),
+    }
 
 
 def main(args: Args) -> dict:

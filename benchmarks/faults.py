@@ -46,17 +46,38 @@ from benchmarks import record
 
 @dataclass
 class Args:
-    kills: int = 6                       # SIGKILLs, cycling through random moment, mid-checkpoint, mid-replay-write
+    kills: int = 6  # SIGKILLs, cycling through random moment, mid-checkpoint, mid-replay-write
     env: str = "memory/distracting-16"
     backbone: str = "rssm"
-    steps: int = 1200                    # env steps of the killed run
+    steps: int = 1200  # env steps of the killed run
     checkpoint_every: int = 200
     seed: int = 0
-    workdir: str = ""                    # where the runs go ("" = a temporary folder, removed at the end)
+    workdir: str = ""  # where the runs go ("" = a temporary folder, removed at the end)
 
 
-TINY = ["--preset", "tiny", "--num-envs", "1", "--prefill", "60", "--batch-size", "2", "--seq-len", "8", "--train-ratio", "2",
-        "--eval-every", "0", "--eval-episodes", "1", "--video-every", "-1", "--no-tensorboard", "--threads", "1"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--num-envs",
+    "1",
+    "--prefill",
+    "60",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "8",
+    "--train-ratio",
+    "2",
+    "--eval-every",
+    "0",
+    "--eval-episodes",
+    "1",
+    "--video-every",
+    "-1",
+    "--no-tensorboard",
+    "--threads",
+    "1",
+]
 
 # The child: `memwm train` with a fault armed. MODE "checkpoint" or "replay" makes the `at`-th write of that
 # kind write half of its bytes into the temporary file and SIGKILL the process there.
@@ -86,19 +107,59 @@ CHILD = textwrap.dedent("""
 
 
 def train(run: Path, args: Args, steps: int, fault: str = "none", at: int = 0, timeout: float = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", CHILD, fault, str(at), "--env", args.env, "--backbone", args.backbone, "--run", str(run),
-           "--steps", str(steps), "--checkpoint-every", str(args.checkpoint_every), "--seed", str(args.seed),
-           "--log-every", "1", *TINY]
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        fault,
+        str(at),
+        "--env",
+        args.env,
+        "--backbone",
+        args.backbone,
+        "--run",
+        str(run),
+        "--steps",
+        str(steps),
+        "--checkpoint-every",
+        str(args.checkpoint_every),
+        "--seed",
+        str(args.seed),
+        "--log-every",
+        "1",
+        *TINY,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=record.REPO)
 
 
 def start(run: Path, args: Args, steps: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", CHILD, "none", "0", "--env", args.env, "--backbone", args.backbone, "--run", str(run),
-           "--steps", str(steps), "--checkpoint-every", str(args.checkpoint_every), "--seed", str(args.seed), "--log-every", "1", *TINY]
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        "none",
+        "0",
+        "--env",
+        args.env,
+        "--backbone",
+        args.backbone,
+        "--run",
+        str(run),
+        "--steps",
+        str(steps),
+        "--checkpoint-every",
+        str(args.checkpoint_every),
+        "--seed",
+        str(args.seed),
+        "--log-every",
+        "1",
+        *TINY,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=record.REPO)
 
 
 # ---------------------------------------------------------------------------------------- the run folder
+
 
 def checkpoint_step(run: Path) -> int:
     """The step a resume starts from: the newest loadable checkpoint's (0 without one)."""
@@ -168,6 +229,7 @@ def has_traceback(stderr: str) -> bool:
 
 # ---------------------------------------------------------------------------------------- scenarios
 
+
 def kills(root: Path, args: Args, rng: random.Random) -> dict:
     run = root / "killed"
     moments = ["random", "mid-checkpoint", "mid-replay-write"]
@@ -186,19 +248,39 @@ def kills(root: Path, args: Args, rng: random.Random) -> dict:
             at = rng.randint(1, 3) if fault == "checkpoint" else rng.randint(3, 30)
             stderr = train(run, args, args.steps, fault, at).stderr
         reached, resume_from = reached_step(run, records_before, before), checkpoint_step(run)
-        events.append({"moment": moment, "reached": reached, "resumes_from": resume_from, "previous_checkpoint": before,
-                       "steps_lost": max(0, reached - resume_from), "unparsable": unparsable(run),
-                       "temporary_files": len(list(run.rglob("*.tmp"))), "traceback": has_traceback(stderr)})
-        print(f"  kill {k + 1} ({moment}): reached step {reached}, resumes from {resume_from}, "
-              f"unparsable files {events[-1]['unparsable'] or 'none'}", flush=True)
+        events.append(
+            {
+                "moment": moment,
+                "reached": reached,
+                "resumes_from": resume_from,
+                "previous_checkpoint": before,
+                "steps_lost": max(0, reached - resume_from),
+                "unparsable": unparsable(run),
+                "temporary_files": len(list(run.rglob("*.tmp"))),
+                "traceback": has_traceback(stderr),
+            }
+        )
+        print(
+            f"  kill {k + 1} ({moment}): reached step {reached}, resumes from {resume_from}, "
+            f"unparsable files {events[-1]['unparsable'] or 'none'}",
+            flush=True,
+        )
     final = train(run, args, args.steps)
     finished = final.returncode == 0 and checkpoint_step(run) == args.steps and not list(run.rglob("*.tmp"))
     lost = [e["steps_lost"] for e in events]
-    return {"kills": len(events), "survived": sum(not e["unparsable"] and not e["traceback"] for e in events) if finished else 0,
-            "steps_lost": lost, "steps_lost_mean": float(np.mean(lost)) if lost else 0.0, "steps_lost_max": max(lost, default=0),
-            "checkpoint_every": args.checkpoint_every, "runs_finished": int(finished), "final_returncode": final.returncode,
-            "files_skipped": skipped_files(final.stderr), "events": events,
-            "final_error": "" if final.returncode == 0 else one_line(final.stderr)}
+    return {
+        "kills": len(events),
+        "survived": sum(not e["unparsable"] and not e["traceback"] for e in events) if finished else 0,
+        "steps_lost": lost,
+        "steps_lost_mean": float(np.mean(lost)) if lost else 0.0,
+        "steps_lost_max": max(lost, default=0),
+        "checkpoint_every": args.checkpoint_every,
+        "runs_finished": int(finished),
+        "final_returncode": final.returncode,
+        "files_skipped": skipped_files(final.stderr),
+        "events": events,
+        "final_error": "" if final.returncode == 0 else one_line(final.stderr),
+    }
 
 
 def damaged(root: Path, args: Args, rng: random.Random) -> dict:
@@ -234,9 +316,14 @@ def damaged(root: Path, args: Args, rng: random.Random) -> dict:
         error = "" if resumed.returncode == 0 else one_line(resumed.stderr)
         # a file that holds the run's settings cannot be guessed: the expected outcome is a one-line error naming it
         refused = resumed.returncode == 2 and error.startswith("memwm train: error: ") and not has_traceback(resumed.stderr)
-        rows[kind] = {"runs_finished": int(finished), "one_line_error": refused, "files_skipped": skipped_files(resumed.stderr),
-                      "fell_back": "falling back to" in resumed.stderr, "traceback": has_traceback(resumed.stderr),
-                      "error": error}
+        rows[kind] = {
+            "runs_finished": int(finished),
+            "one_line_error": refused,
+            "files_skipped": skipped_files(resumed.stderr),
+            "fell_back": "falling back to" in resumed.stderr,
+            "traceback": has_traceback(resumed.stderr),
+            "error": error,
+        }
         outcome = "finished" if finished else ("one-line error: " + error if refused else "FAILED " + error)
         print(f"  {kind}: {outcome}, files skipped {rows[kind]['files_skipped']}", flush=True)
     return rows
@@ -262,8 +349,13 @@ def second_writer(root: Path, args: Args) -> dict:
         first.send_signal(signal.SIGKILL)
         first.wait()
     print(f"  second writer: exit {second.returncode}: {message}", flush=True)
-    return {"refused": refused, "returncode": second.returncode, "message": message, "files_before": before,
-            "first_still_running": first.returncode == -signal.SIGKILL}
+    return {
+        "refused": refused,
+        "returncode": second.returncode,
+        "message": message,
+        "files_before": before,
+        "first_still_running": first.returncode == -signal.SIGKILL,
+    }
 
 
 def full_disk(root: Path, args: Args) -> dict:
@@ -281,13 +373,22 @@ def full_disk(root: Path, args: Args) -> dict:
         message = one_line(result.stderr)
         leftovers = sorted(str(p.relative_to(run)) for p in run.rglob("*.tmp"))
         step = checkpoint_step(run)
-        row = {"returncode": result.returncode, "message": message, "one_line_error": "disk is full" in message and not has_traceback(result.stderr),
-               "unparsable": unparsable(run), "temporary_files_left": leftovers, "last_checkpoint_loads": step > 0,
-               "last_checkpoint_step": step, "tmpfs_mib": size_mb}
+        row = {
+            "returncode": result.returncode,
+            "message": message,
+            "one_line_error": "disk is full" in message and not has_traceback(result.stderr),
+            "unparsable": unparsable(run),
+            "temporary_files_left": leftovers,
+            "last_checkpoint_loads": step > 0,
+            "last_checkpoint_step": step,
+            "tmpfs_mib": size_mb,
+        }
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
-    print(f"  full disk: exit {row['returncode']}: {message}; last checkpoint step {step}, unparsable {row['unparsable'] or 'none'}",
-          flush=True)
+    print(
+        f"  full disk: exit {row['returncode']}: {message}; last checkpoint step {step}, unparsable {row['unparsable'] or 'none'}",
+        flush=True,
+    )
     return row
 
 
@@ -316,12 +417,18 @@ def main(args: Args) -> Path:
 
 def table(payload: dict) -> str:
     k = payload["kills"]
-    lines = ["| scenario | kills survived | steps lost per kill (interval) | files skipped | runs finished |", "| --- | --- | --- | --- | --- |",
-             f"| SIGKILL x{k['kills']} (random, mid-checkpoint, mid-replay-write) | {k['survived']}/{k['kills']} | "
-             f"mean {k['steps_lost_mean']:.0f}, max {k['steps_lost_max']} ({k['checkpoint_every']}) | {k['files_skipped']} | {k['runs_finished']}/1 |"]
+    lines = [
+        "| scenario | kills survived | steps lost per kill (interval) | files skipped | runs finished |",
+        "| --- | --- | --- | --- | --- |",
+        f"| SIGKILL x{k['kills']} (random, mid-checkpoint, mid-replay-write) | {k['survived']}/{k['kills']} | "
+        f"mean {k['steps_lost_mean']:.0f}, max {k['steps_lost_max']} ({k['checkpoint_every']}) "
+        f"| {k['files_skipped']} | {k['runs_finished']}/1 |",
+    ]
     for kind, row in payload["damaged"].items():
         if isinstance(row, dict):
-            finished = f"{row['runs_finished']}/1" + ("" if row["runs_finished"] else " (one-line error, exit 2)" if row["one_line_error"] else " (FAILED)")
+            finished = f"{row['runs_finished']}/1" + (
+                "" if row["runs_finished"] else " (one-line error, exit 2)" if row["one_line_error"] else " (FAILED)"
+            )
             lines.append(f"| {kind} | - | - | {row['files_skipped']} | {finished} |")
     w = payload["second_writer"]
     lines.append(f"| second writer | - | - | - | refused (exit {w['returncode']}): {'yes' if w['refused'] else 'NO'} |")
@@ -330,8 +437,10 @@ def table(payload: dict) -> str:
         lines.append(f"| full disk | skipped: {d['skipped']} | | | |")
     else:
         ok = d["one_line_error"] and not d["unparsable"] and not d["temporary_files_left"] and d["last_checkpoint_loads"]
-        lines.append(f"| full disk ({d['tmpfs_mib']} MiB tmpfs) | - | - | - | stopped with one line, last checkpoint "
-                     f"(step {d['last_checkpoint_step']}) loads: {'yes' if ok else 'NO'} |")
+        lines.append(
+            f"| full disk ({d['tmpfs_mib']} MiB tmpfs) | - | - | - | stopped with one line, last checkpoint "
+            f"(step {d['last_checkpoint_step']}) loads: {'yes' if ok else 'NO'} |"
+        )
     return "\n".join(lines)
 
 

@@ -36,9 +36,9 @@ from benchmarks import record
 @dataclass(frozen=True)
 class Task:
     env: str
-    metric: str      # "success" (goal tasks) or "return"
-    bar: float       # the score to reach ...
-    minutes: float   # ... within this many minutes of training (the default budget)
+    metric: str  # "success" (goal tasks) or "return"
+    bar: float  # the score to reach ...
+    minutes: float  # ... within this many minutes of training (the default budget)
 
 
 # What `memwm train --env ID` must reach within its minutes of one CPU thread (the bar), per task.
@@ -87,13 +87,44 @@ def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path, fla
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     slug = "".join(c if c.isalnum() else "-" for c in flags).strip("-")
     run_dir = runs / "-".join(filter(None, (name, backbone, slug, str(seed), stamp)))
-    cmd = [sys.executable, "-m", "agents.cli", "train", "--env", task.env, "--backbone", backbone, "--seed", str(seed),
-           "--minutes", f"{minutes:g}", "--steps", "10000000", "--threads", "1", "--run", str(run_dir), *flags.split()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "train",
+        "--env",
+        task.env,
+        "--backbone",
+        backbone,
+        "--seed",
+        str(seed),
+        "--minutes",
+        f"{minutes:g}",
+        "--steps",
+        "10000000",
+        "--threads",
+        "1",
+        "--run",
+        str(run_dir),
+        *flags.split(),
+    ]
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir.with_name(run_dir.name + ".log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    proc.memwm = {"task": name, "backbone": backbone, "flags": flags, "seed": seed, "run_dir": run_dir, "cmd": cmd, "start": time.time(),
-                  "started": record.start(), "minutes": minutes, "loads": [], "stamps": {}, "log": log}
+    proc.memwm = {
+        "task": name,
+        "backbone": backbone,
+        "flags": flags,
+        "seed": seed,
+        "run_dir": run_dir,
+        "cmd": cmd,
+        "start": time.time(),
+        "started": record.start(),
+        "minutes": minutes,
+        "loads": [],
+        "stamps": {},
+        "log": log,
+    }
     return proc
 
 
@@ -112,20 +143,35 @@ def write(proc: subprocess.Popen) -> Path:
     watch(proc)
     info = proc.memwm
     task = TASKS[info["task"]]
-    evals = [{"step": r["step"], "minutes": info["stamps"].get(r["step"]), "return": r["eval/return"], "success": r.get("eval/success")}
-             for r in read_jsonl(info["run_dir"] / "metrics.jsonl") if "eval/return" in r]
+    evals = [
+        {"step": r["step"], "minutes": info["stamps"].get(r["step"]), "return": r["eval/return"], "success": r.get("eval/success")}
+        for r in read_jsonl(info["run_dir"] / "metrics.jsonl")
+        if "eval/return" in r
+    ]
     scores = [e[task.metric] for e in evals if e[task.metric] is not None]
-    within = [e[task.metric] for e in evals if e[task.metric] is not None and e["minutes"] is not None and e["minutes"] <= task.minutes + 0.5]
+    within = [
+        e[task.metric] for e in evals if e[task.metric] is not None and e["minutes"] is not None and e["minutes"] <= task.minutes + 0.5
+    ]
     reached = next((e for e in evals if e[task.metric] is not None and e[task.metric] >= task.bar), None)
     updates = [r["train/updates"] for r in read_jsonl(info["run_dir"] / "metrics.jsonl") if "train/updates" in r]
     payload = {
-        "task": info["task"], "env": task.env, "backbone": info["backbone"], "flags": info["flags"], "seed": info["seed"], "metric": task.metric,
-        "bar": task.bar, "bar_minutes": task.minutes, "budget_minutes": info["minutes"],
-        "run_command": "memwm " + " ".join(info["cmd"][3:]), "exit_code": proc.returncode,
+        "task": info["task"],
+        "env": task.env,
+        "backbone": info["backbone"],
+        "flags": info["flags"],
+        "seed": info["seed"],
+        "metric": task.metric,
+        "bar": task.bar,
+        "bar_minutes": task.minutes,
+        "budget_minutes": info["minutes"],
+        "run_command": "memwm " + " ".join(info["cmd"][3:]),
+        "exit_code": proc.returncode,
         "stopped_by": "budget" if proc.returncode == 0 else "failure",
-        "wall_minutes": round((time.time() - info["start"]) / 60, 2), "load_average_during": info["loads"],
+        "wall_minutes": round((time.time() - info["start"]) / 60, 2),
+        "load_average_during": info["loads"],
         "updates": int(updates[-1]) if updates else 0,
-        "final": scores[-1] if scores else None, "best": max(scores) if scores else None,
+        "final": scores[-1] if scores else None,
+        "best": max(scores) if scores else None,
         "best_within_bar_minutes": max(within) if within else None,
         "reached_bar": None if reached is None else {"step": reached["step"], "minutes": reached["minutes"]},
         "met": reached is not None and reached["minutes"] is not None and reached["minutes"] <= task.minutes + 0.5,
@@ -137,8 +183,10 @@ def write(proc: subprocess.Popen) -> Path:
 
 def load_results(name: str) -> list[dict]:
     """Every run of task `name`, oldest first: the records' payloads with their commit."""
-    return [{**r["payload"], "commit": (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")}
-            for r in record.all_runs(f"learning-{name}")]
+    return [
+        {**r["payload"], "commit": (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")}
+        for r in record.all_runs(f"learning-{name}")
+    ]
 
 
 def variant(r: dict) -> str:
@@ -180,7 +228,7 @@ def plot(name: str, results: list[dict]) -> Path | None:
                 continue
             grid = np.linspace(0, min(c[-1][0] for c in curves), 50)
             ys = np.stack([np.interp(grid, *zip(*c)) for c in curves])
-            line, = ax.plot(grid, ys.mean(0), label=f"{backbone} ({len(curves)} seeds)")
+            (line,) = ax.plot(grid, ys.mean(0), label=f"{backbone} ({len(curves)} seeds)")
             ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
     for ax, label in zip(axes, ("env steps", "minutes of training (one CPU thread)")):
         ax.axhline(task.bar, color="grey", ls="--", lw=1)
@@ -203,10 +251,12 @@ def table(name: str, results: list[dict]) -> None:
     for backbone in sorted({variant(r) for r in results}):
         runs = sorted((r for r in results if variant(r) == backbone), key=lambda r: r["seed"])
         finals = [r["best_within_bar_minutes"] for r in runs if r["best_within_bar_minutes"] is not None]
-        print(f"{name:<20} {backbone:<28} seeds {','.join(str(r['seed']) for r in runs):<8} "
-              f"best {task.metric} within {task.minutes:g} min: mean {fmt(sum(finals) / len(finals) if finals else None)} "
-              f"worst {fmt(min(finals) if finals else None)}; met {sum(r['met'] for r in runs)}/{len(runs)} "
-              f"(bar {task.bar:g}; commit {runs[-1]['commit']})")
+        print(
+            f"{name:<20} {backbone:<28} seeds {','.join(str(r['seed']) for r in runs):<8} "
+            f"best {task.metric} within {task.minutes:g} min: mean {fmt(sum(finals) / len(finals) if finals else None)} "
+            f"worst {fmt(min(finals) if finals else None)}; met {sum(r['met'] for r in runs)}/{len(runs)} "
+            f"(bar {task.bar:g}; commit {runs[-1]['commit']})"
+        )
 
 
 def main(args: Args) -> None:

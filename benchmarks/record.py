@@ -59,8 +59,7 @@ def start() -> Start:
     return Start()
 
 
-def write_result(name: str, payload: dict, *, started: Start | None = None, device: str | None = None,
-                 results: Path = RESULTS) -> Path:
+def write_result(name: str, payload: dict, *, started: Start | None = None, device: str | None = None, results: Path = RESULTS) -> Path:
     """Writes a new record of benchmark `name` holding `payload` (JSON-serialisable); returns its path.
 
     `started` defaults to when this module was imported (the start of a benchmark's process);
@@ -73,10 +72,16 @@ def write_result(name: str, payload: dict, *, started: Start | None = None, devi
     end = time.time()
     commit, dirty = git_state()
     record = {
-        "name": name, "commit": commit, "dirty": dirty,
-        "command": shlex.join(getattr(sys, "orig_argv", [sys.executable] + sys.argv)), "argv": list(sys.argv),
-        "machine": machine(), "device": device or _default_device(),
-        "start": _iso(started.time), "end": _iso(end), "seconds": round(end - started.time, 3),
+        "name": name,
+        "commit": commit,
+        "dirty": dirty,
+        "command": shlex.join(getattr(sys, "orig_argv", [sys.executable] + sys.argv)),
+        "argv": list(sys.argv),
+        "machine": machine(),
+        "device": device or _default_device(),
+        "start": _iso(started.time),
+        "end": _iso(end),
+        "seconds": round(end - started.time, 3),
         "load": {"before": list(started.load), "after": list(_load())},
         "payload": payload,
     }
@@ -115,8 +120,9 @@ def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
         if head.returncode != 0:
             return None, None
-        status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=60)
+        status = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None, None
     return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
@@ -124,8 +130,14 @@ def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
 
 def machine() -> dict:
     """The machine a result was measured on: platform, CPU model and cores, Python, torch and GPU."""
-    out = {"platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-           "python": platform.python_version(), "torch": None, "gpu": None}
+    out = {
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": None,
+        "gpu": None,
+    }
     try:
         import torch
     except ImportError:

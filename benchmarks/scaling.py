@@ -47,8 +47,17 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     device = distributed.init(torch.device("cpu"))
-    config = resolve(TrainConfig(env=args.env, backbone=args.backbone, preset="tiny", num_envs=args.num_envs,
-                                 batch_size=args.batch_size, seq_len=args.seq_len, async_envs=args.async_envs))
+    config = resolve(
+        TrainConfig(
+            env=args.env,
+            backbone=args.backbone,
+            preset="tiny",
+            num_envs=args.num_envs,
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            async_envs=args.async_envs,
+        )
+    )
     torch.manual_seed(0)
     env = distributed.parallel_envs(config.env, config.num_envs, seed=distributed.rank_seed(0), asynchronous=config.async_envs)
     agent, (obs_space, _) = build_agent(config, device, (env.single_observation_space, env.single_action_space))
@@ -99,11 +108,13 @@ def worker(args: argparse.Namespace) -> None:
     if distributed.is_main():
         act_s, upd_s = statistics.median(act_times), statistics.median(update_times)
         result = {
-            "processes": world, "threads": args.threads,
+            "processes": world,
+            "threads": args.threads,
             "env_steps_per_s": world * n * args.act_steps / act_s,
             "grad_steps_per_s": args.updates / upd_s,
             "replayed_steps_per_s": world * config.batch_size * config.seq_len * args.updates / upd_s,
-            "act_seconds": act_times, "update_seconds": update_times,
+            "act_seconds": act_times,
+            "update_seconds": update_times,
         }
         Path(args.out).write_text(json.dumps(result))
 
@@ -117,9 +128,24 @@ def _free_port() -> int:
 def run_config(procs: int, threads: int, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port", str(_free_port()),
-               "-m", "benchmarks.scaling", "--", "--worker", "--out", str(out), "--threads", str(threads),
-               *_shared_flags(args)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(procs),
+            "--master-port",
+            str(_free_port()),
+            "-m",
+            "benchmarks.scaling",
+            "--",
+            "--worker",
+            "--out",
+            str(out),
+            "--threads",
+            str(threads),
+            *_shared_flags(args),
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -128,20 +154,36 @@ def run_config(procs: int, threads: int, args: argparse.Namespace) -> dict:
 
 
 def _shared_flags(args: argparse.Namespace) -> list[str]:
-    flags = ["--env", args.env, "--backbone", args.backbone, "--num-envs", str(args.num_envs), "--batch-size", str(args.batch_size),
-             "--seq-len", str(args.seq_len), "--act-steps", str(args.act_steps), "--updates", str(args.updates),
-             "--repeats", str(args.repeats)]
+    flags = [
+        "--env",
+        args.env,
+        "--backbone",
+        args.backbone,
+        "--num-envs",
+        str(args.num_envs),
+        "--batch-size",
+        str(args.batch_size),
+        "--seq-len",
+        str(args.seq_len),
+        "--act-steps",
+        str(args.act_steps),
+        "--updates",
+        str(args.updates),
+        "--repeats",
+        str(args.repeats),
+    ]
     return flags + (["--async-envs"] if args.async_envs else [])
 
 
 def table(rows: list[dict]) -> str:
     base = rows[0]
-    lines = ["| processes x threads | env steps/s | vs 1x1 | gradient steps/s | replayed steps/s | vs 1x1 |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| processes x threads | env steps/s | vs 1x1 | gradient steps/s | replayed steps/s | vs 1x1 |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['processes']} x {r['threads']} | {r['env_steps_per_s']:.0f} | "
-                     f"{r['env_steps_per_s'] / base['env_steps_per_s']:.2f}x | {r['grad_steps_per_s']:.2f} | "
-                     f"{r['replayed_steps_per_s']:.0f} | {r['replayed_steps_per_s'] / base['replayed_steps_per_s']:.2f}x |")
+        lines.append(
+            f"| {r['processes']} x {r['threads']} | {r['env_steps_per_s']:.0f} | "
+            f"{r['env_steps_per_s'] / base['env_steps_per_s']:.2f}x | {r['grad_steps_per_s']:.2f} | "
+            f"{r['replayed_steps_per_s']:.0f} | {r['replayed_steps_per_s'] / base['replayed_steps_per_s']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -172,8 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     for procs, threads in CONFIGS:
         print(f"scaling: {procs} process(es) x {threads} thread(s) ...", file=sys.stderr)
         rows.append(run_config(procs, threads, args))
-    result = {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out", "results", "threads", "quick")},
-              "runs": rows, "table": table(rows)}
+    result = {
+        "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out", "results", "threads", "quick")},
+        "runs": rows,
+        "table": table(rows),
+    }
     path = record.write_result("scaling", result, started=started, device="cpu", results=Path(args.results))
     print(table(rows))
     print(f"scaling: results in {path}")

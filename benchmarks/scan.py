@@ -76,8 +76,10 @@ def cases_for(device: str, quick: bool) -> list[Case]:
         return out
     lengths = (1024,) if quick else (256, 1024, 4096)
     out = [Case(f"s4/s5 L={L}", torch.complex64, 16, L, 256, "shared") for L in lengths]
-    out += [Case("gpu target", torch.float32, 8, 4096, 1536, "varying", target=True),
-            Case("gpu target, shared a", torch.float32, 8, 4096, 1536, "shared")]
+    out += [
+        Case("gpu target", torch.float32, 8, 4096, 1536, "varying", target=True),
+        Case("gpu target, shared a", torch.float32, 8, 4096, 1536, "shared"),
+    ]
     return out
 
 
@@ -107,6 +109,7 @@ def timer(device: str, clock: str = "wall") -> Callable[[Callable[[], object]], 
         t0 = now()
         fn()
         return now() - t0
+
     return run
 
 
@@ -140,7 +143,7 @@ def run_case(case: Case, device: str, backends: list[str], rounds: int, clock: s
     if case.L < 1024:
         rounds *= 3  # short sequences: cheap rounds, and noisier ones
     for k in range(rounds):
-        for name in names[k % len(names):] + names[:k % len(names)]:  # rotate the order every round
+        for name in names[k % len(names) :] + names[: k % len(names)]:  # rotate the order every round
             fwd, fb = fns[name]
             times[name]["fwd"].append(measure(fwd))
             if fb is not None:
@@ -150,14 +153,18 @@ def run_case(case: Case, device: str, backends: list[str], rounds: int, clock: s
     case.floor_ms = 1e3 * med(fl)
     for name in ["reference"] + backends:
         t = times[name]
-        case.rows.append(dict(
-            backend=name, resolved=kernels.resolve_backend(name, torch.device(device)),
-            fwd_ms=1e3 * med(t["fwd"]), fwd_bwd_ms=1e3 * med(t["fb"]),
-            fwd_vs_reference=med([x / r for x, r in zip(t["fwd"], ref["fwd"])]),
-            fwd_bwd_vs_reference=med([x / r for x, r in zip(t["fb"], ref["fb"])]),
-            fwd_vs_floor=med([x / f for x, f in zip(t["fwd"], fl)]),
-            fwd_bwd_vs_3_floors=med([x / (3 * f) for x, f in zip(t["fb"], fl)]),
-        ))
+        case.rows.append(
+            dict(
+                backend=name,
+                resolved=kernels.resolve_backend(name, torch.device(device)),
+                fwd_ms=1e3 * med(t["fwd"]),
+                fwd_bwd_ms=1e3 * med(t["fb"]),
+                fwd_vs_reference=med([x / r for x, r in zip(t["fwd"], ref["fwd"])]),
+                fwd_bwd_vs_reference=med([x / r for x, r in zip(t["fb"], ref["fb"])]),
+                fwd_vs_floor=med([x / f for x, f in zip(t["fwd"], fl)]),
+                fwd_bwd_vs_3_floors=med([x / (3 * f) for x, f in zip(t["fb"], fl)]),
+            )
+        )
     if device == "cuda":
         case.bytes_fwd = (b.numel() * 2 + (a.numel() if a.dim() == 3 else 0)) * b.element_size() + reset.numel()
 
@@ -179,8 +186,10 @@ def table(cases: list[Case]) -> str:
         lines.append(f"{c.name:<22}{'floor (addcmul)':<16}{c.floor_ms:>9.2f}")
         for r in c.rows:
             name = r["backend"] if r["backend"] != "auto" else f"auto={r['resolved']}"
-            lines.append(f"{'':<22}{name:<16}{r['fwd_ms']:>9.2f}{r['fwd_vs_reference']:>7.2f}{r['fwd_vs_floor']:>8.2f}"
-                         f"{r['fwd_bwd_ms']:>9.2f}{r['fwd_bwd_vs_reference']:>7.2f}{r['fwd_bwd_vs_3_floors']:>9.2f}")
+            lines.append(
+                f"{'':<22}{name:<16}{r['fwd_ms']:>9.2f}{r['fwd_vs_reference']:>7.2f}{r['fwd_vs_floor']:>8.2f}"
+                f"{r['fwd_bwd_ms']:>9.2f}{r['fwd_bwd_vs_reference']:>7.2f}{r['fwd_bwd_vs_3_floors']:>9.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -190,21 +199,33 @@ def targets(cases: list[Case], device: str) -> dict:
     if device == "cpu":
         target = next(c for c in cases if c.target)
         auto = rows[(target.name, "auto")]
-        never_slower = {c.name: rows[(c.name, "auto")]["fwd_bwd_vs_reference"] <= 1 and rows[(c.name, "auto")]["fwd_vs_reference"] <= 1
-                        for c in cases if c.a_kind == "shared"}
-        return {"shape": target.name, "backend": auto["resolved"],
-                "fwd_within_2x_floor": auto["fwd_vs_floor"] <= 2,
-                "fwd_bwd_within_2x_3_floors": auto["fwd_bwd_vs_3_floors"] <= 2,
-                "never_slower_than_reference": all(never_slower.values()), "per_length": never_slower}
+        never_slower = {
+            c.name: rows[(c.name, "auto")]["fwd_bwd_vs_reference"] <= 1 and rows[(c.name, "auto")]["fwd_vs_reference"] <= 1
+            for c in cases
+            if c.a_kind == "shared"
+        }
+        return {
+            "shape": target.name,
+            "backend": auto["resolved"],
+            "fwd_within_2x_floor": auto["fwd_vs_floor"] <= 2,
+            "fwd_bwd_within_2x_3_floors": auto["fwd_bwd_vs_3_floors"] <= 2,
+            "never_slower_than_reference": all(never_slower.values()),
+            "per_length": never_slower,
+        }
     target = next(c for c in cases if c.target)
     tri = rows.get((target.name, "triton"))
     out = {"copy_bandwidth_GBps": target.copy_bw / 1e9}
     if tri is not None:
         achieved = target.bytes_fwd / (tri["fwd_ms"] / 1e3)
-        out.update(triton_fwd_GBps=achieved / 1e9, triton_fwd_fraction_of_copy=achieved / target.copy_bw,
-                   triton_faster_than_torch_everywhere=all(
-                       rows[(c.name, "triton")]["fwd_ms"] < rows[(c.name, "torch")]["fwd_ms"]
-                       and rows[(c.name, "triton")]["fwd_bwd_ms"] < rows[(c.name, "torch")]["fwd_bwd_ms"] for c in cases))
+        out.update(
+            triton_fwd_GBps=achieved / 1e9,
+            triton_fwd_fraction_of_copy=achieved / target.copy_bw,
+            triton_faster_than_torch_everywhere=all(
+                rows[(c.name, "triton")]["fwd_ms"] < rows[(c.name, "torch")]["fwd_ms"]
+                and rows[(c.name, "triton")]["fwd_bwd_ms"] < rows[(c.name, "torch")]["fwd_bwd_ms"]
+                for c in cases
+            ),
+        )
     return out
 
 
@@ -224,9 +245,11 @@ def main(args: Args) -> None:
     rounds = args.rounds or (3 if args.quick else 7)
     torch.set_num_threads(args.threads)
     for device in devices:
-        backends = list(args.backends) or [name for name in ("torch", "numba", "triton") if kernels.available(name)
-                                           and (name != "triton" or device == "cuda")
-                                           and (name != "numba" or device == "cpu")] + ["auto"]
+        backends = list(args.backends) or [
+            name
+            for name in ("torch", "numba", "triton")
+            if kernels.available(name) and (name != "triton" or device == "cuda") and (name != "numba" or device == "cpu")
+        ] + ["auto"]
         cases = cases_for(device, args.quick)
         clock = args.clock if args.clock != "auto" else ("cpu" if device == "cpu" and args.threads == 1 else "wall")
         started = record.start()
@@ -236,18 +259,41 @@ def main(args: Args) -> None:
             bw = copy_bandwidth(device)
             for case in cases:
                 case.copy_bw = bw
-        print(f"\nkernels.scan on {device} ({_device_name(device)}, torch threads {torch.get_num_threads()}, {clock} clock, "
-              f"warm heap {heap}), "
-              f"{rounds} interleaved rounds ({3 * rounds} for L < 1024), resets on 1 step in 64; "
-              f"medians of times and of per-round ratios")
+        print(
+            f"\nkernels.scan on {device} ({_device_name(device)}, torch threads {torch.get_num_threads()}, {clock} clock, "
+            f"warm heap {heap}), "
+            f"{rounds} interleaved rounds ({3 * rounds} for L < 1024), resets on 1 step in 64; "
+            f"medians of times and of per-round ratios"
+        )
         print(table(cases))
         checked = targets(cases, device)
         print("targets:", json.dumps(checked))
-        result = dict(device=device, device_name=_device_name(device),
-                      numba=_version("numba"), triton=_version("triton"), threads=torch.get_num_threads(),
-                      clock=clock, warm_heap=heap, rounds=rounds, quick=args.quick, targets=checked,
-                      cases=[dict(name=c.name, dtype=str(c.dtype).replace("torch.", ""), B=c.B, L=c.L, D=c.D,
-                                  a=c.a_kind, reset_rate=c.reset_rate, floor_ms=c.floor_ms, rows=c.rows) for c in cases])
+        result = dict(
+            device=device,
+            device_name=_device_name(device),
+            numba=_version("numba"),
+            triton=_version("triton"),
+            threads=torch.get_num_threads(),
+            clock=clock,
+            warm_heap=heap,
+            rounds=rounds,
+            quick=args.quick,
+            targets=checked,
+            cases=[
+                dict(
+                    name=c.name,
+                    dtype=str(c.dtype).replace("torch.", ""),
+                    B=c.B,
+                    L=c.L,
+                    D=c.D,
+                    a=c.a_kind,
+                    reset_rate=c.reset_rate,
+                    floor_ms=c.floor_ms,
+                    rows=c.rows,
+                )
+                for c in cases
+            ],
+        )
         path = record.write_result(f"scan-{device}", result, started=started, device=device, results=args.results)
         print(f"wrote {path}")
 

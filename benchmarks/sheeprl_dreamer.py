@@ -45,7 +45,6 @@ from sheeprl.utils.timer import timer
 from sheeprl.utils.utils import dotdict
 
 
-
 @dataclass
 class Args:
     batch_size: int = 16
@@ -141,11 +140,12 @@ class SheeprlDreamer:
         self.fabric.seed_everything(cfg.seed)
         obs_space = gym.spaces.Dict({"rgb": gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)})
         self.actions_dim = (args.actions,)
-        self.world_model, self.actor, self.critic, self.target_critic, _ = build_agent(
-            self.fabric, self.actions_dim, False, cfg, obs_space)
+        self.world_model, self.actor, self.critic, self.target_critic, _ = build_agent(self.fabric, self.actions_dim, False, cfg, obs_space)
         algo = cfg.algo
-        opts = [hydra.utils.instantiate(algo[name].optimizer, params=module.parameters(), _convert_="all")
-                for name, module in (("world_model", self.world_model), ("actor", self.actor), ("critic", self.critic))]
+        opts = [
+            hydra.utils.instantiate(algo[name].optimizer, params=module.parameters(), _convert_="all")
+            for name, module in (("world_model", self.world_model), ("actor", self.actor), ("critic", self.critic))
+        ]
         self.world_optimizer, self.actor_optimizer, self.critic_optimizer = self.fabric.setup_optimizers(*opts)
         m = algo.actor.moments
         self.moments = Moments(m.decay, m.max, m.percentile.low, m.percentile.high)
@@ -155,8 +155,13 @@ class SheeprlDreamer:
     def num_params(self) -> dict[str, int]:
         count = lambda module: sum(p.numel() for p in module.parameters())
         wm, actor, critic = count(self.world_model), count(self.actor), count(self.critic)
-        return {"wm_params": wm, "actor_params": actor, "critic_params": critic,
-                "trainable_params": wm + actor + critic, "total_params": wm + actor + critic + count(self.target_critic)}
+        return {
+            "wm_params": wm,
+            "actor_params": actor,
+            "critic_params": critic,
+            "trainable_params": wm + actor + critic,
+            "total_params": wm + actor + critic + count(self.target_critic),
+        }
 
     def update(self) -> float:
         """One gradient step as sheeprl's training loop runs it (target-critic EMA, then `train`); its seconds."""
@@ -167,21 +172,40 @@ class SheeprlDreamer:
             tau = 1 if self.gradient_steps == 0 else cfg.algo.critic.tau
             for cp, tcp in zip(self.critic.module.parameters(), self.target_critic.parameters()):
                 tcp.data.copy_(tau * cp.data + (1 - tau) * tcp.data)
-        train(self.fabric, self.world_model, self.actor, self.critic, self.target_critic, self.world_optimizer,
-              self.actor_optimizer, self.critic_optimizer, data, None, cfg, False, self.actions_dim, self.moments)
+        train(
+            self.fabric,
+            self.world_model,
+            self.actor,
+            self.critic,
+            self.target_critic,
+            self.world_optimizer,
+            self.actor_optimizer,
+            self.critic_optimizer,
+            data,
+            None,
+            cfg,
+            False,
+            self.actions_dim,
+            self.moments,
+        )
         self.gradient_steps += 1
         return time.perf_counter() - start
 
 
 def versions() -> dict[str, str]:
-    return {"sheeprl": version("sheeprl"), "torch": torch.__version__, "lightning": version("lightning"),
-            "python": sys.version.split()[0]}
+    return {"sheeprl": version("sheeprl"), "torch": torch.__version__, "lightning": version("lightning"), "python": sys.version.split()[0]}
 
 
 def main(args: Args) -> None:
     agent = SheeprlDreamer(args)
-    header = {**agent.num_params(), "versions": versions(), "threads": torch.get_num_threads(),
-              "batch": [args.batch_size, args.seq_len], "precision": args.precision, "config": size_overrides(args)}
+    header = {
+        **agent.num_params(),
+        "versions": versions(),
+        "threads": torch.get_num_threads(),
+        "batch": [args.batch_size, args.seq_len],
+        "precision": args.precision,
+        "config": size_overrides(args),
+    }
     for _ in range(args.warmup):
         agent.update()
     if args.serve:

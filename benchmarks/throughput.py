@@ -126,8 +126,7 @@ def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
     out = {}
     for name, agent in agents.items():
         median = statistics.median(times[name])
-        out[name] = {"seconds_per_update": median, "updates_per_s": 1.0 / median, "times": times[name],
-                     **param_counts(agent)}
+        out[name] = {"seconds_per_update": median, "updates_per_s": 1.0 / median, "times": times[name], **param_counts(agent)}
     return out
 
 
@@ -137,11 +136,26 @@ def time_loop(args: Args, device: torch.device) -> dict:
 
     prefill = args.batch_size * args.seq_len
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(env=args.env, backbone=args.loop_backbone, preset=args.preset, steps=prefill + args.loop_steps,
-                             run=str(Path(tmp) / "run"), device=device.type, num_envs=4, train_ratio=args.train_ratio,
-                             prefill=prefill, batch_size=args.batch_size, seq_len=args.seq_len, eval_every=0,
-                             eval_episodes=1, video_every=-1, log_every=args.loop_steps, checkpoint_every=10**9,
-                             tensorboard=False, threads=args.threads)
+        config = TrainConfig(
+            env=args.env,
+            backbone=args.loop_backbone,
+            preset=args.preset,
+            steps=prefill + args.loop_steps,
+            run=str(Path(tmp) / "run"),
+            device=device.type,
+            num_envs=4,
+            train_ratio=args.train_ratio,
+            prefill=prefill,
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            eval_every=0,
+            eval_episodes=1,
+            video_every=-1,
+            log_every=args.loop_steps,
+            checkpoint_every=10**9,
+            tensorboard=False,
+            threads=args.threads,
+        )
         loop = build(config)
         agent, counters = loop.agent, loop.counters
         start = {}
@@ -158,8 +172,15 @@ def time_loop(args: Args, device: torch.device) -> dict:
         loop.run()
         elapsed = time.perf_counter() - start["time"]
         steps = counters["step"] - start["step"]
-        return {"env": args.env, "backbone": args.loop_backbone, "train_ratio": args.train_ratio, "env_steps": steps,
-                "updates": counters["updates"] - start["updates"], "seconds": elapsed, "env_steps_per_s": steps / elapsed}
+        return {
+            "env": args.env,
+            "backbone": args.loop_backbone,
+            "train_ratio": args.train_ratio,
+            "env_steps": steps,
+            "updates": counters["updates"] - start["updates"],
+            "seconds": elapsed,
+            "env_steps_per_s": steps / elapsed,
+        }
 
 
 def serve(args: Args) -> None:
@@ -170,9 +191,19 @@ def serve(args: Args) -> None:
     agent = make_agent(args.worker, args.preset, device, args.precision)
     batch = random_batch(agent.codec, args.batch_size, args.seq_len, device)
     agent.update(batch)  # warm-up
-    print(json.dumps({**param_counts(agent), "memwm_code": code_version(), "versions": {"torch": torch.__version__, "python": platform.python_version()},
-                      "threads": torch.get_num_threads(), "batch": [args.batch_size, args.seq_len],
-                      "precision": args.precision}), flush=True)
+    print(
+        json.dumps(
+            {
+                **param_counts(agent),
+                "memwm_code": code_version(),
+                "versions": {"torch": torch.__version__, "python": platform.python_version()},
+                "threads": torch.get_num_threads(),
+                "batch": [args.batch_size, args.seq_len],
+                "precision": args.precision,
+            }
+        ),
+        flush=True,
+    )
     for line in sys.stdin:
         if line.strip() != "step":
             raise ValueError(f"benchmarks.throughput --worker: expected the line 'step', got {line.strip()!r}")
@@ -186,8 +217,14 @@ class Worker:
 
     def __init__(self, name: str, command: list[str], threads: int):
         self.name = name
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     cwd=Path(__file__).parent.parent, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+        )
         self.header = self._read()
 
     def _read(self) -> dict:
@@ -225,18 +262,44 @@ def code_version() -> str:
 def vs_sheeprl(args: Args) -> dict:
     """memwm's update per backbone against sheeprl's DreamerV3 update, interleaved rounds in separate processes."""
     if not Path(args.sheeprl).is_file():
-        raise ValueError(f"--sheeprl {args.sheeprl!r} is not a file; expected the python of a venv that holds sheeprl "
-                         "0.8.4, e.g. /tmp/sheeprl-venv/bin/python (see benchmarks/sheeprl_dreamer.py)")
+        raise ValueError(
+            f"--sheeprl {args.sheeprl!r} is not a file; expected the python of a venv that holds sheeprl "
+            "0.8.4, e.g. /tmp/sheeprl-venv/bin/python (see benchmarks/sheeprl_dreamer.py)"
+        )
     threads = args.threads or 1
     size = ["--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
     script = str(Path(__file__).with_name("sheeprl_dreamer.py"))
-    commands = {f"memwm-{name}": [sys.executable, "-m", "benchmarks.throughput", "--worker", name, "--preset", args.preset,
-                                  *size, "--precision", args.precision, "--threads", str(threads)] for name in args.backbones}
+    commands = {
+        f"memwm-{name}": [
+            sys.executable,
+            "-m",
+            "benchmarks.throughput",
+            "--worker",
+            name,
+            "--preset",
+            args.preset,
+            *size,
+            "--precision",
+            args.precision,
+            "--threads",
+            str(threads),
+        ]
+        for name in args.backbones
+    }
     wm = world_models.WorldModelConfig.preset(args.preset)  # the same sizes in sheeprl's config
     sizes = [f"--{k.replace('_', '-')}={getattr(wm, k)}" for k in ("deter", "hidden", "mlp_layers", "cnn_depth", "stoch", "classes")]
     sheeprl_precision = args.sheeprl_precision or args.precision
-    commands["sheeprl"] = [args.sheeprl, script, "--serve", *size, *sizes, "--threads", str(threads),
-                           "--precision", {"32": "32-true", "bf16": "bf16-mixed"}[sheeprl_precision]]
+    commands["sheeprl"] = [
+        args.sheeprl,
+        script,
+        "--serve",
+        *size,
+        *sizes,
+        "--threads",
+        str(threads),
+        "--precision",
+        {"32": "32-true", "bf16": "bf16-mixed"}[sheeprl_precision],
+    ]
     workers = {}
     try:
         for name, command in commands.items():  # one at a time: a build does not overlap another's warm-up
@@ -248,15 +311,26 @@ def vs_sheeprl(args: Args) -> dict:
             for name, worker in workers.items():
                 times[name].append(worker.step())
             loads.append(load())
-            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items())
-                  + f"  (load {loads[-1]})", flush=True)
+            print(
+                f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()) + f"  (load {loads[-1]})",
+                flush=True,
+            )
     finally:
         for worker in workers.values():
             worker.close()
-    out = {"threads": threads, "rounds": args.rounds, "preset": args.preset, "batch": [args.batch_size, args.seq_len],
-           "precision": args.precision, "sheeprl_precision": sheeprl_precision,
-           "memwm_code": workers[f"memwm-{args.backbones[0]}"].header["memwm_code"],
-           "image": [64, 64, 3], "load_before": load_before, "load_per_round": loads, "agents": {}}
+    out = {
+        "threads": threads,
+        "rounds": args.rounds,
+        "preset": args.preset,
+        "batch": [args.batch_size, args.seq_len],
+        "precision": args.precision,
+        "sheeprl_precision": sheeprl_precision,
+        "memwm_code": workers[f"memwm-{args.backbones[0]}"].header["memwm_code"],
+        "image": [64, 64, 3],
+        "load_before": load_before,
+        "load_per_round": loads,
+        "agents": {},
+    }
     sheeprl_median = statistics.median(times["sheeprl"])
     for name, worker in workers.items():
         median = statistics.median(times[name])
@@ -277,22 +351,29 @@ def main(args: Args) -> dict:
     if args.quick:
         args.preset, args.batch_size, args.seq_len, args.rounds, args.loop_steps = "tiny", 4, 16, 2, 256
     started = record.start()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     result = {"threads": torch.get_num_threads(), "preset": args.preset, "batch": [args.batch_size, args.seq_len]}
     result["update"] = time_updates(args, device)
-    print(f"full update (world model + imagination 15 + actor + critic), preset {args.preset}, batch "
-          f"{args.batch_size} x {args.seq_len}, 64x64 images, {device}, median of {args.rounds}")
+    print(
+        f"full update (world model + imagination 15 + actor + critic), preset {args.preset}, batch "
+        f"{args.batch_size} x {args.seq_len}, 64x64 images, {device}, median of {args.rounds}"
+    )
     print(f"{'backbone':<12} {'s/update':>9} {'updates/s':>10} {'wm params':>11}")
     for name, r in result["update"].items():
         print(f"{name:<12} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['wm_params']:>11,}")
     if args.loop_steps:
         loop = result["loop"] = time_loop(args, device)
-        print(f"loop: {loop['env']} {loop['backbone']} train ratio {loop['train_ratio']:g}: "
-              f"{loop['env_steps_per_s']:.1f} env steps/s ({loop['env_steps']} steps, {loop['updates']} updates, {loop['seconds']:.1f} s)")
-    path = record.write_result(f"throughput-{device.type}{'-quick' if args.quick else ''}", result, started=started,
-                               device=device.type, results=args.results)
+        print(
+            f"loop: {loop['env']} {loop['backbone']} train ratio {loop['train_ratio']:g}: "
+            f"{loop['env_steps_per_s']:.1f} env steps/s ({loop['env_steps']} steps, {loop['updates']} updates, {loop['seconds']:.1f} s)"
+        )
+    path = record.write_result(
+        f"throughput-{device.type}{'-quick' if args.quick else ''}", result, started=started, device=device.type, results=args.results
+    )
     print(f"wrote {path}")
     return result
 
@@ -312,16 +393,22 @@ def pooled_vs_sheeprl(runs: list[dict]) -> dict:
         code = group[-1].get("memwm_code")  # runs before a change of memwm's update measured other code
         group = [run for run in group if run.get("memwm_code") == code]
         sheeprl = [t for run in group for t in run["agents"]["sheeprl"]["times"]]
-        out[key] = {"runs": len(group), "rounds": len(sheeprl), "memwm_code": code,
-                    "sheeprl_seconds_per_update": statistics.median(sheeprl)}
+        out[key] = {
+            "runs": len(group),
+            "rounds": len(sheeprl),
+            "memwm_code": code,
+            "sheeprl_seconds_per_update": statistics.median(sheeprl),
+        }
         for name in group[-1]["agents"]:
             if name == "sheeprl" or not all(name in run["agents"] for run in group):
                 continue
             mine = [t for run in group for t in run["agents"][name]["times"]]
             pairs = [s / m for run in group for s, m in zip(run["agents"]["sheeprl"]["times"], run["agents"][name]["times"])]
-            out[key][name] = {"seconds_per_update": statistics.median(mine),
-                              "ratio_vs_sheeprl": statistics.median(sheeprl) / statistics.median(mine),
-                              "ratio_vs_sheeprl_paired": statistics.median(pairs)}
+            out[key][name] = {
+                "seconds_per_update": statistics.median(mine),
+                "ratio_vs_sheeprl": statistics.median(sheeprl) / statistics.median(mine),
+                "ratio_vs_sheeprl_paired": statistics.median(pairs),
+            }
     return out
 
 
@@ -330,24 +417,33 @@ def main_vs_sheeprl(args: Args) -> dict:
     it and every earlier record (the machine is shared and one run's medians drift)."""
     started = record.start()
     result = vs_sheeprl(args)
-    print(f"full update, preset {args.preset} vs sheeprl DreamerV3 at the same sizes, batch {args.batch_size} x "
-          f"{args.seq_len}, 64x64 images, cpu, memwm {args.precision} vs sheeprl {result['sheeprl_precision']}, "
-          f"{result['threads']} thread(s), median of {args.rounds} "
-          f"interleaved rounds")
+    print(
+        f"full update, preset {args.preset} vs sheeprl DreamerV3 at the same sizes, batch {args.batch_size} x "
+        f"{args.seq_len}, 64x64 images, cpu, memwm {args.precision} vs sheeprl {result['sheeprl_precision']}, "
+        f"{result['threads']} thread(s), median of {args.rounds} "
+        f"interleaved rounds"
+    )
     print(f"{'agent':<16} {'s/update':>9} {'updates/s':>10} {'params':>11} {'memwm/sheeprl':>14} {'paired':>7}")
     for name, r in result["agents"].items():
         ratio = f"{r['ratio_vs_sheeprl']:.2f}x" if "ratio_vs_sheeprl" in r else ""
         paired = f"{r['ratio_vs_sheeprl_paired']:.2f}x" if "ratio_vs_sheeprl" in r else ""
-        print(f"{name:<16} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['trainable_params']:>11,} "
-              f"{ratio:>14} {paired:>7}")
+        print(
+            f"{name:<16} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['trainable_params']:>11,} {ratio:>14} {paired:>7}"
+        )
     earlier = [run["payload"]["run"] for run in record.all_runs("throughput-vs-sheeprl", args.results)]
     pooled = pooled_vs_sheeprl(earlier + [result])
-    path = record.write_result("throughput-vs-sheeprl", {"run": result, "pooled": pooled}, started=started, device="cpu",
-                               results=args.results)
+    path = record.write_result(
+        "throughput-vs-sheeprl", {"run": result, "pooled": pooled}, started=started, device="cpu", results=args.results
+    )
     for key, pool in pooled.items():
-        print(f"pooled over {pool['runs']} run(s), {pool['rounds']} rounds ({key}): " + ", ".join(
-            f"{n} {v['ratio_vs_sheeprl_paired']:.2f}x paired, {v['ratio_vs_sheeprl']:.2f}x of medians"
-            for n, v in pool.items() if isinstance(v, dict)))
+        print(
+            f"pooled over {pool['runs']} run(s), {pool['rounds']} rounds ({key}): "
+            + ", ".join(
+                f"{n} {v['ratio_vs_sheeprl_paired']:.2f}x paired, {v['ratio_vs_sheeprl']:.2f}x of medians"
+                for n, v in pool.items()
+                if isinstance(v, dict)
+            )
+        )
     print(f"wrote {path}")
     return result
 

@@ -78,9 +78,12 @@ def _setup(job: dict):
 
 def _batch(torch, model, L: int, device: str, image: bool) -> dict:
     B = BATCH
-    batch = {"action": torch.nn.functional.one_hot(torch.randint(0, model.act_dim, (B, L)), model.act_dim).float(),
-             "reward": torch.randn(B, L), "is_terminal": torch.zeros(B, L, dtype=torch.bool),
-             "is_first": torch.zeros(B, L, dtype=torch.bool)}
+    batch = {
+        "action": torch.nn.functional.one_hot(torch.randint(0, model.act_dim, (B, L)), model.act_dim).float(),
+        "reward": torch.randn(B, L),
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+    }
     batch["is_first"][:, 0] = True
     if image:
         batch["image"] = torch.randint(0, 256, (B, L, 64, 64, 3), dtype=torch.uint8)
@@ -126,8 +129,7 @@ def train_step(job: dict) -> dict:
         _sync(torch, device)
         times.append(time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _maxrss_mb()) - base
-    return {"ms": 1e3 * statistics.median(times), "times_ms": [1e3 * t for t in times], "peak_mb": peak,
-            "params": model.num_params()}
+    return {"ms": 1e3 * statistics.median(times), "times_ms": [1e3 * t for t in times], "peak_mb": peak, "params": model.num_params()}
 
 
 def side_by_side(job: dict) -> dict:
@@ -157,8 +159,12 @@ def side_by_side(job: dict) -> dict:
             step()
             _sync(torch, job["device"])
             times[name].append(1e3 * (time.perf_counter() - t))
-    return {"length": job["length"], "ms": {n: statistics.median(v) for n, v in times.items()}, "times_ms": times,
-            "load": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "length": job["length"],
+        "ms": {n: statistics.median(v) for n, v in times.items()},
+        "times_ms": times,
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def imagination(job: dict) -> dict:
@@ -171,8 +177,7 @@ def imagination(job: dict) -> dict:
     model.eval()
 
     def policy(feat):
-        return torch.nn.functional.one_hot(torch.randint(0, model.act_dim, (feat.shape[0],), device=device),
-                                           model.act_dim).float()
+        return torch.nn.functional.one_hot(torch.randint(0, model.act_dim, (feat.shape[0],), device=device), model.act_dim).float()
 
     with torch.no_grad():
         starts = {}
@@ -222,7 +227,9 @@ def _targets(results: dict, lengths: list[int], contexts: list[int]) -> dict:
         if "side_by_side_bf16" in results:  # not the target (float32 is the default), the agents' bf16 option
             ms = results["side_by_side_bf16"]["ms"]
             checks[f"(bf16 autocast) s5 train step at L={L} >= 3x faster than rssm (side by side)"] = {
-                "value": round(ms["rssm"] / ms["s5"], 2), "pass": ms["rssm"] / ms["s5"] >= 3}
+                "value": round(ms["rssm"] / ms["s5"], 2),
+                "pass": ms["rssm"] / ms["s5"] >= 3,
+            }
     elif "s5" in train and "rssm" in train:
         ratio = train["rssm"][L]["ms"] / train["s5"][L]["ms"]
         checks[f"s5 train step at L={L} >= 3x faster than rssm"] = {"value": round(ratio, 2), "pass": ratio >= 3}
@@ -240,14 +247,23 @@ def _targets(results: dict, lengths: list[int], contexts: list[int]) -> dict:
 
 
 def table(results: dict, lengths: list[int], contexts: list[int]) -> str:
-    head = (["backbone", "params"] + [f"train L={L} ms" for L in lengths] + ["image L=64 ms"]
-            + [f"peak L={L} MB" for L in lengths] + [f"imagine@{c} ms/step" for c in contexts])
+    head = (
+        ["backbone", "params"]
+        + [f"train L={L} ms" for L in lengths]
+        + ["image L=64 ms"]
+        + [f"peak L={L} MB" for L in lengths]
+        + [f"imagine@{c} ms/step" for c in contexts]
+    )
     rows = []
     for b in results["backbones"]:
         tv, ti, im = results["train_vector"][b], results["train_image"][b], results["imagination"][b]
-        rows.append([b, f"{tv[str(lengths[0])]['params']:,}"] + [f"{tv[str(L)]['ms']:.1f}" for L in lengths]
-                    + [f"{ti['ms']:.1f}"] + [f"{tv[str(L)]['peak_mb']:.0f}" for L in lengths]
-                    + [f"{im['ms_per_step'][str(c)]:.2f}" for c in contexts])
+        rows.append(
+            [b, f"{tv[str(lengths[0])]['params']:,}"]
+            + [f"{tv[str(L)]['ms']:.1f}" for L in lengths]
+            + [f"{ti['ms']:.1f}"]
+            + [f"{tv[str(L)]['peak_mb']:.0f}" for L in lengths]
+            + [f"{im['ms_per_step'][str(c)]:.2f}" for c in contexts]
+        )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -271,10 +287,20 @@ def main(args: Args) -> dict:
     pair = [b for b in ("rssm", "s5") if b in args.backbones]
     if len(pair) == 2:
         for precision in ("32", "bf16"):
-            jobs.append((f"side_by_side{'_bf16' if precision == 'bf16' else ''}", None, max(lengths),
-                         dict(base, kind="side_by_side", pair=pair, length=max(lengths), precision=precision)))
-    results: dict = {"backbones": list(args.backbones), "train_image": {}, "imagination": {},
-                     "train_vector": {} if args.side_by_side_only else {b: {} for b in args.backbones}}
+            jobs.append(
+                (
+                    f"side_by_side{'_bf16' if precision == 'bf16' else ''}",
+                    None,
+                    max(lengths),
+                    dict(base, kind="side_by_side", pair=pair, length=max(lengths), precision=precision),
+                )
+            )
+    results: dict = {
+        "backbones": list(args.backbones),
+        "train_image": {},
+        "imagination": {},
+        "train_vector": {} if args.side_by_side_only else {b: {} for b in args.backbones},
+    }
     if args.side_by_side_only:
         jobs = [j for j in jobs if j[0].startswith("side_by_side")]
     started = record.start()  # the record keeps the load averages at start and end (timings are shared-CPU)
@@ -288,16 +314,24 @@ def main(args: Args) -> dict:
         else:
             results[group][b] = res
     results["targets"] = _targets(results, lengths, contexts)
-    results["setup"] = {"device": device, "device_name": _device_name(device), "preset": args.preset, "batch": BATCH,
-                        "vector_dim": VECTOR, "horizon": HORIZON, "repeats": repeats, "quick": args.quick,
-                        "torch_threads": args.threads, "side_by_side_only": args.side_by_side_only}
+    results["setup"] = {
+        "device": device,
+        "device_name": _device_name(device),
+        "preset": args.preset,
+        "batch": BATCH,
+        "vector_dim": VECTOR,
+        "horizon": HORIZON,
+        "repeats": repeats,
+        "quick": args.quick,
+        "torch_threads": args.threads,
+        "side_by_side_only": args.side_by_side_only,
+    }
     if not args.side_by_side_only:
         print(table(results, lengths, contexts))
     print(f"load average at end: {[round(x, 2) for x in os.getloadavg()]}")
     for name, check in results["targets"].items():
         print(f"{'PASS' if check['pass'] else 'FAIL'}  {name}: {check['value']}")
-    path = record.write_result(f"world-models-{_device_name(device)}", results, started=started, device=device,
-                               results=args.results)
+    path = record.write_result(f"world-models-{_device_name(device)}", results, started=started, device=device, results=args.results)
     print(f"wrote {path}")
     return results
 

@@ -15,8 +15,9 @@ from envs.dataset import encode_action, save_episode
 from envs.registry import make, scripted_policy
 
 
-def collect_episodes(env: str, episodes: int, policy: Literal["scripted", "random"], out: Path, seed: int = 0,
-                     progress: bool = False, **options) -> list[Path]:
+def collect_episodes(
+    env: str, episodes: int, policy: Literal["scripted", "random"], out: Path, seed: int = 0, progress: bool = False, **options
+) -> list[Path]:
     """Play `episodes` episodes of `env` (made with `options`) and write each to `out` as a compressed .npz
     (envs.dataset's layout); returns the files.
 

@@ -51,7 +51,8 @@ def fused_allowed(device: torch.device, log: Callable[[str], None] | None = None
         if not report["ok"]:
             (log or (lambda m: print(m, file=sys.stderr)))(
                 f"memwm: the fused triton kernels disagree with the torch backend on {key} ({report['summary']}); "
-                f"using the torch backend there for the rest of this process")
+                f"using the torch backend there for the rest of this process"
+            )
     _verdicts[device] = _verdicts[key]
     return _verdicts[key]
 

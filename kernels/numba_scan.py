@@ -36,6 +36,7 @@ _PARALLEL_LOCK = threading.Lock()
 # local array: LLVM then vectorises the inner loop over channels (indexing h[i, t - 1, d] directly
 # was 5-10x slower for real dtypes, the loads and stores possibly aliasing).
 
+
 @njit(cache=True, nogil=True)
 def _forward_task(a, b, reset, h0, h, task, chunks):  # pragma: no cover - compiled
     """Sequence i = task // chunks, channels lo:hi of chunk task % chunks: fills h[i, :, lo:hi]."""
@@ -172,6 +173,18 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
     g = torch.empty_like(dh)
     grad_a = h.new_empty(B, a.shape[1], D)
     grad_h0 = h.new_empty(B, D)
-    _run(_backward_serial, _backward_parallel, h, _np(a), _np(h), _np(dh), _np(reset), _np(h0), _np(g), _np(grad_a),
-         _np(grad_h0), -(-D // _CHUNK))
+    _run(
+        _backward_serial,
+        _backward_parallel,
+        h,
+        _np(a),
+        _np(h),
+        _np(dh),
+        _np(reset),
+        _np(h0),
+        _np(g),
+        _np(grad_a),
+        _np(grad_h0),
+        -(-D // _CHUNK),
+    )
     return g, grad_a, grad_h0

@@ -35,8 +35,7 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, to
 _MODULES = {"torch": "kernels.torch_scan", "numba": "kernels.numba_scan", "triton": "kernels.triton_scan"}
 
 
-def scan(a: Tensor, b: Tensor, reset: Tensor | None = None, h0: Tensor | None = None,
-         backend: str = "auto") -> tuple[Tensor, Tensor]:
+def scan(a: Tensor, b: Tensor, reset: Tensor | None = None, h0: Tensor | None = None, backend: str = "auto") -> tuple[Tensor, Tensor]:
     """h_t = a_t * h_{t-1} + b_t over dim 1 of b; a reset at t replaces h_{t-1} by h0.
 
     a: (B, L, D) | (B, D) | (D,); b: (B, L, D); reset: (B, L) bool; h0: (D,) | (B, D).
@@ -57,8 +56,10 @@ def scan(a: Tensor, b: Tensor, reset: Tensor | None = None, h0: Tensor | None = 
         try:
             module = backend_module(name)
         except ImportError as e:
-            raise ValueError(f"scan backend {name!r} is not available here ({e}); available: "
-                             f"{', '.join(n for n in BACKENDS if n in ('auto', 'reference') or available(n))}") from e
+            raise ValueError(
+                f"scan backend {name!r} is not available here ({e}); available: "
+                f"{', '.join(n for n in BACKENDS if n in ('auto', 'reference') or available(n))}"
+            ) from e
         h = _Scan.apply(a, b, h0, reset, dtype, module)
     return h, h[:, -1]
 
@@ -75,8 +76,10 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         return backend
     if device.type == "cuda":
         if not available("triton"):
-            say_once("no triton", "memwm: triton is not installed: scans on CUDA run on the torch backend, without "
-                                  "the fused kernels (pip install triton)")
+            say_once(
+                "no triton",
+                "memwm: triton is not installed: scans on CUDA run on the torch backend, without the fused kernels (pip install triton)",
+            )
             return "torch"
         return "triton" if fused_allowed(device) else "torch"  # checked against torch on first use
     if device.type == "cpu" and available("numba"):
@@ -121,8 +124,10 @@ def _check(a, b, reset, h0) -> torch.dtype:
         raise ValueError(f"scan: b must be a (B, L, D) tensor, got {_describe(b)}")
     B, L, D = b.shape
     if not isinstance(a, Tensor) or tuple(a.shape) not in ((B, L, D), (B, D), (D,)):
-        raise ValueError(f"scan: a must have shape (B, L, D) = {(B, L, D)}, (B, D) = {(B, D)} or (D,) = {(D,)} "
-                         f"to match b of shape {tuple(b.shape)}, got {_describe(a)}")
+        raise ValueError(
+            f"scan: a must have shape (B, L, D) = {(B, L, D)}, (B, D) = {(B, D)} or (D,) = {(D,)} "
+            f"to match b of shape {tuple(b.shape)}, got {_describe(a)}"
+        )
     if h0 is not None and (not isinstance(h0, Tensor) or tuple(h0.shape) not in ((B, D), (D,))):
         raise ValueError(f"scan: h0 must have shape (B, D) = {(B, D)} or (D,) = {(D,)}, got {_describe(h0)}")
     if reset is not None and (not isinstance(reset, Tensor) or tuple(reset.shape) != (B, L) or reset.dtype != torch.bool):
@@ -130,8 +135,7 @@ def _check(a, b, reset, h0) -> torch.dtype:
     named = [("a", a), ("b", b)] + ([("h0", h0)] if h0 is not None else [])
     for name, x in named:
         if x.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"scan: {name} has dtype {x.dtype}; expected one of "
-                             f"{', '.join(str(d) for d in _FLOAT_DTYPES)}")
+            raise ValueError(f"scan: {name} has dtype {x.dtype}; expected one of {', '.join(str(d) for d in _FLOAT_DTYPES)}")
     for name, x in named + ([("reset", reset)] if reset is not None else []):
         if x.device != b.device:
             raise ValueError(f"scan: {name} is on {x.device} but b is on {b.device}; expected all on one device")
@@ -170,6 +174,7 @@ class _Scan(torch.autograd.Function):
         if not any(ctx.needs_input_grad[:3]):
             return (None,) * 6
         grad_b, grad_a, grad_h0 = ctx.module.backward(a_n, h, dh.to(h.dtype).contiguous(), reset, h0_n)
-        grads = [_grad_like(g, *like) if need else None
-                 for g, like, need in zip((grad_a, grad_b, grad_h0), ctx.like, ctx.needs_input_grad[:3])]
+        grads = [
+            _grad_like(g, *like) if need else None for g, like, need in zip((grad_a, grad_b, grad_h0), ctx.like, ctx.needs_input_grad[:3])
+        ]
         return (*grads, None, None, None)

@@ -17,8 +17,17 @@ from kernels.check import fused_allowed
 from kernels.scan import _FLOAT_DTYPES, _describe, available, backend_module, compute_dtype
 
 
-def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None = None, u: Tensor | None = None,
-             reset: Tensor | None = None, h0: Tensor | None = None, check: bool = True) -> tuple[Tensor, Tensor]:
+def ssm_step(
+    h: Tensor,
+    a: Tensor,
+    bu: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    u: Tensor | None = None,
+    reset: Tensor | None = None,
+    h0: Tensor | None = None,
+    check: bool = True,
+) -> tuple[Tensor, Tensor]:
     """One step of an SSM layer. MIMO when h is (B, N), SISO when h is (B, H, N) (see the module docstring).
 
     a: (N,) | (B, N) for MIMO, (H, N) | (B, H, N) for SISO; bu like h; C (H, N);
@@ -38,8 +47,9 @@ def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None = Non
     return ssm_step_torch(h, a, bu, C, D, u, reset, h0)
 
 
-def ssm_step_torch(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: Tensor | None,
-                   reset: Tensor | None, h0: Tensor | None) -> tuple[Tensor, Tensor]:
+def ssm_step_torch(
+    h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: Tensor | None, reset: Tensor | None, h0: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """The PyTorch step (any device, differentiable): `ssm_step` with checked inputs in the state dtype."""
     prev = h
     if reset is not None:
@@ -59,9 +69,12 @@ def _fusable(h, a, bu, C, D, u, h0) -> bool:
     """Whether the fused Triton step can run: triton is here, D u is real, no gradient is needed, and the
     fused kernels agreed with torch on this device (checked on first use)."""
     tensors = [x for x in (h, a, bu, C, D, u, h0) if x is not None]
-    return (available("triton") and (D is None or not (D.is_complex() or u.is_complex()))
-            and not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors))
-            and fused_allowed(h.device))
+    return (
+        available("triton")
+        and (D is None or not (D.is_complex() or u.is_complex()))
+        and not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors))
+        and fused_allowed(h.device)
+    )
 
 
 def _check_step(h, a, bu, C, D, u, reset, h0) -> tuple[torch.dtype, int]:
@@ -74,14 +87,22 @@ def _check_step(h, a, bu, C, D, u, reset, h0) -> tuple[torch.dtype, int]:
         raise ValueError(f"ssm_step: C must be {want} for h of shape {tuple(h.shape)}, got {_describe(C)}")
     H = C.shape[0]
     row = tuple(h.shape[1:])
-    checks = [("a", a, (row, tuple(h.shape))), ("bu", bu, (tuple(h.shape),)),
-              ("h0", h0, (row, tuple(h.shape))), ("D", D, ((H,),)), ("u", u, ((B, H),)), ("reset", reset, ((B,),))]
+    checks = [
+        ("a", a, (row, tuple(h.shape))),
+        ("bu", bu, (tuple(h.shape),)),
+        ("h0", h0, (row, tuple(h.shape))),
+        ("D", D, ((H,),)),
+        ("u", u, ((B, H),)),
+        ("reset", reset, ((B,),)),
+    ]
     for name, x, shapes in checks:
         if x is None:
             continue
         if not isinstance(x, Tensor) or tuple(x.shape) not in shapes:
-            raise ValueError(f"ssm_step: {name} must have shape {' or '.join(map(str, shapes))} for h of shape "
-                             f"{tuple(h.shape)} and C of shape {tuple(C.shape)}, got {_describe(x)}")
+            raise ValueError(
+                f"ssm_step: {name} must have shape {' or '.join(map(str, shapes))} for h of shape "
+                f"{tuple(h.shape)} and C of shape {tuple(C.shape)}, got {_describe(x)}"
+            )
         if x.device != h.device:
             raise ValueError(f"ssm_step: {name} is on {x.device} but h is on {h.device}; expected one device")
     if (D is None) != (u is None):

@@ -55,7 +55,7 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
 
     init = h.new_zeros(B, D) if h0 is None else h0.expand(B, D)  # (B, D)
     # grad_a_t = g_t * conj(h_{t-1}), then corrected at t = 0 and at the resets, where h_{t-1} is h0.
-    bs, ts = (reset[:, 1:].nonzero().unbind(1) if resets else (None, None))
+    bs, ts = reset[:, 1:].nonzero().unbind(1) if resets else (None, None)
     if varying:
         grad_a = torch.empty_like(g)
         torch.mul(g[:, 1:], h[:, :-1].conj(), out=grad_a[:, 1:])
@@ -70,6 +70,5 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
     # h0 enters at t = 0 and at every reset, each time multiplied by a_t.
     grad_h0 = g[:, 0] * a_c[:, 0]
     if bs is not None:
-        grad_h0 = grad_h0.index_put((bs,), g[bs, ts + 1] * a_c[bs if a.shape[0] > 1 else 0, ts + 1 if varying else 0],
-                                    accumulate=True)
+        grad_h0 = grad_h0.index_put((bs,), g[bs, ts + 1] * a_c[bs if a.shape[0] > 1 else 0, ts + 1 if varying else 0], accumulate=True)
     return g, grad_a, grad_h0

@@ -35,6 +35,7 @@ CONFIG = {False: (4, 4, 1), True: (4, 4, 1)} if INTERPRET else {False: (64, 32, 
 
 # ------------------------------------------------------------------------------ complex helpers
 
+
 @triton.jit
 def _combine_real(a1, b1, a2, b2):
     return a2 * a1, a2 * b1 + b2
@@ -42,8 +43,7 @@ def _combine_real(a1, b1, a2, b2):
 
 @triton.jit
 def _combine_complex(a1r, a1i, b1r, b1i, a2r, a2i, b2r, b2i):
-    return (a2r * a1r - a2i * a1i, a2r * a1i + a2i * a1r,
-            a2r * b1r - a2i * b1i + b2r, a2r * b1i + a2i * b1r + b2i)
+    return (a2r * a1r - a2i * a1i, a2r * a1i + a2i * a1r, a2r * b1r - a2i * b1i + b2r, a2r * b1i + a2i * b1r + b2i)
 
 
 @triton.jit
@@ -100,10 +100,25 @@ def _last_row(x, rows, BLOCK_T: tl.constexpr):
 
 # ------------------------------------------------------------------------------------ the scan
 
+
 @triton.jit
-def _scan_fwd_kernel(A, X, R, H0, H, L, D, a_sb, a_st, h0_sb,
-                     HAS_RESET: tl.constexpr, COMPLEX: tl.constexpr, ACC: tl.constexpr,
-                     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+def _scan_fwd_kernel(
+    A,
+    X,
+    R,
+    H0,
+    H,
+    L,
+    D,
+    a_sb,
+    a_st,
+    h0_sb,
+    HAS_RESET: tl.constexpr,
+    COMPLEX: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """A (Ba, La, D) with element strides a_sb (0 if shared), a_st (0 if time-invariant); X, H (B, L, D);
     R (B, L) uint8; H0 (Bh, D) with batch stride h0_sb (0 if shared)."""
     blocks = tl.cdiv(D, BLOCK_D)
@@ -143,9 +158,27 @@ def _scan_fwd_kernel(A, X, R, H0, H, L, D, a_sb, a_st, h0_sb,
 
 
 @triton.jit
-def _scan_bwd_kernel(A, H, DH, R, H0, G, GA, GH0, L, D, a_sb, a_st, h0_sb,
-                     HAS_RESET: tl.constexpr, VARYING: tl.constexpr, COMPLEX: tl.constexpr, ACC: tl.constexpr,
-                     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+def _scan_bwd_kernel(
+    A,
+    H,
+    DH,
+    R,
+    H0,
+    G,
+    GA,
+    GH0,
+    L,
+    D,
+    a_sb,
+    a_st,
+    h0_sb,
+    HAS_RESET: tl.constexpr,
+    VARYING: tl.constexpr,
+    COMPLEX: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """Reverse scan and gradient products. G like H (B, L, D); GA (B, La, D); GH0 (B, D)."""
     blocks = tl.cdiv(D, BLOCK_D)
     pid = tl.program_id(0).to(tl.int64)  # (sequence, channel block), channel blocks fastest
@@ -232,10 +265,8 @@ def _common(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None):
     block_d = min(block_d, triton.next_power_of_2(D))
     h0 = b.new_zeros(1, D) if h0 is None else h0
     r = reset.view(torch.uint8) if reset is not None else b.new_empty(1, dtype=torch.uint8)
-    strides = (a.stride(0) if a.shape[0] > 1 else 0, a.stride(1) if a.shape[1] > 1 else 0,
-               h0.stride(0) if h0.shape[0] > 1 else 0)
-    meta = dict(HAS_RESET=reset is not None, COMPLEX=complex_, ACC=_acc(b.dtype), BLOCK_T=block_t, BLOCK_D=block_d,
-                num_warps=warps)
+    strides = (a.stride(0) if a.shape[0] > 1 else 0, a.stride(1) if a.shape[1] > 1 else 0, h0.stride(0) if h0.shape[0] > 1 else 0)
+    meta = dict(HAS_RESET=reset is not None, COMPLEX=complex_, ACC=_acc(b.dtype), BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
     grid = (triton.cdiv(D, block_d) * B,)
     return h0, r, strides, meta, grid
 
@@ -258,18 +289,52 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
     g = torch.empty_like(dh)
     grad_a = torch.empty(B, a.shape[1], D, dtype=h.dtype, device=h.device)
     grad_h0 = torch.empty(B, D, dtype=h.dtype, device=h.device)
-    _scan_bwd_kernel[grid](_planes(a), _planes(h), _planes(dh), r, _planes(h0), _planes(g), _planes(grad_a),
-                           _planes(grad_h0), L, D, *strides, VARYING=a.shape[1] > 1, **meta)
+    _scan_bwd_kernel[grid](
+        _planes(a),
+        _planes(h),
+        _planes(dh),
+        r,
+        _planes(h0),
+        _planes(g),
+        _planes(grad_a),
+        _planes(grad_h0),
+        L,
+        D,
+        *strides,
+        VARYING=a.shape[1] > 1,
+        **meta,
+    )
     return g, grad_a, grad_h0
 
 
 # ------------------------------------------------------------------------------------ ssm_step
 
+
 @triton.jit
-def _ssm_step_kernel(S, A, BU, R, H0, C, Dk, U, Y, SN, H, N, a_sb, h0_sb,
-                     SISO: tl.constexpr, HAS_RESET: tl.constexpr, HAS_D: tl.constexpr,
-                     COMPLEX: tl.constexpr, COMPLEX_C: tl.constexpr, ACC: tl.constexpr,
-                     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
+def _ssm_step_kernel(
+    S,
+    A,
+    BU,
+    R,
+    H0,
+    C,
+    Dk,
+    U,
+    Y,
+    SN,
+    H,
+    N,
+    a_sb,
+    h0_sb,
+    SISO: tl.constexpr,
+    HAS_RESET: tl.constexpr,
+    HAS_D: tl.constexpr,
+    COMPLEX: tl.constexpr,
+    COMPLEX_C: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """One program per (sequence, block of outputs k). The state S, SN is (B, N) (MIMO) or (B, H, N)
     (SISO); A and H0 have batch strides a_sb, h0_sb (0 when shared); C (H, N); Dk (H,); U, Y (B, H)."""
     pid_b = tl.program_id(0).to(tl.int64)
@@ -312,8 +377,9 @@ def _ssm_step_kernel(S, A, BU, R, H0, C, Dk, U, Y, SN, H, N, a_sb, h0_sb,
     tl.store(Y + pid_b * H + k, acc.to(Y.dtype.element_ty), mask=kmask)
 
 
-def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: Tensor | None,
-             reset: Tensor | None, h0: Tensor | None) -> tuple[Tensor, Tensor]:
+def ssm_step(
+    h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: Tensor | None, reset: Tensor | None, h0: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """The fused `kernels.ssm_step` (inputs already checked there; h, a, bu, h0 in the state dtype).
 
     h, bu (B, N) | (B, H, N); a, h0 like h or like one row; C (H, N); D (H,), u (B, H); reset (B,).
@@ -336,8 +402,28 @@ def ssm_step(h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: T
     block_n = min(64, triton.next_power_of_2(N))
     grid = (B, triton.cdiv(H, block_h))
     _ssm_step_kernel[grid](
-        _planes(h), _planes(a), _planes(bu), r, _planes(h0), _planes(C), D if D is not None else y, u if u is not None else y,
-        y, _planes(h_next), H, N, size if a.dim() == h.dim() else 0, size if h0.dim() == h.dim() else 0,
-        SISO=siso, HAS_RESET=reset is not None, HAS_D=D is not None, COMPLEX=h.is_complex(), COMPLEX_C=C.is_complex(),
-        ACC=_acc(y_dtype), BLOCK_H=block_h, BLOCK_N=block_n, num_warps=4)
+        _planes(h),
+        _planes(a),
+        _planes(bu),
+        r,
+        _planes(h0),
+        _planes(C),
+        D if D is not None else y,
+        u if u is not None else y,
+        y,
+        _planes(h_next),
+        H,
+        N,
+        size if a.dim() == h.dim() else 0,
+        size if h0.dim() == h.dim() else 0,
+        SISO=siso,
+        HAS_RESET=reset is not None,
+        HAS_D=D is not None,
+        COMPLEX=h.is_complex(),
+        COMPLEX_C=C.is_complex(),
+        ACC=_acc(y_dtype),
+        BLOCK_H=block_h,
+        BLOCK_N=block_n,
+        num_warps=4,
+    )
     return y, h_next

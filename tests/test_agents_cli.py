@@ -18,20 +18,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 def memwm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["compare", "--task", "nope"], "unknown compare task 'nope'; known: "),
-    (["compare", "--task", "distracting-100", "--backbones", "s5,gru"], "unknown backbones ['gru']"),
-    (["imagine", "--run", "runs/none"], "does not exist"),
-    (["imagine", "--run", "runs/none", "--episodes", "9"], "--episodes must be in [1, 6]"),
-    (["collect", "--env", "memory/rooms-3", "--episodes", "1"], "memory/rooms-3"),
-    (["eval", "--run", "runs/none"], "is not a memwm run (no config.yaml)"),
-    (["envs", "--env", "memory/rooms-3"], "memory/rooms-3"),
-    (["train", "--env", "memory/distracting-16", "--seq-len", "0"], "seq_len must be positive"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["compare", "--task", "nope"], "unknown compare task 'nope'; known: "),
+        (["compare", "--task", "distracting-100", "--backbones", "s5,gru"], "unknown backbones ['gru']"),
+        (["imagine", "--run", "runs/none"], "does not exist"),
+        (["imagine", "--run", "runs/none", "--episodes", "9"], "--episodes must be in [1, 6]"),
+        (["collect", "--env", "memory/rooms-3", "--episodes", "1"], "memory/rooms-3"),
+        (["eval", "--run", "runs/none"], "is not a memwm run (no config.yaml)"),
+        (["envs", "--env", "memory/rooms-3"], "memory/rooms-3"),
+        (["train", "--env", "memory/distracting-16", "--seq-len", "0"], "seq_len must be positive"),
+    ],
+)
 def test_a_user_error_is_one_line_and_exit_2(tmp_path, args, expected):
     done = memwm(*args, cwd=tmp_path)
     lines = done.stderr.strip().splitlines()
@@ -52,13 +54,19 @@ def test_help_texts_name_no_issues_or_history(capsys):
         assert not re.search(r"\bissue\b", help_text, re.IGNORECASE), (name, help_text)
 
 
-@pytest.mark.parametrize("args, expected", [
-    # a message tyro wraps over two lines is joined: the known choices must be named
-    (["train", "--wm.objective", "pixels"], "memwm train: error: invalid choice 'pixels' for argument '--wm.objective'. "
-                                            "Expected one of ('reconstruction', 'barlow', 'next_embed'); see memwm train --help"),
-    (["train", "--stepz", "4"], "memwm train: error: unknown option --stepz (closest: --steps); see memwm train --help"),
-    (["eval"], "memwm eval: error: Missing from memwm eval: --run STR; see memwm eval --help"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        # a message tyro wraps over two lines is joined: the known choices must be named
+        (
+            ["train", "--wm.objective", "pixels"],
+            "memwm train: error: invalid choice 'pixels' for argument '--wm.objective'. "
+            "Expected one of ('reconstruction', 'barlow', 'next_embed'); see memwm train --help",
+        ),
+        (["train", "--stepz", "4"], "memwm train: error: unknown option --stepz (closest: --steps); see memwm train --help"),
+        (["eval"], "memwm eval: error: Missing from memwm eval: --run STR; see memwm eval --help"),
+    ],
+)
 def test_parse_errors_are_the_whole_message_on_one_line(args, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(args)

@@ -50,13 +50,16 @@ def test_yaml_round_trip(tmp_path):
     assert TrainConfig.from_dict(C.load_yaml(tmp_path / "config.yaml")) == cfg
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(backbone="lstm"), "unknown backbone 'lstm'; known: rssm"),
-    (dict(batch_size=0), "batch_size must be positive, got 0"),
-    (dict(train_ratio=-1.0), "train_ratio must be >= 0"),
-    (dict(replay_capacity=10, seq_len=64), "replay_capacity"),
-    (dict(minutes=-1.0), "minutes must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(backbone="lstm"), "unknown backbone 'lstm'; known: rssm"),
+        (dict(batch_size=0), "batch_size must be positive, got 0"),
+        (dict(train_ratio=-1.0), "train_ratio must be >= 0"),
+        (dict(replay_capacity=10, seq_len=64), "replay_capacity"),
+        (dict(minutes=-1.0), "minutes must be >= 0"),
+    ],
+)
 def test_bad_values_raise_value_errors_naming_the_field(change, message):
     with pytest.raises(ValueError, match=message):
         resolve(TrainConfig(**change))
@@ -72,8 +75,15 @@ def test_unknown_fields_in_saved_configs_or_overrides_are_named():
 def test_learning_settings_are_the_same_for_every_task():
     """Only what a task defines (its replay window, evaluation episodes, action repeat) differs between tasks."""
     task_fields = {"seq_len", "eval_episodes", "env", "run_dir"}
-    ids = ["pomdp/cartpole-positions", "memory/distracting-100", "minigrid/memory-s7", "dmc/cartpole-swingup",
-           "icrl/bandit-10", "gym:Pendulum-v1", "memory-maze/9x9"]
+    ids = [
+        "pomdp/cartpole-positions",
+        "memory/distracting-100",
+        "minigrid/memory-s7",
+        "dmc/cartpole-swingup",
+        "icrl/bandit-10",
+        "gym:Pendulum-v1",
+        "memory-maze/9x9",
+    ]
     configs = [resolve(TrainConfig(env=i)) for i in ids]
     for cfg in configs[1:]:
         a, b = configs[0].to_dict(), cfg.to_dict()

@@ -211,7 +211,9 @@ def test_the_probe_decoder_is_clipped_apart_from_the_world_model(monkeypatch):
     wm = world_models.make("s5", obs_space, space, world_models.WorldModelConfig.preset("tiny", objective="barlow"))
     agent = Dreamer(wm, space, DreamerConfig(horizon=4, wm_grad_clip=1e-3))
     groups, clip = {}, D._clip
-    monkeypatch.setattr(D, "_clip", lambda name, params, max_norm: groups.setdefault(name, list(params)) and clip(name, groups[name], max_norm))
+    monkeypatch.setattr(
+        D, "_clip", lambda name, params, max_norm: groups.setdefault(name, list(params)) and clip(name, groups[name], max_norm)
+    )
     agent.update(_batch(agent.codec))
     probe = {id(p) for p in wm.decoder.parameters()}
     model = {id(p) for p in wm.parameters()} - probe

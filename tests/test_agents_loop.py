@@ -59,8 +59,7 @@ class Stub:
 
 
 def config(**overrides) -> LoopConfig:
-    base = dict(steps=40, checkpoint_every=10, log_every=5, eval_every=10, eval_episodes=32, video_every=20, seed=3,
-                tensorboard=False)
+    base = dict(steps=40, checkpoint_every=10, log_every=5, eval_every=10, eval_episodes=32, video_every=20, seed=3, tensorboard=False)
     return LoopConfig(**{**base, **overrides})
 
 
@@ -74,7 +73,7 @@ def test_each_evaluation_takes_fresh_seeds_that_no_training_env_ever_takes(tmp_p
     assert [step for _, _, step in agent.evaluations] == [0, 10, 20, 30, 40]
     played = [set(range(seed, seed + n)) for seed, n, _ in agent.evaluations]
     assert all(len(s) == 32 for s in played)
-    assert all(a.isdisjoint(b) for i, a in enumerate(played) for b in played[i + 1:])  # fresh at every evaluation
+    assert all(a.isdisjoint(b) for i, a in enumerate(played) for b in played[i + 1 :])  # fresh at every evaluation
     # every seed a training environment of this run can get (any offset: rank, step, env index) lies below them
     training = [training_seed(3, offset) + env for offset in (0, 1, 7, 12_345, SEEDS_PER_RUN, 10**9) for env in range(1000)]
     assert max(training) < min(min(s) for s in played) and max(max(s) for s in played) < 4 * SEEDS_PER_RUN

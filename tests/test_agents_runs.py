@@ -14,8 +14,14 @@ CPU = torch.device("cpu")
 
 
 def tiny_run(tmp_path, agent: str = "dreamer") -> tuple[TrainConfig, object]:
-    config = TrainConfig(env="memory/doors-keys-3", backbone="rssm", preset="tiny", run=str(tmp_path / "run"), agent=agent,
-                         wm=world_models.WorldModelConfig.preset("tiny"))
+    config = TrainConfig(
+        env="memory/doors-keys-3",
+        backbone="rssm",
+        preset="tiny",
+        run=str(tmp_path / "run"),
+        agent=agent,
+        wm=world_models.WorldModelConfig.preset("tiny"),
+    )
     save_yaml(config, tmp_path / "run" / "config.yaml")
     return config, tmp_path / "run"
 

@@ -33,10 +33,19 @@ def random_episode(rng: np.random.Generator, T: int, query: int, door_steps=(), 
     if reward_step is not None:
         reward[reward_step] = rng.choice([-1.0, 1.0])
         reward_mask[reward_step] = True
-    return {"image": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8), "action": rng.integers(0, 3, T),
-            "reward": reward, "is_first": is_first, "is_last": np.zeros(T, bool), "is_terminal": np.zeros(T, bool),
-            "phase": phase, "door_visible": door, "reward_decided": reward_mask,
-            "cue": np.array(rng.integers(2)), "keys": np.arange(T + 1)}  # per-episode arrays, as envs.collect writes
+    return {
+        "image": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8),
+        "action": rng.integers(0, 3, T),
+        "reward": reward,
+        "is_first": is_first,
+        "is_last": np.zeros(T, bool),
+        "is_terminal": np.zeros(T, bool),
+        "phase": phase,
+        "door_visible": door,
+        "reward_decided": reward_mask,
+        "cue": np.array(rng.integers(2)),
+        "keys": np.arange(T + 1),
+    }  # per-episode arrays, as envs.collect writes
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +108,17 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
         torch.manual_seed(0)
         wm = world_models.make("s5", IMAGE_SPACE, ACT_SPACE, config)
         torch.manual_seed(1)
-        out = C.train_world_model(wm, C.sequence_batches(eps, 2, 6, ACT_SPACE, CPU, seed=0), steps, 1e-3, "t",
-                                  folder, log_every=1, save_every=2, settings={"s": 1})
+        out = C.train_world_model(
+            wm,
+            C.sequence_batches(eps, 2, 6, ACT_SPACE, CPU, seed=0),
+            steps,
+            1e-3,
+            "t",
+            folder,
+            log_every=1,
+            save_every=2,
+            settings={"s": 1},
+        )
         return wm, out
 
     straight, curve = run(4, tmp_path / "straight")
@@ -165,11 +183,17 @@ def test_door_probe_averages_the_imagined_door_frames_only(tiny_s5):
 
 
 def test_results_table_has_one_row_per_backbone():
-    run = {"speed": {"params": 1000, "train_step_ms": 1.5, "imagine_ms_per_step": 0.2},
-           "probes": {"reward_acc_inference": 1.0, "reward_acc_imagination": 0.5, "query_mse": 0.01,
-                      "mse_bins": [{"start": 1, "end": 2, "mse": 0.01}]}, "curve": [{"step": 0, "loss": 2.0}]}
-    results = {"task": "memory/distracting-100", "probe": "reward", "settings": {"steps": 1},
-               "backbones": {"rssm": run, "s5": run}}
+    run = {
+        "speed": {"params": 1000, "train_step_ms": 1.5, "imagine_ms_per_step": 0.2},
+        "probes": {
+            "reward_acc_inference": 1.0,
+            "reward_acc_imagination": 0.5,
+            "query_mse": 0.01,
+            "mse_bins": [{"start": 1, "end": 2, "mse": 0.01}],
+        },
+        "curve": [{"step": 0, "loss": 2.0}],
+    }
+    results = {"task": "memory/distracting-100", "probe": "reward", "settings": {"steps": 1}, "backbones": {"rssm": run, "s5": run}}
     lines = [line for line in C.results_table(results).splitlines() if line.startswith("| ")]
     assert len(lines) == 3 and lines[1].startswith("| rssm |") and lines[2].startswith("| s5 |")
     assert "50.0%" in lines[2]
@@ -204,8 +228,17 @@ def test_compare_rejects_unknown_backbones_and_budgets(tmp_path):
         C.run_compare(task="distracting-100", backbones="s5", reward_scale=0.0, out=tmp_path)
 
 
-TINY = dict(task="doors-keys-3", backbones="rssm,transformer,s5", preset="tiny", steps=2, episodes=3,
-            eval_episodes=2, batch_size=2, seq_len=16, reward_scale=7.0)
+TINY = dict(
+    task="doors-keys-3",
+    backbones="rssm,transformer,s5",
+    preset="tiny",
+    steps=2,
+    episodes=3,
+    eval_episodes=2,
+    batch_size=2,
+    seq_len=16,
+    reward_scale=7.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -226,8 +259,14 @@ def test_tiny_compare_writes_every_file_with_finite_values(tiny_compare):
     assert saved["probe"] == "doors" and list(saved["backbones"]) == names
     for name in names:
         m = saved["backbones"][name]
-        values = [m["probes"]["door_mse"], m["probes"]["query_mse"], *m["probes"]["mse_per_step"],
-                  m["speed"]["train_step_ms"], m["speed"]["imagine_ms_per_step"], *(r["loss"] for r in m["curve"])]
+        values = [
+            m["probes"]["door_mse"],
+            m["probes"]["query_mse"],
+            *m["probes"]["mse_per_step"],
+            m["speed"]["train_step_ms"],
+            m["speed"]["imagine_ms_per_step"],
+            *(r["loss"] for r in m["curve"]),
+        ]
         assert np.all(np.isfinite(values)) and m["speed"]["params"] > 0
         assert m["speed"]["train_wall_s"] > 0 and m["speed"]["load"] >= 0 and all("load" in r for r in m["curve"])
         assert load_world_model(out / name / "model.pt", "cpu").wm.config.reward_scale == 7.0  # compare's loss weight reached the model

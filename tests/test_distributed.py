@@ -46,7 +46,7 @@ class _Net(nn.Module):
         x, y = torch.randn(4, 3, generator=g), torch.randn(4, 7, generator=g)
         out = torch.tanh(x @ self.a.T).sum(-1, keepdim=True) * self.b  # (4, 7)
         loss = ((out - y) ** 2).mean()
-        return loss + (self.only_rank0 ** 3).sum() if rank == 0 else loss
+        return loss + (self.only_rank0**3).sum() if rank == 0 else loss
 
 
 class _FakeLogger:
@@ -155,10 +155,39 @@ def test_bad_torchrun_variables_are_named(monkeypatch):
 
 # --------------------------------------------------------------------------- torchrun -m agents.cli train
 
-FLAGS = ["--env", "gym:CartPole-v1", "--backbone", "s5", "--preset", "tiny", "--num-envs", "2", "--prefill", "16",
-         "--batch-size", "2", "--seq-len", "8", "--train-ratio", "8", "--eval-every", "0", "--eval-episodes", "1",
-         "--video-every", "-1", "--log-every", "16", "--checkpoint-every", "32", "--no-tensorboard", "--threads", "1",
-         "--dreamer.horizon", "3"]
+FLAGS = [
+    "--env",
+    "gym:CartPole-v1",
+    "--backbone",
+    "s5",
+    "--preset",
+    "tiny",
+    "--num-envs",
+    "2",
+    "--prefill",
+    "16",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "8",
+    "--train-ratio",
+    "8",
+    "--eval-every",
+    "0",
+    "--eval-episodes",
+    "1",
+    "--video-every",
+    "-1",
+    "--log-every",
+    "16",
+    "--checkpoint-every",
+    "32",
+    "--no-tensorboard",
+    "--threads",
+    "1",
+    "--dreamer.horizon",
+    "3",
+]
 
 # Resume under torchrun through the run loop itself, each rank writing what it loaded and where it ended.
 RESUME_SCRIPT = """

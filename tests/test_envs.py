@@ -85,8 +85,9 @@ def test_same_seed_same_episode(env_id):
     if not env_id.startswith(HEAVY):  # reset(seed=...) replays it too, on an env that has already run
         assert_same(first, rollout(a, steps, seed=3))
         other = rollout(envs.make(env_id, seed=4), steps)
-        assert any(not np.array_equal(x[0].get("image", x[0].get("vector")), y[0].get("image", y[0].get("vector")))
-                   for x, y in zip(first, other)), "a different seed should give a different episode"
+        assert any(
+            not np.array_equal(x[0].get("image", x[0].get("vector")), y[0].get("image", y[0].get("vector"))) for x, y in zip(first, other)
+        ), "a different seed should give a different episode"
     a.close(), b.close()
 
 
@@ -268,8 +269,7 @@ def test_gym_wrapper_rescales_bounded_box_actions_to_unit_range():
 
 def test_gym_wrapper_images_and_multidiscrete():
     class Toy(gym.Env):
-        observation_space = gym.spaces.Dict({"cam": gym.spaces.Box(0, 255, (32, 48, 3), np.uint8),
-                                             "md": gym.spaces.MultiDiscrete([3, 2])})
+        observation_space = gym.spaces.Dict({"cam": gym.spaces.Box(0, 255, (32, 48, 3), np.uint8), "md": gym.spaces.MultiDiscrete([3, 2])})
         action_space = gym.spaces.MultiDiscrete([2, 4])
 
         def reset(self, *, seed=None, options=None):
@@ -358,7 +358,9 @@ def test_meta_cartpole_projects_states_and_permutes_actions_per_trial():
     for t in range(300):
         obs, r, te, tr, info = env.step(t % 2)
         if not obs["episode_start"]:
-            np.testing.assert_allclose(obs["vector"][:4], inner.projection @ np.asarray(inner.cartpole.state, np.float32), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                obs["vector"][:4], inner.projection @ np.asarray(inner.cartpole.state, np.float32), rtol=1e-5, atol=1e-6
+            )
     assert tr and not te and info["episode"] >= 1  # random-ish play drops the pole within 300 steps
     env.reset()
     projections.append(inner.projection.copy())
@@ -402,8 +404,10 @@ def test_collect_random_policy_and_cli(tmp_path):
 
 
 def test_sequence_sampler_windows_mark_episode_starts():
-    eps = [{"reward": np.arange(n, dtype=np.float32) + 100 * i, "is_first": np.arange(n) == 0, "cue": np.array(i)}
-           for i, n in enumerate((5, 7, 3))]
+    eps = [
+        {"reward": np.arange(n, dtype=np.float32) + 100 * i, "is_first": np.arange(n) == 0, "cue": np.array(i)}
+        for i, n in enumerate((5, 7, 3))
+    ]
     sampler = SequenceSampler(eps, length=6, seed=0)
     stream = np.concatenate([e["reward"] for e in eps])
     for _ in range(50):
@@ -425,11 +429,18 @@ def test_dm_control_env_then_world_model_does_not_crash():
     import subprocess
     import sys
 
-    code = ("import envs, world_models\n"
-            "e = envs.make('dmc-pomdp/cartpole-balance'); e.reset(seed=0)\n"
-            "wm = world_models.make('s5', e.observation_space, e.action_space, world_models.WorldModelConfig.preset('tiny'))\n"
-            "e.step(e.action_space.sample()); print('built', wm.num_params() > 0)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    code = (
+        "import envs, world_models\n"
+        "e = envs.make('dmc-pomdp/cartpole-balance'); e.reset(seed=0)\n"
+        "wm = world_models.make('s5', e.observation_space, e.action_space, world_models.WorldModelConfig.preset('tiny'))\n"
+        "e.step(e.action_space.sample()); print('built', wm.num_params() > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
+    )
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-2000:]}"
     assert "built True" in out.stdout

@@ -34,8 +34,15 @@ def test_facts_are_consistent(env_id):
 
 
 # Tasks whose every episode has exactly `episode_length` steps, and tasks cut at it under a random policy.
-FIXED = ["memory/distracting-8", "memory/distracting-32", "memory/recall-k8", "memory/count-16", "memory/rooms-2", "icrl/bandit-5",
-         "icrl/dark-room"]
+FIXED = [
+    "memory/distracting-8",
+    "memory/distracting-32",
+    "memory/recall-k8",
+    "memory/count-16",
+    "memory/rooms-2",
+    "icrl/bandit-5",
+    "icrl/dark-room",
+]
 CUT = ["memory/doors-keys-3", "memory/teleport", "minigrid/memory-s7", "pomdp/cartpole-positions"]
 
 

@@ -69,8 +69,11 @@ def test_missing_module_is_a_one_line_error_naming_it():
 
 
 def test_id_the_module_does_not_register_names_the_close_ones(on_path):
-    with pytest.raises(ValueError, match=r"module 'memwm_testenv' registers no gymnasium environment 'MemwmTestRecal-v0'; "
-                                         r"closest: MemwmTestRecall-v0") as e:
+    with pytest.raises(
+        ValueError,
+        match=r"module 'memwm_testenv' registers no gymnasium environment 'MemwmTestRecal-v0'; "
+        r"closest: MemwmTestRecall-v0",
+    ) as e:
         envs.make("gym:memwm_testenv:MemwmTestRecal-v0")
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="gym:<module>:<id>"):

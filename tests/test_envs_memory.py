@@ -54,8 +54,9 @@ def test_scripted_policy_reaches_the_query_phase_and_earns_the_reward(env_id):
     assert q[rewarded], "the reward is earned in the query phase"
 
 
-@pytest.mark.parametrize("env_id,length", [("memory/rooms-2", 300), ("memory/rooms-10", 1500), ("memory/distracting-200", 202),
-                                           ("memory/teleport", None)])
+@pytest.mark.parametrize(
+    "env_id,length", [("memory/rooms-2", 300), ("memory/rooms-10", 1500), ("memory/distracting-200", 202), ("memory/teleport", None)]
+)
 def test_episode_lengths(env_id, length):
     ep = play(env_id, seed=0)
     if length:

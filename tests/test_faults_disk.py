@@ -26,8 +26,10 @@ def small_disk(tmp_path):
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({(mounted.stderr or 'mount failed').strip().splitlines()[0]}); "
-                    "the ENOSPC writer tests cover the same paths")
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({(mounted.stderr or 'mount failed').strip().splitlines()[0]}); "
+            "the ENOSPC writer tests cover the same paths"
+        )
     try:
         yield disk
     finally:
@@ -37,8 +39,14 @@ def small_disk(tmp_path):
 def _episode(length, seed):
     rng = np.random.default_rng(seed)
     t = np.arange(length)
-    return {"image": rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8), "action": rng.random((length, 2), np.float32),
-            "reward": rng.random(length, np.float32), "is_first": t == 0, "is_last": t == length - 1, "is_terminal": t < 0}
+    return {
+        "image": rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8),
+        "action": rng.random((length, 2), np.float32),
+        "reward": rng.random(length, np.float32),
+        "is_first": t == 0,
+        "is_last": t == length - 1,
+        "is_terminal": t < 0,
+    }
 
 
 def _assert_one_line_disk_full(error, path):
@@ -130,6 +138,7 @@ def test_torch_save_hiding_enospc_in_a_runtime_error_is_still_disk_full(tmp_path
 def test_other_write_errors_pass_through_unchanged(tmp_path):
     def broken(f):
         raise OSError(errno.EIO, "Input/output error")
+
     with pytest.raises(OSError) as error:
         atomic_write(tmp_path / "x", broken)
     assert not isinstance(error.value, DiskFull) and error.value.errno == errno.EIO and not list(tmp_path.iterdir())

@@ -16,9 +16,14 @@ from agents.replay import Replay
 
 def _episode(length, ep_id):
     t = np.arange(length)
-    return {"vector": np.stack([np.full(length, ep_id, np.float32), t.astype(np.float32)], 1),
-            "action": np.eye(2, dtype=np.float32)[t % 2], "reward": np.float32(ep_id) + np.zeros(length, np.float32),
-            "is_first": t == 0, "is_last": t == length - 1, "is_terminal": t == length - 1}
+    return {
+        "vector": np.stack([np.full(length, ep_id, np.float32), t.astype(np.float32)], 1),
+        "action": np.eye(2, dtype=np.float32)[t % 2],
+        "reward": np.float32(ep_id) + np.zeros(length, np.float32),
+        "is_first": t == 0,
+        "is_last": t == length - 1,
+        "is_terminal": t == length - 1,
+    }
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "not_an_episode"])

@@ -18,8 +18,23 @@ from agents.config import PPOConfig, TrainConfig
 from agents.train import train
 
 K = 100  # the checkpoint interval, in env steps
-FAST = dict(preset="tiny", num_envs=2, prefill=40, batch_size=2, seq_len=8, train_ratio=4.0, eval_every=0, eval_episodes=1,
-            video_every=-1, log_every=20, checkpoint_every=K, tensorboard=False, threads=1, device="cpu", exact_resume=True)
+FAST = dict(
+    preset="tiny",
+    num_envs=2,
+    prefill=40,
+    batch_size=2,
+    seq_len=8,
+    train_ratio=4.0,
+    eval_every=0,
+    eval_episodes=1,
+    video_every=-1,
+    log_every=20,
+    checkpoint_every=K,
+    tensorboard=False,
+    threads=1,
+    device="cpu",
+    exact_resume=True,
+)
 
 
 def _differences(a, b, where="checkpoint") -> list[str]:

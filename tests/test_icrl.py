@@ -32,13 +32,12 @@ def test_in_context_metrics_hand_case():
     m = in_context_metrics(t)
     assert m["icrl/return_ep01"] == 2.0 and m["icrl/return_ep08"] == 9.0
     assert m["icrl/trial_return"] == (36 + 52) / 2
-    assert m["icrl/gain"] == (8.0 + 9.0) / 2 - 2.0        # last quarter (2 episodes) minus the first
+    assert m["icrl/gain"] == (8.0 + 9.0) / 2 - 2.0  # last quarter (2 episodes) minus the first
     assert m["icrl/later_over_first"] == np.mean([4, 5, 6, 7, 8, 9]) / 2.0
 
 
 def test_regret_hand_case():
-    t = Trials(reward=np.zeros((1, 3)), episode=np.zeros((1, 3), int), action=np.array([[0, 2, 1]]),
-               arm_means=np.array([[0.2, 0.9, 0.5]]))
+    t = Trials(reward=np.zeros((1, 3)), episode=np.zeros((1, 3), int), action=np.array([[0, 2, 1]]), arm_means=np.array([[0.2, 0.9, 0.5]]))
     np.testing.assert_allclose(t.regret(), [[0.7, 0.4, 0.0]])
     no_means = Trials(reward=np.zeros((1, 3)), episode=np.zeros((1, 3), int), action=np.zeros((1, 3), int))
     with pytest.raises(ValueError, match="arm_means"):

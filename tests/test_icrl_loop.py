@@ -17,7 +17,6 @@ from world_models.imagine import model_obs_space
 ROOM = {"episode_steps": 3, "episodes": 3}
 
 
-
 def ppo_on(env_id: str, backbone: str, n: int, rollout: int, **options):
     vec = envs.make_vector(env_id, n, seed=0, asynchronous=False, **options)
     ppo = PPO(model_obs_space(vec.single_observation_space), vec.single_action_space, backbone, PPOConfig(rollout=rollout))
@@ -44,9 +43,9 @@ def test_memory_persists_across_episodes_and_resets_at_the_next_trial(backbone):
         for b in range(2):
             state = index_state(r.state0, slice(b, b + 1))
             for t in range(is_first.shape[1]):
-                carried, _ = backbone_.step(x[b:b + 1, t], torch.tensor([False]), state)
-                fresh, _ = backbone_.step(x[b:b + 1, t], torch.tensor([True]), state)
-                y, new_state = backbone_.step(x[b:b + 1, t], is_first[b:b + 1, t], state)
+                carried, _ = backbone_.step(x[b : b + 1, t], torch.tensor([False]), state)
+                fresh, _ = backbone_.step(x[b : b + 1, t], torch.tensor([True]), state)
+                y, new_state = backbone_.step(x[b : b + 1, t], is_first[b : b + 1, t], state)
                 if is_first[b, t]:  # a trial start: the memory is reset
                     torch.testing.assert_close(y, fresh)
                     assert not torch.allclose(y, carried)
@@ -89,9 +88,35 @@ def test_tiny_ppo_run_end_to_end_then_memwm_eval(tmp_path):
     from agents.common import evaluation_seed
 
     run = tmp_path / "ppo"
-    main(["train", "--agent", "ppo", "--backbone", "s5", "--env", "icrl/bandit-5", "--steps", "300", "--run", str(run),
-          "--num-envs", "2", "--ppo.rollout", "50", "--ppo.minibatches", "2", "--eval-episodes", "2", "--eval-every", "200",
-          "--log-every", "100", "--threads", "1"])
+    main(
+        [
+            "train",
+            "--agent",
+            "ppo",
+            "--backbone",
+            "s5",
+            "--env",
+            "icrl/bandit-5",
+            "--steps",
+            "300",
+            "--run",
+            str(run),
+            "--num-envs",
+            "2",
+            "--ppo.rollout",
+            "50",
+            "--ppo.minibatches",
+            "2",
+            "--eval-episodes",
+            "2",
+            "--eval-every",
+            "200",
+            "--log-every",
+            "100",
+            "--threads",
+            "1",
+        ]
+    )
     assert (run / "config.yaml").exists() and list((run / "checkpoints").glob("ckpt-*.pt"))
     records = read_metrics(run)
     assert any("ppo/value_loss" in r for r in records) and any("episode/return" in r for r in records)
@@ -122,9 +147,25 @@ def test_tiny_dreamer_run_on_trials_replays_across_episode_boundaries(tmp_path):
     from agents.train import train
 
     run = tmp_path / "dreamer"
-    config = TrainConfig(env="icrl/dark-room", env_options=dict(ROOM), backbone="s5", steps=160, run=str(run), num_envs=2,
-                         prefill=60, batch_size=2, seq_len=16, train_ratio=4.0, eval_episodes=2, eval_every=0,
-                         video_every=-1, log_every=40, checkpoint_every=1000, threads=1, wm=WorldModelConfig.preset("tiny"))
+    config = TrainConfig(
+        env="icrl/dark-room",
+        env_options=dict(ROOM),
+        backbone="s5",
+        steps=160,
+        run=str(run),
+        num_envs=2,
+        prefill=60,
+        batch_size=2,
+        seq_len=16,
+        train_ratio=4.0,
+        eval_episodes=2,
+        eval_every=0,
+        video_every=-1,
+        log_every=40,
+        checkpoint_every=1000,
+        threads=1,
+        wm=WorldModelConfig.preset("tiny"),
+    )
     summary = train(config)
     assert np.isfinite(summary["eval/return"])
     records = read_metrics(run)

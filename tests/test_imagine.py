@@ -22,9 +22,15 @@ def random_episode(rng: np.random.Generator, T: int, query: int) -> dict[str, np
     is_first[0] = True
     phase = np.zeros(T, np.int8)
     phase[query:] = 1
-    return {"image": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8), "action": rng.integers(0, 3, T),
-            "reward": rng.normal(size=T).astype(np.float32), "is_first": is_first, "is_last": np.zeros(T, bool),
-            "is_terminal": np.zeros(T, bool), "phase": phase}
+    return {
+        "image": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8),
+        "action": rng.integers(0, 3, T),
+        "reward": rng.normal(size=T).astype(np.float32),
+        "is_first": is_first,
+        "is_last": np.zeros(T, bool),
+        "is_terminal": np.zeros(T, bool),
+        "phase": phase,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +96,9 @@ def test_open_loop_rejects_a_horizon_past_the_recorded_actions(tiny_models):
 def test_saved_world_model_loads_with_the_same_outputs(tmp_path, tiny_models, backbone):
     wm = tiny_models[backbone]
     config = world_models.WorldModelConfig.preset("tiny")
-    save_world_model(tmp_path / backbone / "model.pt", wm, backbone=backbone, config=config, env="memory/x",
-                     obs_space=IMAGE_SPACE, act_space=ACT_SPACE)
+    save_world_model(
+        tmp_path / backbone / "model.pt", wm, backbone=backbone, config=config, env="memory/x", obs_space=IMAGE_SPACE, act_space=ACT_SPACE
+    )
     loaded = load_world_model(tmp_path / backbone / "model.pt")
     assert load_run_world_model(tmp_path / backbone).path == loaded.path  # a compare backbone's folder
     assert (loaded.backbone, loaded.env, loaded.act_space) == (backbone, "memory/x", ACT_SPACE)
@@ -121,8 +128,15 @@ def test_imagine_on_a_compare_backbone_writes_the_video_and_a_tensorboard_event(
     envs.collect_episodes("memory/doors-keys-3", 3, "scripted", tmp_path / "data" / "eval", seed=5)
     config, act_space = world_models.WorldModelConfig.preset("tiny"), gym.spaces.Discrete(4)
     wm = world_models.make("s5", IMAGE_SPACE, act_space, config)
-    save_world_model(tmp_path / "s5" / "model.pt", wm, backbone="s5", config=config, env="memory/doors-keys-3",
-                     obs_space=IMAGE_SPACE, act_space=act_space)
+    save_world_model(
+        tmp_path / "s5" / "model.pt",
+        wm,
+        backbone="s5",
+        config=config,
+        env="memory/doors-keys-3",
+        obs_space=IMAGE_SPACE,
+        act_space=act_space,
+    )
     path, png = imagine(run=tmp_path / "s5", context=5, horizon=7, episodes=2, out=tmp_path / "v.gif", device="cpu")
     assert png == tmp_path / "v.png" and png.exists()  # reward and continue over time, beside the video
     frames = np.stack(imageio.mimread(path))[..., :3]
@@ -145,8 +159,13 @@ def test_imagine_on_a_train_checkpoint_reads_its_world_model(tmp_path):
     from agents.commands.imagine import imagine
     from agents.runs import build_agent, identity
 
-    config = TrainConfig(env="memory/doors-keys-3", backbone="rssm", preset="tiny", run=str(tmp_path / "run"),
-                         wm=world_models.WorldModelConfig.preset("tiny"))
+    config = TrainConfig(
+        env="memory/doors-keys-3",
+        backbone="rssm",
+        preset="tiny",
+        run=str(tmp_path / "run"),
+        wm=world_models.WorldModelConfig.preset("tiny"),
+    )
     agent, _ = build_agent(config, torch.device("cpu"))
     checkpoint.save(tmp_path / "run" / "checkpoints", 7, {"agent": agent.state_dict(), "identity": identity(config)})
     loaded = load_run_world_model(tmp_path / "run")

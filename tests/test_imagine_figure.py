@@ -18,9 +18,14 @@ ACT_SPACE = gym.spaces.Discrete(3)
 def vector_episode(rng: np.random.Generator, T: int, K: int, scale: np.ndarray) -> dict[str, np.ndarray]:
     is_first, is_terminal = np.zeros(T, bool), np.zeros(T, bool)
     is_first[0], is_terminal[-1] = True, True
-    return {"vector": (rng.normal(size=(T, K)) * scale).astype(np.float32), "action": rng.integers(0, 3, T),
-            "reward": rng.normal(size=T).astype(np.float32), "is_first": is_first, "is_last": is_terminal.copy(),
-            "is_terminal": is_terminal}
+    return {
+        "vector": (rng.normal(size=(T, K)) * scale).astype(np.float32),
+        "action": rng.integers(0, 3, T),
+        "reward": rng.normal(size=T).astype(np.float32),
+        "is_first": is_first,
+        "is_last": is_terminal.copy(),
+        "is_terminal": is_terminal,
+    }
 
 
 def vector_model(K: int, backbone: str = "s5"):
@@ -87,8 +92,7 @@ def test_image_runs_get_the_video_and_a_reward_and_continue_figure(tmp_path):
     wm = world_models.make("s5", space, ACT_SPACE, world_models.WorldModelConfig.preset("tiny")).eval()
     rng = np.random.default_rng(2)
     T = 6
-    episodes = [{**vector_episode(rng, T, 1, np.ones(1)), "image": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8)}
-                for _ in range(2)]
+    episodes = [{**vector_episode(rng, T, 1, np.ones(1)), "image": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8)} for _ in range(2)]
     for ep in episodes:
         del ep["vector"]
     logger = Logger(tmp_path, tensorboard=True)
@@ -111,8 +115,13 @@ def test_imagine_command_on_a_vector_train_run_writes_the_figure_and_tensorboard
     from agents.config import TrainConfig, save_yaml
     from agents.runs import build_agent, identity
 
-    config = TrainConfig(env="pomdp/cartpole-positions", backbone="s5", preset="tiny", run=str(tmp_path / "run"),
-                         wm=world_models.WorldModelConfig.preset("tiny"))
+    config = TrainConfig(
+        env="pomdp/cartpole-positions",
+        backbone="s5",
+        preset="tiny",
+        run=str(tmp_path / "run"),
+        wm=world_models.WorldModelConfig.preset("tiny"),
+    )
     agent, _ = build_agent(config, torch.device("cpu"))
     save_yaml(config, tmp_path / "run" / "config.yaml")
     checkpoint.save(tmp_path / "run" / "checkpoints", 5, {"agent": agent.state_dict(), "identity": identity(config)})
@@ -123,8 +132,7 @@ def test_imagine_command_on_a_vector_train_run_writes_the_figure_and_tensorboard
     events.Reload()
     assert "imagine/open_loop_plot" in events.Tags()["images"]
     # the trained policy drives imagination past the recorded actions
-    written = imagine(run=tmp_path / "run", context=4, horizon=40, episodes=1, policy=True, device="cpu",
-                      out=tmp_path / "p.png")
+    written = imagine(run=tmp_path / "run", context=4, horizon=40, episodes=1, policy=True, device="cpu", out=tmp_path / "p.png")
     assert written == [tmp_path / "p.png"]
 
 
@@ -132,10 +140,41 @@ def test_train_on_a_vector_task_writes_the_imagination_figure_and_names_it(tmp_p
     from agents.cli import main
 
     run = tmp_path / "run"
-    main(["train", "--env", "pomdp/cartpole-positions", "--backbone", "s5", "--steps", "96", "--run", str(run),
-          "--preset", "tiny", "--num-envs", "2", "--prefill", "40", "--batch-size", "2", "--seq-len", "8",
-          "--train-ratio", "2", "--eval-every", "0", "--eval-episodes", "1", "--video-every", "0", "--log-every", "50",
-          "--threads", "1"])
+    main(
+        [
+            "train",
+            "--env",
+            "pomdp/cartpole-positions",
+            "--backbone",
+            "s5",
+            "--steps",
+            "96",
+            "--run",
+            str(run),
+            "--preset",
+            "tiny",
+            "--num-envs",
+            "2",
+            "--prefill",
+            "40",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--train-ratio",
+            "2",
+            "--eval-every",
+            "0",
+            "--eval-episodes",
+            "1",
+            "--video-every",
+            "0",
+            "--log-every",
+            "50",
+            "--threads",
+            "1",
+        ]
+    )
     assert sorted(p.name for p in (run / "videos").iterdir()) == ["imagine-open_loop_plot-000000096.png"]
     assert f"videos in {run / 'videos'}" in capsys.readouterr().out
 
@@ -148,13 +187,27 @@ def test_imagine_on_a_ppo_run_says_in_one_line_that_it_learns_no_world_model(tmp
     from agents import checkpoint, ppo
     from agents.config import TrainConfig, save_yaml
 
-    config = TrainConfig(env="pomdp/cartpole-positions", backbone="s5", agent="ppo", preset="tiny", run=str(tmp_path / "run"),
-                         wm=world_models.WorldModelConfig.preset("tiny"))
+    config = TrainConfig(
+        env="pomdp/cartpole-positions",
+        backbone="s5",
+        agent="ppo",
+        preset="tiny",
+        run=str(tmp_path / "run"),
+        wm=world_models.WorldModelConfig.preset("tiny"),
+    )
     save_yaml(config, tmp_path / "run" / "config.yaml")
-    checkpoint.save(tmp_path / "run" / "checkpoints", 4, {"agent": ppo.build(config, torch.device("cpu")).state_dict(),
-                                                          "identity": ppo.identity(config), "counters": {"step": 4}})
-    proc = subprocess.run([sys.executable, "-m", "agents.cli", "imagine", "--run", str(tmp_path / "run"), "--policy"],
-                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    checkpoint.save(
+        tmp_path / "run" / "checkpoints",
+        4,
+        {"agent": ppo.build(config, torch.device("cpu")).state_dict(), "identity": ppo.identity(config), "counters": {"step": 4}},
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "imagine", "--run", str(tmp_path / "run"), "--policy"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "learns no world model" in proc.stderr
 

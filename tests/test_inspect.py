@@ -70,8 +70,10 @@ def test_mamba_half_lives_at_the_median_step_size_it_took_on_real_inputs():
     is_first[:, 0] = True
     seen = {}  # the reference: dt_proj's raw outputs, kept by the test's own hooks
     layers = list(wm.backbone.ssm_layers)
-    hooks = [layer.dt_proj.register_forward_hook(lambda m, i, o, k=k: seen.setdefault(k, []).append(o.detach()))
-             for k, layer in enumerate(layers)]
+    hooks = [
+        layer.dt_proj.register_forward_hook(lambda m, i, o, k=k: seen.setdefault(k, []).append(o.detach()))
+        for k, layer in enumerate(layers)
+    ]
     with torch.no_grad(), recorded_step_sizes(wm.backbone) as step_sizes:
         wm.observe(obs, action, is_first)
     for hook in hooks:
@@ -108,6 +110,7 @@ def test_probe_reads_a_planted_cue_perfectly_and_a_shuffled_one_at_chance():
     curve = retention_curve(train, test, classes=2, max_delay=4)
     assert curve["delay"] == [0, 1, 2, 3, 4] and curve["accuracy"] == [1.0] * 5
     assert curve["test_episodes"][0] == 400
+
     def shuffled(episodes):  # the labels no longer belong to the features that hold a planted cue
         return [Episode(e.features, int(c), e.cue_step) for e, c in zip(episodes, rng.permutation([e.cue for e in episodes]))]
 
@@ -131,8 +134,9 @@ def save_train_run(tmp_path, env: str, backbone: str, agent: str = "dreamer"):
     from agents.config import TrainConfig, save_yaml
     from agents.runs import build_agent, identity
 
-    config = TrainConfig(env=env, backbone=backbone, preset="tiny", run=str(tmp_path / "run"), agent=agent,
-                         wm=world_models.WorldModelConfig.preset("tiny"))
+    config = TrainConfig(
+        env=env, backbone=backbone, preset="tiny", run=str(tmp_path / "run"), agent=agent, wm=world_models.WorldModelConfig.preset("tiny")
+    )
     if agent == "ppo":
         state, ident = {"agent": ppo.build(config, torch.device("cpu")).state_dict()}, ppo.identity(config)
     else:
@@ -181,7 +185,8 @@ def test_inspect_bad_input_is_one_line(tmp_path):
     run = save_train_run(tmp_path, "pomdp/cartpole-positions", "rssm")  # no SSM state, no cue
     (tmp_path / "empty").mkdir()
     for target, message in ((run, "nothing to inspect"), (tmp_path / "empty", "no world model")):
-        proc = subprocess.run([sys.executable, "-m", "agents.cli", "inspect", "--run", str(target), "--device", "cpu"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "agents.cli", "inspect", "--run", str(target), "--device", "cpu"], capture_output=True, text=True
+        )
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

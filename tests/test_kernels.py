@@ -18,6 +18,7 @@ CPU_BACKENDS = ["torch"] + (["numba"] if kernels.available("numba") else [])
 
 # ------------------------------------------------------------------------------------------ inputs
 
+
 def make_gate(shape, dtype, near_one=False, gen=None):
     """A stable gate: |a| < 1 (close to 1 with near_one), a random phase when complex."""
     mag = torch.rand(shape, dtype=torch.float64, generator=gen)
@@ -38,7 +39,7 @@ def make_reset(B, L, pattern, gen=None):
     elif pattern == "last":
         r[:, -1] = True
     elif pattern == "consecutive":
-        r[0, L // 3: L // 3 + 3] = True
+        r[0, L // 3 : L // 3 + 3] = True
         r[-1, -2:] = True
     elif pattern == "random":
         r = torch.rand(B, L, generator=gen) < 0.3
@@ -73,6 +74,7 @@ def assert_all_close(got, want, tol):
 
 
 # ------------------------------------------------------------------------------- the tree oracle
+
 
 def tree_scan(a, b, reset, h0):
     """Hillis-Steele inclusive scan with the operator of resettable scans (Lu et al. 2023).
@@ -120,6 +122,7 @@ def test_reference_loop_matches_hand_computed_recurrence():
 
 # ----------------------------------------------------------------- backends against the reference
 
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
 @pytest.mark.parametrize("a_kind", ["varying", "batch", "shared"])
@@ -160,8 +163,14 @@ def test_gradcheck(backend, dtype, a_kind):
 
 
 @pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
-@given(B=st.integers(1, 3), L=st.integers(1, 24), D=st.integers(1, 5), data=st.data(),
-       dtype=st.sampled_from([torch.float64, torch.complex128]), a_kind=st.sampled_from(["varying", "batch", "shared"]))
+@given(
+    B=st.integers(1, 3),
+    L=st.integers(1, 24),
+    D=st.integers(1, 5),
+    data=st.data(),
+    dtype=st.sampled_from([torch.float64, torch.complex128]),
+    a_kind=st.sampled_from(["varying", "batch", "shared"]),
+)
 @settings(max_examples=25, deadline=None)
 def test_property_backend_equals_tree_scan_and_reference(backend, B, L, D, data, dtype, a_kind):
     flags = data.draw(st.lists(st.booleans(), min_size=B * L, max_size=B * L), label="reset")
@@ -176,6 +185,7 @@ def test_property_backend_equals_tree_scan_and_reference(backend, B, L, D, data,
 
 
 # --------------------------------------------------------------------------- dtypes, shapes, API
+
 
 @pytest.mark.parametrize("backend", ["reference"] + CPU_BACKENDS)
 def test_half_precision_inputs_give_float32_state_and_input_dtype_gradients(backend):
@@ -224,16 +234,19 @@ def test_auto_picks_a_compiled_or_torch_backend_on_the_cpu():
     assert kernels.resolve_backend("auto", torch.device("cpu")) == ("numba" if kernels.available("numba") else "torch")
 
 
-@pytest.mark.parametrize("args, match", [
-    (lambda: (torch.rand(4), torch.rand(2, 5, 3)), r"a must have shape .*\(2, 5, 3\).*got shape \(4,\)"),
-    (lambda: (torch.rand(2, 4, 3), torch.rand(2, 5, 3)), r"a must have shape.*got shape \(2, 4, 3\)"),
-    (lambda: (torch.rand(3), torch.rand(5, 3)), r"b must be a \(B, L, D\) tensor, got shape \(5, 3\)"),
-    (lambda: (torch.rand(3), torch.rand(2, 5, 3), torch.zeros(2, 4, dtype=torch.bool)), r"reset must be .*\(2, 5\).*\(2, 4\)"),
-    (lambda: (torch.rand(3), torch.rand(2, 5, 3), torch.zeros(2, 5)), r"reset must be a bool tensor.*float32"),
-    (lambda: (torch.rand(3), torch.rand(2, 5, 3), None, torch.rand(4)), r"h0 must have shape \(B, D\) = \(2, 3\).*got shape \(4,\)"),
-    (lambda: (torch.ones(3, dtype=torch.int64), torch.rand(2, 5, 3)), r"a has dtype torch.int64; expected one of"),
-    (lambda: (torch.rand(3, device="meta"), torch.rand(2, 5, 3)), r"a is on meta but b is on cpu"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (lambda: (torch.rand(4), torch.rand(2, 5, 3)), r"a must have shape .*\(2, 5, 3\).*got shape \(4,\)"),
+        (lambda: (torch.rand(2, 4, 3), torch.rand(2, 5, 3)), r"a must have shape.*got shape \(2, 4, 3\)"),
+        (lambda: (torch.rand(3), torch.rand(5, 3)), r"b must be a \(B, L, D\) tensor, got shape \(5, 3\)"),
+        (lambda: (torch.rand(3), torch.rand(2, 5, 3), torch.zeros(2, 4, dtype=torch.bool)), r"reset must be .*\(2, 5\).*\(2, 4\)"),
+        (lambda: (torch.rand(3), torch.rand(2, 5, 3), torch.zeros(2, 5)), r"reset must be a bool tensor.*float32"),
+        (lambda: (torch.rand(3), torch.rand(2, 5, 3), None, torch.rand(4)), r"h0 must have shape \(B, D\) = \(2, 3\).*got shape \(4,\)"),
+        (lambda: (torch.ones(3, dtype=torch.int64), torch.rand(2, 5, 3)), r"a has dtype torch.int64; expected one of"),
+        (lambda: (torch.rand(3, device="meta"), torch.rand(2, 5, 3)), r"a is on meta but b is on cpu"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_shapes(args, match):
     with pytest.raises(ValueError, match=match):
         scan(*args())
@@ -245,6 +258,7 @@ def test_unknown_backend_is_refused_with_the_known_ones():
 
 
 # ------------------------------------------------------------------------------------- ssm_step
+
 
 def step_via_scan(h, a, bu, C, D, u, reset, h0):
     """One step of `scan` over the flattened state (h0 where reset, else h, as the scan's h0), then the readout."""
@@ -301,14 +315,17 @@ def test_ssm_step_without_skip_or_reset_is_the_plain_readout():
     torch.testing.assert_close(y, (a * h + bu) @ C.T)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(h=torch.zeros(2, 5), C=torch.zeros(3, 4)), r"C must be \(H, N\) = \(H, 5\) for h of shape \(2, 5\), got shape \(3, 4\)"),
-    (dict(h=torch.zeros(2, 3, 5), C=torch.zeros(4, 5)), r"C must be \(H, N\) = \(3, 5\)"),
-    (dict(a=torch.zeros(4)), r"a must have shape \(5,\) or \(2, 5\).*got shape \(4,\)"),
-    (dict(u=torch.zeros(2, 3)), r"D and u go together"),
-    (dict(reset=torch.zeros(3, dtype=torch.bool)), r"reset must have shape \(2,\).*got shape \(3,\)"),
-    (dict(reset=torch.zeros(2)), r"reset must be a bool tensor"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(h=torch.zeros(2, 5), C=torch.zeros(3, 4)), r"C must be \(H, N\) = \(H, 5\) for h of shape \(2, 5\), got shape \(3, 4\)"),
+        (dict(h=torch.zeros(2, 3, 5), C=torch.zeros(4, 5)), r"C must be \(H, N\) = \(3, 5\)"),
+        (dict(a=torch.zeros(4)), r"a must have shape \(5,\) or \(2, 5\).*got shape \(4,\)"),
+        (dict(u=torch.zeros(2, 3)), r"D and u go together"),
+        (dict(reset=torch.zeros(3, dtype=torch.bool)), r"reset must have shape \(2,\).*got shape \(3,\)"),
+        (dict(reset=torch.zeros(2)), r"reset must be a bool tensor"),
+    ],
+)
 def test_ssm_step_bad_input_raises_value_error(kwargs, match):
     args = dict(h=torch.zeros(2, 5), a=torch.zeros(5), bu=torch.zeros(2, 5), C=torch.zeros(3, 5))
     args.update(kwargs)
@@ -320,11 +337,13 @@ def test_ssm_step_bad_input_raises_value_error(kwargs, match):
 
 # ---------------------------------------------------------------------------- the numba backend
 
+
 @pytest.mark.skipif("numba" not in CPU_BACKENDS, reason="numba is not installed")
 def test_numba_parallel_path_equals_reference_and_takes_concurrent_callers(monkeypatch):
     import threading
 
     from kernels import numba_scan
+
     monkeypatch.setattr(numba_scan, "PARALLEL_MIN_ELEMENTS", 0)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -351,13 +370,16 @@ def test_kernels_work_without_numba():
     """numba is optional: without it `auto` is the torch backend and asking for `numba` is a ValueError."""
     import subprocess
     import sys
-    code = ("import sys; sys.modules['numba'] = None\n"
-            "import torch, kernels\n"
-            "assert not kernels.available('numba') and kernels.resolve_backend('auto', torch.device('cpu')) == 'torch'\n"
-            "h, _ = kernels.scan(torch.full((3,), 0.5), torch.ones(1, 2, 3))\n"
-            "assert h[0, 1].tolist() == [1.5, 1.5, 1.5], h\n"
-            "try:\n    kernels.scan(torch.ones(3), torch.ones(1, 2, 3), backend='numba')\n"
-            "except ValueError as e:\n    assert \"backend 'numba' is not available\" in str(e), e\n    print('ok')\n")
+
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import torch, kernels\n"
+        "assert not kernels.available('numba') and kernels.resolve_backend('auto', torch.device('cpu')) == 'torch'\n"
+        "h, _ = kernels.scan(torch.full((3,), 0.5), torch.ones(1, 2, 3))\n"
+        "assert h[0, 1].tolist() == [1.5, 1.5, 1.5], h\n"
+        "try:\n    kernels.scan(torch.ones(3), torch.ones(1, 2, 3), backend='numba')\n"
+        "except ValueError as e:\n    assert \"backend 'numba' is not available\" in str(e), e\n    print('ok')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
@@ -366,6 +388,7 @@ def test_scan_benchmark_times_every_backend_against_reference_and_floor():
     """One row per backend, named as `auto` resolves here, over inputs on which every timed backend computes the
     reference's states (a benchmark of a wrong computation would time nothing worth knowing)."""
     from benchmarks.scan import Case, make, run_case, table
+
     case = Case("tiny", torch.complex64, 2, 8, 4, "shared")
     run_case(case, "cpu", ["torch", "auto"], rounds=2, clock="wall")
     auto = kernels.resolve_backend("auto", torch.device("cpu"))

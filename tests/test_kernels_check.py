@@ -37,8 +37,13 @@ if not (INTERPRET or ON_GPU):
     def test_the_kernel_checks_pass_under_the_interpreter():
         env = dict(os.environ, TRITON_INTERPRET="1", PYTEST_ADDOPTS="")
         env.pop("PYTEST_XDIST_WORKER", None)
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:xdist",
-                               __file__], env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:xdist", __file__],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
         passed = re.search(r"(\d+) passed", proc.stdout)
         assert passed and int(passed.group(1)) >= 5, proc.stdout[-2000:]
@@ -54,21 +59,23 @@ def test_the_fused_kernels_agree_with_torch_and_the_report_has_every_figure():
 
 def _wrong(real, which):
     """`real` with output `which` off by a relative 1e-3 (a subtle kernel bug), counting its calls."""
+
     def wrong(*args):
         out = real(*args)
         wrong.calls += 1
         if isinstance(out, tuple):
             return tuple(x * 1.001 if i == which else x for i, x in enumerate(out))
         return out * 1.001
+
     wrong.calls = 0
     return wrong
 
 
 @runs_kernels
-@pytest.mark.parametrize("kernel, which, part", [("forward", 0, ": h,"),
-                                                 ("backward", 2, ": grad h0,"), ("ssm_step", 0, ": y,")])
+@pytest.mark.parametrize("kernel, which, part", [("forward", 0, ": h,"), ("backward", 2, ": grad h0,"), ("ssm_step", 0, ": y,")])
 def test_a_wrong_kernel_is_caught_on_first_use_in_one_line_and_torch_is_used_after(monkeypatch, kernel, which, part):
     from kernels import triton_scan
+
     wrong = _wrong(getattr(triton_scan, kernel), which)
     monkeypatch.setattr(triton_scan, kernel, wrong)
     messages = []
@@ -89,6 +96,7 @@ def test_a_kernel_that_raises_fails_the_check_instead_of_the_run(monkeypatch):
 
     def broken(*args):
         raise RuntimeError("PTX JIT compilation failed\nmore detail")
+
     monkeypatch.setattr(triton_scan, "forward", broken)
     report = check.self_check(DEVICE)
     assert not report["ok"] and report["summary"] == "a kernel failed: RuntimeError: PTX JIT compilation failed"
@@ -104,9 +112,11 @@ def test_auto_on_cuda_uses_triton_only_after_the_check_passes(monkeypatch):
 
 
 def test_auto_on_cuda_without_triton_says_so_once():
-    code = ("import sys; sys.modules['triton'] = None\n"
-            "import torch, kernels\n"
-            "for _ in range(3):\n    assert kernels.resolve_backend('auto', torch.device('cuda')) == 'torch'\n")
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import torch, kernels\n"
+        "for _ in range(3):\n    assert kernels.resolve_backend('auto', torch.device('cuda')) == 'torch'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
@@ -115,6 +125,7 @@ def test_auto_on_cuda_without_triton_says_so_once():
 
 def test_version_check_prints_the_figures_of_every_device_or_says_there_is_none(capsys):
     from agents.cli import main
+
     main(["version", "--check"])
     out = capsys.readouterr().out.splitlines()
     if ON_GPU:

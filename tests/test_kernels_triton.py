@@ -26,9 +26,13 @@ if not (INTERPRET or ON_GPU):
     def test_triton_kernels_pass_under_the_interpreter():
         env = dict(os.environ, TRITON_INTERPRET="1", PYTEST_ADDOPTS="")
         env.pop("PYTEST_XDIST_WORKER", None)
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:xdist",
-                               __file__],
-                              env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:xdist", __file__],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
         passed = re.search(r"(\d+) passed", proc.stdout)
         assert passed and int(passed.group(1)) >= 20, proc.stdout[-2000:]
@@ -46,8 +50,11 @@ if not (INTERPRET or ON_GPU):
         from kernels import triton_scan
 
         def build(fn, signature, constants, num_warps):
-            src = ASTSource(fn=fn, signature={**signature, **{k: "constexpr" for k in constants}},
-                            constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()})
+            src = ASTSource(
+                fn=fn,
+                signature={**signature, **{k: "constexpr" for k in constants}},
+                constexprs={(fn.arg_names.index(k),): v for k, v in constants.items()},
+            )
             return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
 
         p = "*fp32"
@@ -56,13 +63,25 @@ if not (INTERPRET or ON_GPU):
         strides = dict(L="i32", D="i32", a_sb="i32", a_st="i32", h0_sb="i32")
         built = [build(triton_scan._scan_fwd_kernel, dict(A=p, X=p, R="*u8", H0=p, H=p, **strides), tiles, warps)]
         for varying in (True, False):
-            built.append(build(triton_scan._scan_bwd_kernel, dict(A=p, H=p, DH=p, R="*u8", H0=p, G=p, GA=p, GH0=p, **strides),
-                               dict(tiles, VARYING=varying), warps))
+            built.append(
+                build(
+                    triton_scan._scan_bwd_kernel,
+                    dict(A=p, H=p, DH=p, R="*u8", H0=p, G=p, GA=p, GH0=p, **strides),
+                    dict(tiles, VARYING=varying),
+                    warps,
+                )
+            )
         for siso in (False, True):
-            built.append(build(triton_scan._ssm_step_kernel,
-                               dict(S=p, A=p, BU=p, R="*u8", H0=p, C=p, Dk=p, U=p, Y=p, SN=p, H="i32", N="i32", a_sb="i32", h0_sb="i32"),
-                               dict(SISO=siso, HAS_RESET=True, HAS_D=True, COMPLEX=complex_, COMPLEX_C=complex_, ACC=tl.float32,
-                                    BLOCK_H=32, BLOCK_N=64), 4))
+            built.append(
+                build(
+                    triton_scan._ssm_step_kernel,
+                    dict(S=p, A=p, BU=p, R="*u8", H0=p, C=p, Dk=p, U=p, Y=p, SN=p, H="i32", N="i32", a_sb="i32", h0_sb="i32"),
+                    dict(
+                        SISO=siso, HAS_RESET=True, HAS_D=True, COMPLEX=complex_, COMPLEX_C=complex_, ACC=tl.float32, BLOCK_H=32, BLOCK_N=64
+                    ),
+                    4,
+                )
+            )
         for kernel in built:
             assert len(kernel.asm["cubin"]) > 1000
 
@@ -86,8 +105,11 @@ else:
     ]
 
     @pytest.mark.triton
-    @pytest.mark.parametrize("dtype, tol, case", [(d, 1e-4, c) for d in (torch.float32, torch.complex64) for c in CASES]
-                             + [(d, 1e-10, c) for d in (torch.float64, torch.complex128) for c in CASES[:3]])
+    @pytest.mark.parametrize(
+        "dtype, tol, case",
+        [(d, 1e-4, c) for d in (torch.float32, torch.complex64) for c in CASES]
+        + [(d, 1e-10, c) for d in (torch.float64, torch.complex128) for c in CASES[:3]],
+    )
     def test_triton_scan_equals_reference_values_and_gradients(dtype, tol, case):
         a_kind, pattern, with_h0, L, D = case
         inputs = to_device(make_inputs(2, L, D, dtype, a_kind, pattern, with_h0, near_one=dtype.is_complex, seed=L * D))

@@ -39,8 +39,13 @@ def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
                 name = node.module or ""
             found.append((node.lineno, name))
             found += [(node.lineno, f"{name}.{alias.name}") for alias in node.names if not node.module]
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str) and _is_import_module(node.func)):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and _is_import_module(node.func)
+        ):
             found.append((node.lineno, node.args[0].value))
     return found
 
@@ -68,13 +73,16 @@ def test_no_package_imports_a_layer_above_it(package):
     assert violations(ROOT, package) == []
 
 
-@pytest.mark.parametrize("line, name", [
-    ("import agents.train", "agents.train"),
-    ("from envs.dataset import load_episodes", "envs.dataset"),
-    ("import envs as memwm_envs", "envs"),
-    ("importlib.import_module('agents.runs')", "agents.runs"),
-    ("__import__('envs')", "envs"),
-])
+@pytest.mark.parametrize(
+    "line, name",
+    [
+        ("import agents.train", "agents.train"),
+        ("from envs.dataset import load_episodes", "envs.dataset"),
+        ("import envs as memwm_envs", "envs"),
+        ("importlib.import_module('agents.runs')", "agents.runs"),
+        ("__import__('envs')", "envs"),
+    ],
+)
 def test_a_planted_import_of_a_higher_layer_is_found_even_inside_a_function(tmp_path, line, name):
     (tmp_path / "world_models").mkdir()
     clean = "import torch\nfrom world_models.model import OBS_KEYS\nimport kernels\n\n\ndef f():\n    import numpy\n"
@@ -111,7 +119,7 @@ def test_the_modules_of_agents_import_each_other_without_a_cycle():
         state[m] = 1
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(path[path.index(n):] + [n]))
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(n) :] + [n]))
             if n not in state:
                 visit(n, path + [n])
         state[m] = 2

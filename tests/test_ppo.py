@@ -70,8 +70,17 @@ def random_rollout(model: RecurrentActorCritic, is_first: torch.Tensor, state0) 
         action = model.sample(dist)
         logp = dist.log_prob(action) + 0.3 * torch.randn(B, T, generator=g)  # as if collected by an older policy
     mask = torch.rand(B, T, generator=g) > 0.2
-    return Rollout(obs=obs, is_first=is_first, action=action, logp=logp, value=value + 0.1 * torch.randn(B, T, generator=g),
-                   advantage=torch.randn(B, T, generator=g), returns=torch.randn(B, T, generator=g), mask=mask, state0=state0)
+    return Rollout(
+        obs=obs,
+        is_first=is_first,
+        action=action,
+        logp=logp,
+        value=value + 0.1 * torch.randn(B, T, generator=g),
+        advantage=torch.randn(B, T, generator=g),
+        returns=torch.randn(B, T, generator=g),
+        mask=mask,
+        state0=state0,
+    )
 
 
 def grads(model) -> dict[str, torch.Tensor]:
@@ -79,16 +88,19 @@ def grads(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("backbone", ["s5", "rssm"])
-@pytest.mark.parametrize("act_space", [gymnasium.spaces.Discrete(3), gymnasium.spaces.MultiDiscrete([2, 3]),
-                                       gymnasium.spaces.Box(-1, 1, (2,), np.float32)], ids=["discrete", "multidiscrete", "box"])
+@pytest.mark.parametrize(
+    "act_space",
+    [gymnasium.spaces.Discrete(3), gymnasium.spaces.MultiDiscrete([2, 3]), gymnasium.spaces.Box(-1, 1, (2,), np.float32)],
+    ids=["discrete", "multidiscrete", "box"],
+)
 def test_update_over_sequences_with_resets_equals_episodes_run_separately(backbone, act_space):
     cfg = PPOConfig(minibatches=1, norm_adv=False)  # normalisation would couple the episodes
     ppo = PPO(VEC, act_space, backbone, cfg)
     model = ppo.model
     T = 12
     is_first = torch.zeros(2, T, dtype=torch.bool)
-    is_first[0, [0, 5, 6, 9]] = True   # row 0: episodes of 5, 1, 3, 3 steps
-    is_first[1, 7] = True              # row 1 continues a carried memory for 7 steps, then a new trial
+    is_first[0, [0, 5, 6, 9]] = True  # row 0: episodes of 5, 1, 3, 3 steps
+    is_first[1, 7] = True  # row 1 continues a carried memory for 7 steps, then a new trial
     state0 = {k: torch.randn_like(v) for k, v in model.initial_state(2).items()}  # row 1's carried memory
     rollout = random_rollout(model, is_first, state0)
 
@@ -104,10 +116,17 @@ def test_update_over_sequences_with_resets_equals_episodes_run_separately(backbo
         starts = torch.nonzero(is_first[b])[:, 0].tolist()
         bounds = ([0] if starts[0] != 0 else []) + starts + [T]
         for s, e in zip(bounds[:-1], bounds[1:]):
-            sub = Rollout(obs={"vector": rollout.obs["vector"][b:b + 1, s:e]}, is_first=is_first[b:b + 1, s:e],
-                          action=rollout.action[b:b + 1, s:e], logp=rollout.logp[b:b + 1, s:e], value=rollout.value[b:b + 1, s:e],
-                          advantage=rollout.advantage[b:b + 1, s:e], returns=rollout.returns[b:b + 1, s:e],
-                          mask=rollout.mask[b:b + 1, s:e], state0=index_state(state0, slice(b, b + 1)))
+            sub = Rollout(
+                obs={"vector": rollout.obs["vector"][b : b + 1, s:e]},
+                is_first=is_first[b : b + 1, s:e],
+                action=rollout.action[b : b + 1, s:e],
+                logp=rollout.logp[b : b + 1, s:e],
+                value=rollout.value[b : b + 1, s:e],
+                advantage=rollout.advantage[b : b + 1, s:e],
+                returns=rollout.returns[b : b + 1, s:e],
+                mask=rollout.mask[b : b + 1, s:e],
+                state0=index_state(state0, slice(b, b + 1)),
+            )
             part, _ = ppo.minibatch_loss(sub, torch.arange(1))
             (part * sub.mask.sum() / total).backward()
     separate = grads(model)
@@ -160,8 +179,9 @@ def test_continuous_actions_collect_update_and_stay_in_bounds():
 
     torch.set_num_threads(1)
     vec = envs.make_vector("gym:Pendulum-v1", 2, seed=0, asynchronous=False)
-    ppo = PPO(model_obs_space(vec.single_observation_space), vec.single_action_space, "s5",
-              PPOConfig(rollout=16, minibatches=2, init_log_std=1.0))
+    ppo = PPO(
+        model_obs_space(vec.single_observation_space), vec.single_action_space, "s5", PPOConfig(rollout=16, minibatches=2, init_log_std=1.0)
+    )
     rollout, _ = ppo.collect(vec, seed=0)
     assert rollout.action.shape == (2, 16, 1) and rollout.action.abs().max() > 1  # stored unclipped (wide Gaussian)
     before = {n: p.detach().clone() for n, p in ppo.model.named_parameters()}

@@ -31,8 +31,12 @@ def test_pretrained_run_loads_and_scores_as_its_readme_claims(row):
     pretrained.verify(run)
     manifest = json.loads((run / pretrained.MANIFEST).read_text())
     metric, claimed = pretrained.parse_score(row["score"])
-    assert (manifest["env"], manifest["agent"], manifest["backbone"], manifest["metric"]) == \
-        (row["env"], row["agent"], row["backbone"], metric)
+    assert (manifest["env"], manifest["agent"], manifest["backbone"], manifest["metric"]) == (
+        row["env"],
+        row["agent"],
+        row["backbone"],
+        metric,
+    )
     measured = pretrained.measure(run, int(row["episodes"]))
     assert pretrained.within_tolerance(metric, claimed, measured["score"]), (row, measured)
 
@@ -43,12 +47,21 @@ def finished_run(tmp_path: Path, env: str = "pomdp/cartpole-positions", backbone
     from agents.config import TrainConfig, save_yaml
     from agents.runs import build_agent, identity
 
-    config = TrainConfig(env=env, backbone=backbone, preset="tiny", run=str(tmp_path / "run"), eval_episodes=2,
-                         wm=world_models.WorldModelConfig.preset("tiny"))
+    config = TrainConfig(
+        env=env,
+        backbone=backbone,
+        preset="tiny",
+        run=str(tmp_path / "run"),
+        eval_episodes=2,
+        wm=world_models.WorldModelConfig.preset("tiny"),
+    )
     agent, _ = build_agent(config, torch.device("cpu"))
     save_yaml(config, tmp_path / "run" / "config.yaml")
-    checkpoint.save(tmp_path / "run" / "checkpoints", 9, {"agent": agent.state_dict(), "optimisers": agent.optimiser_state(),
-                                                          "identity": identity(config), "counters": {"step": 9}})
+    checkpoint.save(
+        tmp_path / "run" / "checkpoints",
+        9,
+        {"agent": agent.state_dict(), "optimisers": agent.optimiser_state(), "identity": identity(config), "counters": {"step": 9}},
+    )
     return tmp_path / "run"
 
 
@@ -58,15 +71,21 @@ def memwm(*args: str) -> subprocess.CompletedProcess:
 
 def test_add_writes_config_checkpoint_manifest_and_a_readme_row_that_the_test_accepts(tmp_path):
     root = tmp_path / "pretrained"
-    target = pretrained.add(finished_run(tmp_path), "tiny-s5", "memwm train --preset tiny", episodes=2, commit="abc1234",
-                            root=root)
-    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == \
-        ["checkpoints/ckpt-000000009.pt", "config.yaml", "manifest.json"]
+    target = pretrained.add(finished_run(tmp_path), "tiny-s5", "memwm train --preset tiny", episodes=2, commit="abc1234", root=root)
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == [
+        "checkpoints/ckpt-000000009.pt",
+        "config.yaml",
+        "manifest.json",
+    ]
     saved = torch.load(target / "checkpoints" / "ckpt-000000009.pt", weights_only=False)
     assert sorted(saved) == sorted(pretrained.KEPT)  # no optimiser state
     [row] = pretrained.readme_rows(root)
-    assert (row["name"], row["env"], row["commit"], row["command"]) == ("tiny-s5", "pomdp/cartpole-positions", "abc1234",
-                                                                        "`memwm train --preset tiny`")
+    assert (row["name"], row["env"], row["commit"], row["command"]) == (
+        "tiny-s5",
+        "pomdp/cartpole-positions",
+        "abc1234",
+        "`memwm train --preset tiny`",
+    )
     metric, claimed = pretrained.parse_score(row["score"])
     assert metric == "return" and pretrained.within_tolerance(metric, claimed, pretrained.measure(target, 2)["score"])
     pretrained.add(finished_run(tmp_path), "tiny-s5", "memwm train --preset tiny --seed 1", episodes=2, root=root)
@@ -117,8 +136,7 @@ def test_a_compare_backbone_becomes_a_pretrained_world_model_scored_by_its_probe
     torch.manual_seed(0)
     wm = world_models.make("s5", space, gym.spaces.Discrete(4), config)
     backbone = tmp_path / "compare" / "s5"
-    save_world_model(backbone / "model.pt", wm, backbone="s5", config=config, env=env, obs_space=space,
-                     act_space=gym.spaces.Discrete(4))
+    save_world_model(backbone / "model.pt", wm, backbone="s5", config=config, env=env, obs_space=space, act_space=gym.spaces.Discrete(4))
     (backbone / "metrics.json").write_text(json.dumps({"settings": {"task": env, "seed": 3, "steps": 5}}))
     target = pretrained.add(backbone, "doors-s5", "memwm compare --task doors-keys-3", episodes=2, root=tmp_path / "p")
     [row] = pretrained.readme_rows(tmp_path / "p")

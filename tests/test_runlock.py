@@ -29,8 +29,7 @@ def _start_holder(run):
 
 
 def _snapshot(run):
-    return sorted((p.relative_to(run).as_posix(), p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
-                  for p in run.rglob("*"))
+    return sorted((p.relative_to(run).as_posix(), p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"") for p in run.rglob("*"))
 
 
 def test_a_second_process_is_refused_naming_the_holder_and_touches_nothing(tmp_path):
@@ -78,9 +77,28 @@ def test_memwm_train_on_a_run_in_use_exits_2_with_one_line_and_touches_nothing(t
     proc = _start_holder(run)
     try:
         before = _snapshot(run)
-        second = subprocess.run([sys.executable, "-m", "agents.cli", "train", "--env", "memory/distracting-8", "--run", str(run),
-                                 "--preset", "tiny", "--steps", "50", "--device", "cpu", "--no-tensorboard"],
-                                capture_output=True, text=True, timeout=300)
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agents.cli",
+                "train",
+                "--env",
+                "memory/distracting-8",
+                "--run",
+                str(run),
+                "--preset",
+                "tiny",
+                "--steps",
+                "50",
+                "--device",
+                "cpu",
+                "--no-tensorboard",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert second.returncode == 2, second.stderr[-2000:]
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"memwm train: error: run {run} is in use by pid {proc.pid} on "), lines
@@ -108,8 +126,12 @@ def test_under_torchrun_rank_0_holds_the_lock_and_a_loop_removes_killed_writes(t
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "replay" / "rank-1").mkdir(parents=True)
-    torn = [run / "checkpoints" / ".ckpt-000000010.pt.k2j3.tmp", run / "replay" / ".ep-0000003-len9.npz.x8a.tmp",
-            run / "replay" / "rank-1" / "ep-0000001-len4.npz.tmp", run / ".config.yaml.q1.tmp"]
+    torn = [
+        run / "checkpoints" / ".ckpt-000000010.pt.k2j3.tmp",
+        run / "replay" / ".ep-0000003-len9.npz.x8a.tmp",
+        run / "replay" / "rank-1" / "ep-0000001-len4.npz.tmp",
+        run / ".config.yaml.q1.tmp",
+    ]
     for path in torn:
         path.write_bytes(b"half")
     keep = run / "replay" / "ep-0000000-len9.npz"

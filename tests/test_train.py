@@ -22,11 +22,46 @@ from agents.train import train
 from world_models import WorldModelConfig
 
 # A few hundred env steps, a handful of updates, short evaluations: seconds on a CPU.
-FAST = dict(preset="tiny", num_envs=2, prefill=60, batch_size=2, seq_len=8, train_ratio=2.0, eval_every=0,
-            eval_episodes=1, video_every=-1, log_every=50, checkpoint_every=100, tensorboard=False, threads=1)
-FAST_FLAGS = ["--preset", "tiny", "--num-envs", "2", "--prefill", "60", "--batch-size", "2", "--seq-len", "8",
-              "--train-ratio", "2", "--eval-every", "0", "--eval-episodes", "1", "--video-every", "-1",
-              "--log-every", "50", "--no-tensorboard", "--threads", "1"]
+FAST = dict(
+    preset="tiny",
+    num_envs=2,
+    prefill=60,
+    batch_size=2,
+    seq_len=8,
+    train_ratio=2.0,
+    eval_every=0,
+    eval_episodes=1,
+    video_every=-1,
+    log_every=50,
+    checkpoint_every=100,
+    tensorboard=False,
+    threads=1,
+)
+FAST_FLAGS = [
+    "--preset",
+    "tiny",
+    "--num-envs",
+    "2",
+    "--prefill",
+    "60",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "8",
+    "--train-ratio",
+    "2",
+    "--eval-every",
+    "0",
+    "--eval-episodes",
+    "1",
+    "--video-every",
+    "-1",
+    "--log-every",
+    "50",
+    "--no-tensorboard",
+    "--threads",
+    "1",
+]
 
 
 def _records(run: Path) -> list[dict]:
@@ -37,8 +72,9 @@ def _records(run: Path) -> list[dict]:
 def memory_run(tmp_path_factory):
     """A finished run on a memory task, with videos and TensorBoard (shared by the tests that read it)."""
     run = tmp_path_factory.mktemp("runs") / "distracting"
-    config = TrainConfig(env="memory/distracting-100", backbone="rssm", steps=240, run=str(run),
-                         **{**FAST, "video_every": 0, "tensorboard": True})
+    config = TrainConfig(
+        env="memory/distracting-100", backbone="rssm", steps=240, run=str(run), **{**FAST, "video_every": 0, "tensorboard": True}
+    )
     summary = train(config)
     return run, summary
 
@@ -51,8 +87,17 @@ def test_loop_on_a_memory_env_writes_every_file_of_a_run(memory_run):
     assert saved["env"] == "memory/distracting-100" and saved["wm"] == {**WorldModelConfig.preset("tiny").__dict__, "obs_norm": True}
     records = _records(run)
     names = set().union(*records)
-    for name in ("episode/return", "episode/success", "train/loss/image", "train/loss/actor", "train/actor_entropy",
-                 "train/return_scale", "perf/env_steps_per_s", "eval/return", "eval/success"):
+    for name in (
+        "episode/return",
+        "episode/success",
+        "train/loss/image",
+        "train/loss/actor",
+        "train/actor_entropy",
+        "train/return_scale",
+        "perf/env_steps_per_s",
+        "eval/return",
+        "eval/success",
+    ):
         assert name in names, name
     assert max(r["step"] for r in records) == 240
     assert [p.name for p in checkpoint.checkpoints(run / "checkpoints")] == ["ckpt-000000200.pt", "ckpt-000000240.pt"]
@@ -69,16 +114,31 @@ def test_loop_on_a_memory_env_writes_every_file_of_a_run(memory_run):
 
 def test_a_fresh_run_evaluates_before_training_and_prints_the_start_and_end(tmp_path, capsys):
     run = tmp_path / "curve"
-    main(["train", "--env", "memory/distracting-16", "--backbone", "s5", "--steps", "120", "--run", str(run), *FAST_FLAGS,
-          "--eval-every", "60"])
+    main(
+        [
+            "train",
+            "--env",
+            "memory/distracting-16",
+            "--backbone",
+            "s5",
+            "--steps",
+            "120",
+            "--run",
+            str(run),
+            *FAST_FLAGS,
+            "--eval-every",
+            "60",
+        ]
+    )
     evals = read_evals(run)
     assert [e["step"] for e in evals] == [0, 60, 120]
     # one episode each, +1 or -1: it succeeds exactly when it paid +1
     assert all(e["return"] in (-1.0, 1.0) and e["success"] == float(e["return"] > 0) for e in evals)
     out = capsys.readouterr().out
     first, last = evals[0], evals[-1]
-    assert (f"eval success {first['success']:.2f} -> {last['success']:.2f}, return {first['return']:.2f} -> "
-            f"{last['return']:.2f} (step 0 -> 120") in out
+    assert (
+        f"eval success {first['success']:.2f} -> {last['success']:.2f}, return {first['return']:.2f} -> {last['return']:.2f} (step 0 -> 120"
+    ) in out
     assert f"metrics in {run / 'metrics.jsonl'}" in out
     assert not (run / "videos").exists() and "videos" not in out  # --video-every -1: the end names no videos folder
 
@@ -113,8 +173,24 @@ def test_eval_of_a_finished_run_reports_return_and_success(memory_run, capsys):
 
 def test_loop_on_a_continuous_action_env(tmp_path, capsys):
     run = tmp_path / "pendulum"
-    main(["train", "--env", "gym:Pendulum-v1", "--backbone", "s5", "--steps", "260", "--run", str(run), *FAST_FLAGS,
-          "--num-envs", "1", "--eval-every", "130"])
+    main(
+        [
+            "train",
+            "--env",
+            "gym:Pendulum-v1",
+            "--backbone",
+            "s5",
+            "--steps",
+            "260",
+            "--run",
+            str(run),
+            *FAST_FLAGS,
+            "--num-envs",
+            "1",
+            "--eval-every",
+            "130",
+        ]
+    )
     final = [r for r in _records(run) if "eval/return" in r][-1]
     summary = {k: v for k, v in final.items() if k.startswith("eval/")}
     assert np.isfinite(summary["eval/return"]) and summary["eval/length"] == 200
@@ -133,8 +209,21 @@ def test_loop_on_a_continuous_action_env(tmp_path, capsys):
 
 def test_resume_after_sigkill_continues_steps_and_replay(tmp_path):
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "agents.cli", "train", "--env", "memory/distracting-100", "--backbone", "rssm",
-           "--run", str(run), "--checkpoint-every", "250", *FAST_FLAGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "train",
+        "--env",
+        "memory/distracting-100",
+        "--backbone",
+        "rssm",
+        "--run",
+        str(run),
+        "--checkpoint-every",
+        "250",
+        *FAST_FLAGS,
+    ]
     proc = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not len(checkpoint.checkpoints(run / "checkpoints")) and time.time() < deadline:
@@ -189,14 +278,17 @@ def test_unknown_env_backbone_or_field_is_a_short_error_and_writes_nothing(tmp_p
     assert not Path(run).exists()
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["train", "--stepz", "5"], "unknown option --stepz (closest: --steps)"),
-    (["train", "--wm.hiden", "3"], "unknown option --wm.hiden (closest: --wm.hidden)"),
-    (["train", "--dreamer.entropie", "0.1", "--seq-len", "8"], "unknown option --dreamer.entropie (closest: --dreamer.entropy)"),
-    (["train", "--steps", "many"], "Error parsing --steps"),
-    (["eval"], "--run"),
-    (["trian"], "unknown command trian (closest: train)"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "--stepz", "5"], "unknown option --stepz (closest: --steps)"),
+        (["train", "--wm.hiden", "3"], "unknown option --wm.hiden (closest: --wm.hidden)"),
+        (["train", "--dreamer.entropie", "0.1", "--seq-len", "8"], "unknown option --dreamer.entropie (closest: --dreamer.entropy)"),
+        (["train", "--steps", "many"], "Error parsing --steps"),
+        (["eval"], "--run"),
+        (["trian"], "unknown command trian (closest: train)"),
+    ],
+)
 def test_a_bad_flag_is_one_line_naming_it_and_the_closest_valid_one(args, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(args)

@@ -24,12 +24,34 @@ from agents.config import TrainConfig
 from agents.logger import read_metrics
 from agents.train import train
 
-FAMILIES = ["memory/distracting-8", "pomdp/cartpole-positions", "minigrid/memory-s7", "dmc/cartpole-swingup",
-            "dmc-pomdp/cartpole-swingup", "memory-maze/9x9", "icrl/bandit-5", "gym:CartPole-v1"]
+FAMILIES = [
+    "memory/distracting-8",
+    "pomdp/cartpole-positions",
+    "minigrid/memory-s7",
+    "dmc/cartpole-swingup",
+    "dmc-pomdp/cartpole-swingup",
+    "memory-maze/9x9",
+    "icrl/bandit-5",
+    "gym:CartPole-v1",
+]
 CUT = ("dmc/", "dmc-pomdp/", "memory-maze/")
 SHORT = 60
-FAST = dict(preset="tiny", num_envs=1, prefill=40, batch_size=2, seq_len=8, train_ratio=2.0, eval_every=0, eval_episodes=1,
-            video_every=-1, log_every=50, checkpoint_every=60, tensorboard=False, threads=1, device="cpu")
+FAST = dict(
+    preset="tiny",
+    num_envs=1,
+    prefill=40,
+    batch_size=2,
+    seq_len=8,
+    train_ratio=2.0,
+    eval_every=0,
+    eval_episodes=1,
+    video_every=-1,
+    log_every=50,
+    checkpoint_every=60,
+    tensorboard=False,
+    threads=1,
+    device="cpu",
+)
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ from world_models.state import State
 ATOL = 2e-4
 VEC, ACTS = 5, 3
 OBS = gym.spaces.Dict({"vector": gym.spaces.Box(-np.inf, np.inf, (VEC,), np.float32)})
-OBS_IMAGE = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
-                             "vector": gym.spaces.Box(-np.inf, np.inf, (VEC,), np.float32)})
+OBS_IMAGE = gym.spaces.Dict(
+    {"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), "vector": gym.spaces.Box(-np.inf, np.inf, (VEC,), np.float32)}
+)
 ACT = gym.spaces.Discrete(ACTS)
 TINY = wm.WorldModelConfig.preset("tiny")
 
@@ -37,10 +38,13 @@ def model(backbone: str, config: wm.WorldModelConfig = TINY, obs_space=OBS, act_
 
 def sequence(B: int, L: int, is_first: list[list[int]] | None = None, image: bool = False) -> dict[str, torch.Tensor]:
     """Random observations and one-hot actions; is_first[b] lists the steps where row b starts an episode."""
-    batch = {"vector": 2 * torch.randn(B, L, VEC),
-             "action": F.one_hot(torch.randint(0, ACTS, (B, L)), ACTS).float(),
-             "reward": torch.randn(B, L), "is_terminal": torch.zeros(B, L, dtype=torch.bool),
-             "is_first": torch.zeros(B, L, dtype=torch.bool)}
+    batch = {
+        "vector": 2 * torch.randn(B, L, VEC),
+        "action": F.one_hot(torch.randint(0, ACTS, (B, L)), ACTS).float(),
+        "reward": torch.randn(B, L),
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+    }
     if image:
         batch["image"] = torch.randint(0, 256, (B, L, 64, 64, 3), dtype=torch.uint8)
     for b, starts in enumerate(is_first or []):
@@ -85,12 +89,12 @@ def test_observe_with_resets_equals_separate_episodes(backbone):
     for b, row in enumerate(starts):
         bounds = sorted(set([0] + row + [L]))
         for lo, hi in zip(bounds[:-1], bounds[1:]):
-            alone = {k: v[b:b + 1, lo:hi] for k, v in batch.items()}
+            alone = {k: v[b : b + 1, lo:hi] for k, v in batch.items()}
             state = carried[torch.tensor([b])] if lo == 0 and 0 not in row else None
             p_post, p_prior, p_feat, _ = observe(m, alone, state)
-            close(feat[b:b + 1, lo:hi], p_feat)
-            close(prior.stats[b:b + 1, lo:hi], p_prior.stats)
-            close(post.stats[b:b + 1, lo:hi], p_post.stats)
+            close(feat[b : b + 1, lo:hi], p_feat)
+            close(prior.stats[b : b + 1, lo:hi], p_prior.stats)
+            close(post.stats[b : b + 1, lo:hi], p_post.stats)
 
 
 @pytest.mark.parametrize("features", [False, True], ids=["h_z", "ssm_states"])
@@ -139,7 +143,7 @@ def test_imagine_equals_recomputing_the_whole_sequence_from_scratch(backbone):
     assert not traj.actions[:, H].any()
     close(traj.features[:, 0], feat[:, -1])
 
-    z_obs = feat[..., m.h_dim:]  # (N, T, Z)
+    z_obs = feat[..., m.h_dim :]  # (N, T, Z)
     z_all = torch.cat([z_obs, traj.latents[:, 1:]], 1)  # (N, T + H, Z)
     a_all = torch.cat([batch["action"][:, :-1], actions], 1)  # imagination replaces the last observed action
     x = torch.cat([z_all[:, :-1], a_all], -1)
@@ -147,7 +151,7 @@ def test_imagine_equals_recomputing_the_whole_sequence_from_scratch(backbone):
     is_first = torch.zeros(N, T + H, dtype=torch.bool)
     is_first[:, 0] = True
     h, _ = m.backbone(x, is_first)
-    close(h[:, T:], traj.features[:, 1:, :m.h_dim])
+    close(h[:, T:], traj.features[:, 1:, : m.h_dim])
     close(m.prior_net(h[:, T:]).stats, traj.prior.stats)
 
 
@@ -160,7 +164,7 @@ def test_imagine_from_loss_starts_equals_imagine_after_observing_the_prefix(back
     actions = F.one_hot(torch.randint(0, ACTS, (16, 4)), ACTS).float()
     traj = m.imagine(starts, actions, 4, sample=False)
     for b, t in [(0, 0), (0, 4), (0, 7), (1, 1), (1, 6)]:
-        prefix = {k: v[b:b + 1, :t + 1] for k, v in batch.items()}
+        prefix = {k: v[b : b + 1, : t + 1] for k, v in batch.items()}
         _, _, _, state = observe(m, prefix)
         alone = m.imagine(state, actions[b * 8 + t][None], 4, sample=False)
         close(traj.features[b * 8 + t], alone.features[0])
@@ -175,7 +179,7 @@ def test_state_cat_and_index_keep_each_row(backbone):
     actions = F.one_hot(torch.randint(0, ACTS, (3, 3)), ACTS).float()
     traj = m.imagine(both, actions, 3, sample=False)
     for i, s in enumerate(states):
-        alone = m.imagine(s, actions[i:i + 1], 3, sample=False)
+        alone = m.imagine(s, actions[i : i + 1], 3, sample=False)
         close(traj.features[i], alone.features[0])
     picked = both[torch.tensor([2, 0])]
     close(picked.h, torch.cat([states[2].h, states[0].h]))
@@ -207,8 +211,18 @@ def test_loss_with_images_has_stable_metric_names_and_trains_every_part(backbone
     batch = sequence(2, 3, [[0], [1]], image=True)
     batch["is_terminal"][1, 2] = True
     loss, metrics = m.loss(batch)
-    for name in ("loss", "loss/image", "loss/vector", "loss/reward", "loss/cont", "loss/dyn", "loss/rep", "kl",
-                 "prior_entropy", "post_entropy"):
+    for name in (
+        "loss",
+        "loss/image",
+        "loss/vector",
+        "loss/reward",
+        "loss/cont",
+        "loss/dyn",
+        "loss/rep",
+        "kl",
+        "prior_entropy",
+        "post_entropy",
+    ):
         assert np.isfinite(metrics[name]), name
     terms = ("loss/image", "loss/vector", "loss/reward", "loss/cont")
     expected = sum(metrics[k] for k in terms) + 0.5 * metrics["loss/dyn"] + 0.1 * metrics["loss/rep"]
@@ -262,30 +276,38 @@ def test_action_sizes_of_each_space():
     assert wm.make("s4", OBS, ACT, TINY).act_dim == ACTS
 
 
-@pytest.mark.parametrize("make_bad, match", [
-    (lambda: wm.make("lstm", OBS, ACT, TINY), "unknown backbone 'lstm'; known: rssm"),
-    (lambda: wm.make("s5", gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)}), ACT, TINY),
-     r"must be uint8 \(64, 64, 3\)"),
-    (lambda: wm.make("s5", gym.spaces.Dict({}), ACT, TINY), "needs an 'image' or a 'vector'"),
-    (lambda: wm.make("s5", OBS, gym.spaces.Box(-1, 1, (2, 2)), TINY), "1-D Box"),
-    (lambda: wm.make("transformer", OBS, ACT, TINY.replace(ssm_state_features=True)), "SSM backbones"),
-    (lambda: wm.WorldModelConfig.preset("huge"), "unknown world-model preset 'huge'; known: tiny"),
-    (lambda: wm.WorldModelConfig.preset("tiny", depth=3), r"unknown WorldModelConfig fields \['depth'\]"),
-])
+@pytest.mark.parametrize(
+    "make_bad, match",
+    [
+        (lambda: wm.make("lstm", OBS, ACT, TINY), "unknown backbone 'lstm'; known: rssm"),
+        (
+            lambda: wm.make("s5", gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)}), ACT, TINY),
+            r"must be uint8 \(64, 64, 3\)",
+        ),
+        (lambda: wm.make("s5", gym.spaces.Dict({}), ACT, TINY), "needs an 'image' or a 'vector'"),
+        (lambda: wm.make("s5", OBS, gym.spaces.Box(-1, 1, (2, 2)), TINY), "1-D Box"),
+        (lambda: wm.make("transformer", OBS, ACT, TINY.replace(ssm_state_features=True)), "SSM backbones"),
+        (lambda: wm.WorldModelConfig.preset("huge"), "unknown world-model preset 'huge'; known: tiny"),
+        (lambda: wm.WorldModelConfig.preset("tiny", depth=3), r"unknown WorldModelConfig fields \['depth'\]"),
+    ],
+)
 def test_bad_construction_raises_value_error(make_bad, match):
     with pytest.raises(ValueError, match=match):
         make_bad()
 
 
-@pytest.mark.parametrize("corrupt, match", [
-    (lambda b: b.update(vector=b["vector"][..., :3]), r"obs\['vector'\] must be float \(2, 4, 5\)"),
-    (lambda b: b.update(vector=b["vector"].long()), r"obs\['vector'\] must be float"),
-    (lambda b: b.update(image=b["image"].float()), r"obs\['image'\] must be uint8 \(2, 4, 64, 64, 3\)"),
-    (lambda b: b.update(image=b["image"][:, :, :32]), r"obs\['image'\] must be uint8"),
-    (lambda b: b.update(action=torch.zeros(2, 4, 7)), r"action must be float \(2, 4, 3\)"),
-    (lambda b: b.update(is_first=torch.zeros(2, 5, dtype=torch.bool)), r"is_first must be \(2, 4\)"),
-    (lambda b: b.pop("image"), "missing"),
-])
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (lambda b: b.update(vector=b["vector"][..., :3]), r"obs\['vector'\] must be float \(2, 4, 5\)"),
+        (lambda b: b.update(vector=b["vector"].long()), r"obs\['vector'\] must be float"),
+        (lambda b: b.update(image=b["image"].float()), r"obs\['image'\] must be uint8 \(2, 4, 64, 64, 3\)"),
+        (lambda b: b.update(image=b["image"][:, :, :32]), r"obs\['image'\] must be uint8"),
+        (lambda b: b.update(action=torch.zeros(2, 4, 7)), r"action must be float \(2, 4, 3\)"),
+        (lambda b: b.update(is_first=torch.zeros(2, 5, dtype=torch.bool)), r"is_first must be \(2, 4\)"),
+        (lambda b: b.pop("image"), "missing"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_what_was_expected(corrupt, match):
     m = model("s5", obs_space=OBS_IMAGE)
     batch = sequence(2, 4, image=True)

@@ -15,15 +15,15 @@ from world_models.objectives import barlow_twins
 
 VEC, ACTS = 5, 3
 OBS = gym.spaces.Dict({"vector": gym.spaces.Box(-np.inf, np.inf, (VEC,), np.float32)})
-OBS_IMAGE = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
-                             "vector": gym.spaces.Box(-np.inf, np.inf, (VEC,), np.float32)})
+OBS_IMAGE = gym.spaces.Dict(
+    {"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), "vector": gym.spaces.Box(-np.inf, np.inf, (VEC,), np.float32)}
+)
 ACT = gym.spaces.Discrete(ACTS)
 TINY = wm.WorldModelConfig.preset("tiny")
 BARLOW = TINY.replace(objective="barlow")
 # every term but the one under test weighs zero: its gradient is then exactly the whole loss's
 ONLY_BARLOW = BARLOW.replace(probe=False, reward_scale=0.0, cont_scale=0.0, dyn_scale=0.0, rep_scale=0.0)
 ONLY_PROBE = BARLOW.replace(barlow_scale=0.0, reward_scale=0.0, cont_scale=0.0, dyn_scale=0.0, rep_scale=0.0)
-
 
 
 def reference_barlow(x1: torch.Tensor, x2: torch.Tensor, lam: float, eps: float = 1e-5) -> torch.Tensor:
@@ -41,10 +41,13 @@ def sequence(B: int, L: int, image: bool, seed: int = 0) -> dict[str, torch.Tens
     """Random observations (images: 4 colours, so that a tiny model learns them in a few dozen
     steps), one-hot actions, rewards, episode starts at 0 and (row 1) halfway, one terminal."""
     gen = torch.Generator().manual_seed(seed)
-    batch = {"vector": 2 * torch.randn(B, L, VEC, generator=gen),
-             "action": F.one_hot(torch.randint(0, ACTS, (B, L), generator=gen), ACTS).float(),
-             "reward": torch.randn(B, L, generator=gen), "is_terminal": torch.zeros(B, L, dtype=torch.bool),
-             "is_first": torch.zeros(B, L, dtype=torch.bool)}
+    batch = {
+        "vector": 2 * torch.randn(B, L, VEC, generator=gen),
+        "action": F.one_hot(torch.randint(0, ACTS, (B, L), generator=gen), ACTS).float(),
+        "reward": torch.randn(B, L, generator=gen),
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+    }
     batch["is_first"][:, 0] = True
     batch["is_first"][1, L // 2] = True
     batch["is_terminal"][1, L // 2 - 1] = True
@@ -72,10 +75,13 @@ def grads(model: wm.WorldModel) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("n, d, lam", [(12, 5, 5e-4), (40, 7, 0.3), (3, 9, 1.0)])
 def test_barlow_twins_value_and_gradients_equal_the_written_out_reference(n, d, lam):
     gen = torch.Generator().manual_seed(n * d)
-    x1 = (torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.rand(d, generator=gen, dtype=torch.float64) * 3
-          + torch.randn(d, generator=gen, dtype=torch.float64)).requires_grad_()
-    x2 = (x1.detach() @ torch.randn(d, d, generator=gen, dtype=torch.float64)
-          + torch.randn(n, d, generator=gen, dtype=torch.float64)).requires_grad_()
+    x1 = (
+        torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.rand(d, generator=gen, dtype=torch.float64) * 3
+        + torch.randn(d, generator=gen, dtype=torch.float64)
+    ).requires_grad_()
+    x2 = (
+        x1.detach() @ torch.randn(d, d, generator=gen, dtype=torch.float64) + torch.randn(n, d, generator=gen, dtype=torch.float64)
+    ).requires_grad_()
     got = barlow_twins(x1, x2, lam)
     want = reference_barlow(x1, x2, lam)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
@@ -96,8 +102,7 @@ def test_barlow_twins_is_zero_for_one_view_of_decorrelated_dimensions_and_large_
 def test_barlow_twins_in_float32_matches_float64():
     gen = torch.Generator().manual_seed(3)
     x1, x2 = torch.randn(256, 48, generator=gen), torch.randn(256, 48, generator=gen)
-    torch.testing.assert_close(barlow_twins(x1, x2, 5e-4), reference_barlow(x1.double(), x2.double(), 5e-4).float(),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(barlow_twins(x1, x2, 5e-4), reference_barlow(x1.double(), x2.double(), 5e-4).float(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("objective", ["barlow", "next_embed"])
@@ -228,9 +233,11 @@ def test_each_objective_trains_a_tiny_model_end_to_end(objective, image):
 
 # ------------------------------------------------------------------------------------ bad input
 def test_an_unknown_objective_is_a_value_error_naming_the_known_ones():
-    for make_config in (lambda: wm.WorldModelConfig(objective="pixels"),
-                        lambda: wm.WorldModelConfig.preset("tiny", objective="pixels"),
-                        lambda: TINY.replace(objective="pixels")):
+    for make_config in (
+        lambda: wm.WorldModelConfig(objective="pixels"),
+        lambda: wm.WorldModelConfig.preset("tiny", objective="pixels"),
+        lambda: TINY.replace(objective="pixels"),
+    ):
         with pytest.raises(ValueError, match="unknown world-model objective 'pixels'; known: reconstruction, barlow, next_embed"):
             make_config()
     with pytest.raises(ValueError, match="probe_stride must be >= 1"):
@@ -238,17 +245,46 @@ def test_an_unknown_objective_is_a_value_error_naming_the_known_ones():
 
 
 # ------------------------------------------------------------------------------- end to end
-@pytest.mark.parametrize("objective, env, probe", [("barlow", "memory/distracting-8", "probe_image"),
-                                                    ("next_embed", "pomdp/cartpole-positions", "probe_vector")])
+@pytest.mark.parametrize(
+    "objective, env, probe", [("barlow", "memory/distracting-8", "probe_image"), ("next_embed", "pomdp/cartpole-positions", "probe_vector")]
+)
 def test_memwm_train_runs_and_resumes_with_a_decoder_free_objective(tmp_path, objective, env, probe):
     import json
 
     from agents.cli import main
 
     run = tmp_path / "run"
-    flags = ["--env", env, "--wm.objective", objective, "--run", str(run), "--preset", "tiny", "--num-envs", "2",
-             "--prefill", "60", "--batch-size", "2", "--seq-len", "8", "--train-ratio", "2", "--eval-every", "0",
-             "--eval-episodes", "1", "--video-every", "0", "--log-every", "20", "--no-tensorboard", "--threads", "1"]
+    flags = [
+        "--env",
+        env,
+        "--wm.objective",
+        objective,
+        "--run",
+        str(run),
+        "--preset",
+        "tiny",
+        "--num-envs",
+        "2",
+        "--prefill",
+        "60",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "8",
+        "--train-ratio",
+        "2",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "1",
+        "--video-every",
+        "0",
+        "--log-every",
+        "20",
+        "--no-tensorboard",
+        "--threads",
+        "1",
+    ]
     main(["train", "--steps", "120", *flags])
     main(["train", "--steps", "160", *flags])  # resumes from the checkpoint: the projector is part of the state
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -8,25 +8,32 @@ import torch
 
 import world_models as wm
 
-OBS = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
-                       "vector": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)})
+OBS = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), "vector": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)})
 ACT = gym.spaces.Discrete(3)
 
 
 def _batch(B=3, L=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"image": torch.randint(0, 256, (B, L, 64, 64, 3), generator=g, dtype=torch.uint8),
-            "vector": torch.randn(B, L, 4, generator=g) * 30,  # large enough that the vector term exceeds 1
-            "action": torch.eye(3)[torch.randint(0, 3, (B, L), generator=g)],
-            "reward": torch.randn(B, L, generator=g), "is_first": torch.zeros(B, L, dtype=torch.bool),
-            "is_terminal": torch.zeros(B, L, dtype=torch.bool)}
+    return {
+        "image": torch.randint(0, 256, (B, L, 64, 64, 3), generator=g, dtype=torch.uint8),
+        "vector": torch.randn(B, L, 4, generator=g) * 30,  # large enough that the vector term exceeds 1
+        "action": torch.eye(3)[torch.randint(0, 3, (B, L), generator=g)],
+        "reward": torch.randn(B, L, generator=g),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+    }
 
 
 def _total_from_terms(metrics, config, image_div, vector_div):
     """The world-model loss written out from its logged terms and the divisors of the reconstruction terms."""
-    return (config.image_scale * metrics["loss/image"] / image_div + config.vector_scale * metrics["loss/vector"] / vector_div
-            + config.reward_scale * metrics["loss/reward"] + config.cont_scale * metrics["loss/cont"]
-            + config.dyn_scale * metrics["loss/dyn"] + config.rep_scale * metrics["loss/rep"])
+    return (
+        config.image_scale * metrics["loss/image"] / image_div
+        + config.vector_scale * metrics["loss/vector"] / vector_div
+        + config.reward_scale * metrics["loss/reward"]
+        + config.cont_scale * metrics["loss/cont"]
+        + config.dyn_scale * metrics["loss/dyn"]
+        + config.rep_scale * metrics["loss/rep"]
+    )
 
 
 def test_reconstruction_terms_are_divided_by_their_running_mean_and_small_terms_are_not_scaled_up():

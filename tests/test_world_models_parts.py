@@ -108,8 +108,7 @@ def test_normal_and_bernoulli_match_torch_distributions():
     ours, ref = wm.Normal(mean, std), td.Independent(td.Normal(mean, std), 1)
     torch.testing.assert_close(ours.log_prob(x), ref.log_prob(x))
     torch.testing.assert_close(ours.entropy(), ref.entropy())
-    torch.testing.assert_close(ours.kl(wm.Normal(mean2, std2)),
-                               td.kl_divergence(ref, td.Independent(td.Normal(mean2, std2), 1)))
+    torch.testing.assert_close(ours.kl(wm.Normal(mean2, std2)), td.kl_divergence(ref, td.Independent(td.Normal(mean2, std2), 1)))
     logits, y = torch.randn(10), (torch.rand(10) > 0.5).float()
     b, rb = wm.Bernoulli(logits), td.Bernoulli(logits=logits)
     torch.testing.assert_close(b.log_prob(y), rb.log_prob(y))
@@ -217,8 +216,11 @@ def test_s4d_layer_matches_a_complex128_loop(init):
         torch.testing.assert_close(layer.A_imag[0], math.pi * torch.arange(3.0))
 
 
-@pytest.mark.parametrize("make_layer", [lambda: S5Layer(H=6, P=4, dt_min=0.01, dt_max=0.5),
-                                        lambda: S4DLayer(H=6, N=3, dt_min=0.01, dt_max=0.5)], ids=["s5", "s4"])
+@pytest.mark.parametrize(
+    "make_layer",
+    [lambda: S5Layer(H=6, P=4, dt_min=0.01, dt_max=0.5), lambda: S4DLayer(H=6, N=3, dt_min=0.01, dt_max=0.5)],
+    ids=["s5", "s4"],
+)
 def test_ssm_step_without_grad_reuses_the_discretisation_until_a_parameter_changes(make_layer):
     """The no-grad step caches the discretisation: it must equal the step under autograd (computed
     afresh) after an optimiser step, after load_state_dict, and after an in-place edit."""
@@ -342,8 +344,12 @@ def test_mlp_and_rms_norm():
 
 
 def test_state_cat_pads_caches_and_rejects_mismatches():
-    a = State(torch.ones(1, 2), torch.ones(1, 3), torch.ones(1, 1), {"k0": torch.ones(1, 2, 4), "valid": torch.ones(1, 2, dtype=torch.bool)})
-    b = State(torch.ones(2, 2), torch.ones(2, 3), torch.ones(2, 1), {"k0": torch.ones(2, 3, 4), "valid": torch.ones(2, 3, dtype=torch.bool)})
+    a = State(
+        torch.ones(1, 2), torch.ones(1, 3), torch.ones(1, 1), {"k0": torch.ones(1, 2, 4), "valid": torch.ones(1, 2, dtype=torch.bool)}
+    )
+    b = State(
+        torch.ones(2, 2), torch.ones(2, 3), torch.ones(2, 1), {"k0": torch.ones(2, 3, 4), "valid": torch.ones(2, 3, dtype=torch.bool)}
+    )
     both = State.cat([a, b])
     assert both.mem["k0"].shape == (3, 3, 4) and both.batch_size == 3
     assert both.mem["valid"].tolist() == [[False, True, True], [True] * 3, [True] * 3]

@@ -24,8 +24,13 @@ def cue_batch(B: int, L: int, gen: torch.Generator) -> tuple[dict[str, torch.Ten
     is_first = torch.zeros(B, L, dtype=torch.bool)
     is_first[:, 0] = True
     action = F.one_hot(torch.randint(0, 2, (B, L), generator=gen), 2).float()
-    return {"vector": vector, "action": action, "reward": reward, "is_first": is_first,
-            "is_terminal": torch.zeros(B, L, dtype=torch.bool)}, cue
+    return {
+        "vector": vector,
+        "action": action,
+        "reward": reward,
+        "is_first": is_first,
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+    }, cue
 
 
 def train(backbone: str, steps: int, L: int, lr: float = 3e-3, sample: bool = True):
@@ -50,7 +55,6 @@ def recall_accuracy(model: wm.WorldModel, L: int, gen: torch.Generator) -> float
         _, _, feat, _ = model.observe({"vector": batch["vector"]}, batch["action"], batch["is_first"], sample=False)
         guess = (model.reward(feat[:, -1]) + (K - 1) / 2).round().clamp(0, K - 1)
     return (guess == cue).float().mean().item()
-
 
 
 @pytest.mark.parametrize("backbone", wm.BACKBONES)

@@ -20,38 +20,38 @@ class WorldModelConfig:
     """
 
     # sizes
-    deter: int = 256                    # RSSM recurrent state size; the parameter budget of every backbone
-    width: int = 0                      # model width of the non-RSSM backbones; 0 = fit to the RSSM's parameter count
-    hidden: int = 256                   # units of the MLPs (encoder, heads, latent nets)
-    mlp_layers: int = 2                 # hidden layers of each MLP
-    layers: int = 2                     # blocks of the transformer and SSM backbones
-    cnn_depth: int = 16                 # channels of the first conv layer (x2 per layer, 4 layers)
+    deter: int = 256  # RSSM recurrent state size; the parameter budget of every backbone
+    width: int = 0  # model width of the non-RSSM backbones; 0 = fit to the RSSM's parameter count
+    hidden: int = 256  # units of the MLPs (encoder, heads, latent nets)
+    mlp_layers: int = 2  # hidden layers of each MLP
+    layers: int = 2  # blocks of the transformer and SSM backbones
+    cnn_depth: int = 16  # channels of the first conv layer (x2 per layer, 4 layers)
     norm: Literal["layer", "rms", "none"] = "layer"
     act: Literal["silu", "gelu", "elu", "relu"] = "silu"
 
     # latents
     latent: Literal["categorical", "gaussian"] = "categorical"
-    stoch: int = 32                     # categorical variables (or Gaussian dimensions)
-    classes: int = 16                   # classes per categorical variable
-    unimix: float = 0.01                # uniform mixture of categorical latents (DreamerV3: 1%)
-    min_std: float = 0.1                # Gaussian latents: lower bound of the standard deviation
+    stoch: int = 32  # categorical variables (or Gaussian dimensions)
+    classes: int = 16  # classes per categorical variable
+    unimix: float = 0.01  # uniform mixture of categorical latents (DreamerV3: 1%)
+    min_std: float = 0.1  # Gaussian latents: lower bound of the standard deviation
 
     # backbones
-    heads: int = 4                      # transformer attention heads
-    context: int = 1024                 # transformer attention window (tokens, the current one included)
-    ssm_state: int = 32                 # S5: complex states per SSM layer (shared by all channels)
-    s4_state: int = 8                   # S4: complex states per channel (the scan holds width * s4_state)
+    heads: int = 4  # transformer attention heads
+    context: int = 1024  # transformer attention window (tokens, the current one included)
+    ssm_state: int = 32  # S5: complex states per SSM layer (shared by all channels)
+    s4_state: int = 8  # S4: complex states per channel (the scan holds width * s4_state)
     s4_init: Literal["lin", "inv"] = "lin"  # S4D-Lin or S4D-Inv initialisation of A
     s5_init: Literal["gaussian", "s5"] = "gaussian"  # S5's B and C: complex normal, or the paper's (V^-1 B, C V, lecun)
-    mamba_state: int = 8                # selective SSM: states per channel
-    mamba_expand: int = 2               # selective SSM: inner width = expand * width
-    dt_min: float = 1e-3                # SSM step sizes are initialised log-uniform in [dt_min, dt_max]
+    mamba_state: int = 8  # selective SSM: states per channel
+    mamba_expand: int = 2  # selective SSM: inner width = expand * width
+    dt_min: float = 1e-3  # SSM step sizes are initialised log-uniform in [dt_min, dt_max]
     dt_max: float = 1e-1
-    ssm_state_features: bool = False    # SSMs: append the SSM states (real, imaginary) to the features (R2I)
-    scan_backend: str = "auto"          # kernels.scan backend used in training
+    ssm_state_features: bool = False  # SSMs: append the SSM states (real, imaginary) to the features (R2I)
+    scan_backend: str = "auto"  # kernels.scan backend used in training
 
     # heads and losses (DreamerV3)
-    reward_bins: int = 255              # two-hot symlog bins over [-20, 20]
+    reward_bins: int = 255  # two-hot symlog bins over [-20, 20]
     free_bits: float = 1.0
     dyn_scale: float = 0.5
     rep_scale: float = 0.1
@@ -65,16 +65,16 @@ class WorldModelConfig:
     # its own value whenever that mean exceeds 1: a term then weighs about as much as a scalar head's,
     # on every task, and a small term is never scaled up.
     obs_norm: bool = False
-    obs_norm_decay: float = 0.99        # EMA decay of the running means
+    obs_norm_decay: float = 0.99  # EMA decay of the running means
 
     # representation objective: what makes the features describe the observation
     objective: Objective = "reconstruction"  # decode the observation (DreamerV3); or no decoder in the gradient:
     #   "barlow", Barlow Twins between the projected features and the encoder embedding (R2-Dreamer), or
     #   "next_embed", the same between the projected h_t, made before o_t is seen, and o_t's embedding (NE-Dreamer)
-    barlow_scale: float = 0.05          # weight of the Barlow Twins term in the world-model loss (R2-Dreamer's)
-    barlow_lambda: float = 5e-4         # weight of the off-diagonal (redundancy) sum against the diagonal one
-    probe: bool = True                  # decoder-free: train a decoder on detached features, for imagination videos
-    probe_stride: int = 8               # the probe decodes every probe_stride-th step: it only draws videos
+    barlow_scale: float = 0.05  # weight of the Barlow Twins term in the world-model loss (R2-Dreamer's)
+    barlow_lambda: float = 5e-4  # weight of the off-diagonal (redundancy) sum against the diagonal one
+    probe: bool = True  # decoder-free: train a decoder on detached features, for imagination videos
+    probe_stride: int = 8  # the probe decodes every probe_stride-th step: it only draws videos
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -98,12 +98,60 @@ class WorldModelConfig:
 
 
 PRESETS: dict[str, dict] = {
-    "tiny": dict(deter=64, hidden=64, mlp_layers=1, layers=2, cnn_depth=8, stoch=8, classes=8,
-                 heads=2, context=64, ssm_state=16, s4_state=4, mamba_state=8),
-    "small": dict(deter=256, hidden=256, mlp_layers=2, layers=2, cnn_depth=16, stoch=32, classes=16,
-                  heads=4, context=1024, ssm_state=32, s4_state=8, mamba_state=8),
-    "medium": dict(deter=1024, hidden=512, mlp_layers=2, layers=3, cnn_depth=32, stoch=32, classes=32,
-                   heads=8, context=1024, ssm_state=64, s4_state=16, mamba_state=16),
-    "large": dict(deter=2048, hidden=768, mlp_layers=3, layers=4, cnn_depth=48, stoch=32, classes=32,
-                  heads=8, context=2048, ssm_state=128, s4_state=32, mamba_state=16),
+    "tiny": dict(
+        deter=64,
+        hidden=64,
+        mlp_layers=1,
+        layers=2,
+        cnn_depth=8,
+        stoch=8,
+        classes=8,
+        heads=2,
+        context=64,
+        ssm_state=16,
+        s4_state=4,
+        mamba_state=8,
+    ),
+    "small": dict(
+        deter=256,
+        hidden=256,
+        mlp_layers=2,
+        layers=2,
+        cnn_depth=16,
+        stoch=32,
+        classes=16,
+        heads=4,
+        context=1024,
+        ssm_state=32,
+        s4_state=8,
+        mamba_state=8,
+    ),
+    "medium": dict(
+        deter=1024,
+        hidden=512,
+        mlp_layers=2,
+        layers=3,
+        cnn_depth=32,
+        stoch=32,
+        classes=32,
+        heads=8,
+        context=1024,
+        ssm_state=64,
+        s4_state=16,
+        mamba_state=16,
+    ),
+    "large": dict(
+        deter=2048,
+        hidden=768,
+        mlp_layers=3,
+        layers=4,
+        cnn_depth=48,
+        stoch=32,
+        classes=32,
+        heads=8,
+        context=2048,
+        ssm_state=128,
+        s4_state=32,
+        mamba_state=16,
+    ),
 }

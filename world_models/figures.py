@@ -51,8 +51,7 @@ def imagination_panels(truth: dict[str, np.ndarray], model: dict[str, np.ndarray
     panels = []
     if "vector" in truth and "vector" in model:
         if truth["vector"].shape != model["vector"].shape:
-            raise ValueError(f"truth and model vectors must have the same shape, got {truth['vector'].shape} "
-                             f"and {model['vector'].shape}")
+            raise ValueError(f"truth and model vectors must have the same shape, got {truth['vector'].shape} and {model['vector'].shape}")
         for k in top_variance_dims(truth["vector"], max_dims):
             panels.append(Panel(f"obs[{k}]", truth["vector"][..., k], model["vector"][..., k]))
     for key, label in (("reward", "reward"), ("cont", "continue")):
@@ -75,8 +74,7 @@ def imagination_figure(panels: list[Panel], context: int, title: str = "", start
     B, T = panels[0].truth.shape
     for p in panels:
         if p.truth.shape != (B, T) or p.model.shape != (B, T):
-            raise ValueError(f"panel {p.label!r} must hold truth and model of shape {(B, T)}, got "
-                             f"{p.truth.shape} and {p.model.shape}")
+            raise ValueError(f"panel {p.label!r} must hold truth and model of shape {(B, T)}, got {p.truth.shape} and {p.model.shape}")
     if not 0 <= context <= T:
         raise ValueError(f"context must be in [0, {T}] for {T} steps, got {context}")
     rows = len(panels)

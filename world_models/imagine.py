@@ -44,8 +44,10 @@ def action_vectors(action: np.ndarray, act_space) -> np.ndarray:
             return action.astype(np.float32)
         index = action.reshape(-1).astype(np.int64) - int(act_space.start)
         if index.size and (index.min() < 0 or index.max() >= act_space.n):
-            raise ValueError(f"discrete actions must lie in [{act_space.start}, {act_space.start + act_space.n}), "
-                             f"got values from {index.min() + act_space.start} to {index.max() + act_space.start}")
+            raise ValueError(
+                f"discrete actions must lie in [{act_space.start}, {act_space.start + act_space.n}), "
+                f"got values from {index.min() + act_space.start} to {index.max() + act_space.start}"
+            )
         return np.eye(act_space.n, dtype=np.float32)[index]
     if isinstance(act_space, gym.spaces.MultiDiscrete):
         nvec = np.asarray(act_space.nvec).reshape(-1)
@@ -58,8 +60,9 @@ def action_vectors(action: np.ndarray, act_space) -> np.ndarray:
     raise ValueError(f"unsupported action space {act_space}; expected Discrete, MultiDiscrete or Box")
 
 
-def episodes_to_batch(episodes: list[dict[str, np.ndarray]], act_space, device: str | torch.device = "cpu",
-                      length: int | None = None) -> dict[str, Tensor]:
+def episodes_to_batch(
+    episodes: list[dict[str, np.ndarray]], act_space, device: str | torch.device = "cpu", length: int | None = None
+) -> dict[str, Tensor]:
     """Episodes (dicts of (T, ...) arrays, all at least `length` long) -> a batch of (N, L, ...)
     tensors with the keys `WorldModel.loss` and `observe` read; L = `length` or the shortest episode."""
     if not episodes:
@@ -101,8 +104,9 @@ class OpenLoop:
 
 
 @torch.no_grad()
-def open_loop(wm, batch: dict[str, Tensor], context: int, horizon: int,
-              policy: Callable[[Tensor], Tensor] | None = None, sample: bool = False) -> OpenLoop:
+def open_loop(
+    wm, batch: dict[str, Tensor], context: int, horizon: int, policy: Callable[[Tensor], Tensor] | None = None, sample: bool = False
+) -> OpenLoop:
     """Observe steps [0, context) of `batch` (N, L, ...), then imagine `horizon` steps.
 
     The action after the last observed step is `batch["action"][:, context - 1]` (DreamerV3 replay
@@ -114,11 +118,12 @@ def open_loop(wm, batch: dict[str, Tensor], context: int, horizon: int,
     if not 1 <= context <= L:
         raise ValueError(f"context must be in [1, {L}] for sequences of {L} steps, got {context}")
     if horizon < 0 or (policy is None and context + horizon > L):
-        raise ValueError(f"horizon must be in [0, {L - context}] to imagine with the sequences' own actions "
-                         f"after a context of {context} of {L} steps, got {horizon}")
+        raise ValueError(
+            f"horizon must be in [0, {L - context}] to imagine with the sequences' own actions "
+            f"after a context of {context} of {L} steps, got {horizon}"
+        )
     obs = {k: batch[k][:, :context] for k in OBS_KEYS if k in batch}
-    _, _, feat_ctx, state = wm.observe(obs, batch["action"][:, :context], batch["is_first"][:, :context],
-                                      sample=sample)  # (N, C, F)
+    _, _, feat_ctx, state = wm.observe(obs, batch["action"][:, :context], batch["is_first"][:, :context], sample=sample)  # (N, C, F)
     if horizon == 0:
         return OpenLoop(feat_ctx, batch["action"][:, :0], context)
     drive = policy if policy is not None else batch["action"][:, context - 1 : context - 1 + horizon]  # (N, H, A)
@@ -153,5 +158,13 @@ def query_start(ep: dict[str, np.ndarray]) -> int | None:
     return int(idx[0]) if len(idx) else None
 
 
-__all__ = ["action_vectors", "episodes_to_batch", "OpenLoop", "open_loop", "decode_frames", "default_context",
-           "query_start", "model_obs_space"]
+__all__ = [
+    "action_vectors",
+    "episodes_to_batch",
+    "OpenLoop",
+    "open_loop",
+    "decode_frames",
+    "default_context",
+    "query_start",
+    "model_obs_space",
+]

@@ -70,8 +70,10 @@ def recorded_step_sizes(backbone: nn.Module):
     hooks = []
     for i, layer in enumerate(ssm_layers(backbone)):
         if isinstance(layer, SelectiveSSM):
+
             def keep(module, inputs, output, i=i):  # the layer applies softplus to dt_proj's output
                 record.setdefault(i, []).append(torch.nn.functional.softplus(output.detach().double()).reshape(-1, output.shape[-1]).cpu())
+
             hooks.append(layer.dt_proj.register_forward_hook(keep))
     try:
         yield record
@@ -133,8 +135,7 @@ def _at_delay(episodes: list[Episode], k: int) -> tuple[Tensor, Tensor]:
     return torch.stack([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
 
 
-def retention_curve(train: list[Episode], test: list[Episode], classes: int, max_delay: int,
-                    ridge: float = 1e-2) -> dict[str, list]:
+def retention_curve(train: list[Episode], test: list[Episode], classes: int, max_delay: int, ridge: float = 1e-2) -> dict[str, list]:
     """The held-out accuracy of a linear probe of the cue at each delay 0..max_delay after it was seen.
 
     Returns `delay`, `accuracy` (None where there are too few episodes: fewer than 2 training or 1
@@ -157,5 +158,15 @@ def retention_curve(train: list[Episode], test: list[Episode], classes: int, max
     return out
 
 
-__all__ = ["SSM_LAYERS", "half_life", "log_transition_magnitudes", "ssm_layers", "recorded_step_sizes", "state_half_lives", "fit_linear_probe",
-           "probe_predict", "Episode", "retention_curve"]
+__all__ = [
+    "SSM_LAYERS",
+    "half_life",
+    "log_transition_magnitudes",
+    "ssm_layers",
+    "recorded_step_sizes",
+    "state_half_lives",
+    "fit_linear_probe",
+    "probe_predict",
+    "Episode",
+    "retention_curve",
+]

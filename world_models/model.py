@@ -38,6 +38,8 @@ def image_loss(pred: Tensor, image: Tensor) -> Tensor:
     squared-error kernel each way (2.2x faster fwd+bwd at (16, 64) than sub/pow on CPU)."""
     target = image.float().div_(255.0)  # (..., 64, 64, 3)
     return F.mse_loss(pred, target, reduction="none").sum((-3, -2, -1))
+
+
 IGNORED_OBS_KEYS = ("is_first", "is_last", "is_terminal")
 
 
@@ -55,8 +57,7 @@ class Spec:
             raise ValueError(f"obs_space must be a gymnasium.spaces.Dict with 'image' and/or 'vector', got {obs_space!r}")
         unknown = sorted(set(obs_space.spaces) - set(OBS_KEYS) - set(IGNORED_OBS_KEYS))
         if unknown:
-            raise ValueError(f"unknown observation keys {unknown}; a world model reads {OBS_KEYS} "
-                             f"(and ignores {IGNORED_OBS_KEYS})")
+            raise ValueError(f"unknown observation keys {unknown}; a world model reads {OBS_KEYS} (and ignores {IGNORED_OBS_KEYS})")
         image, vector_dim = "image" in obs_space.spaces, 0
         if image and (obs_space["image"].shape != IMAGE_SHAPE or obs_space["image"].dtype != np.uint8):
             raise ValueError(f"obs_space['image'] must be uint8 {IMAGE_SHAPE}, got {obs_space['image']!r}")
@@ -120,8 +121,11 @@ class WorldModel(nn.Module):
         # reconstruction trains the decoder with everything else; the decoder-free objectives keep it as a
         # probe on detached features (or drop it) and project into the embedding's space: all the features
         # (barlow, R2-Dreamer), or h_t alone, which has not seen o_t and so predicts it (next_embed, NE-Dreamer)
-        self.decoder = (ObsDecoder(self.feat_dim, spec.image, spec.vector_dim, c.cnn_depth, c.hidden, c.mlp_layers, c.norm, c.act)
-                        if c.objective == "reconstruction" or c.probe else None)
+        self.decoder = (
+            ObsDecoder(self.feat_dim, spec.image, spec.vector_dim, c.cnn_depth, c.hidden, c.mlp_layers, c.norm, c.act)
+            if c.objective == "reconstruction" or c.probe
+            else None
+        )
         projected = {"barlow": self.feat_dim, "next_embed": self.h_dim}.get(c.objective)
         self.projector = nn.Linear(projected, self.encoder.out_dim, bias=False) if projected else None
         self.reward_head = MLP(self.feat_dim, c.reward_bins, c.hidden, c.mlp_layers, c.norm, c.act)
@@ -142,8 +146,12 @@ class WorldModel(nn.Module):
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         device = self.device if device is None else device
-        return State(torch.zeros(batch_size, self.h_dim, device=device), torch.zeros(batch_size, self.z_dim, device=device),
-                     torch.zeros(batch_size, self.act_dim, device=device), self.backbone.initial_state(batch_size, device))
+        return State(
+            torch.zeros(batch_size, self.h_dim, device=device),
+            torch.zeros(batch_size, self.z_dim, device=device),
+            torch.zeros(batch_size, self.act_dim, device=device),
+            self.backbone.initial_state(batch_size, device),
+        )
 
     @staticmethod
     def _pick(dist: Latent, sample: bool, generator: torch.Generator | None) -> Tensor:
@@ -159,21 +167,23 @@ class WorldModel(nn.Module):
         if self.spec.image:
             image = obs["image"]
             if tuple(image.shape) != (*lead, *IMAGE_SHAPE) or image.dtype != torch.uint8:
-                raise ValueError(f"{where}: obs['image'] must be uint8 {(*lead, *IMAGE_SHAPE)}, "
-                                 f"got {image.dtype} {tuple(image.shape)}")
+                raise ValueError(f"{where}: obs['image'] must be uint8 {(*lead, *IMAGE_SHAPE)}, got {image.dtype} {tuple(image.shape)}")
         if self.spec.vector_dim:
             vector = obs["vector"]
             if tuple(vector.shape) != (*lead, self.spec.vector_dim) or not vector.is_floating_point():
-                raise ValueError(f"{where}: obs['vector'] must be float {(*lead, self.spec.vector_dim)}, "
-                                 f"got {vector.dtype} {tuple(vector.shape)}")
+                raise ValueError(
+                    f"{where}: obs['vector'] must be float {(*lead, self.spec.vector_dim)}, got {vector.dtype} {tuple(vector.shape)}"
+                )
 
     def _obs_keys(self) -> list[str]:
         return [k for k, on in (("image", self.spec.image), ("vector", self.spec.vector_dim)) if on]
 
     def _check_action(self, action: Tensor, lead: tuple[int, ...], where: str) -> None:
         if tuple(action.shape) != (*lead, self.act_dim) or not action.is_floating_point():
-            raise ValueError(f"{where}: action must be float {(*lead, self.act_dim)} (one-hot for discrete actions), "
-                             f"got {action.dtype} {tuple(action.shape)}")
+            raise ValueError(
+                f"{where}: action must be float {(*lead, self.act_dim)} (one-hot for discrete actions), "
+                f"got {action.dtype} {tuple(action.shape)}"
+            )
 
     @staticmethod
     def _check_flags(flags: Tensor, lead: tuple[int, ...], name: str, where: str) -> Tensor:
@@ -183,12 +193,21 @@ class WorldModel(nn.Module):
 
     def _check_state(self, state: State, batch: int, where: str) -> None:
         if state.batch_size != batch or state.h.shape[1] != self.h_dim or state.z.shape[1] != self.z_dim:
-            raise ValueError(f"{where}: state must have batch {batch}, h (B, {self.h_dim}), z (B, {self.z_dim}); "
-                             f"got h {tuple(state.h.shape)}, z {tuple(state.z.shape)}")
+            raise ValueError(
+                f"{where}: state must have batch {batch}, h (B, {self.h_dim}), z (B, {self.z_dim}); "
+                f"got h {tuple(state.h.shape)}, z {tuple(state.z.shape)}"
+            )
 
     # --------------------------------------------------------------------------------- observing
-    def observe(self, obs: dict[str, Tensor], action: Tensor, is_first: Tensor, state: State | None = None,
-                sample: bool = True, generator: torch.Generator | None = None) -> tuple[Latent, Latent, Tensor, State]:
+    def observe(
+        self,
+        obs: dict[str, Tensor],
+        action: Tensor,
+        is_first: Tensor,
+        state: State | None = None,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Latent, Latent, Tensor, State]:
         """Posterior and prior over a sequence.
 
         obs: image (B, L, 64, 64, 3) uint8 and/or vector (B, L, K) float; action (B, L, A);
@@ -241,8 +260,15 @@ class WorldModel(nn.Module):
             starts, last = None, State(h[:, -1], z[:, -1], action[:, -1], mem)
         return post, prior, feat, last, starts, embed
 
-    def step(self, state: State, prev_action: Tensor, obs: dict[str, Tensor], is_first: Tensor,
-             sample: bool = True, generator: torch.Generator | None = None) -> tuple[State, Tensor]:
+    def step(
+        self,
+        state: State,
+        prev_action: Tensor,
+        obs: dict[str, Tensor],
+        is_first: Tensor,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[State, Tensor]:
         """One env step for acting: state after the previous step, prev_action (B, A) taken since, obs of
         (B, ...), is_first (B,) resets those rows. Returns (state, features (B, F))."""
         B = prev_action.shape[0] if prev_action.dim() else 0
@@ -259,8 +285,9 @@ class WorldModel(nn.Module):
         return State(h, z, torch.zeros_like(prev_action), mem), torch.cat([h, z], -1)
 
     # -------------------------------------------------------------------------------- imagining
-    def img_step(self, state: State, action: Tensor, sample: bool = True,
-                 generator: torch.Generator | None = None) -> tuple[State, Tensor, Latent]:
+    def img_step(
+        self, state: State, action: Tensor, sample: bool = True, generator: torch.Generator | None = None
+    ) -> tuple[State, Tensor, Latent]:
         """One imagined step from `state` taking `action` (N, A): (state, features (N, F), prior)."""
         x = torch.cat([state.z, action], -1)
         h, mem = self.backbone.step(x, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device), state.mem)
@@ -268,8 +295,14 @@ class WorldModel(nn.Module):
         z = self._pick(prior, sample, generator)  # straight-through: dynamics gradients flow
         return State(h, z, torch.zeros_like(action), mem), torch.cat([h, z], -1), prior
 
-    def imagine(self, start: State, policy: Callable[[Tensor], Tensor] | Tensor, horizon: int,
-                sample: bool = True, generator: torch.Generator | None = None) -> Imagination:
+    def imagine(
+        self,
+        start: State,
+        policy: Callable[[Tensor], Tensor] | Tensor,
+        horizon: int,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Imagination:
         """Roll the prior forward `horizon` steps from `start` (N states) in recurrent mode.
 
         policy: a function features (N, F) -> actions (N, A), or actions (N, horizon, A) for
@@ -295,8 +328,7 @@ class WorldModel(nn.Module):
             priors.append(prior.stats)
         acts.append(torch.zeros(N, self.act_dim, device=start.h.device) if given else policy(feats[-1]))
         prior_stats = torch.stack(priors, 1) if priors else start.h.new_zeros(N, 0, self.prior_net.net.out_dim)
-        return Imagination(torch.stack(feats, 1), torch.stack(acts, 1), torch.stack(zs, 1),
-                           Latent(prior_stats, self.config), state)
+        return Imagination(torch.stack(feats, 1), torch.stack(acts, 1), torch.stack(zs, 1), Latent(prior_stats, self.config), state)
 
     # ------------------------------------------------------------------------------ predictions
     @property
@@ -313,8 +345,10 @@ class WorldModel(nn.Module):
         """features (..., F) -> `image` (..., 64, 64, 3) float mean in [0, 1] (x255 for uint8 scale)
         and/or `vector` (..., K) in the observation's own scale (un-symlogged)."""
         if self.decoder is None:
-            raise ValueError(f"this world model has no decoder (objective {self.config.objective!r} with probe off); "
-                             f"train it with probe on to decode features")
+            raise ValueError(
+                f"this world model has no decoder (objective {self.config.objective!r} with probe off); "
+                f"train it with probe on to decode features"
+            )
         out = self.decoder(features)
         if "image" in out:
             out["image"] = out["image"].clamp(0, 1)
@@ -337,8 +371,9 @@ class WorldModel(nn.Module):
         return self.cont_dist(features).mean
 
     # ------------------------------------------------------------------------------------ loss
-    def _representation_terms(self, obs: dict[str, Tensor], feat: Tensor, embed: Tensor,
-                              is_first: Tensor) -> dict[str, tuple[float, Tensor]]:
+    def _representation_terms(
+        self, obs: dict[str, Tensor], feat: Tensor, embed: Tensor, is_first: Tensor
+    ) -> dict[str, tuple[float, Tensor]]:
         """The loss terms {name: (scale, value)} that teach the features (B, L, F) to describe the
         observation, whose embedding is (B, L, E): reconstruction, or Barlow Twins plus the probe."""
         c = self.config
@@ -367,8 +402,14 @@ class WorldModel(nn.Module):
             terms[prefix + "vector"] = (c.vector_scale, (pred["vector"] - symlog(obs["vector"].float())).pow(2).sum(-1).mean())
         return terms
 
-    def loss(self, batch: dict[str, Tensor], state: State | None = None, return_starts: bool = False,
-             sample: bool = True, generator: torch.Generator | None = None):
+    def loss(
+        self,
+        batch: dict[str, Tensor],
+        state: State | None = None,
+        return_starts: bool = False,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+    ):
         """DreamerV3's world-model loss on a batch of (B, L, ...) sequences.
 
         batch: observation keys, `action` (B, L, A), `reward` (B, L), `is_first`, `is_terminal` (B, L).
@@ -385,8 +426,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"loss: reward must be {lead}, got {tuple(reward.shape)}")
         is_terminal = self._check_flags(batch["is_terminal"], lead, "is_terminal", "loss")
         obs = {k: batch[k] for k in self._obs_keys()}
-        post, prior, feat, _, starts, embed = self._observe(obs, action, batch["is_first"], state, sample, generator,
-                                                            return_starts)
+        post, prior, feat, _, starts, embed = self._observe(obs, action, batch["is_first"], state, sample, generator, return_starts)
 
         c = self.config
         terms = self._representation_terms(obs, feat, embed, self._check_flags(batch["is_first"], lead, "is_first", "loss"))
@@ -407,8 +447,14 @@ class WorldModel(nn.Module):
             total = total + scale * value
         metrics: dict[str, float] = {f"loss/{name}": value.item() for name, (_, value) in terms.items()}
         with torch.no_grad():
-            metrics.update({"loss": total.item(), "kl": kl.mean().item(), "prior_entropy": prior.entropy().mean().item(),
-                            "post_entropy": post.entropy().mean().item()})
+            metrics.update(
+                {
+                    "loss": total.item(),
+                    "kl": kl.mean().item(),
+                    "prior_entropy": prior.entropy().mean().item(),
+                    "post_entropy": post.entropy().mean().item(),
+                }
+            )
         if return_starts:
             return total, metrics, starts.detach()
         return total, metrics
@@ -424,8 +470,13 @@ class WorldModel(nn.Module):
 
 
 # ------------------------------------------------------------------------------- construction
-def make(backbone: str, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space,
-         config: WorldModelConfig | None = None, device: torch.device | str | None = None) -> WorldModel:
+def make(
+    backbone: str,
+    obs_space: gymnasium.spaces.Dict,
+    act_space: gymnasium.Space,
+    config: WorldModelConfig | None = None,
+    device: torch.device | str | None = None,
+) -> WorldModel:
     """A world model with the named backbone (one of BACKBONES) for these spaces.
 
     config.width = 0 sizes the non-RSSM backbones so that the whole model has about as many
@@ -441,8 +492,9 @@ def make(backbone: str, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.S
         return WorldModel(backbone, spec, config, width)
 
 
-def count_params(backbone: str, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space,
-                 config: WorldModelConfig | None = None) -> int:
+def count_params(
+    backbone: str, obs_space: gymnasium.spaces.Dict, act_space: gymnasium.Space, config: WorldModelConfig | None = None
+) -> int:
     """Parameters of `make(backbone, ...)` without allocating them (built on the meta device)."""
     return make(backbone, obs_space, act_space, config, device="meta").num_params()
 

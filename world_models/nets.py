@@ -172,5 +172,17 @@ def sinusoidal(pos: Tensor, dim: int) -> Tensor:
     return code
 
 
-__all__ = ["MLP", "ImageEncoder", "ImageDecoder", "ObsEncoder", "ObsDecoder", "RMSNorm", "make_norm", "make_act",
-           "sinusoidal", "symlog", "symexp", "IMAGE_SHAPE"]
+__all__ = [
+    "MLP",
+    "ImageEncoder",
+    "ImageDecoder",
+    "ObsEncoder",
+    "ObsDecoder",
+    "RMSNorm",
+    "make_norm",
+    "make_act",
+    "sinusoidal",
+    "symlog",
+    "symexp",
+    "IMAGE_SHAPE",
+]

@@ -29,8 +29,9 @@ def probe_context(ep: dict, shift: int = 0) -> int:
     """Steps a probe observes before imagining: the episode's query start (+ shift)."""
     start = query_start(ep)
     if start is None or start < 1:
-        raise ValueError("an eval episode has no query phase (`phase` == 1 after step 0); "
-                         "the compare probes need the task's phase annotations")
+        raise ValueError(
+            "an eval episode has no query phase (`phase` == 1 after step 0); the compare probes need the task's phase annotations"
+        )
     if start + shift >= len(ep["action"]):
         raise ValueError(f"an eval episode of {len(ep['action'])} steps leaves nothing to imagine after {start + shift} observed")
     return start + shift
@@ -47,8 +48,9 @@ def probe_groups(episodes: list[dict], shift: int) -> list[list[int]]:
 def probe_mask(ep: dict, key: str) -> np.ndarray:
     """(T,) bool: a task's per-step probe mask as envs.collect stores it (`reward_decided`, `door_visible`)."""
     if key not in ep:
-        raise ValueError(f"this probe needs the episodes' `{key}` array (envs.collect stores the task's masks); "
-                         f"the episode has {sorted(ep)}")
+        raise ValueError(
+            f"this probe needs the episodes' `{key}` array (envs.collect stores the task's masks); the episode has {sorted(ep)}"
+        )
     return np.asarray(ep[key], bool)
 
 
@@ -89,8 +91,9 @@ def run_probes(wm, kind: str, episodes: list[dict], act_space, device, shift: in
                 sq_err_n[k] = sq_err_n.get(k, 0) + len(eps)
             query_err.append(mse[:, C:].mean(1))
         if kind == "reward":
-            _, _, feat_post, _ = wm.observe({k: batch[k] for k in OBS_KEYS if k in batch},
-                                            batch["action"], batch["is_first"], sample=False)  # (N, T, F)
+            _, _, feat_post, _ = wm.observe(
+                {k: batch[k] for k in OBS_KEYS if k in batch}, batch["action"], batch["is_first"], sample=False
+            )  # (N, T, F)
             true_r = batch["reward"].cpu().numpy()
             for mode, feats in (("inference", feat_post), ("imagination", roll.features)):
                 pred_r = wm.reward(feats).float().cpu().numpy()  # (N, T)
@@ -125,8 +128,7 @@ def run_probes(wm, kind: str, episodes: list[dict], act_space, device, shift: in
 
 
 @torch.no_grad()
-def imagination_speed(wm, episodes: list[dict], act_space, device, horizon: int = 32, repeats: int = 3,
-                      shift: int = 0) -> float:
+def imagination_speed(wm, episodes: list[dict], act_space, device, horizon: int = 32, repeats: int = 3, shift: int = 0) -> float:
     """Milliseconds per imagined step (batch of the first eval group, after its context), median of repeats."""
     idx = probe_groups(episodes, shift)[0]
     eps = [episodes[i] for i in idx]

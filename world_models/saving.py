@@ -51,13 +51,13 @@ def world_model_payload(wm, *, backbone: str, config, env: str, obs_space, act_s
     }
 
 
-def save_world_model(file: Union[str, os.PathLike, IO[bytes]], wm, *, backbone: str, config, env: str, obs_space,
-                     act_space, **extra) -> None:
+def save_world_model(
+    file: Union[str, os.PathLike, IO[bytes]], wm, *, backbone: str, config, env: str, obs_space, act_space, **extra
+) -> None:
     """Write the world-model file of `wm` to `file` (a path, its folder created, or an open binary file)."""
     if isinstance(file, (str, os.PathLike)):
         Path(file).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(world_model_payload(wm, backbone=backbone, config=config, env=env, obs_space=obs_space,
-                                   act_space=act_space, **extra), file)
+    torch.save(world_model_payload(wm, backbone=backbone, config=config, env=env, obs_space=obs_space, act_space=act_space, **extra), file)
 
 
 def read_world_model_file(path: str | os.PathLike) -> dict:
@@ -68,7 +68,9 @@ def read_world_model_file(path: str | os.PathLike) -> dict:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=False)  # our own files: the spaces are pickled
     except Exception as e:  # a torn or foreign file: whatever unpickling raises
-        raise ValueError(f"{path} cannot be read as a memwm file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise ValueError(
+            f"{path} cannot be read as a memwm file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path} holds a {type(raw).__name__}, expected a dict saved by memwm")
     return raw
@@ -87,8 +89,9 @@ def build_world_model(payload: dict, device: str | torch.device = "cpu", path: P
     wm = make(payload["backbone"], payload["obs_space"], payload["act_space"], config)
     wm.load_state_dict(payload["state_dict"])
     wm.to(device).eval()
-    return LoadedModel(wm, payload["backbone"], payload["env"], payload.get("env_options") or {}, payload["obs_space"],
-                       payload["act_space"], path, payload)
+    return LoadedModel(
+        wm, payload["backbone"], payload["env"], payload.get("env_options") or {}, payload["obs_space"], payload["act_space"], path, payload
+    )
 
 
 def load_world_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
@@ -96,6 +99,7 @@ def load_world_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     path = Path(path)
     raw = read_world_model_file(path)
     if raw.get("format") != WORLD_MODEL_FORMAT:
-        raise ValueError(f"{path} is not a memwm world-model file (format {WORLD_MODEL_FORMAT!r}); "
-                         f"its top-level keys are {sorted(raw)[:12]}")
+        raise ValueError(
+            f"{path} is not a memwm world-model file (format {WORLD_MODEL_FORMAT!r}); its top-level keys are {sorted(raw)[:12]}"
+        )
     return build_world_model(raw, device, path)

@@ -61,8 +61,12 @@ class State:
                 tensors = [_left_pad(t, width) for t in tensors]
             return torch.cat(tensors, 0)
 
-        return State(cat([s.h for s in states]), cat([s.z for s in states]), cat([s.action for s in states]),
-                     {k: cat([s.mem[k] for s in states]) for k in states[0].mem})
+        return State(
+            cat([s.h for s in states]),
+            cat([s.z for s in states]),
+            cat([s.action for s in states]),
+            {k: cat([s.mem[k] for s in states]) for k in states[0].mem},
+        )
 
 
 def _left_pad(t: Tensor, width: int) -> Tensor:

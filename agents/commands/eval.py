@@ -21,8 +21,7 @@ def eval_command(run: str, episodes: int = 0, video: bool = False, device: str =
     agent = "ppo, " if config.agent == "ppo" else ""
     head = f"{config.env} ({agent}{config.backbone}, {found.checkpoint.name}, step {found.step}):"
     if "eval/success" in scalars:
-        print(f"{head} mean return {scalars['eval/return']:.3f}, success rate {scalars['eval/success']:.2f} "
-              f"over {found.episodes} episodes")
+        print(f"{head} mean return {scalars['eval/return']:.3f}, success rate {scalars['eval/success']:.2f} over {found.episodes} episodes")
     else:
         print(f"{head} mean return {scalars['eval/return']:.3f} over {found.episodes} episodes")
     rest = {k: v for k, v in scalars.items() if not k.startswith(("eval/return", "eval/success", *_PER_EPISODE))}

@@ -57,8 +57,15 @@ def _padded(x: Tensor, T: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def imagine_batch(wm, batch: dict[str, Tensor], context: int, horizon: int,
-                  policy: Callable[[Tensor], Tensor] | None = None, sample: bool = False, scale: int = 1) -> Imagined:
+def imagine_batch(
+    wm,
+    batch: dict[str, Tensor],
+    context: int,
+    horizon: int,
+    policy: Callable[[Tensor], Tensor] | None = None,
+    sample: bool = False,
+    scale: int = 1,
+) -> Imagined:
     """Observe steps [0, context) of `batch` (B, L, ...), imagine `horizon` more (open_loop) and compare with the truth.
 
     Reward and continue are the heads' predictions (the two-hot mean, the continue probability);
@@ -83,9 +90,19 @@ def imagine_batch(wm, batch: dict[str, Tensor], context: int, horizon: int,
     return Imagined(context, horizon, imagination_panels(truth, model, MAX_DIMS), frames, starts)
 
 
-def write_imagination(wm, batch: dict[str, Tensor], context: int, horizon: int, logger, step: int,
-                      policy: Callable[[Tensor], Tensor] | None = None, sample: bool = False, fps: int = 10,
-                      scale: int = 1, name: str = "imagine/open_loop") -> list[Path]:
+def write_imagination(
+    wm,
+    batch: dict[str, Tensor],
+    context: int,
+    horizon: int,
+    logger,
+    step: int,
+    policy: Callable[[Tensor], Tensor] | None = None,
+    sample: bool = False,
+    fps: int = 10,
+    scale: int = 1,
+    name: str = "imagine/open_loop",
+) -> list[Path]:
     """Draw the imagination of `batch` (B, L, ...) after `context` observed steps, `horizon` imagined.
 
     `logger` writes the pictures (the run's agents.logger.Logger, or any object with its `video(name,
@@ -171,8 +188,9 @@ def imagine(
         raise ValueError(f"--context {ctx} is longer than the shortest episode ({L} steps)")
     hor = horizon or (L - ctx)
     if not policy and ctx + hor > L:
-        raise ValueError(f"--context {ctx} + --horizon {hor} exceeds the shortest episode ({L} steps); "
-                         f"use --policy to imagine past the recorded actions")
+        raise ValueError(
+            f"--context {ctx} + --horizon {hor} exceeds the shortest episode ({L} steps); use --policy to imagine past the recorded actions"
+        )
     drive = load_run_policy(loaded, torch_device) if policy else None
     batch = episodes_to_batch(eps, loaded.act_space, torch_device, length=min(L, ctx + hor))
     if out is None:
@@ -184,6 +202,8 @@ def imagine(
         written = write_imagination(loaded.wm, batch, ctx, hor, files, step=0, policy=drive, fps=fps, scale=scale)
     finally:
         files.close()
-    print(f"imagined {hor} steps after {ctx} observed for {len(eps)} episodes of {loaded.env} "
-          f"({loaded.backbone}): {', '.join(str(p) for p in written)}")
+    print(
+        f"imagined {hor} steps after {ctx} observed for {len(eps)} episodes of {loaded.env} "
+        f"({loaded.backbone}): {', '.join(str(p) for p in written)}"
+    )
     return written

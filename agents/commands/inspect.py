@@ -140,9 +140,16 @@ def timescales(memory: Memory, horizon: int | None, played: list, out: Path) -> 
     for i, (h, ax) in enumerate(zip(lives, axes)):
         counts, _ = np.histogram(h[np.isfinite(h)], edges)
         q = np.quantile(h, [0.0, 0.1, 0.5, 0.9, 1.0])
-        layers.append({"layer": i, "kind": type(ssm_layers(memory.backbone)[i]).__name__, "states": int(h.size),
-                       "counts": counts.tolist(), "unbounded": int((~np.isfinite(h)).sum()),
-                       "quantiles": dict(zip(("min", "p10", "median", "p90", "max"), q.tolist()))})
+        layers.append(
+            {
+                "layer": i,
+                "kind": type(ssm_layers(memory.backbone)[i]).__name__,
+                "states": int(h.size),
+                "counts": counts.tolist(),
+                "unbounded": int((~np.isfinite(h)).sum()),
+                "quantiles": dict(zip(("min", "p10", "median", "p90", "max"), q.tolist())),
+            }
+        )
         ax.hist(h[np.isfinite(h)], edges, color="tab:blue")
         ax.set_xscale("log")
         ax.set_ylabel(f"layer {i}\nstates", fontsize=8)
@@ -152,9 +159,17 @@ def timescales(memory: Memory, horizon: int | None, played: list, out: Path) -> 
     if horizon:
         axes[0].legend(fontsize=7)
     fig.suptitle(f"{memory.name} on {memory.env}: how far back each layer remembers", fontsize=10)
-    record = {"run": str(memory.source), "backbone": memory.name, "env": memory.env, "memory_horizon": horizon,
-              "unit": "env steps", "step_size": "median over the episodes' steps" if step_sizes else "the layers' own",
-              "episodes": len(played) if step_sizes else 0, "edges": edges.tolist(), "layers": layers}
+    record = {
+        "run": str(memory.source),
+        "backbone": memory.name,
+        "env": memory.env,
+        "memory_horizon": horizon,
+        "unit": "env steps",
+        "step_size": "median over the episodes' steps" if step_sizes else "the layers' own",
+        "episodes": len(played) if step_sizes else 0,
+        "edges": edges.tolist(),
+        "layers": layers,
+    }
     return [write_png(out / "timescales.png", figure_image(fig)), _write_json(out / "timescales.json", record)]
 
 
@@ -180,8 +195,16 @@ def retention(memory: Memory, played: list, max_delay: int, seed: int, out: Path
     ax.set_ylabel("linear probe accuracy")
     ax.legend(fontsize=8)
     ax.set_title(f"{memory.name} on {memory.env}: reading the cue from the backbone", fontsize=10)
-    record = {"run": str(memory.source), "backbone": memory.name, "env": memory.env, "episodes": len(seen),
-              "train_episodes": half, "classes": classes, "seed": seed, **curve}
+    record = {
+        "run": str(memory.source),
+        "backbone": memory.name,
+        "env": memory.env,
+        "episodes": len(seen),
+        "train_episodes": half,
+        "classes": classes,
+        "seed": seed,
+        **curve,
+    }
     return [write_png(out / "retention.png", figure_image(fig)), _write_json(out / "retention.json", record)]
 
 
@@ -190,8 +213,7 @@ def _write_json(path: Path, record: dict) -> Path:
     return path
 
 
-def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None = None, seed: int = 0,
-            device: str = "auto") -> list[Path]:
+def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None = None, seed: int = 0, device: str = "auto") -> list[Path]:
     """See what a run's backbone remembers: SSM state timescales, and a cue probe's retention curve.
 
     Args:
@@ -211,8 +233,10 @@ def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None 
     spec = envs.spec(memory.env)
     has_ssm, has_cue = bool(ssm_layers(memory.backbone)), spec.cue
     if not (has_ssm or has_cue):
-        raise ValueError(f"nothing to inspect in {run}: backbone {memory.name!r} has no SSM state timescales "
-                         f"(s4, s5 and mamba have) and {memory.env} declares no cue to probe (envs.spec(id).cue)")
+        raise ValueError(
+            f"nothing to inspect in {run}: backbone {memory.name!r} has no SSM state timescales "
+            f"(s4, s5 and mamba have) and {memory.env} declares no cue to probe (envs.spec(id).cue)"
+        )
     out = Path(out) if out is not None else run_folder(memory.source) / "inspect"
     selective = any(isinstance(layer, SelectiveSSM) for layer in ssm_layers(memory.backbone))
     played = play_episodes(memory.env, memory.env_options, episodes, seed) if has_cue or selective else []

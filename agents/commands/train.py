@@ -23,8 +23,11 @@ def train_command(config: Annotated[TrainConfig, tyro.conf.arg(name="")] = Train
 
     if dataclasses.replace(config, **{k: getattr(TrainConfig(), k) for k in EMBEDDED_RUN_EXTRAS}) == TrainConfig():
         config = dataclasses.replace(config, **EMBEDDED_RUN)
-        print(f"memwm: the embedded default run: {config.env}, {config.backbone}, preset {config.preset}, "
-              f"at most {config.minutes:g} minutes, in {config.run_dir}", file=sys.stderr)
+        print(
+            f"memwm: the embedded default run: {config.env}, {config.backbone}, preset {config.preset}, "
+            f"at most {config.minutes:g} minutes, in {config.run_dir}",
+            file=sys.stderr,
+        )
     summary = training.train(config)
     if summary is None or not distributed.is_main():
         return
@@ -37,14 +40,18 @@ def report(run_dir: Path, summary: dict[str, float]) -> None:
     agent = "ppo, " if saved.get("agent") == "ppo" else ""
     ckpts = checkpoint.checkpoints(run_dir / "checkpoints")
     step = f" at step {int(ckpts[-1].stem.split('-')[1])}" if ckpts else ""
-    print(f"memwm: finished {saved['env']} ({agent}{saved['backbone']}){step}: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if not k.startswith(_PER_EPISODE)))
+    print(
+        f"memwm: finished {saved['env']} ({agent}{saved['backbone']}){step}: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if not k.startswith(_PER_EPISODE))
+    )
     evals = read_evals(run_dir)
     if len(evals) > 1:
         first, last = evals[0], evals[-1]
         success = f"success {first['success']:.2f} -> {last['success']:.2f}, " if first["success"] is not None else ""
-        print(f"memwm: eval {success}return {first['return']:.2f} -> {last['return']:.2f} "
-              f"(step {first['step']} -> {last['step']}, {saved['eval_episodes']} episodes each)")
+        print(
+            f"memwm: eval {success}return {first['return']:.2f} -> {last['return']:.2f} "
+            f"(step {first['step']} -> {last['step']}, {saved['eval_episodes']} episodes each)"
+        )
     written = [f"metrics in {run_dir / 'metrics.jsonl'}"]
     for folder, what in (("videos", "videos"), ("icrl", "in-context plots")):
         if (run_dir / folder).is_dir() and any((run_dir / folder).iterdir()):

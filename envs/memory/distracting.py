@@ -62,8 +62,9 @@ class Distracting(MemoryTask):
         mask[ROW, :] = False
         padded = np.pad(mask, tiles.PAD)
         top, left = ROW + tiles.PAD - tiles.AGENT_ROW, START_X + tiles.PAD - tiles.AGENT_COL
-        self._free = np.stack([padded[top : top + tiles.VIEW_ROWS, left + t : left + t + tiles.VIEW_COLS]
-                               for t in range(self.length + 1)])  # (L + 1, 7, 8): the window at each corridor step
+        self._free = np.stack(
+            [padded[top : top + tiles.VIEW_ROWS, left + t : left + t + tiles.VIEW_COLS] for t in range(self.length + 1)]
+        )  # (L + 1, 7, 8): the window at each corridor step
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

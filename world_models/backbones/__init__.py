@@ -29,5 +29,4 @@ def make(name: str, in_dim: int, width: int, config: WorldModelConfig) -> Backbo
     return REGISTRY[name](in_dim, width, config)
 
 
-__all__ = ["Backbone", "BACKBONES", "REGISTRY", "make", "GRUBackbone", "TransformerBackbone", "S4Backbone",
-           "S5Backbone", "MambaBackbone"]
+__all__ = ["Backbone", "BACKBONES", "REGISTRY", "make", "GRUBackbone", "TransformerBackbone", "S4Backbone", "S5Backbone", "MambaBackbone"]

@@ -23,8 +23,9 @@ class Backbone(nn.Module):
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def forward(self, x: Tensor, is_first: Tensor, state: dict[str, Tensor] | None = None,
-                all_states: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, x: Tensor, is_first: Tensor, state: dict[str, Tensor] | None = None, all_states: bool = False
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
     def step(self, x: Tensor, is_first: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -36,8 +37,9 @@ class Backbone(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"{type(self).__name__}: x must be (B, L, {self.in_dim}), got {tuple(x.shape)}")
         if is_first.shape != x.shape[:2] or is_first.dtype != torch.bool:
-            raise ValueError(f"{type(self).__name__}: is_first must be bool {tuple(x.shape[:2])}, "
-                             f"got {is_first.dtype} {tuple(is_first.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: is_first must be bool {tuple(x.shape[:2])}, got {is_first.dtype} {tuple(is_first.shape)}"
+            )
 
 
 def select_state(is_first: Tensor, init: Tensor, state: Tensor) -> Tensor:

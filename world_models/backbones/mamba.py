@@ -31,8 +31,8 @@ def causal_conv(x: Tensor, window: Tensor, is_first: Tensor, weight: Tensor, bia
     segs = torch.cat([seg.new_zeros(B, K - 1), seg], 1)  # (B, K-1+L)
     y = torch.addcmul(bias, weight[:, K - 1], x)
     for j in range(K - 1):  # the earlier taps, masked where they reach into an earlier episode
-        same = (segs[:, j:j + L] == seg)[..., None]  # (B, L, 1)
-        y = y + torch.where(same, weight[:, j] * xs[:, j:j + L], 0.0)
+        same = (segs[:, j : j + L] == seg)[..., None]  # (B, L, 1)
+        y = y + torch.where(same, weight[:, j] * xs[:, j : j + L], 0.0)
     idx = torch.arange(L, device=x.device)[:, None] + 1 + torch.arange(K - 1, device=x.device)  # (L, K-1) into xs
     keep = (segs[:, idx] == seg[..., None])[..., None]  # (B, L, K-1, 1)
     windows = torch.where(keep, xs[:, idx], 0.0)  # (B, L, K-1, E)
@@ -87,6 +87,11 @@ class SelectiveSSM(nn.Module):
 
 class MambaBackbone(SSMBackbone):
     def __init__(self, in_dim: int, width: int, config: WorldModelConfig):
-        super().__init__(in_dim, width, config, lambda: SelectiveSSM(width, config.mamba_expand, config.mamba_state,
-                                                                     config.dt_min, config.dt_max, config.scan_backend),
-                         ssms_per_block=1, mlp=False)
+        super().__init__(
+            in_dim,
+            width,
+            config,
+            lambda: SelectiveSSM(width, config.mamba_expand, config.mamba_state, config.dt_min, config.dt_max, config.scan_backend),
+            ssms_per_block=1,
+            mlp=False,
+        )

@@ -19,8 +19,9 @@ class GRUBackbone(Backbone):
     def __init__(self, in_dim: int, width: int, config: WorldModelConfig):
         super().__init__()
         self.in_dim, self.out_dim, self.deter = in_dim, width, width
-        self.inp = nn.Sequential(nn.Linear(in_dim, config.hidden, bias=config.norm == "none"),
-                                 make_norm(config.norm, config.hidden), make_act(config.act))
+        self.inp = nn.Sequential(
+            nn.Linear(in_dim, config.hidden, bias=config.norm == "none"), make_norm(config.norm, config.hidden), make_act(config.act)
+        )
         self.gates = nn.Linear(config.hidden + width, 3 * width, bias=config.norm == "none")
         self.gates_norm = make_norm(config.norm, 3 * width)
 

@@ -57,5 +57,9 @@ class S4DLayer(nn.Module):
 
 class S4Backbone(SSMBackbone):
     def __init__(self, in_dim: int, width: int, config: WorldModelConfig):
-        super().__init__(in_dim, width, config, lambda: S4DLayer(width, config.s4_state, config.dt_min, config.dt_max,
-                                                                 config.s4_init, config.scan_backend))
+        super().__init__(
+            in_dim,
+            width,
+            config,
+            lambda: S4DLayer(width, config.s4_state, config.dt_min, config.dt_max, config.s4_init, config.scan_backend),
+        )

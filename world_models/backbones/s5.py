@@ -117,5 +117,9 @@ class S5Layer(nn.Module):
 
 class S5Backbone(SSMBackbone):
     def __init__(self, in_dim: int, width: int, config: WorldModelConfig):
-        super().__init__(in_dim, width, config, lambda: S5Layer(width, config.ssm_state, config.dt_min, config.dt_max,
-                                                                config.scan_backend, config.s5_init))
+        super().__init__(
+            in_dim,
+            width,
+            config,
+            lambda: S5Layer(width, config.ssm_state, config.dt_min, config.dt_max, config.scan_backend, config.s5_init),
+        )

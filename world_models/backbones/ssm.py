@@ -76,10 +76,15 @@ class SSMBlock(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(make_layer() for _ in range(ssms))
         self.norms = nn.ModuleList(make_norm(config.norm, width) for _ in range(ssms))
-        self.outs = nn.ModuleList(nn.Sequential(make_act("gelu"), nn.Linear(width, width)) if getattr(layer, "needs_out", True)
-                                  else nn.Identity() for layer in self.layers)
-        self.mlp = nn.Sequential(make_norm(config.norm, width), nn.Linear(width, 2 * width), make_act(config.act),
-                                 nn.Linear(2 * width, width)) if mlp else None
+        self.outs = nn.ModuleList(
+            nn.Sequential(make_act("gelu"), nn.Linear(width, width)) if getattr(layer, "needs_out", True) else nn.Identity()
+            for layer in self.layers
+        )
+        self.mlp = (
+            nn.Sequential(make_norm(config.norm, width), nn.Linear(width, 2 * width), make_act(config.act), nn.Linear(2 * width, width))
+            if mlp
+            else None
+        )
 
     def forward(self, x: Tensor, is_first: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """x (B, L, W), states: one (B, *S) per SSM -> (x, [states (B, L, *S)])."""
@@ -111,8 +116,15 @@ class SSMBackbone(Backbone):
     config.ssm_state_features the output also holds every SSM state (real and imaginary parts), as in R2I.
     """
 
-    def __init__(self, in_dim: int, width: int, config: WorldModelConfig, make_layer: Callable[[], nn.Module],
-                 ssms_per_block: int = 2, mlp: bool = True):
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        config: WorldModelConfig,
+        make_layer: Callable[[], nn.Module],
+        ssms_per_block: int = 2,
+        mlp: bool = True,
+    ):
         super().__init__()
         self.in_dim, self.width, self.config = in_dim, width, config
         self.inp = nn.Linear(in_dim, width)
@@ -127,13 +139,15 @@ class SSMBackbone(Backbone):
         self.out_dim = width + self.state_feature_dim
 
     def initial_state(self, batch: int, device=None) -> dict[str, Tensor]:
-        return {f"s{i}": torch.zeros(batch, *layer.state_shape, dtype=layer.state_dtype, device=device)
-                for i, layer in enumerate(self.ssm_layers)}
+        return {
+            f"s{i}": torch.zeros(batch, *layer.state_shape, dtype=layer.state_dtype, device=device)
+            for i, layer in enumerate(self.ssm_layers)
+        }
 
     def _split(self, state: dict[str, Tensor]) -> list[list[Tensor]]:
         flat, per_block, i = [state[f"s{j}"] for j in range(len(self.ssm_layers))], [], 0
         for block in self.blocks:
-            per_block.append(flat[i:i + len(block.layers)])
+            per_block.append(flat[i : i + len(block.layers)])
             i += len(block.layers)
         return per_block
 

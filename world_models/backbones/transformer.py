@@ -58,8 +58,10 @@ class TransformerBackbone(Backbone):
         self.norm = make_norm(config.norm, width)
 
     def initial_state(self, batch: int, device=None) -> dict[str, Tensor]:
-        state = {"valid": torch.zeros(batch, 0, dtype=torch.bool, device=device),
-                 "pos": torch.zeros(batch, dtype=torch.long, device=device)}
+        state = {
+            "valid": torch.zeros(batch, 0, dtype=torch.bool, device=device),
+            "pos": torch.zeros(batch, dtype=torch.long, device=device),
+        }
         for i in range(len(self.blocks)):
             state[f"k{i}"] = state[f"v{i}"] = torch.zeros(batch, 0, self.width, device=device)
         return state
@@ -79,7 +81,7 @@ class TransformerBackbone(Backbone):
         dist = (C + t)[:, None] - torch.arange(C + L, device=x.device)  # (L, C + L)
         key_valid = torch.cat([valid, torch.ones(B, L, dtype=torch.bool, device=x.device)], 1)  # (B, C + L)
         key_seg = torch.cat([torch.zeros(B, C, dtype=torch.long, device=x.device), seg], 1)  # (B, C + L)
-        mask = (key_valid[:, None] & (key_seg[:, None] == seg[:, :, None]) & (dist >= 0) & (dist < self.context))
+        mask = key_valid[:, None] & (key_seg[:, None] == seg[:, :, None]) & (dist >= 0) & (dist < self.context)
 
         h, keys, values = self.inp(x) + sinusoidal(pos, self.width), [], []
         for i, block in enumerate(self.blocks):
