@@ -45,6 +45,7 @@ import torch
 import tyro
 
 import world_models
+from agents.common import keep_freed_memory
 from agents.dreamer import Dreamer
 from benchmarks import record
 
@@ -188,6 +189,7 @@ def serve(args: Args) -> None:
     update per `step` line on stdin, printing its seconds (the protocol of benchmarks/sheeprl_dreamer.py --serve)."""
     torch.set_num_threads(args.threads or 1)
     device = torch.device("cpu")
+    keep_freed_memory()  # as memwm train does on the CPU
     agent = make_agent(args.worker, args.preset, device, args.precision)
     batch = random_batch(agent.codec, args.batch_size, args.seq_len, device)
     agent.update(batch)  # warm-up
@@ -356,6 +358,8 @@ def main(args: Args) -> dict:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
+    if device.type == "cpu":
+        keep_freed_memory()  # as memwm train does on the CPU
     result = {"threads": torch.get_num_threads(), "preset": args.preset, "batch": [args.batch_size, args.seq_len]}
     result["update"] = time_updates(args, device)
     print(
