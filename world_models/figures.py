@@ -93,6 +93,8 @@ def imagination_figure(panels: list[Panel], context: int, title: str = "", start
                 for t in np.flatnonzero(starts[b][1:]) + 1:
                     ax.axvline(t - 0.5, color="grey", ls=":", lw=1)
             ax.tick_params(labelsize=7)
+            if panel.label == "continue":  # a probability: its full range, not an offset axis around 1
+                ax.set_ylim(-0.05, 1.05)
             if b == 0:
                 ax.set_ylabel(panel.label, fontsize=8)
             if r == 0:
