@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     sys.stderr.write(captured.getvalue())
     sub = next((a for a in args if a in commands), "")
+    if sub == "train":  # typed flags win over task, preset and saved values: say which were typed
+        from agents.config import typed_fields
+
+        call = functools.partial(call, typed=typed_fields(args[args.index(sub) + 1 :]))
     if nproc > 1:  # parsed here once; the workers run the same arguments
         from agents import distributed
 

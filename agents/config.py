@@ -4,10 +4,12 @@ Values come in layers, later ones winning:
 1. the defaults below (which are the embedded default run of `memwm train` with no arguments);
 2. the world-model preset (`--preset`) and the per-environment defaults (`ENV_DEFAULTS`);
 3. when resuming, the run's saved `config.yaml`;
-4. the flags given on the command line.
-A flag counts as given when its value differs from layer 1 (tyro does not say which flags were
-typed), so `--preset small --wm.hidden 64` keeps the 64 while `--preset small` alone takes the
-preset's sizes.
+4. the flags typed on the command line, always (`typed_fields` reads their names from the
+   arguments, since tyro does not say which flags were typed), so `--seq-len 32` stays 32 on a task
+   whose window is longer, even though 32 is also the dataclass default.
+A Python caller that passes no typed names gets the fields that differ from layer 1 counted as given.
+`config.yaml` records where each value came from under `sources:` (field -> default, embedded,
+preset, task, saved, flag or given), and `validate` checks every size, count, rate and share.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Collection, Mapping
 from typing import Any, Literal, Union
 
 import yaml
@@ -151,12 +154,12 @@ def layered_defaults(env: str, preset: str) -> TrainConfig:
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """Replace fields named "field" or "wm.field" / "dreamer.field"; unknown names are an error."""
-    flat, nested = {}, {"wm": {}, "dreamer": {}, "ppo": {}}
+    flat, nested = {}, {group: {} for group in GROUPS}
     for name, value in overrides.items():
         group, _, sub = name.partition(".")
         if sub:
             if group not in nested:
-                raise ValueError(f"unknown config group {group!r} in {name!r}; known: wm, dreamer, ppo")
+                raise ValueError(f"unknown config group {group!r} in {name!r}; known: {', '.join(GROUPS)}")
             nested[group][sub] = value
         else:
             flat[name] = value
@@ -167,34 +170,117 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConf
     return config
 
 
-def resolve(given: TrainConfig, saved: dict[str, Any] | None = None) -> TrainConfig:
-    """The run's config: `given` (what tyro parsed) over the saved config (resume) over layered defaults."""
-    generic = TrainConfig()
-    if saved is not None:
+# ---------------------------------------------------------------------------------------------- which flags were typed
+GROUPS = {"wm": WorldModelConfig, "dreamer": DreamerConfig, "ppo": PPOConfig}  # TrainConfig's nested configs
+
+
+def flag_fields() -> dict[str, str]:
+    """Every flag of `memwm train` and the field it sets: "--seq-len" -> "seq_len", "--wm.hidden" -> "wm.hidden",
+    and for a boolean both forms, "--no-tensorboard" -> "tensorboard", "--wm.no-obs-norm" -> "wm.obs_norm"."""
+    out = {}
+    for name, default in _flat(TrainConfig()).items():
+        group, _, leaf = name.rpartition(".")
+        prefix = f"{group}." if group else ""
+        out[f"--{prefix}{leaf.replace('_', '-')}"] = name
+        if isinstance(default, bool):
+            out[f"--{prefix}no-{leaf.replace('_', '-')}"] = name
+    return out
+
+
+def typed_fields(args: list[str]) -> frozenset[str]:
+    """The fields that the flags in `args` (the arguments after `memwm train`) set, e.g. {"seq_len", "wm.hidden"}.
+
+    Reads `--name value`, `--name=value` and the boolean `--name` / `--no-name`; tyro takes `_` for `-` in a
+    name, and so does this. Arguments after a bare `--` are values, not flags.
+    """
+    flags = flag_fields()
+    typed = set()
+    for arg in args:
+        if arg == "--":
+            break
+        if arg.startswith("--"):
+            name = arg.split("=", 1)[0]
+            name = "--" + name[2:].replace("_", "-")
+            if name in flags:
+                typed.add(flags[name])
+    return frozenset(typed)
+
+
+# ---------------------------------------------------------------------------------------------- the layers
+Typed = Collection[str] | Mapping[str, str] | None  # typed field names, or field name -> source
+
+
+def resolve(given: TrainConfig, saved: dict[str, Any] | None = None, typed: Typed = None) -> TrainConfig:
+    """The run's config: the typed fields of `given` over the saved config (resume) over layered defaults."""
+    return resolve_sources(given, saved, typed)[0]
+
+
+def resolve_sources(given: TrainConfig, saved: dict[str, Any] | None = None, typed: Typed = None) -> tuple[TrainConfig, dict[str, str]]:
+    """(the run's config, where each value came from: field -> source), validated.
+
+    given: what tyro parsed; saved: the run's config.yaml when resuming; typed: the fields whose value in
+    `given` wins (`typed_fields` of the command line; a mapping names their source, a collection means
+    "flag"). Without `typed`, the fields of `given` that differ from the dataclass defaults win ("given").
+    """
+    given_flat, generic_flat = _flat(given), _flat(TrainConfig())
+    if typed is None:
+        typed = {k: "given" for k, v in given_flat.items() if v != generic_flat[k]}
+    elif not isinstance(typed, Mapping):
+        typed = dict.fromkeys(typed, "flag")
+    unknown = sorted(set(typed) - set(given_flat))
+    if unknown:
+        raise ValueError(f"unknown config field {unknown[0]}; known: {', '.join(sorted(given_flat))}")
+    if saved is not None:  # a resumed run keeps everything it saved (env, backbone, preset included) unless typed
         below = TrainConfig.from_dict(saved)
-        # A resumed run keeps its env/backbone/preset unless they were given.
-        env = given.env if given.env != generic.env else below.env
-        preset = given.preset if given.preset != generic.preset else below.preset
+        below_sources = dict.fromkeys(given_flat, "saved")
     else:
-        env, preset = given.env, given.preset
-        below = layered_defaults(env, preset)
-    config = _merge(given, generic, below)
+        below = layered_defaults(given.env, given.preset)
+        below_sources = _layer_sources(given.env, given.preset)
+    below_flat = _flat(below)
+    values = {k: given_flat[k] if k in typed else below_flat[k] for k in given_flat}
+    sources = {k: typed.get(k) or below_sources[k] for k in given_flat}
+    config = _unflat(values)
     validate(config)
-    return config
+    return config, sources
 
 
-def _merge(given, generic, below):
-    """Fields of `given` that differ from `generic` win; the others come from `below` (recursively)."""
-    values = {}
-    for f in dataclasses.fields(given):
-        g, d, b = getattr(given, f.name), getattr(generic, f.name), getattr(below, f.name)
-        if dataclasses.is_dataclass(g):
-            values[f.name] = _merge(g, d, b)
+def _layer_sources(env: str, preset: str) -> dict[str, str]:
+    """Where each value of `layered_defaults(env, preset)` comes from: task, preset or default."""
+    from world_models.config import PRESETS
+
+    task = env_defaults(env)
+    sources = {}
+    for name in _flat(TrainConfig()):
+        group, _, leaf = name.partition(".")
+        if name in task:
+            sources[name] = "task"
+        elif group == "wm" and leaf in PRESETS[preset]:
+            sources[name] = "preset"
         else:
-            values[f.name] = g if g != d else b
-    return type(given)(**values)
+            sources[name] = "default"
+    return sources
 
 
+def _flat(config) -> dict[str, Any]:
+    """{"seq_len": 32, ..., "wm.hidden": 64, ...}: the fields of a TrainConfig, nested ones as group.field."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in GROUPS:
+            out.update({f"{f.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
+        else:
+            out[f.name] = value
+    return out
+
+
+def _unflat(values: dict[str, Any]) -> TrainConfig:
+    top = {k: v for k, v in values.items() if "." not in k}
+    for group, cls in GROUPS.items():
+        top[group] = cls(**{k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(group + ".")})
+    return TrainConfig(**top)
+
+
+# ---------------------------------------------------------------------------------------------- validation
 def validate(config: TrainConfig) -> None:
     """Raise ValueError naming the first bad field (env ids are checked by `envs.make`)."""
     if config.backbone not in BACKBONES:
@@ -211,18 +297,30 @@ def validate(config: TrainConfig) -> None:
     for name in ("replay_from_starts", "replay_event_share"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise ValueError(f"{name} is a share in [0, 1], got {getattr(config, name)}")
-    if config.replay_capacity < config.seq_len:
-        raise ValueError(f"replay_capacity ({config.replay_capacity}) must hold at least one sequence of seq_len {config.seq_len}")
     if config.dreamer.horizon < 1:
         raise ValueError(f"dreamer.horizon must be >= 1, got {config.dreamer.horizon}")
+    if config.replay_capacity < config.seq_len:
+        raise ValueError(f"replay_capacity ({config.replay_capacity}) must hold at least one sequence of seq_len {config.seq_len}")
 
 
-def save_yaml(config: TrainConfig, path: str | os.PathLike) -> None:
+def save_yaml(config: TrainConfig, path: str | os.PathLike, sources: dict[str, str] | None = None) -> None:
+    """Write `config` (and, under `sources:`, where each value came from) to `path` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = config.to_dict()
+    if sources is not None:
+        data[SOURCES] = dict(sources)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     os.replace(tmp, path)
+
+
+SOURCES = "sources"  # the key of config.yaml that says where each value came from (absent in older files)
+
+
+def load_sources(path: str | os.PathLike) -> dict[str, str]:
+    """Where each value of the config.yaml at `path` came from; {} for a file written before they were recorded."""
+    return dict(load_yaml(path).get(SOURCES) or {})
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -248,11 +346,13 @@ def _replace(obj, values: dict[str, Any], prefix: str):
 
 
 def _from_dict(cls, data: dict[str, Any], prefix: str):
+    if cls is TrainConfig:
+        data = {k: v for k, v in data.items() if k != SOURCES}  # provenance, not a field
     values = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name, value in data.items():
         if name not in fields:
             raise ValueError(f"unknown config field {prefix}{name}; known: {', '.join(prefix + n for n in sorted(fields))}")
-        sub = {"wm": WorldModelConfig, "dreamer": DreamerConfig, "ppo": PPOConfig}.get(name) if cls is TrainConfig else None
+        sub = GROUPS.get(name) if cls is TrainConfig else None
         values[name] = _from_dict(sub, value, f"{name}.") if sub is not None else value
     return cls(**values)

@@ -21,7 +21,7 @@ import torch
 
 from agents import distributed
 from agents.common import FLAGS, keep_freed_memory, obs_to_torch, pick_device, seed_everything, training_seed
-from agents.config import TrainConfig, load_yaml, resolve, save_yaml
+from agents.config import TrainConfig, Typed, load_yaml, resolve_sources, save_yaml
 from agents.evaluate import episode_success, has_success, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
 from agents.replay import Replay
@@ -232,11 +232,12 @@ def loop_config(config: TrainConfig, **overrides) -> LoopConfig:
     )
 
 
-def build(given: TrainConfig) -> Loop:
-    """The run of `given` ready to go: its config resolved and saved, its agent built, a checkpoint resumed."""
+def build(given: TrainConfig, typed: Typed = None) -> Loop:
+    """The run of `given` ready to go: its config resolved and saved, its agent built, a checkpoint resumed.
+    typed: the fields of `given` that win (agents.config.resolve_sources)."""
     run_dir = given.run_dir
     saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
-    config = resolve(given, saved)
+    config, sources = resolve_sources(given, saved, typed)
     device = distributed.init(pick_device(config.device))  # torchrun: join the process group, this rank's device
     if device.type == "cpu":
         keep_freed_memory()
@@ -256,10 +257,11 @@ def build(given: TrainConfig) -> Loop:
     if found is not None:
         print(f"memwm: resuming {run_dir} from {found.name} at step {loop.counters['step']}", file=sys.stderr)
     if distributed.is_main():
-        save_yaml(config, run_dir / "config.yaml")
+        save_yaml(config, run_dir / "config.yaml", sources)
     return loop
 
 
-def train(config: TrainConfig) -> dict[str, float]:
-    """Train (or resume) the run described by `config`; return the final evaluation's scalars."""
-    return build(config).run()
+def train(config: TrainConfig, typed: Typed = None) -> dict[str, float]:
+    """Train (or resume) the run described by `config`; return the final evaluation's scalars.
+    typed: the fields of `config` that win over task, preset and saved values (agents.config.resolve_sources)."""
+    return build(config, typed).run()

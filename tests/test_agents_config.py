@@ -105,3 +105,91 @@ def test_replay_window_follows_the_registry_memory_horizon():
         assert cfg.seq_len >= min(horizon, C.MAX_WINDOW) and cfg.seq_len % 8 == 0 and cfg.seq_len >= C.MIN_WINDOW
         assert cfg.eval_episodes == envs.spec(env_id).eval_episodes
     assert C.window_for(None) == C.MIN_WINDOW and C.window_for(10_000) == C.MAX_WINDOW and C.window_for(102) == 104
+
+
+def _typed(args):
+    """What `memwm train ARGS` resolves to: tyro's parse with the typed flags named, as the CLI does."""
+    return resolve(_parse_config(args), typed=C.typed_fields(args))
+
+
+def test_a_typed_flag_wins_over_the_task_window():
+    assert resolve(TrainConfig(env="memory/distracting-100")).seq_len == 104  # the task's window ...
+    assert _typed(["--env", "memory/distracting-100", "--seq-len", "32"]).seq_len == 32  # ... unless typed
+    assert _typed(["--env", "memory/distracting-100", "--seq_len=32"]).seq_len == 32
+
+
+def test_a_typed_value_equal_to_the_dataclass_default_still_wins():
+    """32 is TrainConfig's seq_len, 8 its eval_episodes and 64 the default preset's wm.hidden: typed, they stay."""
+    cfg = _typed(["--env", "minigrid/memory-s7", "--seq-len", "32", "--eval-episodes", "8", "--preset", "small", "--wm.hidden", "64"])
+    assert (cfg.seq_len, cfg.eval_episodes, cfg.wm.hidden) == (32, 8, 64)
+    assert cfg.wm.deter == WorldModelConfig.preset("small").deter  # the rest of the preset applies
+    untyped = _typed(["--env", "minigrid/memory-s7", "--preset", "small"])
+    assert (untyped.seq_len, untyped.eval_episodes, untyped.wm.hidden) == (64, 32, WorldModelConfig.preset("small").hidden)
+
+
+@pytest.mark.parametrize(
+    "args, fields",
+    [
+        (["--wm.hidden", "3", "--dreamer.actor-lr=1e-3"], {"wm.hidden", "dreamer.actor_lr"}),
+        (["--no-tensorboard", "--wm.no-obs-norm", "--exact-resume"], {"tensorboard", "wm.obs_norm", "exact_resume"}),
+        (["--seq_len", "8", "--env-options", "length", "16", "--ppo.no-norm-adv"], {"seq_len", "env_options", "ppo.norm_adv"}),
+        (["--run", "--", "--steps"], {"run"}),  # after a bare `--`, values only
+        ([], set()),
+    ],
+)
+def test_typed_fields_reads_every_flag_form(args, fields):
+    assert C.typed_fields(args) == fields
+
+
+def test_every_flag_of_memwm_train_is_known_to_typed_fields(capsys):
+    import re
+
+    from agents.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = set(re.findall(r"--[a-z][a-z0-9._-]*", capsys.readouterr().out)) - {"--help"}
+    assert shown == set(C.flag_fields())
+
+
+def test_resume_keeps_a_typed_flag_and_the_saved_values_under_it():
+    saved = resolve(TrainConfig(env="memory/distracting-100", batch_size=4)).to_dict()
+    assert saved["seq_len"] == 104
+    cfg, sources = C.resolve_sources(_parse_config(["--seq-len", "32"]), saved, C.typed_fields(["--seq-len", "32"]))
+    assert (cfg.env, cfg.seq_len, cfg.batch_size) == ("memory/distracting-100", 32, 4)
+    assert sources["seq_len"] == "flag" and sources["batch_size"] == sources["env"] == "saved"
+
+
+def test_config_yaml_records_where_each_value_came_from(tmp_path):
+    args = ["--env", "memory/distracting-100", "--steps", "77"]
+    cfg, sources = C.resolve_sources(_parse_config(args), None, C.typed_fields(args))
+    assert sources["steps"] == sources["env"] == "flag" and sources["seq_len"] == sources["eval_episodes"] == "task"
+    assert sources["wm.hidden"] == "preset" and sources["train_ratio"] == sources["wm.obs_norm"] == "default"
+    C.save_yaml(cfg, tmp_path / "config.yaml", sources)
+    assert C.load_yaml(tmp_path / "config.yaml")["sources"] == sources
+    assert C.load_sources(tmp_path / "config.yaml") == sources
+    assert TrainConfig.from_dict(C.load_yaml(tmp_path / "config.yaml")) == cfg
+    C.save_yaml(cfg, tmp_path / "old.yaml")  # a config.yaml from before sources were recorded
+    assert "sources" not in C.load_yaml(tmp_path / "old.yaml") and C.load_sources(tmp_path / "old.yaml") == {}
+    assert TrainConfig.from_dict(C.load_yaml(tmp_path / "old.yaml")) == cfg
+
+
+def test_memwm_train_writes_the_sources_and_a_resume_keeps_its_typed_flags(tmp_path, monkeypatch):
+    """Through the CLI: the typed flags reach the run's config.yaml, on the first run and on a resume."""
+    import agents.train
+    from agents.cli import main
+
+    def build_only(config, typed):  # resolve and write config.yaml, train nothing
+        loop = agents.train.build(config, typed)
+        loop.agent.close()
+        loop.lock.release()
+
+    monkeypatch.setattr(agents.train, "train", build_only)
+    run = str(tmp_path / "run")
+    main(["train", "--env", "memory/distracting-100", "--seq-len", "32", "--run", run, "--num-envs", "1", "--no-tensorboard"])
+    sources = C.load_sources(tmp_path / "run" / "config.yaml")
+    assert sources["seq_len"] == "flag" and sources["eval_episodes"] == "task" and sources["wm.hidden"] == "preset"
+    main(["train", "--run", run, "--batch-size", "4"])
+    saved = C.load_yaml(tmp_path / "run" / "config.yaml")
+    assert (saved["env"], saved["seq_len"], saved["batch_size"], saved["num_envs"]) == ("memory/distracting-100", 32, 4, 1)
+    assert saved["sources"]["seq_len"] == "saved" and saved["sources"]["batch_size"] == "flag"

@@ -147,7 +147,7 @@ def test_no_flags_or_only_seed_and_folder_is_the_embedded_default_run(monkeypatc
     import agents.train
 
     seen = []
-    monkeypatch.setattr(agents.train, "train", seen.append)
+    monkeypatch.setattr(agents.train, "train", lambda config, typed=None: seen.append(config))
     main(["train"])
     main(["train", "--seed", "3", "--run", "runs/x", "--threads", "1"])
     main(["train", "--steps", "500"])

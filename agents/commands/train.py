@@ -17,18 +17,32 @@ from agents.logger import read_evals
 _PER_EPISODE = ("icrl/return_ep", "icrl/return_tenth")
 
 
-def train_command(config: Annotated[TrainConfig, tyro.conf.arg(name="")] = TrainConfig()) -> None:
-    """Train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU."""
+def train_command(
+    config: Annotated[TrainConfig, tyro.conf.arg(name="")] = TrainConfig(),
+    typed: tyro.conf.Suppress[frozenset[str] | None] = None,
+) -> None:
+    """Train a Dreamer agent; with no arguments, a short memory-task run that fits a laptop CPU.
+
+    typed: the fields whose flags were typed (the CLI reads them from the arguments); they win over task,
+    preset and saved values. None: the fields that differ from TrainConfig's defaults.
+    """
     from agents import train as training  # looked up at call time, so that tests can stand in for `train`
 
-    if dataclasses.replace(config, **{k: getattr(TrainConfig(), k) for k in EMBEDDED_RUN_EXTRAS}) == TrainConfig():
+    if typed is None:
+        embedded = dataclasses.replace(config, **{k: getattr(TrainConfig(), k) for k in EMBEDDED_RUN_EXTRAS}) == TrainConfig()
+    else:
+        embedded = typed <= set(EMBEDDED_RUN_EXTRAS)
+    sources = None if typed is None else dict.fromkeys(typed, "flag")
+    if embedded:
         config = dataclasses.replace(config, **EMBEDDED_RUN)
+        if sources is not None:
+            sources.update(dict.fromkeys(EMBEDDED_RUN, "embedded"))
         print(
             f"memwm: the embedded default run: {config.env}, {config.backbone}, preset {config.preset}, "
             f"at most {config.minutes:g} minutes, in {config.run_dir}",
             file=sys.stderr,
         )
-    summary = training.train(config)
+    summary = training.train(config, sources)
     if summary is None or not distributed.is_main():
         return
     report(config.run_dir, summary)
