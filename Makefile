@@ -4,8 +4,12 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.memwm-installed
-# A CPU build of torch 2.13.0 is installed before the project, so that pip does not pull a
-# multi-GB CUDA build on CPU machines. On a GPU machine, set TORCH_SPEC to the build you want.
+# torch is installed before the project, so that the project's install keeps the build chosen here.
+# The default takes whatever build pip finds first: the CPU build only where a local wheel house
+# (pip's find-links) serves one, otherwise PyPI's, which on Linux is the multi-GB CUDA build (what a
+# GPU machine wants). Without a GPU, take the CPU build from PyTorch's CPU index:
+#   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make run TORCH_SPEC=torch==2.13.0+cpu
+# Another CUDA version comes the same way from https://download.pytorch.org/whl/cu<version>.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?= -n 2
 

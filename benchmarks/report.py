@@ -1,0 +1,537 @@
+"""The result tables of README.md and benchmarks/results/README.md, written from the result files.
+
+    python -m benchmarks.report            # rewrite the tables in both pages
+    python -m benchmarks.report --check    # exit 1 (and name the tables) when a page differs from its files
+
+A table sits between `<!-- report:KIND -->` and `<!-- /report:KIND -->`; everything between the two
+markers is replaced, everything outside them is hand-written prose and holds no result numbers. Each
+KIND is one function below that reads the files of its benchmark under benchmarks/results/: the
+records (benchmarks/record.py: commit, dirty, command, machine, load, payload) and the files named
+after their folder that were written before records existed (their commit is in `git log`). A
+benchmark with no file yet renders as one line saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+from benchmarks import record
+
+REPO = record.REPO
+PAGES = {"README.md": "benchmarks/results/", "benchmarks/results/README.md": ""}  # page -> prefix of its links into results/
+BLOCK = re.compile(r"(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)", re.S)
+
+
+# ---------------------------------------------------------------- reading the files
+
+
+def runs(name: str, results: Path) -> list[dict]:
+    """Every result file of benchmark `name`, oldest first: files written before records (their JSON as the
+    payload, no commit), then the records. Each has `payload`, `commit`, `dirty`, `load` and `path`."""
+    folder = results / name
+    early = sorted(p for p in folder.glob("*.json") if not record.RECORD_NAME.match(p.name)) if folder.is_dir() else []
+    old = [{"payload": json.loads(p.read_text()), "commit": None, "dirty": None, "load": None, "path": str(p)} for p in early]
+    return old + record.all_runs(name, results)
+
+
+def folders(prefix: str, results: Path) -> list[str]:
+    return sorted(p.name for p in results.glob(prefix + "*") if p.is_dir())
+
+
+# ---------------------------------------------------------------- cells
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def num(x, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def spread(xs: list[float], digits: int = 2) -> str:
+    """The mean over seeds, and the worst (lowest) when there is more than one."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    return num(mean(xs), digits) if len(xs) == 1 else f"{num(mean(xs), digits)} (worst {num(min(xs), digits)})"
+
+
+def commit(r: dict) -> str:
+    if r["commit"] is None:
+        return "before records"
+    return r["commit"][:7] + (
+        " **with uncommitted changes** (dirty tree: the code measured is not exactly this commit's)" if r["dirty"] else ""
+    )
+
+
+def load(r: dict) -> str:
+    """The 1-minute load average before and after a record's run."""
+    if not r.get("load"):
+        return "not recorded"
+    a, b = r["load"]["before"][0], r["load"]["after"][0]
+    return f"{min(a, b):.1f}-{max(a, b):.1f}"
+
+
+def link(r: dict, results: Path, prefix: str) -> str:
+    rel = Path(r["path"]).relative_to(results)
+    return f"[{rel.name}]({prefix}{rel.as_posix()})"
+
+
+def source(r: dict, results: Path, prefix: str, load_text: str = "") -> str:
+    """One line naming a table's file, its commit and load (1-minute load average before and after)."""
+    return f"From {link(r, results, prefix)}; commit {commit(r)}; load {load_text or load(r)}."
+
+
+NONE = "No result file yet."
+
+
+# ---------------------------------------------------------------- one function per table kind
+
+
+def learning(results: Path, prefix: str) -> str:
+    """Per task, backbone, flags, commit and budget: the seeds' first, final and best evaluation, updates and minutes."""
+    groups = defaultdict(list)
+    for name in folders("learning-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            groups[(p["task"], p["backbone"], p["flags"], commit(r), p["budget_minutes"])].append(r)
+    rows = []
+    for (task, backbone, flags, code, budget), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0]["start"])):
+        ps = [r["payload"] for r in rs]
+        p = ps[0]
+        loads = [x for q in ps for x in q["load_average_during"]] or [0.0]
+        rows.append(
+            [
+                f"[{p['env']}]({prefix}learning-{task}/) ({p['metric']} >= {p['bar']:g} in {p['bar_minutes']:g} min)",
+                backbone,
+                f"`{flags}`" if flags else "defaults",
+                ",".join(str(q["seed"]) for q in sorted(ps, key=lambda q: q["seed"])),
+                f"{budget:g}",
+                spread([q["evals"][0][q["metric"]] for q in ps if q["evals"]]),
+                spread([q["final"] for q in ps]),
+                spread([q["best"] for q in ps]),
+                f"{round(mean(q['updates'] for q in ps)):,}",
+                num(mean(q["wall_minutes"] for q in ps), 1),
+                f"{sum(q['met'] for q in ps)}/{len(ps)}",
+                code,
+                f"{min(loads):.1f}-{max(loads):.1f}",
+            ]
+        )
+    header = [
+        "task (bar)",
+        "backbone",
+        "flags",
+        "seeds",
+        "budget min",
+        "start",
+        "end",
+        "best",
+        "updates",
+        "minutes",
+        "met",
+        "commit",
+        "load",
+    ]
+    return table(header, rows) if rows else NONE
+
+
+def ablation(results: Path, prefix: str) -> str:
+    """Per ablation (task, commit, budget): each arm's final score over seeds and the paired difference b - a."""
+    groups = defaultdict(list)
+    for name in folders("ablate-", results):
+        for r in runs(name, results):
+            groups[(r["payload"]["task"], commit(r), r["payload"]["minutes"])].append(r["payload"])
+    rows = []
+    for (task, code, minutes), ps in sorted(groups.items()):
+        arm = {k: {p["seed"]: p for p in ps if p["arm"] == k} for k in ("a", "b")}
+        flags = {k: "; ".join(sorted({f"`{p['flags']}`" if p["flags"] else "defaults" for p in arm[k].values()})) for k in arm}
+        paired = sorted(set(arm["a"]) & set(arm["b"]))
+        diff = [arm["b"][s]["final"] - arm["a"][s]["final"] for s in paired]
+        rows.append(
+            [
+                f"[{task}]({prefix}ablate-{task}/)",
+                flags["a"] or "-",
+                flags["b"] or "-",
+                ",".join(map(str, paired)) or "-",
+                f"{minutes:g}",
+                spread([p["final"] for p in arm["a"].values()]),
+                spread([p["final"] for p in arm["b"].values()]),
+                f"{mean(diff):+.2f} ({min(diff):+.2f} to {max(diff):+.2f})" if diff else "-",
+                code,
+            ]
+        )
+    header = ["task", "arm a", "arm b", "paired seeds", "minutes", "a: final", "b: final", "b - a: mean (range over seeds)", "commit"]
+    return table(header, rows) if rows else "No ablation record yet (`python -m benchmarks.ablate` writes them under `ablate-<task>/`)."
+
+
+def scan(results: Path, prefix: str) -> str:
+    """The newest scan benchmark per device: the `auto` backend against the elementwise floor and the reference loop."""
+    out = []
+    for name in folders("scan-", results):
+        r = runs(name, results)[-1]
+        p = r["payload"]
+        rows = []
+        for case in p["cases"]:
+            by = {row["backend"]: row for row in case["rows"]}
+            auto, torch = by["auto"], by.get("torch", {})
+            rows.append(
+                [
+                    f"{case['name']} ({case['dtype']}, B={case['B']}, D={case['D']})",
+                    auto["resolved"],
+                    num(auto["fwd_ms"]),
+                    num(auto["fwd_vs_floor"]),
+                    num(auto["fwd_bwd_ms"]),
+                    num(auto["fwd_bwd_vs_3_floors"]),
+                    f"{auto['fwd_bwd_vs_reference']:.2f}x",
+                    num(torch.get("fwd_vs_floor")),
+                ]
+            )
+        header = [
+            "case",
+            "auto =",
+            "fwd ms",
+            "fwd / floor",
+            "fwd+bwd ms",
+            "fwd+bwd / 3 floors",
+            "fwd+bwd vs reference loop",
+            "torch fwd / floor",
+        ]
+        met = ", ".join(f"{k.replace('_', ' ')}: {'met' if v else 'not met'}" for k, v in p["targets"].items() if isinstance(v, bool))
+        intro = f"{source(r, results, prefix)} Device {p['device']}, torch {p['torch']}."
+        out.append(f"{intro}\n\n{table(header, rows)}\n\nTargets at {p['targets']['shape']}: {met}.")
+    return "\n\n".join(out) or NONE
+
+
+def world_models(results: Path, prefix: str) -> str:
+    """The newest world-model benchmark per device: train-step time and memory, imagination step by context, targets."""
+    out = []
+    for name in folders("world-models-", results):
+        r = runs(name, results)[-1]
+        p = r["payload"]
+        train, image, imagine = p["train_vector"], p["train_image"], p["imagination"]
+        rows = [
+            [
+                b,
+                f"{train[b]['64']['params']:,}",
+                *(num(train[b][n]["ms"], 0) for n in ("64", "256", "1024")),
+                num(image[b]["ms"], 0),
+                num(train[b]["1024"]["peak_mb"], 0),
+                *(num(imagine[b]["ms_per_step"][n]) for n in ("64", "256", "1024")),
+            ]
+            for b in p["backbones"]
+        ]
+        header = [
+            "backbone",
+            "params",
+            "train L=64 ms",
+            "L=256",
+            "L=1024",
+            "image L=64",
+            "peak L=1024 MB",
+            "imagine ms/step after 64",
+            "256",
+            "1024",
+        ]
+        setup = p.get("setup", {})
+        loads = sorted([setup["load_start"][0], setup["load_end"][0]]) if "load_start" in setup else None
+        when = f"{loads[0]:.1f}-{loads[1]:.1f}" if loads else ""
+        targets = table(["target", "measured", ""], [[k, v["value"], "met" if v["pass"] else "not met"] for k, v in p["targets"].items()])
+        out.append(f"{source(r, results, prefix, when)}\n\n{table(header, rows)}\n\n{targets}")
+    return "\n\n".join(out) or NONE
+
+
+def envs(results: Path, prefix: str) -> str:
+    """The newest environment benchmark: steps per second of each id."""
+    rs = runs("envs", results)
+    if not rs:
+        return NONE
+    p = rs[-1]["payload"]
+    rows = [[f"`{k}`", f"{v['steps_per_s']:,.0f}"] for k, v in p["envs"].items()]
+    floor = f"Slowest memory task {p['memory_suite_min_steps_per_s']:,.0f} steps/s (target {p['memory_suite_target_steps_per_s']:,.0f})."
+    return f"{source(rs[-1], results, prefix)} {floor}\n\n{table(['id', 'steps/s'], rows)}"
+
+
+def throughput(results: Path, prefix: str) -> str:
+    """The newest Dreamer update benchmark per device: seconds per full update of each backbone."""
+    out = []
+    for name in folders("throughput-", results):
+        if name == "throughput-vs-sheeprl" or name.endswith("-quick"):
+            continue
+        r = runs(name, results)[-1]
+        p = r["payload"]
+        rows = [
+            [b, num(u["seconds_per_update"]), f"{u['wm_params']:,}"]
+            for b, u in sorted(p["update"].items(), key=lambda kv: kv[1]["seconds_per_update"])
+        ]
+        intro = f"{source(r, results, prefix)} Preset {p['preset']}, batch {p['batch'][0]} x {p['batch'][1]}, {p['threads']} thread(s)."
+        out.append(f"{intro}\n\n{table(['backbone', 's / update', 'world-model params'], rows)}")
+    return "\n\n".join(out) or NONE
+
+
+def vs_sheeprl(results: Path, prefix: str) -> str:
+    """The newest comparison with sheeprl's DreamerV3: per precision, memwm's updates/s over sheeprl's, pooled over runs."""
+    rs = runs("throughput-vs-sheeprl", results)
+    if not rs:
+        return NONE
+    rows = []
+    for key, v in rs[-1]["payload"]["pooled"].items():
+        mine = {k: x for k, x in v.items() if isinstance(x, dict)}
+        ratios = ", ".join(f"{k} {x['ratio_vs_sheeprl_paired']:.2f}x" for k, x in mine.items())
+        rows.append([key, v["runs"], v["rounds"], num(v["sheeprl_seconds_per_update"], 1), ratios])
+    header = ["precision", "runs", "rounds", "sheeprl s / update", "memwm updates/s over sheeprl's (median of paired rounds)"]
+    return f"{source(rs[-1], results, prefix)}\n\n{table(header, rows)}"
+
+
+def icrl(results: Path, prefix: str) -> str:
+    """Every in-context RL result: the bandit and dark-room scores against their targets, and the speed ratios."""
+    rs = runs("icrl", results)
+    rows, speed = [], []
+    for r in rs:
+        for part in ("bandit", "dark_room"):
+            if part in r["payload"]:
+                q = r["payload"][part]
+                rows.append(
+                    [
+                        link(r, results, prefix),
+                        q["env"],
+                        q["backbone"],
+                        f"{q['train_minutes']:g}",
+                        f"{q['updates']:,}",
+                        q["target"],
+                        num(q["value"]),
+                        "met" if q["met"] else "not met",
+                        commit(r),
+                    ]
+                )
+        if "speed" in r["payload"]:
+            s = r["payload"]["speed"]
+            for length, ratio in s["s5_over_rssm"].items():
+                speed.append([link(r, results, prefix), length, f"{ratio['loop']:.2f}x", f"{ratio['update']:.2f}x", s["target"], commit(r)])
+    if not rs:
+        return NONE
+    header = ["file", "env", "memory", "minutes", "updates", "target", "measured", "", "commit"]
+    return (
+        table(header, rows)
+        + "\n\n"
+        + table(["file", "trial length", "s5 / rssm steps/s: whole loop", "update alone", "target", "commit"], speed)
+    )
+
+
+def scaling(results: Path, prefix: str) -> str:
+    """The newest data-parallel scaling benchmark: steps per second by processes x threads."""
+    rs = runs("scaling", results)
+    if not rs:
+        return NONE
+    r, p = rs[-1], rs[-1]["payload"]
+    base = p["runs"][0]
+    rows = [
+        [
+            f"{q['processes']} x {q['threads']}",
+            num(q["env_steps_per_s"], 0),
+            f"{q['env_steps_per_s'] / base['env_steps_per_s']:.2f}x",
+            num(q["grad_steps_per_s"]),
+            num(q["replayed_steps_per_s"], 0),
+            f"{q['replayed_steps_per_s'] / base['replayed_steps_per_s']:.2f}x",
+        ]
+        for q in p["runs"]
+    ]
+    machine = p.get("machine", {})
+    when = f"{machine['load_avg_1min']:.1f}" if "load_avg_1min" in machine else ""
+    header = [
+        "processes x threads",
+        "env steps/s",
+        f"vs {base['processes']}x{base['threads']}",
+        "gradient steps/s",
+        "replayed steps/s",
+        "vs 1x1",
+    ]
+    return f"{source(r, results, prefix, when)}\n\n{table(header, rows)}"
+
+
+def faults(results: Path, prefix: str) -> str:
+    """The newest fault benchmark: kills survived, damaged files, a second writer, a full disk."""
+    rs = runs("faults", results)
+    if not rs:
+        return NONE
+    r, p = rs[-1], rs[-1]["payload"]
+    k = p["kills"]
+    moments = ", ".join(sorted({e["moment"] for e in k["events"]}))
+    rows = [
+        [
+            f"SIGKILL x{k['kills']} ({moments})",
+            f"{k['survived']}/{k['kills']}",
+            f"mean {k['steps_lost_mean']:.0f}, max {k['steps_lost_max']} ({k['checkpoint_every']})",
+            k["files_skipped"],
+            f"{k['runs_finished']}/1",
+        ]
+    ]
+    for name, d in p["damaged"].items():
+        outcome = "fell back to the previous checkpoint" if d["fell_back"] else "one-line error" if d["one_line_error"] else "finished"
+        rows.append([name, "-", "-", d["files_skipped"], f"{d['runs_finished']}/1: {outcome}" + (", traceback" if d["traceback"] else "")])
+    w, disk = p["second_writer"], p["full_disk"]
+    rows.append(["second writer", "-", "-", "-", f"{'refused' if w['refused'] else 'not refused'}, exit {w['returncode']}"])
+    rows.append(
+        [
+            f"full disk ({disk['tmpfs_mib']} MiB tmpfs)",
+            "-",
+            "-",
+            "-",
+            f"exit {disk['returncode']}, {'one-line error' if disk['one_line_error'] else 'no one-line error'}, "
+            f"{len(disk['unparsable'])} unparsable files, last checkpoint (step {disk['last_checkpoint_step']}) "
+            f"{'loads' if disk['last_checkpoint_loads'] else 'does not load'}",
+        ]
+    )
+    header = ["scenario", "kills survived", "steps lost per kill (interval)", "files skipped", "runs finished"]
+    return f"{source(r, results, prefix)}\n\n{table(header, rows)}"
+
+
+def compare(results: Path, prefix: str) -> str:
+    """Every `memwm compare` results file: per backbone the speed and the probes on held-out episodes."""
+    rows = []
+    for name in folders("compare-", results):
+        for path in sorted((results / name).glob("results*.json")):
+            p = json.loads(path.read_text())
+            s = p["settings"]
+            for b, v in p["backbones"].items():
+                probes = v["probes"]
+                rows.append(
+                    [
+                        f"[{name}/{path.name}]({prefix}{name}/{path.name})",
+                        f"{s['steps']:,} steps, {s['episodes']:,} episodes",
+                        b,
+                        f"{v['speed']['params']:,}",
+                        num(v["speed"]["train_step_ms"], 0),
+                        num(v["speed"].get("load"), 1),
+                        num(v["speed"]["imagine_ms_per_step"]),
+                        *(f"{probes[k]:.1%}" if k in probes else "-" for k in ("reward_acc_inference", "reward_acc_imagination")),
+                        num(probes.get("query_mse"), 4),
+                    ]
+                )
+    header = [
+        "file",
+        "budget",
+        "backbone",
+        "params",
+        "train step ms",
+        "load",
+        "imagine ms/step",
+        "reward acc (inference)",
+        "(imagination)",
+        "query MSE",
+    ]
+    return table(header, rows) if rows else NONE
+
+
+def headline(results: Path, prefix: str) -> str:
+    """The README's few results: each task's newest learning run with the defaults, and the newest of each other benchmark."""
+    rows = []
+    newest = {}
+    for name in folders("learning-", results):
+        for r in runs(name, results):
+            if not r["payload"]["flags"]:
+                newest[r["payload"]["task"]] = r  # oldest first: the last one is the newest
+    for _, r in sorted(newest.items()):
+        p = r["payload"]
+        what = f"`memwm train --env {p['env']} --backbone {p['backbone']}`, {p['budget_minutes']:g} min on one CPU core"
+        score = f"{p['metric']} {num(p['evals'][0][p['metric']])} -> {num(p['final'])} (best {num(p['best'])})"
+        result = f"{score}; bar {p['bar']:g} in {p['bar_minutes']:g} min"
+        rows.append([what, result, link(r, results, prefix)])
+    longest = {}  # per compare task with the reward probe, the results file of the most training steps
+    for path in sorted(results.glob("compare-*/results*.json")):
+        p = json.loads(path.read_text())
+        if p["probe"] == "reward" and p["settings"]["steps"] > longest.get(p["task"], (0,))[0]:
+            longest[p["task"]] = (p["settings"]["steps"], path, p)
+    for _, path, p in longest.values():
+        accs = ", ".join(f"{b} {v['probes']['reward_acc_imagination']:.1%}" for b, v in p["backbones"].items())
+        what = f"`memwm compare --task {p['task'].split('/')[-1]}`, {p['settings']['steps']:,} steps: reward accuracy in imagination"
+        rows.append([what, accs, f"[{path.name}]({prefix}{path.relative_to(results).as_posix()})"])
+    bandit = [r for r in runs("icrl", results) if "bandit" in r["payload"]]
+    if bandit:
+        r = max(bandit, key=lambda r: r["payload"]["bandit"]["train_minutes"])
+        q = r["payload"]["bandit"]
+        what = f"In-context RL, {q['env']}, recurrent PPO with {q['backbone']} memory, {q['train_minutes']:g} min"
+        rows.append([what, f"{q['value']:.2f} of Thompson sampling's return", link(r, results, prefix)])
+    for name in folders("world-models-", results):
+        r = runs(name, results)[-1]
+        steps = r["payload"]["imagination"]
+        cells = "; ".join(
+            f"{b} {steps[b]['ms_per_step']['1024']:.2f} ms ({steps[b]['ms_per_step']['64']:.2f} after 64)"
+            for b in ("s5", "transformer")
+            if b in steps
+        )
+        rows.append(["Imagination step after 1024 steps of context, preset small", cells, link(r, results, prefix)])
+    for name in folders("scan-", results):
+        r = runs(name, results)[-1]
+        case = next((c for c in r["payload"]["cases"] if c["L"] == 1024 and c["dtype"] == "complex64"), None)
+        if case:
+            auto = next(row for row in case["rows"] if row["backend"] == "auto")
+            cells = (
+                f"{auto['fwd_bwd_vs_3_floors']:.2f}x three elementwise floors (one forward, two backward); "
+                f"{auto['fwd_bwd_vs_reference']:.2f}x the reference loop's time"
+            )
+            rows.append([f"`kernels.scan` forward+backward, L=1024, {r['payload']['device']}", cells, link(r, results, prefix)])
+    return table(["what", "result", "file"], rows) if rows else NONE
+
+
+TABLES = {
+    "headline": headline,
+    "learning": learning,
+    "ablation": ablation,
+    "scan": scan,
+    "world-models": world_models,
+    "envs": envs,
+    "throughput": throughput,
+    "vs-sheeprl": vs_sheeprl,
+    "icrl": icrl,
+    "compare": compare,
+    "scaling": scaling,
+    "faults": faults,
+}
+
+
+# ---------------------------------------------------------------- the pages
+
+
+def render(text: str, prefix: str, results: Path = record.RESULTS) -> str:
+    """`text` with every table between report markers written anew from the files under `results`."""
+
+    def fill(m: re.Match) -> str:
+        kind = m.group(2)
+        if kind not in TABLES:
+            raise ValueError(f"unknown report table {kind!r}; known: {', '.join(TABLES)}")
+        return f"{m.group(1)}{TABLES[kind](results, prefix)}\n{m.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+def drifted(text: str, prefix: str, results: Path = record.RESULTS) -> list[str]:
+    """The kinds of the tables in `text` that differ from what their files give."""
+    fresh = {m.group(2): m.group(3) for m in BLOCK.finditer(render(text, prefix, results))}
+    return [m.group(2) for m in BLOCK.finditer(text) if fresh[m.group(2)] != m.group(3)]
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for page, prefix in PAGES.items():
+        path = REPO / page
+        text = path.read_text()
+        if check:
+            stale += [f"{page}: {kind}" for kind in drifted(text, prefix)]
+        elif (new := render(text, prefix)) != text:
+            path.write_text(new)
+            print(f"benchmarks.report: wrote {page}")
+    if stale:
+        print("benchmarks.report: tables differ from their files (run python -m benchmarks.report): " + ", ".join(stale), file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,134 @@
+"""The result tables in the READMEs are what `python -m benchmarks.report` writes from the result files."""
+
+import json
+import re
+
+import pytest
+
+from benchmarks import report
+
+PAGES = list(report.PAGES.items())
+
+
+def write_record(results, name, payload, start, commit="abc1234def", dirty=False):
+    """A record file as benchmarks.record writes it (without running git)."""
+    folder = results / name
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = start.replace("-", "").replace(":", "")
+    body = {"name": name, "commit": commit, "dirty": dirty, "command": "python -m benchmarks.x", "start": start}
+    body |= {"load": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]}, "payload": payload}
+    (folder / f"{stamp}-{commit[:7]}.json").write_text(json.dumps(body))
+
+
+def learning_run(seed, final, best, first=0.5, updates=100, flags=""):
+    return {
+        "task": "recall-k8",
+        "env": "memory/recall-k8",
+        "backbone": "s5",
+        "flags": flags,
+        "seed": seed,
+        "metric": "return",
+        "bar": 0.9,
+        "bar_minutes": 30.0,
+        "budget_minutes": 30.0,
+        "wall_minutes": 30.2,
+        "load_average_during": [1.5, 2.5],
+        "updates": updates,
+        "final": final,
+        "best": best,
+        "met": False,
+        "evals": [
+            {"step": 0, "minutes": 0.2, "return": first, "success": None},
+            {"step": 9, "minutes": 30.0, "return": final, "success": None},
+        ],
+    }
+
+
+@pytest.mark.parametrize("page,prefix", PAGES, ids=[p for p, _ in PAGES])
+def test_committed_tables_equal_what_their_result_files_give(page, prefix):
+    text = (report.REPO / page).read_text()
+    assert report.BLOCK.search(text), f"{page} has no report table"
+    assert report.drifted(text, prefix) == [], f"{page}: tables differ from their files; run python -m benchmarks.report"
+
+
+def test_an_edited_number_in_a_copy_of_the_page_is_detected_and_rewritten():
+    page, prefix = "benchmarks/results/README.md", ""
+    text = (report.REPO / page).read_text()
+    table = re.search(r"<!-- report:learning -->\n(.*?)<!-- /report:learning -->", text, re.S).group(1)
+    number = re.search(r"\| (-?\d+\.\d\d) \|", table).group(1)  # the first score in the table, planted off by 0.01
+    edited_table = table.replace(f"| {number} |", f"| {float(number) + 0.01:.2f} |", 1)
+    assert edited_table != table
+    edited = text.replace(table, edited_table)
+    assert report.drifted(edited, prefix) == ["learning"]
+    assert report.render(edited, prefix) == text
+
+
+def test_every_table_kind_is_placed_in_a_page_and_an_unknown_kind_is_refused():
+    placed = {m.group(2) for page, _ in PAGES for m in report.BLOCK.finditer((report.REPO / page).read_text())}
+    assert placed == set(report.TABLES)
+    with pytest.raises(ValueError, match="unknown report table 'nope'"):
+        report.render("<!-- report:nope -->\n<!-- /report:nope -->", "")
+
+
+def test_benchmarks_without_result_files_render_one_line_each(tmp_path):
+    for kind, table in report.TABLES.items():
+        out = table(tmp_path, "")
+        assert "\n" not in out and "|" not in out, kind
+
+
+def test_learning_rows_group_seeds_with_mean_and_worst_and_keep_commits_and_flags_apart(tmp_path):
+    write_record(tmp_path, "learning-recall-k8", learning_run(0, final=-0.2, best=0.1, updates=100), "2026-01-01T00:00:00Z")
+    write_record(tmp_path, "learning-recall-k8", learning_run(1, final=0.4, best=0.5, updates=300), "2026-01-01T00:00:01Z")
+    write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.0, best=0.0, flags="--wm.dt-max 1.0"), "2026-01-01T00:00:02Z")
+    write_record(
+        tmp_path, "learning-recall-k8", learning_run(0, final=0.3, best=0.3), "2026-01-02T00:00:00Z", commit="fff0000aaa", dirty=True
+    )
+    rows = report.learning(tmp_path, "").splitlines()[2:]
+    assert len(rows) == 3
+    both = rows[0].split(" | ")
+    assert both[1:5] == ["s5", "defaults", "0,1", "30"]
+    assert both[5:9] == ["0.50 (worst 0.50)", "0.10 (worst -0.20)", "0.30 (worst 0.10)", "200"]
+    assert "`--wm.dt-max 1.0`" in rows[1]
+    assert "fff0000 **with uncommitted changes**" in rows[2]
+
+
+def test_ablation_rows_give_each_arm_and_the_paired_difference_over_seeds(tmp_path):
+    def arm(name, seed, final, flags):
+        curve = [{"step": 0, "minutes": 0.1, "return": 0.0, "updates": 0}]
+        return {
+            "task": "recall-k8",
+            "arm": name,
+            "flags": flags,
+            "seed": seed,
+            "minutes": 20,
+            "curve": curve,
+            "final": final,
+            "best": final,
+        }
+
+    for i, (name, seed, final) in enumerate([("a", 0, 0.1), ("b", 0, 0.4), ("a", 1, 0.3), ("b", 1, 0.4), ("a", 2, 0.0)]):
+        write_record(
+            tmp_path, "ablate-recall-k8", arm(name, seed, final, "" if name == "a" else "--wm.dt-max 1.0"), f"2026-01-01T00:00:0{i}Z"
+        )
+    (row,) = report.ablation(tmp_path, "").splitlines()[2:]
+    cells = row.strip("| ").split(" | ")
+    assert cells[1:5] == ["defaults", "`--wm.dt-max 1.0`", "0,1", "20"]
+    assert cells[5:8] == ["0.13 (worst 0.00)", "0.40 (worst 0.40)", "+0.20 (+0.10 to +0.30)"]
+
+
+def test_files_written_before_records_are_read_as_payloads_without_a_commit(tmp_path):
+    (tmp_path / "scaling").mkdir()
+    run = {"processes": 1, "threads": 1, "env_steps_per_s": 100.0, "grad_steps_per_s": 0.5, "replayed_steps_per_s": 50.0}
+    (tmp_path / "scaling" / "scaling.json").write_text(json.dumps({"runs": [run, {**run, "processes": 2, "env_steps_per_s": 150.0}]}))
+    out = report.scaling(tmp_path, "")
+    assert "commit before records" in out and "| 2 x 1 | 150 | 1.50x |" in out
+
+
+def test_throughput_tables_read_the_update_and_the_pooled_sheeprl_records(tmp_path):
+    update = {b: {"seconds_per_update": s, "updates_per_s": 1 / s, "wm_params": 4_000_000} for b, s in (("rssm", 12.0), ("s5", 7.5))}
+    write_record(tmp_path, "throughput-cpu", {"threads": 1, "preset": "small", "batch": [16, 64], "update": update}, "2026-01-01T00:00:00Z")
+    agent = {"seconds_per_update": 5.0, "ratio_vs_sheeprl": 1.2, "ratio_vs_sheeprl_paired": 1.25}
+    pooled = {"32": {"runs": 2, "rounds": 22, "memwm_code": "x", "sheeprl_seconds_per_update": 6.3, "memwm-s5": agent}}
+    write_record(tmp_path, "throughput-vs-sheeprl", {"run": {}, "pooled": pooled}, "2026-01-01T00:00:00Z")
+    assert report.throughput(tmp_path, "").splitlines()[-2:] == ["| s5 | 7.50 | 4,000,000 |", "| rssm | 12.00 | 4,000,000 |"]
+    assert report.vs_sheeprl(tmp_path, "").splitlines()[-1] == "| 32 | 2 | 22 | 6.3 | memwm-s5 1.25x |"
