@@ -15,6 +15,7 @@ preset, task, saved, flag or given), and `validate` checks every size, count, ra
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -281,26 +282,61 @@ def _unflat(values: dict[str, Any]) -> TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------- validation
+# Every size, count, rate and share of a run, checked in one place (`validate`): field -> its range.
+# A number field of TrainConfig or of its groups that is none of these is listed in UNBOUNDED.
+RANGES: dict[str, str] = {
+    **dict.fromkeys(
+        ("steps", "num_envs", "batch_size", "seq_len", "replay_capacity", "eval_episodes", "log_every", "checkpoint_every"), "positive"
+    ),
+    "train_ratio": "positive",  # replayed steps per environment step: 0 would act without ever training
+    **dict.fromkeys(("minutes", "prefill", "eval_every", "threads", "seed"), ">= 0"),
+    "video_every": ">= -1",
+    **dict.fromkeys(("replay_from_starts", "replay_event_share"), "share"),
+    # the world model: sizes (width 0 = fit to the RSSM's parameter count; mlp_layers 0 = linear heads)
+    **{f"wm.{n}": "positive" for n in ("deter", "hidden", "layers", "cnn_depth", "stoch", "classes", "heads", "context")},
+    **{f"wm.{n}": "positive" for n in ("ssm_state", "s4_state", "mamba_state", "mamba_expand", "probe_stride", "min_std")},
+    **{f"wm.{n}": "positive" for n in ("dt_min", "dt_max")},
+    **{f"wm.{n}": ">= 0" for n in ("width", "mlp_layers", "free_bits", "barlow_scale", "barlow_lambda")},
+    **{f"wm.{n}": ">= 0" for n in ("dyn_scale", "rep_scale", "image_scale", "vector_scale", "reward_scale", "cont_scale")},
+    **{f"wm.{n}": "share" for n in ("unimix", "obs_norm_decay")},
+    "wm.reward_bins": "bins",
+    # the actor-critic (hidden and layers 0 = the world model's)
+    **{f"dreamer.{n}": "positive" for n in ("horizon", "min_std", "max_std", "wm_lr", "actor_lr", "critic_lr", "wm_eps", "ac_eps")},
+    **{f"dreamer.{n}": "positive" for n in ("wm_grad_clip", "ac_grad_clip")},
+    **{f"dreamer.{n}": ">= 0" for n in ("hidden", "layers", "entropy", "slow_critic_reg")},
+    **{f"dreamer.{n}": "share" for n in ("gamma", "lam", "unimix", "slow_critic_decay", "retnorm_decay", "retnorm_low", "retnorm_high")},
+    "dreamer.critic_bins": "bins",
+    # recurrent PPO
+    **{f"ppo.{n}": "positive" for n in ("rollout", "lr", "epochs", "minibatches", "clip", "max_grad_norm", "hidden", "width")},
+    **{f"ppo.{n}": ">= 0" for n in ("vf_coef", "ent_coef", "target_kl")},
+    **{f"ppo.{n}": "share" for n in ("gamma", "gae_lambda")},
+}
+UNBOUNDED = ("ppo.init_log_std",)  # a log standard deviation: any real number
+_RULES = {  # range -> (holds, how the error says it)
+    "positive": (lambda v: v > 0, "must be positive"),
+    ">= 0": (lambda v: v >= 0, "must be >= 0"),
+    ">= -1": (lambda v: v >= -1, "must be >= -1 (-1: never)"),
+    "share": (lambda v: 0 <= v <= 1, "is a share in [0, 1]"),
+    "bins": (lambda v: v >= 2, "must be >= 2 (bins of a two-hot distribution)"),
+}
+
+
 def validate(config: TrainConfig) -> None:
-    """Raise ValueError naming the first bad field (env ids are checked by `envs.make`)."""
+    """Raise ValueError naming the first bad field and its range (env ids are checked by `envs.make`)."""
     if config.backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {config.backbone!r}; known: {', '.join(BACKBONES)}")
-    positive = ("steps", "num_envs", "batch_size", "seq_len", "replay_capacity", "eval_episodes", "log_every", "checkpoint_every")
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
-    for name in ("prefill", "eval_every", "threads", "minutes"):
-        if getattr(config, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-    if config.train_ratio < 0:
-        raise ValueError(f"train_ratio must be >= 0, got {config.train_ratio}")
-    for name in ("replay_from_starts", "replay_event_share"):
-        if not 0.0 <= getattr(config, name) <= 1.0:
-            raise ValueError(f"{name} is a share in [0, 1], got {getattr(config, name)}")
-    if config.dreamer.horizon < 1:
-        raise ValueError(f"dreamer.horizon must be >= 1, got {config.dreamer.horizon}")
-    if config.replay_capacity < config.seq_len:
-        raise ValueError(f"replay_capacity ({config.replay_capacity}) must hold at least one sequence of seq_len {config.seq_len}")
+    values = _flat(config)
+    for name, kind in RANGES.items():
+        value = values[name]
+        holds, says = _RULES[kind]
+        if not (math.isfinite(value) and holds(value)):
+            hint = " (replayed steps trained on per environment step; 0 would never train)" if name == "train_ratio" else ""
+            raise ValueError(f"{name} {says}{hint}, got {value}")
+    pairs = [("replay_capacity", "seq_len"), ("wm.dt_max", "wm.dt_min"), ("dreamer.max_std", "dreamer.min_std")]
+    pairs.append(("dreamer.retnorm_high", "dreamer.retnorm_low"))
+    for high, low in pairs:
+        if values[high] < values[low]:
+            raise ValueError(f"{high} ({values[high]}) must be at least {low} ({values[low]})")
 
 
 def save_yaml(config: TrainConfig, path: str | os.PathLike, sources: dict[str, str] | None = None) -> None:

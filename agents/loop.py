@@ -149,24 +149,13 @@ class Loop:
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, float]:
         """Act, update, log, checkpoint and evaluate until `steps` (or `minutes`); the final evaluation's scalars."""
-        from tqdm import tqdm
-
         cfg, agent, counters = self.config, self.agent, self.counters
         if cfg.data_parallel:
             distributed.broadcast_state(agent.module)  # every rank starts from rank 0's weights
             if not distributed.is_main():  # ranks > 0 draw their own random numbers (a resume restored rank 0's)
                 seed_everything(distributed.rank_seed(cfg.seed) + counters["step"])
-        bar = tqdm(
-            total=cfg.steps,
-            initial=min(counters["step"], cfg.steps),
-            unit="step",
-            dynamic_ncols=True,
-            mininterval=1.0,
-            file=sys.stderr,
-            desc=cfg.desc or self.run_dir.name,
-            leave=cfg.leave,
-            disable=not self.main,
-        )
+        progress = _Progress(cfg, counters["step"], cfg.desc or self.run_dir.name, disable=not self.main)
+        bar = progress.bar
         if cfg.data_parallel:
             self.logger = logger = distributed.RankLogger(lambda: Logger(self.run_dir, cfg.tensorboard, bar))  # rank 0 writes
         else:
@@ -184,7 +173,7 @@ class Loop:
             while counters["step"] < cfg.steps and time.time() < deadline:
                 acted = agent.act(counters)
                 counters["step"] += acted.steps
-                bar.update(acted.steps)
+                progress.update(counters["step"])
                 for episode in acted.episodes:
                     counters["episodes"] += 1
                     logger.scalars(episode, prefix="episode/")
@@ -256,6 +245,46 @@ class Loop:
             return
         with preserved_rng():
             self.agent.pictures(evaluation_seed(self.config.seed, self.counters["evaluations"], 4), self.counters["step"], self.logger)
+
+
+class _Progress:
+    """The run's progress bar, over the budget that ends the run.
+
+    Without `minutes`: environment steps up to `steps`. With `minutes`: seconds of the wall-clock
+    budget, and when the steps will run out first at the pace of this process so far, seconds up to
+    then; the label counts the steps (`name step 1,200/1,000,000`). Logger sets the postfix.
+    """
+
+    def __init__(self, cfg: LoopConfig, step: int, label: str, disable: bool):
+        from tqdm import tqdm
+
+        self.steps, self.label, self.budget = cfg.steps, label, 60.0 * cfg.minutes
+        self.start, self.first_step = time.time(), step
+        common = dict(dynamic_ncols=True, mininterval=1.0, file=sys.stderr, leave=cfg.leave, disable=disable)
+        if self.budget:
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+            self.bar = tqdm(total=self.budget, unit="s", desc=self._label(step), bar_format=fmt, **common)
+        else:
+            self.bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), unit="step", desc=label, **common)
+
+    def _label(self, step: int) -> str:
+        return f"{self.label} step {step:,}/{self.steps:,}"
+
+    def update(self, step: int) -> None:
+        """The run is at environment step `step`."""
+        if not self.budget:
+            self.bar.update(min(step, self.steps) - self.bar.n)
+            return
+        elapsed = time.time() - self.start
+        done = step - self.first_step
+        total = self.budget
+        if step >= self.steps:
+            total = min(total, elapsed)
+        elif done > 0:  # when the steps run out at this pace, if that comes before the deadline
+            total = min(total, elapsed + (self.steps - step) * elapsed / done)
+        self.bar.total = max(total, 1e-9)
+        self.bar.set_description_str(self._label(step), refresh=False)
+        self.bar.update(min(elapsed, total) - self.bar.n)
 
 
 def _crossed(step: int, taken: int, every: int) -> bool:

@@ -32,6 +32,10 @@ def memwm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["eval", "--run", "runs/none"], "is not a memwm run (no config.yaml)"),
         (["envs", "--env", "memory/rooms-3"], "memory/rooms-3"),
         (["train", "--env", "memory/distracting-16", "--seq-len", "0"], "seq_len must be positive"),
+        (["train", "--wm.hidden", "-3"], "wm.hidden must be positive, got -3"),
+        (["train", "--train-ratio", "0"], "train_ratio must be positive (replayed steps trained on per environment step; 0 would"),
+        (["train", "--dreamer.gamma=1.5"], "dreamer.gamma is a share in [0, 1], got 1.5"),
+        (["train", "--ppo.rollout", "0"], "memwm train: error: ppo.rollout must be >= 1, got 0;"),  # the config's own check, as it says it
     ],
 )
 def test_a_user_error_is_one_line_and_exit_2(tmp_path, args, expected):
@@ -72,3 +76,36 @@ def test_parse_errors_are_the_whole_message_on_one_line(args, expected, capsys):
         main(args)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == expected
+
+
+def test_a_minutes_budget_shows_a_bar_over_the_budget_that_ends_the_run(monkeypatch):
+    """With --minutes the bar counts seconds of the budget (or up to when the steps run out, if sooner), not 1,000,000 steps."""
+    import time
+
+    from agents import loop
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+
+    def progress(steps, minutes):
+        config = loop.LoopConfig(steps=steps, checkpoint_every=10, log_every=10, minutes=minutes)
+        return loop._Progress(config, 0, "run", disable=False)
+
+    timed = progress(1_000_000, 2.0)  # the minutes end it first
+    assert (timed.bar.total, timed.bar.unit) == (120.0, "s")
+    clock[0] += 30
+    timed.update(100)
+    assert (timed.bar.n, timed.bar.total) == (30, 120.0)
+    assert "step 100/1,000,000" in str(timed.bar) and "30/120 s" in str(timed.bar)
+    timed.bar.close()
+
+    stepped = progress(200, 2.0)  # the steps run out first: at 100 steps in 30 s, 200 take 60 s
+    clock[0] += 30
+    stepped.update(100)
+    assert stepped.bar.total == 60.0 and "30/60 s" in str(stepped.bar)
+    stepped.bar.close()
+
+    plain = progress(500, 0.0)  # no time budget: the steps
+    plain.update(100)
+    assert (plain.bar.total, plain.bar.n, plain.bar.unit) == (500, 100, "step")
+    plain.bar.close()

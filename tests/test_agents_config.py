@@ -6,6 +6,7 @@ import pytest
 
 from agents import config as C
 from agents.config import TrainConfig, resolve
+from agents.ppo import PPOConfig
 from world_models import WorldModelConfig
 
 
@@ -55,9 +56,20 @@ def test_yaml_round_trip(tmp_path):
     [
         (dict(backbone="lstm"), "unknown backbone 'lstm'; known: rssm"),
         (dict(batch_size=0), "batch_size must be positive, got 0"),
-        (dict(train_ratio=-1.0), "train_ratio must be >= 0"),
-        (dict(replay_capacity=10, seq_len=64), "replay_capacity"),
+        (dict(train_ratio=-1.0), "train_ratio must be positive"),
+        (dict(train_ratio=0.0), r"train_ratio must be positive \(replayed steps trained on per environment step; 0 would never train\)"),
+        (dict(replay_capacity=10, seq_len=64), r"replay_capacity \(10\) must be at least seq_len \(64\)"),
         (dict(minutes=-1.0), "minutes must be >= 0"),
+        (dict(minutes=float("nan")), "minutes must be >= 0, got nan"),
+        (dict(video_every=-2), "video_every must be >= -1"),
+        (dict(replay_event_share=1.5), r"replay_event_share is a share in \[0, 1\], got 1.5"),
+        (dict(wm=WorldModelConfig(hidden=-3)), "wm.hidden must be positive, got -3"),
+        (dict(wm=WorldModelConfig(dt_min=0.5, dt_max=0.1)), r"wm.dt_max \(0.1\) must be at least wm.dt_min \(0.5\)"),
+        (dict(wm=WorldModelConfig(reward_bins=1)), "wm.reward_bins must be >= 2"),
+        (dict(dreamer=dataclasses.replace(C.TRAIN_DREAMER, gamma=1.5)), r"dreamer.gamma is a share in \[0, 1\]"),
+        (dict(dreamer=dataclasses.replace(C.TRAIN_DREAMER, actor_lr=0.0)), "dreamer.actor_lr must be positive"),
+        (dict(dreamer=dataclasses.replace(C.TRAIN_DREAMER, horizon=0)), "dreamer.horizon must be positive"),
+        (dict(ppo=dataclasses.replace(PPOConfig(), lr=-1e-3)), "ppo.lr must be positive"),
     ],
 )
 def test_bad_values_raise_value_errors_naming_the_field(change, message):
@@ -193,3 +205,15 @@ def test_memwm_train_writes_the_sources_and_a_resume_keeps_its_typed_flags(tmp_p
     saved = C.load_yaml(tmp_path / "run" / "config.yaml")
     assert (saved["env"], saved["seq_len"], saved["batch_size"], saved["num_envs"]) == ("memory/distracting-100", 32, 4, 1)
     assert saved["sources"]["seq_len"] == "saved" and saved["sources"]["batch_size"] == "flag"
+
+
+def test_every_number_field_has_a_range_in_validate():
+    """A new size, count, rate or share of TrainConfig or its groups gets a range in RANGES (or says why it has none)."""
+    numbers = {name for name, value in C._flat(TrainConfig()).items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    assert numbers == set(C.RANGES) | set(C.UNBOUNDED)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "medium", "large"])
+def test_the_defaults_of_every_preset_and_task_are_valid(preset):
+    for env_id in ["memory/distracting-100", "minigrid/memory-s7", "icrl/bandit-10", "gym:Pendulum-v1"]:
+        C.validate(resolve(TrainConfig(env=env_id, preset=preset)))
