@@ -5,6 +5,7 @@
     envs.ids(), envs.spec(id) (facts), envs.describe(id)       (K,) float32, plus the flags
     envs.scripted_policy(env) -> obs -> action (memory/*)      `is_first`, `is_last`, `is_terminal`
     envs.collect.collect_episodes(...): episode files; envs.dataset: their format and sequence sampling
+    gymnasium.make("memwm/recall-k8-v0"): every task as a plain gymnasium env (envs.gymnasium_ids)
 
 numpy only: nothing here imports torch or the agents.
 """
@@ -16,5 +17,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for dm_control a
 from envs.collect import collect_episodes  # noqa: E402
 from envs.core import FLAGS  # noqa: E402
 from envs.registry import cli_envs, describe, ids, make, make_vector, scripted_policy, spec  # noqa: E402
+from envs import gymnasium_ids  # noqa: E402, F401  (registers the memwm/*-v0 gymnasium ids)
 
 __all__ = ["FLAGS", "cli_envs", "collect_episodes", "describe", "ids", "make", "make_vector", "scripted_policy", "spec"]
