@@ -23,9 +23,8 @@ world size), called explicitly right before each gradient clip and optimiser ste
 easy to read and to test. Clipping the averaged gradient also makes a non-finite gradient on one
 rank non-finite on all of them, so every rank stops together instead of waiting on a dead peer.
 
-`memwm compare` under torchrun splits the backbones across ranks (`split_backbones`): each backbone's
-training is independent, needs no communication, and gives the same result as in one process
-(same data, seed and batches), which data parallelism within a backbone would not.
+`memwm compare` under torchrun splits the backbones across ranks instead (agents/compare.py,
+`split_backbones`), with the helpers here.
 
 Environments: `parallel_envs` makes `envs.make_vector`'s (optionally asynchronous) vector env and
 wraps it in `WorkerGuard`, so a worker that raises or dies gives a RuntimeError naming the
@@ -36,11 +35,8 @@ from __future__ import annotations
 
 import atexit
 import datetime
-import functools
 import hashlib
-import inspect
 import os
-import shutil
 from pathlib import Path
 from collections.abc import Callable, Iterable
 
@@ -52,7 +48,6 @@ from torch import Tensor, nn
 SEED_STRIDE = 10_000  # rank r's seeds start at seed + r * SEED_STRIDE (its environments take seed + i)
 BUCKET_BYTES = 25 * 2**20  # gradients are all-reduced in flat buckets of about this size (DDP's default)
 TIMEOUT = datetime.timedelta(minutes=60)  # how long a rank waits for the others (rank 0 evaluates alone)
-COMPARE_TIMEOUT = datetime.timedelta(days=2)  # compare's ranks wait for the slowest backbone at the end
 
 
 # --------------------------------------------------------------------------- ranks
@@ -434,57 +429,6 @@ def parallel_envs(env_id: str, n: int, seed: int | None = None, asynchronous: bo
     return WorkerGuard(envs.make_vector(env_id, n, seed=seed, asynchronous=asynchronous, **options), env_id)
 
 
-# --------------------------------------------------------------------------- memwm compare
-
-
-def split_backbones(compare_fn: Callable) -> Callable:
-    """`agents.compare.run_compare` with the same flags, with its backbones split across torchrun's ranks.
-
-    Rank 0 collects the data set first; then rank r trains backbones r, r + N, ... (rank 0 in the
-    out folder, the others in `out/.rank-<r>` with the data linked in, moving each finished
-    backbone folder into `out`); then rank 0 runs the comparison again, which reuses every trained
-    backbone, and writes results.json, results.md and the plots. One process: compare itself.
-    """
-
-    @functools.wraps(compare_fn)
-    def compare(*args, **kwargs):
-        if world_size() == 1:
-            return compare_fn(*args, **kwargs)
-        from agents import compare as cmp
-        from agents.common import pick_device
-
-        bound = inspect.signature(compare_fn).bind(*args, **kwargs)
-        bound.apply_defaults()
-        a = dict(bound.arguments)
-        init(torch.device(pick_device(a["device"]).type), timeout=COMPARE_TIMEOUT)
-        env_id = cmp.task_env_id(a["task"])
-        names = [b.strip() for b in a["backbones"].split(",") if b.strip()]
-        out = Path(a["out"]) if a["out"] is not None else cmp.default_out(env_id)
-        if is_main():
-            cmp.ensure_data(env_id, out / "data", a["episodes"], a["eval_episodes"], a["seed"], cmp.COLLECT_POLICY[cmp.probe_kind(env_id)])
-        barrier()
-        mine = names[rank() :: world_size()]
-        if mine:
-            folder = out if is_main() else out / f".rank-{rank()}"
-            if not is_main():
-                folder.mkdir(parents=True, exist_ok=True)
-                if not (folder / "data").exists():
-                    (folder / "data").symlink_to(Path("..") / "data")
-            compare_fn(**{**a, "backbones": ",".join(mine), "out": folder})
-            if not is_main():
-                for name in mine:
-                    if (out / name).exists():
-                        shutil.rmtree(out / name)
-                    os.replace(folder / name, out / name)
-                shutil.rmtree(folder)
-        barrier()
-        if not is_main():
-            return None
-        return compare_fn(**{**a, "out": out})
-
-    return compare
-
-
 __all__ = [
     "world_size",
     "rank",
@@ -506,5 +450,4 @@ __all__ = [
     "RankLogger",
     "WorkerGuard",
     "parallel_envs",
-    "split_backbones",
 ]

@@ -14,8 +14,9 @@ any other, with nothing to train first:
 
 runs/pretrained/README.md lists every run in one table row: the command that trained it, the
 commit it was trained at, its measured score, the episodes that score was measured on, and its
-size. A run whose files no longer match their manifest is refused with one line (`verify`), so a
-score in the table always belongs to the weights beside it.
+size. A run whose files no longer match their manifest is refused with one line (`verify` in
+agents/manifest.py, which the readers of run folders call), so a score in the table always
+belongs to the weights beside it.
 
 Maintainers turn a finished `memwm train` run into a pretrained one with
 
@@ -29,7 +30,6 @@ replay exactly those episodes), writes the manifest and the README row, and chec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -38,9 +38,9 @@ from pathlib import Path
 import torch
 
 from agents.common import atomic_write
+from agents.manifest import MANIFEST, sha256
 
 ROOT = Path(__file__).resolve().parent.parent / "runs" / "pretrained"
-MANIFEST = "manifest.json"
 MAX_RUN_BYTES = 5 * 2**20  # a clone stays small: each run at most 5 MiB ...
 MAX_TOTAL_BYTES = 25 * 2**20  # ... and all of them at most 25 MiB
 KEPT = ("agent", "identity", "counters", "rng")  # what eval, imagine and inspect read (the loader checks rng)
@@ -51,36 +51,6 @@ SUCCESS_TOLERANCE = 0.1
 RETURN_TOLERANCE = 0.1
 PROBE_TOLERANCE = 0.02  # a compare backbone's probe, relative
 COLUMNS = ("name", "env", "agent", "backbone", "score", "episodes", "size", "commit", "command")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify(run_dir: str | Path) -> None:
-    """Nothing for a folder without a manifest; else a ValueError naming the first listed file that is
-    missing or whose sha256 differs (an edited pretrained run)."""
-    run_dir = Path(run_dir)
-    path = run_dir / MANIFEST
-    if not path.is_file():
-        return
-    try:
-        files = json.loads(path.read_text())["files"]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"pretrained run {run_dir}: {MANIFEST} cannot be read; restore it from git") from None
-    for name, expected in files.items():
-        file = run_dir / name
-        if not file.is_file():
-            raise ValueError(f"pretrained run {run_dir}: {name} is missing; restore it from git (git checkout -- {file})")
-        if sha256(file) != expected:
-            raise ValueError(
-                f"pretrained run {run_dir}: {name} was edited (its sha256 differs from {MANIFEST}); "
-                f"restore it from git (git checkout -- {file})"
-            )
 
 
 # A compare backbone's score: its task's probe, the compare's headline number.

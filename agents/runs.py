@@ -19,9 +19,10 @@ from torch import Tensor
 
 import envs
 import world_models
-from agents import checkpoint, pretrained
+from agents import checkpoint
 from agents.config import TrainConfig, load_yaml
 from agents.dreamer import Dreamer
+from agents.manifest import verify
 from envs.collect import collect_episodes
 from envs.dataset import load_episodes
 from world_models.imagine import model_obs_space
@@ -33,7 +34,7 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise ValueError(f"{run_dir} is not a memwm run (no config.yaml)")
-    pretrained.verify(run_dir)
+    verify(run_dir)
     return TrainConfig.from_dict(load_yaml(path))
 
 
@@ -78,7 +79,7 @@ def find_model_file(run: Path) -> Path:
             f"run {str(run)!r} does not exist; expected a `memwm train` run folder, a "
             f"`memwm compare` backbone folder (with model.pt) or a model file"
         )
-    pretrained.verify(run)
+    verify(run)
     if (run / "model.pt").is_file():
         return run / "model.pt"
     ckpts = checkpoint.checkpoints(run / "checkpoints")

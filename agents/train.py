@@ -26,7 +26,7 @@ from agents.evaluate import episode_success, has_success, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
 from agents.replay import Replay
 from agents.runs import build_agent, identity
-from agents.commands.imagine import write_imagination
+from agents.imagination import write_imagination
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from kernels.backends import BackendScan, backend_module
+
 TOLERANCE = 1e-4  # largest |fused - torch| / largest |torch|, per output; float32 rounding stays far below
 _verdicts: dict[torch.device, bool] = {}  # device -> the fused kernels agreed with torch there
 _said: set[str] = set()  # one-time messages already printed
@@ -104,8 +106,6 @@ def _relative(got: Tensor, want: Tensor) -> float:
 
 
 def _scan_errors(device: torch.device) -> dict[str, float]:
-    from kernels.scan import scan
-
     g = torch.Generator().manual_seed(0)
     B, L, D, _, _ = _sizes()
     errors = {}
@@ -121,7 +121,7 @@ def _scan_errors(device: torch.device) -> dict[str, float]:
             results = {}
             for backend in ("torch", "triton"):
                 leaves = [x.to(device).requires_grad_() for x in (a, b, h0)]
-                h, _ = scan(leaves[0], leaves[1], reset.to(device), leaves[2], backend=backend)
+                h = BackendScan.apply(*leaves, reset.to(device), dtype, backend_module(backend))  # as scan runs it
                 loss = (h * weight.to(device).conj()).real.sum()
                 grads = torch.autograd.grad(loss, leaves)
                 results[backend] = [h.detach(), *grads]
@@ -132,12 +132,9 @@ def _scan_errors(device: torch.device) -> dict[str, float]:
 
 
 def _step_errors(device: torch.device) -> dict[str, float]:
-    from kernels.scan import backend_module
-    from kernels.step import ssm_step_torch
-
     g = torch.Generator().manual_seed(1)
     B, _, _, H, N = _sizes()
-    fused = backend_module("triton").ssm_step
+    fused, reference = backend_module("triton").ssm_step, backend_module("torch").ssm_step
     errors = {}
     for mode, dtype in (("MIMO", torch.complex64), ("SISO", torch.float32)):
         shape = (B, N) if mode == "MIMO" else (B, H, N)
@@ -150,7 +147,7 @@ def _step_errors(device: torch.device) -> dict[str, float]:
         reset = torch.rand(B, generator=g) < 0.5
         args = [x.to(device) for x in (h, a, bu, C, D, u, reset, h0)]
         with torch.no_grad():
-            want = ssm_step_torch(*args)
+            want = reference(*args)
             got = fused(*args)
         for part, w, x in zip(("y", "h_next"), want, got):
             errors[f"ssm_step {mode}, {str(dtype).removeprefix('torch.')}: {part}"] = _relative(x, w)

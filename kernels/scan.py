@@ -7,7 +7,8 @@ Inputs are checked and brought to one normal form here, so a backend sees
     b (B, L, D), reset (B, L) bool or None, h0 (Bh, D), Bh in {1, B}, or None
 all contiguous, on one device, in the compute dtype (float32, float64, complex64 or complex128).
 
-A backend other than "reference" is a module with two functions, wrapped in one autograd Function:
+A backend other than "reference" is a module with two functions, wrapped in one autograd Function
+(kernels/backends.py):
     forward(a, b, reset, h0) -> h (B, L, D)
     backward(a, h, dh, reset, h0) -> (grad_b (B, L, D), grad_a (B, La, D), grad_h0 (B, D))
 The backward is the reverse scan
@@ -19,20 +20,14 @@ which is PyTorch's convention for complex gradients (the conjugate Wirtinger der
 
 from __future__ import annotations
 
-import functools
-import importlib
-from types import ModuleType
-
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from kernels.backends import FLOAT_DTYPES, BackendScan, available, backend_module, compute_dtype, describe, normal_form
 from kernels.check import fused_allowed, say_once
 from kernels.reference import scan_reference
 
 BACKENDS = ("auto", "reference", "torch", "numba", "triton")
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
-_MODULES = {"torch": "kernels.torch_scan", "numba": "kernels.numba_scan", "triton": "kernels.triton_scan"}
 
 
 def scan(a: Tensor, b: Tensor, reset: Tensor | None = None, h0: Tensor | None = None, backend: str = "auto") -> tuple[Tensor, Tensor]:
@@ -60,7 +55,7 @@ def scan(a: Tensor, b: Tensor, reset: Tensor | None = None, h0: Tensor | None = 
                 f"scan backend {name!r} is not available here ({e}); available: "
                 f"{', '.join(n for n in BACKENDS if n in ('auto', 'reference') or available(n))}"
             ) from e
-        h = _Scan.apply(a, b, h0, reset, dtype, module)
+        h = BackendScan.apply(a, b, h0, reset, dtype, module)
     return h, h[:, -1]
 
 
@@ -87,94 +82,25 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return "torch"
 
 
-@functools.cache
-def available(name: str) -> bool:
-    """Whether backend `name` can run here (its optional dependency imports)."""
-    try:
-        backend_module(name)
-    except ImportError:
-        return False
-    return True
-
-
-def backend_module(name: str) -> ModuleType:
-    """The module that implements backend `name` ("torch", "numba" or "triton")."""
-    return importlib.import_module(_MODULES[name])
-
-
-def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
-    """The state dtype for inputs of these dtypes: their promotion, with half precision kept in float32."""
-    out = dtypes[0]
-    for d in dtypes[1:]:
-        out = torch.promote_types(out, d)
-    return torch.float32 if out in (torch.float16, torch.bfloat16) else out
-
-
-def normal_form(a: Tensor, b: Tensor, reset: Tensor | None, h0: Tensor | None, dtype: torch.dtype):
-    """(a (Ba, La, D), b (B, L, D), reset (B, L) | None, h0 (Bh, D) | None): contiguous, in `dtype`, never expanded."""
-    D = b.shape[2]
-    a = a if a.dim() == 3 else a.reshape(-1 if a.dim() == 2 else 1, 1, D)
-    h0 = None if h0 is None else h0.reshape(-1, D).to(dtype).contiguous()
-    return a.to(dtype).contiguous(), b.to(dtype).contiguous(), None if reset is None else reset.contiguous(), h0
-
-
 def _check(a, b, reset, h0) -> torch.dtype:
     """Raises ValueError naming what was given and what was expected; returns the compute dtype."""
     if not isinstance(b, Tensor) or b.dim() != 3:
-        raise ValueError(f"scan: b must be a (B, L, D) tensor, got {_describe(b)}")
+        raise ValueError(f"scan: b must be a (B, L, D) tensor, got {describe(b)}")
     B, L, D = b.shape
     if not isinstance(a, Tensor) or tuple(a.shape) not in ((B, L, D), (B, D), (D,)):
         raise ValueError(
             f"scan: a must have shape (B, L, D) = {(B, L, D)}, (B, D) = {(B, D)} or (D,) = {(D,)} "
-            f"to match b of shape {tuple(b.shape)}, got {_describe(a)}"
+            f"to match b of shape {tuple(b.shape)}, got {describe(a)}"
         )
     if h0 is not None and (not isinstance(h0, Tensor) or tuple(h0.shape) not in ((B, D), (D,))):
-        raise ValueError(f"scan: h0 must have shape (B, D) = {(B, D)} or (D,) = {(D,)}, got {_describe(h0)}")
+        raise ValueError(f"scan: h0 must have shape (B, D) = {(B, D)} or (D,) = {(D,)}, got {describe(h0)}")
     if reset is not None and (not isinstance(reset, Tensor) or tuple(reset.shape) != (B, L) or reset.dtype != torch.bool):
-        raise ValueError(f"scan: reset must be a bool tensor of shape (B, L) = {(B, L)}, got {_describe(reset)}")
+        raise ValueError(f"scan: reset must be a bool tensor of shape (B, L) = {(B, L)}, got {describe(reset)}")
     named = [("a", a), ("b", b)] + ([("h0", h0)] if h0 is not None else [])
     for name, x in named:
-        if x.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"scan: {name} has dtype {x.dtype}; expected one of {', '.join(str(d) for d in _FLOAT_DTYPES)}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"scan: {name} has dtype {x.dtype}; expected one of {', '.join(str(d) for d in FLOAT_DTYPES)}")
     for name, x in named + ([("reset", reset)] if reset is not None else []):
         if x.device != b.device:
             raise ValueError(f"scan: {name} is on {x.device} but b is on {b.device}; expected all on one device")
     return compute_dtype(*(x.dtype for _, x in named))
-
-
-def _describe(x) -> str:
-    return f"shape {tuple(x.shape)} dtype {x.dtype} on {x.device}" if isinstance(x, Tensor) else type(x).__name__
-
-
-def _grad_like(g: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
-    """A gradient from a backend ((B, La, D) or (B, D), compute dtype) in the shape and dtype of its input."""
-    if len(shape) == 1:
-        g = g.sum(0)  # the input was broadcast over the batch
-    if g.is_complex() and not dtype.is_complex:
-        g = g.real
-    return g.reshape(shape).to(dtype)
-
-
-class _Scan(torch.autograd.Function):
-    """One autograd node around a backend's fused forward and reverse-scan backward."""
-
-    @staticmethod
-    def forward(ctx, a, b, h0, reset, dtype, module):
-        a_n, b_n, reset, h0_n = normal_form(a, b, reset, h0, dtype)
-        h = module.forward(a_n, b_n, reset, h0_n)  # (B, L, D)
-        ctx.save_for_backward(a_n, h, reset, h0_n)
-        ctx.module = module
-        ctx.like = [None if x is None else (x.shape, x.dtype) for x in (a, b, h0)]
-        return h
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dh):
-        a_n, h, reset, h0_n = ctx.saved_tensors
-        if not any(ctx.needs_input_grad[:3]):
-            return (None,) * 6
-        grad_b, grad_a, grad_h0 = ctx.module.backward(a_n, h, dh.to(h.dtype).contiguous(), reset, h0_n)
-        grads = [
-            _grad_like(g, *like) if need else None for g, like, need in zip((grad_a, grad_b, grad_h0), ctx.like, ctx.needs_input_grad[:3])
-        ]
-        return (*grads, None, None, None)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from kernels.backends import FLOAT_DTYPES, available, backend_module, compute_dtype, describe
 from kernels.check import fused_allowed
-from kernels.scan import _FLOAT_DTYPES, _describe, available, backend_module, compute_dtype
+from kernels.torch_scan import ssm_step as ssm_step_torch
 
 
 def ssm_step(
@@ -47,24 +48,6 @@ def ssm_step(
     return ssm_step_torch(h, a, bu, C, D, u, reset, h0)
 
 
-def ssm_step_torch(
-    h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: Tensor | None, reset: Tensor | None, h0: Tensor | None
-) -> tuple[Tensor, Tensor]:
-    """The PyTorch step (any device, differentiable): `ssm_step` with checked inputs in the state dtype."""
-    prev = h
-    if reset is not None:
-        prev = torch.where(reset.view(-1, *[1] * (h.dim() - 1)), 0 if h0 is None else h0, h)
-    h_next = hr = torch.addcmul(bu, a, prev)  # like h
-    if C.dtype != hr.dtype:
-        rd = torch.promote_types(hr.dtype, C.dtype)
-        hr, C = hr.to(rd), C.to(rd)
-    y = (hr @ C.T) if h.dim() == 2 else (hr * C).sum(-1)  # (B, H)
-    y = y.real if y.is_complex() else y
-    if D is not None:
-        y = torch.addcmul(y, D, u)
-    return y, h_next
-
-
 def _fusable(h, a, bu, C, D, u, h0) -> bool:
     """Whether the fused Triton step can run: triton is here, D u is real, no gradient is needed, and the
     fused kernels agreed with torch on this device (checked on first use)."""
@@ -80,11 +63,11 @@ def _fusable(h, a, bu, C, D, u, h0) -> bool:
 def _check_step(h, a, bu, C, D, u, reset, h0) -> tuple[torch.dtype, int]:
     """Raises ValueError naming given and expected shapes; returns (state dtype, H)."""
     if not isinstance(h, Tensor) or h.dim() not in (2, 3):
-        raise ValueError(f"ssm_step: h must be (B, N) (MIMO) or (B, H, N) (SISO), got {_describe(h)}")
+        raise ValueError(f"ssm_step: h must be (B, N) (MIMO) or (B, H, N) (SISO), got {describe(h)}")
     B, N = h.shape[0], h.shape[-1]
     if not isinstance(C, Tensor) or C.dim() != 2 or C.shape[1] != N or (h.dim() == 3 and C.shape[0] != h.shape[1]):
         want = f"(H, N) = (H, {N})" if h.dim() == 2 else f"(H, N) = {tuple(h.shape[1:])}"
-        raise ValueError(f"ssm_step: C must be {want} for h of shape {tuple(h.shape)}, got {_describe(C)}")
+        raise ValueError(f"ssm_step: C must be {want} for h of shape {tuple(h.shape)}, got {describe(C)}")
     H = C.shape[0]
     row = tuple(h.shape[1:])
     checks = [
@@ -101,16 +84,16 @@ def _check_step(h, a, bu, C, D, u, reset, h0) -> tuple[torch.dtype, int]:
         if not isinstance(x, Tensor) or tuple(x.shape) not in shapes:
             raise ValueError(
                 f"ssm_step: {name} must have shape {' or '.join(map(str, shapes))} for h of shape "
-                f"{tuple(h.shape)} and C of shape {tuple(C.shape)}, got {_describe(x)}"
+                f"{tuple(h.shape)} and C of shape {tuple(C.shape)}, got {describe(x)}"
             )
         if x.device != h.device:
             raise ValueError(f"ssm_step: {name} is on {x.device} but h is on {h.device}; expected one device")
     if (D is None) != (u is None):
-        raise ValueError(f"ssm_step: D and u go together (y += D * u), got D={_describe(D)}, u={_describe(u)}")
+        raise ValueError(f"ssm_step: D and u go together (y += D * u), got D={describe(D)}, u={describe(u)}")
     if reset is not None and reset.dtype != torch.bool:
-        raise ValueError(f"ssm_step: reset must be a bool tensor of shape {(B,)}, got {_describe(reset)}")
+        raise ValueError(f"ssm_step: reset must be a bool tensor of shape {(B,)}, got {describe(reset)}")
     floats = [("h", h), ("a", a), ("bu", bu), ("C", C)] + [(n, x) for n, x in (("h0", h0), ("D", D), ("u", u)) if x is not None]
     for name, x in floats:
-        if x.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"ssm_step: {name} has dtype {x.dtype}; expected one of {', '.join(map(str, _FLOAT_DTYPES))}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"ssm_step: {name} has dtype {x.dtype}; expected one of {', '.join(map(str, FLOAT_DTYPES))}")
     return compute_dtype(*(x.dtype for n, x in floats if n in ("h", "a", "bu", "h0"))), H

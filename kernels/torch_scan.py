@@ -1,4 +1,5 @@
-"""The pure-PyTorch scan backend (any device): a loop over time of in-place `addcmul` into the output.
+"""The pure-PyTorch backend (any device): the scan, a loop over time of in-place `addcmul` into the
+output, and the differentiable `ssm_step` that kernels.ssm_step runs off CUDA or under autograd.
 
 Each step is one fused multiply-add over a (B, D) slice written straight into h[:, t], so the loop
 allocates nothing and never copies to a time-major layout (the copies cost more than the strided
@@ -72,3 +73,21 @@ def backward(a: Tensor, h: Tensor, dh: Tensor, reset: Tensor | None, h0: Tensor 
     if bs is not None:
         grad_h0 = grad_h0.index_put((bs,), g[bs, ts + 1] * a_c[bs if a.shape[0] > 1 else 0, ts + 1 if varying else 0], accumulate=True)
     return g, grad_a, grad_h0
+
+
+def ssm_step(
+    h: Tensor, a: Tensor, bu: Tensor, C: Tensor, D: Tensor | None, u: Tensor | None, reset: Tensor | None, h0: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The PyTorch step of kernels.ssm_step (any device, differentiable), on checked inputs in the state dtype."""
+    prev = h
+    if reset is not None:
+        prev = torch.where(reset.view(-1, *[1] * (h.dim() - 1)), 0 if h0 is None else h0, h)
+    h_next = hr = torch.addcmul(bu, a, prev)  # like h
+    if C.dtype != hr.dtype:
+        rd = torch.promote_types(hr.dtype, C.dtype)
+        hr, C = hr.to(rd), C.to(rd)
+    y = (hr @ C.T) if h.dim() == 2 else (hr * C).sum(-1)  # (B, H)
+    y = y.real if y.is_complex() else y
+    if D is not None:
+        y = torch.addcmul(y, D, u)
+    return y, h_next

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import world_models
-from agents.commands.imagine import MAX_DIMS, imagine_batch, write_imagination
+from agents.imagination import MAX_DIMS, imagine_batch, write_imagination
 from world_models.figures import figure_image, imagination_figure, top_variance_dims
 from world_models.imagine import episodes_to_batch, open_loop
 

@@ -5,6 +5,10 @@
     world_models  imports kernels (and libraries) only
     envs          imports none of world_models, agents, benchmarks
     agents        imports no benchmarks
+
+And no module imports itself through others: the modules' import graph, with an edge for every
+import form (`import a.b`, `from a import b` where b is a module, `from a.b import name`, relative
+imports, function-local imports and import_module strings), has no cycle.
 """
 
 from __future__ import annotations
@@ -24,21 +28,21 @@ FORBIDDEN = {
 }
 
 
-def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in `source`, the file of module `module` (a.b.c)."""
-    found = []
+def _imports(source: str, module: str):
+    """(line, absolute module name, names imported from it, relative?) of every import in `source`, the file
+    of module `module` (a.b.c); names is empty but for `from ... import names`."""
     package = module.split(".")[:-1]
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
+            for alias in node.names:
+                yield node.lineno, alias.name, [], False
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: from the file's package upwards
                 base = package[: len(package) - node.level + 1]
                 name = ".".join(base + ([node.module] if node.module else []))
             else:
                 name = node.module or ""
-            found.append((node.lineno, name))
-            found += [(node.lineno, f"{name}.{alias.name}") for alias in node.names if not node.module]
+            yield node.lineno, name, [alias.name for alias in node.names], node.module is None
         elif (
             isinstance(node, ast.Call)
             and node.args
@@ -46,7 +50,16 @@ def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
             and isinstance(node.args[0].value, str)
             and _is_import_module(node.func)
         ):
-            found.append((node.lineno, node.args[0].value))
+            yield node.lineno, node.args[0].value, [], False
+
+
+def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in `source`, the file of module `module` (a.b.c)."""
+    found = []
+    for line, name, names, bare in _imports(source, module):
+        found.append((line, name))
+        if bare:  # `from .. import registry` names the module envs.registry
+            found += [(line, f"{name}.{n}") for n in names]
     return found
 
 
@@ -99,31 +112,146 @@ def test_a_relative_import_counts_from_its_package(tmp_path):
     assert names == ["envs", "envs.registry", "agents"]
 
 
-def _agent_module_graph() -> dict[str, set[str]]:
-    graph = {}
-    for path in sorted((ROOT / "agents").rglob("*.py")):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        module = module.removesuffix(".__init__")
-        names = {n for _, n in imported_modules(path.read_text(), module) if n.startswith("agents.")}
-        graph[module] = names
-    modules = set(graph)
-    # `from agents import checkpoint` names a module; keep only names that are modules
-    return {m: {n if n in modules else n.rsplit(".", 1)[0] for n in names} & modules - {m} for m, names in graph.items()}
+def modules_of(root: Path, packages=PACKAGES) -> dict[str, Path]:
+    """Module name -> file of every module under root/<package> (a package is its __init__.py)."""
+    out = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            out[".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")] = path
+    return out
 
 
-def test_the_modules_of_agents_import_each_other_without_a_cycle():
-    graph = _agent_module_graph()
-    state: dict[str, int] = {}  # 1 on the path, 2 done
+def module_graph(root: Path, packages=PACKAGES) -> dict[str, dict[str, int]]:
+    """module -> {module it imports: line}, over the modules under root/<package>, for every import form.
 
-    def visit(m, path):
-        state[m] = 1
-        for n in sorted(graph[m]):
-            if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(path[path.index(n) :] + [n]))
-            if n not in state:
-                visit(n, path + [n])
-        state[m] = 2
+    `from a import b` is an import of module a.b when a/b.py (or a/b/) exists, else of a; `import a.b.c`
+    and `from a.b.c import name` of the longest of a.b.c, a.b, a that is a module here (libraries drop out).
+    """
+    modules = modules_of(root, packages)
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in modules.items():
+        source_module = module + ".__init__" if path.name == "__init__.py" else module  # relative imports start here
+        edges: dict[str, int] = {}
+        for line, name, names, _ in _imports(path.read_text(), source_module):
+            targets = [f"{name}.{n}" if f"{name}.{n}" in modules else name for n in names] or [name]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != module:
+                    edges[target] = min(line, edges.get(target, line))
+        graph[module] = edges
+    return graph
 
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])
+
+def import_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One cycle [a, b, ..., a] through each strongly connected set of modules (Tarjan), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+
+    def connect(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return sorted(_cycle_in(graph, component) for component in components)
+
+
+def _cycle_in(graph: dict[str, dict[str, int]], component: set[str]) -> list[str]:
+    """The shortest cycle through the first module (by name) of a strongly connected set."""
+    start = min(component)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v]):
+                if w == start:
+                    return paths[v] + [start]
+                if w in component and w not in paths:
+                    paths[w] = paths[v] + [w]
+                    nxt.append(w)
+        frontier = nxt
+    raise AssertionError(f"{sorted(component)} is not strongly connected")
+
+
+def _described(graph: dict[str, dict[str, int]], cycle: list[str]) -> str:
+    return " -> ".join(f"{a} (line {graph[a][b]})" for a, b in zip(cycle, cycle[1:])) + f" -> {cycle[-1]}"
+
+
+def test_no_modules_import_each_other_in_a_cycle():
+    graph = module_graph(ROOT)
+    assert [_described(graph, c) for c in import_cycles(graph)] == []
+
+
+PLANTED_FORMS = {
+    "import a.b": "import pkg.b\n",
+    "import a.b as x": "import pkg.b as other\n",
+    "from a import b (a module)": "from pkg import b\n",
+    "from a.b import name": "from pkg.b import NAME\n",
+    "relative from . import b": "from . import b\n",
+    "relative from .b import name": "from .b import NAME\n",
+    "function-local": "def f():\n    from pkg.b import NAME\n\n    return NAME\n",
+    "import_module string": "import importlib\n\n\ndef f():\n    return importlib.import_module('pkg.b')\n",
+    "__import__ string": "def f():\n    return __import__('pkg.b')\n",
+}
+
+
+@pytest.mark.parametrize("form", sorted(PLANTED_FORMS))
+def test_a_planted_cycle_is_found_for_every_import_form(tmp_path, form):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("VERSION = 1\n")
+    (tmp_path / "pkg" / "c.py").write_text("from pkg import VERSION\nimport numpy\n")  # a name of the package, a library
+    (tmp_path / "pkg" / "b.py").write_text("NAME = 1\n")
+    (tmp_path / "pkg" / "a.py").write_text(PLANTED_FORMS[form])
+    assert import_cycles(module_graph(tmp_path, ["pkg"])) == []  # a imports b: no cycle yet
+    (tmp_path / "pkg" / "b.py").write_text("NAME = 1\n\n\ndef g():\n    from pkg import a\n\n    return a\n")
+    graph = module_graph(tmp_path, ["pkg"])
+    assert import_cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]], graph
+    assert graph["pkg.c"] == {"pkg": 1}  # `from pkg import VERSION` is an import of pkg itself, not of a module pkg.VERSION
+
+
+def test_a_longer_cycle_is_reported_in_import_order(tmp_path):
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("from . import z\n")  # a package's own relative import
+    (tmp_path / "pkg" / "x.py").write_text("import pkg.y\n")
+    (tmp_path / "pkg" / "y.py").write_text("from pkg.sub import z\n")
+    (tmp_path / "pkg" / "sub" / "z.py").write_text("from ..x import f\n")
+    graph = module_graph(tmp_path, ["pkg"])
+    assert graph["pkg.sub"] == {"pkg.sub.z": 1}
+    assert import_cycles(graph) == [["pkg.sub.z", "pkg.x", "pkg.y", "pkg.sub.z"]]
+    assert _described(graph, import_cycles(graph)[0]) == "pkg.sub.z (line 1) -> pkg.x (line 1) -> pkg.y (line 1) -> pkg.sub.z"
+
+
+def test_only_the_cli_imports_the_commands():
+    """agents/commands/ is the top of agents: a library module that needs a command's code gets it moved to a library module."""
+    graph = module_graph(ROOT)
+    users = {
+        f"{m} (line {line}) imports {n}"
+        for m, edges in graph.items()
+        for n, line in edges.items()
+        if n.startswith("agents.commands") and not m.startswith(("agents.commands", "agents.cli"))
+    }
+    assert sorted(users) == []

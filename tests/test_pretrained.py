@@ -13,6 +13,7 @@ import torch
 
 import world_models
 from agents import pretrained
+from agents.manifest import MANIFEST, verify
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = pretrained.readme_rows()
@@ -28,8 +29,8 @@ def test_every_folder_is_listed_once_in_the_readme_and_within_the_size_limits():
 @pytest.mark.parametrize("row", ROWS, ids=[r["name"] for r in ROWS])
 def test_pretrained_run_loads_and_scores_as_its_readme_claims(row):
     run = pretrained.ROOT / row["name"]
-    pretrained.verify(run)
-    manifest = json.loads((run / pretrained.MANIFEST).read_text())
+    verify(run)
+    manifest = json.loads((run / MANIFEST).read_text())
     metric, claimed = pretrained.parse_score(row["score"])
     assert (manifest["env"], manifest["agent"], manifest["backbone"], manifest["metric"]) == (
         row["env"],
@@ -95,7 +96,7 @@ def test_add_writes_config_checkpoint_manifest_and_a_readme_row_that_the_test_ac
     assert proc.returncode == 0 and "mean return" in proc.stdout, proc.stderr
     proc = memwm("imagine", "--run", str(target), "--episodes", "1", "--context", "3", "--horizon", "3", "--device", "cpu")
     assert proc.returncode == 0 and (target / "videos" / "imagine.png").exists(), proc.stderr
-    pretrained.verify(target)  # reading a run changes none of its files
+    verify(target)  # reading a run changes none of its files
 
 
 @pytest.mark.parametrize("edit, command", [("config", "eval"), ("checkpoint", "imagine"), ("missing", "inspect")])
@@ -114,7 +115,7 @@ def test_an_edited_pretrained_run_is_a_one_line_error(tmp_path, edit, command):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert ("was edited" if edit != "missing" else "is missing") in proc.stderr and "git checkout" in proc.stderr
     with pytest.raises(ValueError, match="was edited" if edit != "missing" else "is missing"):
-        pretrained.verify(target)
+        verify(target)
 
 
 def test_add_refuses_a_run_over_the_size_limit(tmp_path, monkeypatch):

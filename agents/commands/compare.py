@@ -6,8 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 
-from agents.compare import default_out, results_table, run_compare, task_env_id
-from agents.distributed import split_backbones
+from agents.compare import default_out, results_table, run_compare, split_backbones, task_env_id
 
 
 @functools.wraps(run_compare)  # the same flags and help as the library function
