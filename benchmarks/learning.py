@@ -138,8 +138,9 @@ def watch(proc: subprocess.Popen) -> None:
             info["stamps"][r["step"]] = round(elapsed, 2)
 
 
-def write(proc: subprocess.Popen) -> Path:
-    """The run's result file: a new record of `learning-<task>` (benchmarks.record: commit, command, machine, load)."""
+def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None) -> Path:
+    """The run's result file: a new record of `name` (default `learning-<task>`; benchmarks.record: commit, command,
+    machine, load), its payload updated with `extra`."""
     watch(proc)
     info = proc.memwm
     task = TASKS[info["task"]]
@@ -176,9 +177,10 @@ def write(proc: subprocess.Popen) -> Path:
         "reached_bar": None if reached is None else {"step": reached["step"], "minutes": reached["minutes"]},
         "met": reached is not None and reached["minutes"] is not None and reached["minutes"] <= task.minutes + 0.5,
         "evals": evals,
+        **(extra or {}),
     }
     info["log"].close()
-    return record.write_result(f"learning-{info['task']}", payload, started=info["started"])
+    return record.write_result(name or f"learning-{info['task']}", payload, started=info["started"])
 
 
 def load_results(name: str) -> list[dict]:

@@ -1,0 +1,160 @@
+"""Paired ablations: two settings of `memwm train` on the same task and the same seeds, side by side.
+
+    python -m benchmarks.ablate --task recall-k8 --a "" --b "--dreamer.actor-lr 3e-5" --seeds 0 1 2 --minutes 10
+    python -m benchmarks.ablate --task recall-k8 --plot-only        # redraw and re-tabulate the newest ablation
+
+A default is a decision with evidence: one seed per arm decides nothing, and on a shared machine the load
+moves every wall-clock number. So both arms run on every seed, and the two runs of a seed start together
+(two processes, one torch thread each): whatever else the machine does falls on both alike. Each run is
+the command a user types (`memwm train --env ID --seed S` plus the arm's flags) and writes its own record
+through benchmarks.learning (commit, command, machine, load, the evaluation curve) under
+`benchmarks/results/ablate-<task>/`, with its arm. The output is a PNG of both arms' curves (each seed
+thin, the mean thick; against env steps and against minutes) and a table of the paired difference b - a
+of the final and of the best evaluation, its mean and its range over the seeds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tyro
+
+from benchmarks import learning, record
+
+
+@dataclass
+class Args:
+    task: str = "recall-k8"
+    """a task of benchmarks.learning (its env, metric and bar)"""
+    a: str = ""
+    """arm a: extra `memwm train` flags ("" = the defaults)"""
+    b: str = ""
+    """arm b: extra `memwm train` flags"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    minutes: float = 10.0
+    """wall-clock budget of every run"""
+    runs: str = "runs/ablate"
+    """folder of the run folders (a fresh one per run)"""
+    plot_only: bool = False
+    """only redraw the curves and print the table of the newest ablation of the task"""
+
+
+def record_name(task: str) -> str:
+    return f"ablate-{task}"
+
+
+def run_pairs(args: Args) -> list[Path]:
+    """Both arms of each seed at once (two processes, one thread each); returns the records written."""
+    written = []
+    for seed in args.seeds:
+        procs = []
+        for arm, flags in (("a", args.a), ("b", args.b)):
+            proc = learning.run_one(args.task, "s5", seed, args.minutes, Path(args.runs), flags)
+            proc.memwm["arm"] = arm
+            procs.append(proc)
+        while any(p.poll() is None for p in procs):
+            time.sleep(10)
+            for p in procs:
+                learning.watch(p)
+        for p in procs:
+            extra = {"arm": p.memwm["arm"], "pair": {"a": args.a, "b": args.b}, "minutes": args.minutes}
+            path = learning.write(p, name=record_name(args.task), extra=extra)
+            print(f"benchmarks.ablate: wrote {path}", flush=True)
+            written.append(path)
+    return written
+
+
+def newest_ablation(task: str) -> list[dict]:
+    """The runs of the newest ablation of `task` (same arms, commit and budget as its newest record)."""
+    runs = [{**r["payload"], "commit": (r["commit"] or "nogit")[:12]} for r in record.all_runs(record_name(task))]
+    if not runs:
+        return []
+    last = runs[-1]
+    key = lambda r: (r["pair"]["a"], r["pair"]["b"], r["commit"], r["minutes"])  # noqa: E731
+    group = {(r["arm"], r["seed"]): r for r in runs if key(r) == key(last)}  # the newest run per arm and seed
+    return list(group.values())
+
+
+def label(run: dict) -> str:
+    return f"{run['arm']}: {run['flags'] or 'defaults'}"
+
+
+def plot(task: str, runs: list[dict]) -> Path | None:
+    """Both arms against env steps and minutes: every seed thin, the mean over seeds thick."""
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    metric = learning.TASKS[task].metric
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for arm, color in (("a", "tab:blue"), ("b", "tab:orange")):
+        arm_runs = [r for r in runs if r["arm"] == arm]
+        if not arm_runs:
+            continue
+        for ax, x_key in zip(axes, ("step", "minutes")):
+            curves = [[(e[x_key], e[metric]) for e in r["evals"] if e[x_key] is not None and e[metric] is not None] for r in arm_runs]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            for c in curves:
+                ax.plot(*zip(*c), color=color, lw=0.8, alpha=0.45)
+            grid = np.linspace(0, min(c[-1][0] for c in curves), 50)
+            mean = np.stack([np.interp(grid, *zip(*c)) for c in curves]).mean(0)
+            ax.plot(grid, mean, color=color, lw=2.2, label=f"{label(arm_runs[0])} ({len(curves)} seeds)")
+    for ax, xlabel in zip(axes, ("env steps", "minutes (one CPU thread, the pair side by side)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"eval {metric}")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"ablation on {learning.TASKS[task].env}: each seed thin, mean thick (commit {runs[0]['commit']})")
+    fig.tight_layout()
+    path = record.RESULTS / record_name(task) / "curves.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def table(task: str, runs: list[dict]) -> str:
+    """Per seed the final and best score of each arm, and the paired difference b - a: mean and range."""
+    by = {(r["arm"], r["seed"]): r for r in runs}
+    seeds = sorted({s for arm, s in by if (("a", s) in by and ("b", s) in by)})
+    lines = [f"{task}: a = {runs[0]['pair']['a'] or 'defaults'!r}, b = {runs[0]['pair']['b'] or 'defaults'!r}"]
+    out = {}
+    for key in ("final", "best"):
+        diffs = [by["b", s][key] - by["a", s][key] for s in seeds if by["a", s][key] is not None and by["b", s][key] is not None]
+        per_seed = ", ".join(f"seed {s}: {by['a', s][key]:+.3f} -> {by['b', s][key]:+.3f}" for s in seeds)
+        if diffs:
+            out[key] = diffs
+            mean = sum(diffs) / len(diffs)
+            lines.append(f"  {key}: {per_seed}; b - a mean {mean:+.3f} (range {min(diffs):+.3f} to {max(diffs):+.3f})")
+    return "\n".join(lines)
+
+
+def main(args: Args) -> None:
+    if args.task not in learning.TASKS:
+        print(f"benchmarks.ablate: error: unknown task {args.task!r}; known: {', '.join(learning.TASKS)}", file=sys.stderr)
+        raise SystemExit(2)
+    if args.minutes <= 0 or not args.seeds:
+        print("benchmarks.ablate: error: --minutes must be positive and --seeds must name at least one seed", file=sys.stderr)
+        raise SystemExit(2)
+    if not args.plot_only:
+        run_pairs(args)
+    runs = newest_ablation(args.task)
+    if not runs:
+        print(f"benchmarks.ablate: no ablation record of {args.task} yet", file=sys.stderr)
+        return
+    print(table(args.task, runs))
+    path = plot(args.task, runs)
+    if path:
+        print(f"benchmarks.ablate: curves in {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
