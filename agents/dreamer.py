@@ -52,6 +52,12 @@ class DreamerConfig:
     ac_eps: float = 1e-5
     wm_grad_clip: float = 1000.0
     ac_grad_clip: float = 100.0
+    # The world model learns rewards in the task's reward unit: divided by the largest |reward| replayed so
+    # far. Two-hot bins are spaced for rewards near 1 in symlog space, so a task that pays +-1/32 a step
+    # would sit inside one bin and teach the reward head almost nothing; in units of its largest reward
+    # every task looks alike to the reward head, the critic and the return normaliser, and a task whose
+    # rewards are all multiplied by c is learned exactly as the original (PPO's scale_rewards does the same).
+    scale_rewards: bool = True
 
 
 class ActionDist:
@@ -219,6 +225,9 @@ class Dreamer(nn.Module):
         self.critic = Critic(wm.feat_dim, hidden, layers, wmc.norm, wmc.act, config.critic_bins)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = ReturnNorm(config.retnorm_low, config.retnorm_high, config.retnorm_decay)
+        # the largest |reward| replayed so far (0: none yet); not in the module's state dict, so that weights
+        # saved before it existed still load: DreamerAgent saves it with the run's checkpoint
+        self.register_buffer("reward_unit", torch.zeros(()), persistent=False)
         self.opt_wm = torch.optim.Adam(wm.parameters(), lr=config.wm_lr, eps=config.wm_eps)
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.ac_eps)
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=config.ac_eps)
@@ -248,6 +257,8 @@ class Dreamer(nn.Module):
         """One update of world model, actor and critic on a batch of (B, L, ...) tensors; returns metrics."""
         cfg = self.config
         self.train()
+        if cfg.scale_rewards:
+            batch = {**batch, "reward": batch["reward"] / self.update_reward_unit(batch["reward"])}
         with self.autocast():
             loss, metrics, starts = self.wm.loss(batch, return_starts=True)
         self.opt_wm.zero_grad(set_to_none=True)
@@ -278,7 +289,16 @@ class Dreamer(nn.Module):
         out = {k: float(v) for k, v in metrics.items()}
         out.update({k: float(v) for k, v in ac_metrics.items()})
         out.update(wm_grad_norm=float(wm_norm), actor_grad_norm=float(actor_norm), critic_grad_norm=float(critic_norm))
+        out["reward_unit"] = float(self.reward_unit)
         return out
+
+    @torch.no_grad()
+    def update_reward_unit(self, reward: Tensor) -> Tensor:
+        """Fold the batch's rewards (B, L) into the running largest |reward|; return the divisor () (1 until a
+        nonzero reward has been seen). Data-parallel ranks fold in the mean of their batch maxima, so they agree."""
+        seen = distributed.all_mean(reward.detach().abs().max().float().reshape(1))[0]
+        self.reward_unit.copy_(torch.maximum(self.reward_unit, seen))
+        return torch.where(self.reward_unit > 0, self.reward_unit, torch.ones_like(self.reward_unit))
 
     def actor_critic_loss(self, starts, terminal: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Imagine `horizon` steps from every start (N states) and return (actor + critic loss, metrics).

@@ -174,6 +174,7 @@ class DreamerAgent:
             "agent": self.learner.state_dict(),
             "optimisers": self.learner.optimiser_state(),
             "action_rng": self.rng.bit_generator.state,
+            "reward_unit": float(self.learner.reward_unit),
         }
         if self.replay is not None:
             state["replay_rng"] = self.replay.rng.bit_generator.state
@@ -183,6 +184,7 @@ class DreamerAgent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state["agent"])
         self.learner.load_optimiser_state(state["optimisers"])
+        self.learner.reward_unit.fill_(state.get("reward_unit", 0.0))  # 0: no reward seen yet
         self.rng.bit_generator.state = state["action_rng"]
         self._saved_replay_rng = state.get("replay_rng")
         self._saved_replay_episodes = state.get("replay_episodes")

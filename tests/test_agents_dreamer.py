@@ -223,3 +223,34 @@ def test_the_probe_decoder_is_clipped_apart_from_the_world_model(monkeypatch):
     for name in ("probe decoder", "world-model"):
         norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in groups[name] if p.grad is not None]))
         assert norm <= 1e-3 * 1.001
+
+
+def _train_on_rewards(scale: float, scale_rewards: bool, updates: int = 3) -> dict[str, torch.Tensor]:
+    """The weights after `updates` updates of a seeded agent on seeded batches whose rewards are multiplied by `scale`."""
+    torch.manual_seed(0)
+    agent = _agent(gym.spaces.Discrete(3), backbone="s5", scale_rewards=scale_rewards)
+    for i in range(updates):
+        batch = _batch(agent.codec, seed=i)
+        batch["reward"] = torch.where(torch.rand(batch["reward"].shape, generator=torch.Generator().manual_seed(i)) < 0.5, 1.0, -1.0) / 32
+        batch["reward"] = batch["reward"] * scale
+        torch.manual_seed(100 + i)  # the same posterior and imagination samples in both runs
+        agent.update(batch)
+    return {k: v.clone() for k, v in agent.state_dict().items()}
+
+
+def test_scaled_rewards_are_learned_exactly_as_the_original_in_units_of_the_largest_reward():
+    # rewards of +-1/32 and the same rewards x32 (a power of two: the division is exact in float32)
+    small, large = _train_on_rewards(1.0, True), _train_on_rewards(32.0, True)
+    for k in small:
+        torch.testing.assert_close(small[k], large[k], rtol=0, atol=0, msg=k)
+    # test the test: without the reward unit the two runs learn different weights
+    small, large = _train_on_rewards(1.0, False), _train_on_rewards(32.0, False)
+    assert any(not torch.equal(small[k], large[k]) for k in small)
+
+
+def test_reward_unit_is_the_largest_reward_seen_and_one_before_any():
+    agent = _agent(gym.spaces.Discrete(3))
+    assert agent.update_reward_unit(torch.zeros(2, 4)).item() == 1.0  # nothing seen yet: rewards stay as they are
+    assert agent.update_reward_unit(torch.tensor([[0.0, -0.25], [0.125, 0.0]])).item() == 0.25
+    assert agent.update_reward_unit(torch.tensor([[0.1]])).item() == 0.25  # a running maximum
+    assert "reward_unit" not in agent.state_dict()  # weights saved without it still load; the run's checkpoint keeps it
