@@ -35,6 +35,7 @@ class DreamerConfig:
     lam: float = 0.95  # lambda of the lambda-returns
     entropy: float = 3e-4  # actor entropy bonus (on returns normalised to ~[0, 1])
     unimix: float = 0.01  # uniform mixture of the discrete action distribution
+    actor_out_scale: float = 1.0  # the actor's output layer starts at this multiple of its default init (DreamerV3: 0.01)
     min_std: float = 0.1  # continuous actions: std in [min_std, max_std]
     max_std: float = 1.0
     hidden: int = 0  # actor/critic MLP width; 0 = the world model's `hidden`
@@ -99,6 +100,9 @@ class Actor(nn.Module):
         self.codec, self.config = codec, config
         out = codec.dim if codec.discrete else 2 * codec.dim
         self.net = MLP(feat_dim, out, hidden, layers, norm, act)
+        with torch.no_grad():  # a small output layer starts the policy near uniform (near the middle of a Box)
+            self.net.net[-1].weight.mul_(config.actor_out_scale)
+            self.net.net[-1].bias.mul_(config.actor_out_scale)
 
     def forward(self, feat: Tensor) -> ActionDist:
         x = self.net(feat)

@@ -254,3 +254,12 @@ def test_reward_unit_is_the_largest_reward_seen_and_one_before_any():
     assert agent.update_reward_unit(torch.tensor([[0.0, -0.25], [0.125, 0.0]])).item() == 0.25
     assert agent.update_reward_unit(torch.tensor([[0.1]])).item() == 0.25  # a running maximum
     assert "reward_unit" not in agent.state_dict()  # weights saved without it still load; the run's checkpoint keeps it
+
+
+def test_actor_output_layer_starts_at_its_scale_of_the_default_init():
+    torch.manual_seed(0)
+    plain = _agent(gym.spaces.Discrete(3)).actor.net.net[-1]
+    torch.manual_seed(0)
+    small = _agent(gym.spaces.Discrete(3), actor_out_scale=0.01).actor.net.net[-1]
+    torch.testing.assert_close(small.weight, 0.01 * plain.weight)
+    torch.testing.assert_close(small.bias, 0.01 * plain.bias)

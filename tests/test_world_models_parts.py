@@ -373,3 +373,20 @@ def test_backbones_run_on_their_own_as_sequence_models():
             bb(torch.randn(2, 5, 6), is_first)
     with pytest.raises(ValueError, match="unknown backbone 'gru'"):
         wm.backbones.make("gru", 7, 16, config)
+
+
+@pytest.mark.parametrize("init", ["zeros", "torch"])
+def test_reward_head_starts_with_zero_bias_and_zero_or_random_weights(init):
+    import gymnasium as gym
+
+    torch.manual_seed(0)
+    obs = gym.spaces.Dict({"vector": gym.spaces.Box(-1, 1, (5,), np.float32)})
+    model = wm.make("s5", obs, gym.spaces.Discrete(3), wm.WorldModelConfig.preset("tiny", reward_head_init=init))
+    out = model.reward_head.net[-1]
+    assert torch.count_nonzero(out.bias) == 0
+    feat = torch.randn(7, model.feat_dim)
+    if init == "zeros":  # DreamerV3: every reward predicts exactly 0 at first
+        assert torch.count_nonzero(out.weight) == 0
+        torch.testing.assert_close(model.reward(feat), torch.zeros(7), rtol=0, atol=1e-5)
+    else:  # random weights: predictions vary with the features from the first step
+        assert out.weight.std() > 0.01 and model.reward(feat).std() > 0

@@ -130,8 +130,11 @@ class WorldModel(nn.Module):
         self.projector = nn.Linear(projected, self.encoder.out_dim, bias=False) if projected else None
         self.reward_head = MLP(self.feat_dim, c.reward_bins, c.hidden, c.mlp_layers, c.norm, c.act)
         self.cont_head = MLP(self.feat_dim, 1, c.hidden, c.mlp_layers, c.norm, c.act)
-        if not self.reward_head.net[-1].weight.is_meta:
-            nn.init.zeros_(self.reward_head.net[-1].weight)  # DreamerV3: reward predictions start at 0
+        out = self.reward_head.net[-1]
+        if not out.weight.is_meta:  # see WorldModelConfig.reward_head_init
+            nn.init.zeros_(out.bias)
+            if c.reward_head_init == "zeros":
+                nn.init.zeros_(out.weight)
         # running means of the reconstruction terms (config.obs_norm); 0 = not seen yet
         self.register_buffer("obs_norm_image", torch.zeros(()))
         self.register_buffer("obs_norm_vector", torch.zeros(()))
