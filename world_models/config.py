@@ -52,6 +52,11 @@ class WorldModelConfig:
 
     # heads and losses (DreamerV3)
     reward_bins: int = 255  # two-hot symlog bins over [-20, 20]
+    # The reward head's output layer: "zeros" (DreamerV3: every reward predicts 0 at first) or "torch"
+    # (PyTorch's default Linear init, bias zero). A zero output layer passes no gradient to the layer
+    # below it until its own weights have grown, so a reward that is a product of two inputs (the action
+    # and a remembered symbol) waits on a plateau; random output weights train the hidden layer at once.
+    reward_head_init: Literal["zeros", "torch"] = "zeros"
     free_bits: float = 1.0
     dyn_scale: float = 0.5
     rep_scale: float = 0.1
