@@ -390,3 +390,22 @@ def test_reward_head_starts_with_zero_bias_and_zero_or_random_weights(init):
         torch.testing.assert_close(model.reward(feat), torch.zeros(7), rtol=0, atol=1e-5)
     else:  # random weights: predictions vary with the features from the first step
         assert out.weight.std() > 0.01 and model.reward(feat).std() > 0
+
+
+@pytest.mark.parametrize("input_gain", ["zoh", "unit_variance"])
+def test_s5_state_variance_under_iid_inputs_matches_its_input_gain(input_gain):
+    # x_t = Lambda_bar x_{t-1} + B_bar u_t with i.i.d. unit-variance u: E|x_p|^2 = |gain_p|^2 ||B_p||^2 / (1 - |Lambda_bar_p|^2),
+    # which "unit_variance" makes ||B_p||^2 for every state, whatever its timescale
+    torch.manual_seed(0)
+    layer = S5Layer(H=4, P=8, dt_min=1e-2, dt_max=1.0, backend="reference", input_gain=input_gain)
+    u = torch.randn(64, 600, 4)
+    _, xs = layer(u, torch.zeros(64, 600, dtype=torch.bool), torch.zeros(64, 8, dtype=torch.complex64))
+    measured = xs[:, 200:].abs().pow(2).mean((0, 1))  # (P,) past the start's transient
+    Lambda_bar, B_bar, _ = layer.discretize()
+    expected = B_bar.abs().pow(2).sum(-1) / (1 - Lambda_bar.abs() ** 2)  # (P,)
+    torch.testing.assert_close(measured, expected.detach(), rtol=0.2, atol=0)
+    B_norm = torch.view_as_complex(layer.B).abs().pow(2).sum(-1).detach()
+    if input_gain == "unit_variance":
+        torch.testing.assert_close(expected.detach(), B_norm, rtol=1e-4, atol=0)
+    else:  # zero-order hold: slow states (small dt) hold i.i.d. inputs far below their input's scale
+        assert (expected.detach() / B_norm).min() < 0.1

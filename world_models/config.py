@@ -43,6 +43,12 @@ class WorldModelConfig:
     s4_state: int = 8  # S4: complex states per channel (the scan holds width * s4_state)
     s4_init: Literal["lin", "inv"] = "lin"  # S4D-Lin or S4D-Inv initialisation of A
     s5_init: Literal["gaussian", "s5"] = "gaussian"  # S5's B and C: complex normal, or the paper's (V^-1 B, C V, lecun)
+    # How an S5 state takes its input. "zoh": zero-order hold, B_bar = (Lambda_bar - 1) / Lambda B, about dt B for
+    # a small step: a state with a long timescale holds i.i.d. inputs at a scale of about sqrt(dt), so what it
+    # remembers of a symbol is a small direction beside the current input. "unit_variance": B_bar = sqrt(1 -
+    # |Lambda_bar|^2) B (the LRU's normalisation, Orvieto et al. 2023), so that every state holds i.i.d. inputs
+    # at their own variance, whatever its timescale.
+    s5_input: Literal["zoh", "unit_variance"] = "zoh"
     mamba_state: int = 8  # selective SSM: states per channel
     mamba_expand: int = 2  # selective SSM: inner width = expand * width
     dt_min: float = 1e-3  # SSM step sizes are initialised log-uniform in [dt_min, dt_max]

@@ -71,9 +71,13 @@ def readout(x: Tensor, C: Tensor, D: Tensor, u: Tensor) -> Tensor:
 class S5Layer(nn.Module):
     """u (B, L, H) -> y (B, L, H); state x (B, P) complex64. Parameters named as in the paper."""
 
-    def __init__(self, H: int, P: int, dt_min: float, dt_max: float, backend: str = "auto", init: str = "gaussian"):
+    def __init__(
+        self, H: int, P: int, dt_min: float, dt_max: float, backend: str = "auto", init: str = "gaussian", input_gain: str = "zoh"
+    ):
         super().__init__()
-        self.H, self.P, self.backend = H, P, backend
+        if input_gain not in ("zoh", "unit_variance"):
+            raise ValueError(f"unknown S5 input gain {input_gain!r}; known: zoh, unit_variance")
+        self.H, self.P, self.backend, self.input_gain = H, P, backend, input_gain
         Lambda = hippo_n_eigenvalues(P)
         self.Lambda_re_log = nn.Parameter(torch.log(-Lambda.real).to(torch.get_default_device()))  # Re(Lambda) = -exp(.)
         self.Lambda_im = nn.Parameter(Lambda.imag.to(torch.get_default_device()))
@@ -92,10 +96,14 @@ class S5Layer(nn.Module):
         self.state_shape, self.state_dtype = (P,), torch.complex64
 
     def discretize(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Zero-order hold: (Lambda_bar (P,), B_bar (P, H), C (H, P)), complex64."""
+        """Discretised parameters (zero-order hold for Lambda): (Lambda_bar (P,), B_bar (P, H), C (H, P)), complex64."""
         Lambda = torch.complex(-torch.exp(self.Lambda_re_log), self.Lambda_im)
         Lambda_bar = torch.exp(Lambda * torch.exp(self.log_dt))
-        B_bar = ((Lambda_bar - 1) / Lambda)[:, None] * torch.view_as_complex(self.B)
+        if self.input_gain == "zoh":
+            gain = (Lambda_bar - 1) / Lambda  # (P,) complex: zero-order hold
+        else:  # a state's stationary variance under i.i.d. unit inputs is gain^2 / (1 - |Lambda_bar|^2) = 1
+            gain = torch.sqrt(1 - Lambda_bar.abs() ** 2).to(Lambda_bar.dtype)  # (P,)
+        B_bar = gain[:, None] * torch.view_as_complex(self.B)
         return Lambda_bar, B_bar, torch.view_as_complex(self.C)
 
     def forward(self, u: Tensor, is_first: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -121,5 +129,5 @@ class S5Backbone(SSMBackbone):
             in_dim,
             width,
             config,
-            lambda: S5Layer(width, config.ssm_state, config.dt_min, config.dt_max, config.scan_backend, config.s5_init),
+            lambda: S5Layer(width, config.ssm_state, config.dt_min, config.dt_max, config.scan_backend, config.s5_init, config.s5_input),
         )
