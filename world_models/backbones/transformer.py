@@ -1,7 +1,19 @@
-"""A causal Transformer over (z_{t-1}, a_{t-1}) tokens (TransDreamer-style): pre-norm blocks,
-sinusoidal positions counted from the episode start, no attention across an episode start, an
-attention window of `config.context` tokens, and a key/value cache that carries the context across
-calls (chunks of a sequence, env steps, imagination)."""
+"""A causal Transformer over (z_{t-1}, a_{t-1}) tokens (TransDreamer-style): pre-norm blocks, rotary
+positions (RoPE), no attention across an episode start, an attention window of `config.context`
+tokens, and a key/value cache that carries the context across calls (chunks of a sequence, env
+steps, imagination).
+
+Positions are rotary so that attention depends only on the distance between two tokens, never on
+where the counting started: a training window starts its count at 0 (replay marks its first step
+as a reset), acting counts from the real episode start, and both give a token the same meaning.
+The rotation angles are computed in float64 from integer positions, so a long acting run loses no
+precision. What holds, to float32 rounding:
+- `forward` over a sequence equals `step` one token at a time, and two chunks carrying the state;
+- a row holding several episodes equals each episode alone (the mask is block-diagonal);
+- the output at token t reads tokens t - layers * (context - 1) .. t and nothing else, so acting
+  for any number of steps equals `forward` from a blank state over the last layers * (context - 1) + 1
+  tokens (its receptive field); with one layer, the last `context` tokens.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +23,26 @@ from torch import Tensor, nn
 
 from world_models.backbones.base import Backbone
 from world_models.config import WorldModelConfig
-from world_models.nets import make_act, make_norm, sinusoidal
+from world_models.nets import make_act, make_norm
+
+
+def rotary(pos: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """RoPE angles of integer positions pos (...) -> cos, sin (..., dim // 2), float32.
+
+    float64 angles keep cos and sin exact to float32 at any position (MPS has no float64)."""
+    dtype = torch.float32 if pos.device.type == "mps" else torch.float64
+    half = dim // 2
+    freq = 10000.0 ** (-torch.arange(half, device=pos.device, dtype=dtype) / max(half, 1))  # (dim/2,)
+    angle = pos.to(dtype)[..., None] * freq
+    return angle.cos().float(), angle.sin().float()
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x (B, heads, L, d) rotated pairwise (channel i with i + d/2) by cos, sin (B, 1, L, d/2); an odd last channel stays."""
+    half = cos.shape[-1]
+    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
+    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos, rest], -1)
+    return out.to(x.dtype)
 
 
 class Block(nn.Module):
@@ -25,26 +56,33 @@ class Block(nn.Module):
         self.proj = nn.Linear(width, width)
         self.mlp = nn.Sequential(nn.Linear(width, 2 * width), make_act(config.act), nn.Linear(2 * width, width))
 
-    def forward(self, x: Tensor, cache_k: Tensor, cache_v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, L, W); cache_k, cache_v (B, C, W); mask (B, L, C + L) bool, True = may attend.
+    def forward(self, x: Tensor, cache_k: Tensor, cache_v: Tensor, mask: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, L, W); cache_k, cache_v (B, C, W), the keys already rotated; mask (B, L, C + L) bool,
+        True = may attend; cos, sin (B, L, W / heads / 2) the rotation of the chunk's positions.
 
-        Returns (x (B, L, W), k, v (B, C + L, W)): the keys and values of cache and chunk."""
+        Returns (x (B, L, W), k, v (B, C + L, W)): the (rotated) keys and values of cache and chunk."""
         B, L, W = x.shape
+        d = W // self.heads
+
+        def heads(t: Tensor) -> Tensor:  # (B, T, W) -> (B, heads, T, d)
+            return t.reshape(B, t.shape[1], self.heads, d).transpose(1, 2)
+
+        def merge(t: Tensor) -> Tensor:  # (B, heads, T, d) -> (B, T, W)
+            return t.transpose(1, 2).reshape(B, t.shape[2], W)
+
         q, k, v = self.qkv(self.norm1(x)).chunk(3, -1)
-        k, v = torch.cat([cache_k, k], 1), torch.cat([cache_v, v], 1)
-
-        def heads(t: Tensor) -> Tensor:
-            return t.reshape(B, t.shape[1], self.heads, W // self.heads).transpose(1, 2)
-
-        att = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask[:, None])
-        x = x + self.proj(att.transpose(1, 2).reshape(B, L, W))
+        q, k = rotate(heads(q), cos[:, None], sin[:, None]), rotate(heads(k), cos[:, None], sin[:, None])
+        k, v = torch.cat([cache_k, merge(k)], 1), torch.cat([cache_v, v], 1)
+        att = F.scaled_dot_product_attention(q, heads(k), heads(v), attn_mask=mask[:, None])
+        x = x + self.proj(merge(att))
         return x + self.mlp(self.norm2(x)), k, v
 
 
 class TransformerBackbone(Backbone):
-    """(B, L, in_dim) -> (B, L, width). State: `k0`, `v0`, `k1`, ... (B, C, width) the cached keys and
-    values per block (C <= context - 1, oldest first), `valid` (B, C) bool, `pos` (B,) the position of
-    the next token in its episode."""
+    """(B, L, in_dim) -> (B, L, width). State: `k0`, `v0`, `k1`, ... (B, C, width) the cached keys
+    (rotated to their positions) and values per block (C <= context - 1, oldest first), `valid` (B, C)
+    bool, `pos` (B,) the position of the next token, counted from its episode's start (or from the
+    first token the backbone saw, for a sequence that began mid-episode: only distances matter)."""
 
     def __init__(self, in_dim: int, width: int, config: WorldModelConfig):
         super().__init__()
@@ -53,6 +91,7 @@ class TransformerBackbone(Backbone):
         if config.context < 1:
             raise ValueError(f"transformer context must be >= 1 token, got {config.context}")
         self.in_dim, self.out_dim, self.width, self.context = in_dim, width, width, config.context
+        self.head_dim = width // config.heads
         self.inp = nn.Linear(in_dim, width)
         self.blocks = nn.ModuleList(Block(width, config.heads, config) for _ in range(config.layers))
         self.norm = make_norm(config.norm, width)
@@ -76,6 +115,7 @@ class TransformerBackbone(Backbone):
         seg = torch.cumsum(is_first.long(), 1)  # (B, L) episode index in the chunk; 0 = the cache's episode
         last_reset = torch.cummax(torch.where(is_first, t, -1), 1).values  # (B, L)
         pos = torch.where(last_reset >= 0, t - last_reset, state["pos"][:, None] + t)  # (B, L)
+        cos, sin = rotary(pos, self.head_dim)  # (B, L, head_dim / 2)
 
         # who may attend to whom: query i (chunk) to key j (cache then chunk)
         dist = (C + t)[:, None] - torch.arange(C + L, device=x.device)  # (L, C + L)
@@ -83,9 +123,9 @@ class TransformerBackbone(Backbone):
         key_seg = torch.cat([torch.zeros(B, C, dtype=torch.long, device=x.device), seg], 1)  # (B, C + L)
         mask = key_valid[:, None] & (key_seg[:, None] == seg[:, :, None]) & (dist >= 0) & (dist < self.context)
 
-        h, keys, values = self.inp(x) + sinusoidal(pos, self.width), [], []
+        h, keys, values = self.inp(x), [], []
         for i, block in enumerate(self.blocks):
-            h, k, v = block(h, state[f"k{i}"], state[f"v{i}"], mask)
+            h, k, v = block(h, state[f"k{i}"], state[f"v{i}"], mask, cos, sin)
             keys.append(k)
             values.append(v)
         y = self.norm(h)  # (B, L, W)
