@@ -409,3 +409,35 @@ def test_s5_state_variance_under_iid_inputs_matches_its_input_gain(input_gain):
         torch.testing.assert_close(expected.detach(), B_norm, rtol=1e-4, atol=0)
     else:  # zero-order hold: slow states (small dt) hold i.i.d. inputs far below their input's scale
         assert (expected.detach() / B_norm).min() < 0.1
+
+
+def test_feature_norm_standardises_every_feature_by_running_statistics_of_training_batches():
+    import gymnasium as gym
+
+    torch.manual_seed(0)
+    obs = gym.spaces.Dict({"vector": gym.spaces.Box(-1, 1, (5,), np.float32)})
+    config = wm.WorldModelConfig.preset("tiny", feature_norm=True, feature_norm_decay=0.0)  # decay 0: the last batch's statistics
+    model = wm.make("s5", obs, gym.spaces.Discrete(3), config)
+    B, L = 4, 12
+    batch = {
+        "vector": torch.randn(B, L, 5),
+        "action": torch.nn.functional.one_hot(torch.randint(0, 3, (B, L)), 3).float(),
+        "reward": torch.randn(B, L),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+    }
+    batch["is_first"][:, 0] = True
+    model.loss(batch, sample=False)  # folds the batch's features into the statistics
+    _, _, feat, _ = model.observe({"vector": batch["vector"]}, batch["action"], batch["is_first"], sample=False)
+    raw = feat * torch.sqrt(model.feat_var + 1e-4) + model.feat_mean
+    flat = raw.reshape(-1, model.feat_dim)
+    torch.testing.assert_close(model.feat_mean, flat.mean(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model.feat_var, flat.var(0, unbiased=False), atol=1e-5, rtol=1e-4)
+    spread = flat.std(0) > 1e-3  # the standardised features of the same batch have mean 0 and spread ~1
+    torch.testing.assert_close(feat.reshape(-1, model.feat_dim).mean(0), torch.zeros(model.feat_dim), atol=1e-4, rtol=0)
+    assert (feat.reshape(-1, model.feat_dim).std(0)[spread] > 0.9).all()
+    with torch.no_grad():  # evaluation leaves the statistics as they are
+        before = model.feat_mean.clone()
+        model.loss({**batch, "vector": batch["vector"] + 5}, sample=False)
+    assert torch.equal(before, model.feat_mean)
+    assert "feat_mean" not in wm.make("s5", obs, gym.spaces.Discrete(3), wm.WorldModelConfig.preset("tiny")).state_dict()

@@ -49,6 +49,12 @@ class WorldModelConfig:
     # |Lambda_bar|^2) B (the LRU's normalisation, Orvieto et al. 2023), so that every state holds i.i.d. inputs
     # at their own variance, whatever its timescale.
     s5_input: Literal["zoh", "unit_variance"] = "zoh"
+    # Standardise the features (h_t, z_t) per dimension by running statistics of the training batches before
+    # the heads, the decoder, the actor and the critic read them. What a backbone remembers of an unpredictable
+    # symbol can lie in directions whose spread is a thousandth of the others': a head reads them only
+    # slowly, since a weight's effect scales with its input's spread (see benchmarks/reward_link.py).
+    feature_norm: bool = False
+    feature_norm_decay: float = 0.99  # EMA decay of the running mean and variance
     mamba_state: int = 8  # selective SSM: states per channel
     mamba_expand: int = 2  # selective SSM: inner width = expand * width
     dt_min: float = 1e-3  # SSM step sizes are initialised log-uniform in [dt_min, dt_max]

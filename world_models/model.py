@@ -35,7 +35,7 @@ OBS_KEYS = ("image", "vector")
 def image_loss(pred: Tensor, image: Tensor) -> Tensor:
     """Squared error summed over pixels: pred (..., 64, 64, 3) float in [0, 1] scale (the decoder's
     layout), image (..., 64, 64, 3) uint8 -> (...). One uint8 -> float pass and one fused
-    squared-error kernel each way (2.2x faster fwd+bwd at (16, 64) than sub/pow on CPU)."""
+    squared-error kernel each way, where sub and pow would each make an intermediate tensor."""
     target = image.float().div_(255.0)  # (..., 64, 64, 3)
     return F.mse_loss(pred, target, reduction="none").sum((-3, -2, -1))
 
@@ -135,6 +135,9 @@ class WorldModel(nn.Module):
             nn.init.zeros_(out.bias)
             if c.reward_head_init == "zeros":
                 nn.init.zeros_(out.weight)
+        if c.feature_norm:  # running statistics of the features (config.feature_norm); only then in the state dict
+            self.register_buffer("feat_mean", torch.zeros(self.feat_dim))
+            self.register_buffer("feat_var", torch.ones(self.feat_dim))
         # running means of the reconstruction terms (config.obs_norm); 0 = not seen yet
         self.register_buffer("obs_norm_image", torch.zeros(()))
         self.register_buffer("obs_norm_vector", torch.zeros(()))
@@ -155,6 +158,22 @@ class WorldModel(nn.Module):
             torch.zeros(batch_size, self.act_dim, device=device),
             self.backbone.initial_state(batch_size, device),
         )
+
+    def features(self, h: Tensor, z: Tensor) -> Tensor:
+        """h (..., H), z (..., Z) -> the features (..., F) every head, the decoder and the policy read: (h, z),
+        standardised per dimension by the running statistics when config.feature_norm."""
+        feat = torch.cat([h, z], -1)
+        if not self.config.feature_norm:
+            return feat
+        return (feat - self.feat_mean) / torch.sqrt(self.feat_var + 1e-4)
+
+    @torch.no_grad()
+    def _update_feature_stats(self, h: Tensor, z: Tensor) -> None:
+        """Fold a training batch's features (B, L, F) into the running mean and variance (EMA)."""
+        flat = torch.cat([h, z], -1).detach().float().flatten(0, -2)  # (N, F)
+        d = self.config.feature_norm_decay
+        self.feat_mean.mul_(d).add_((1 - d) * flat.mean(0))
+        self.feat_var.mul_(d).add_((1 - d) * flat.var(0, unbiased=False))
 
     @staticmethod
     def _pick(dist: Latent, sample: bool, generator: torch.Generator | None) -> Tensor:
@@ -255,7 +274,7 @@ class WorldModel(nn.Module):
             if all_states:
                 mem = {"h": h}
         prior = self.prior_net(h)
-        feat = torch.cat([h, z], -1)  # (B, L, F)
+        feat = self.features(h, z)  # (B, L, F)
         if all_states:
             starts = State(h.flatten(0, 1), z.flatten(0, 1), action.flatten(0, 1), {k: v.flatten(0, 1) for k, v in mem.items()})
             last = starts[torch.arange(B, device=h.device) * L + L - 1]
@@ -285,7 +304,7 @@ class WorldModel(nn.Module):
         embed = self.encoder(obs)  # (B, E)
         post = self.posterior_net(torch.cat([h, embed], -1) if self.posterior_sees_h else embed)
         z = self._pick(post, sample, generator)
-        return State(h, z, torch.zeros_like(prev_action), mem), torch.cat([h, z], -1)
+        return State(h, z, torch.zeros_like(prev_action), mem), self.features(h, z)
 
     # -------------------------------------------------------------------------------- imagining
     def img_step(
@@ -296,7 +315,7 @@ class WorldModel(nn.Module):
         h, mem = self.backbone.step(x, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device), state.mem)
         prior = self.prior_net(h)
         z = self._pick(prior, sample, generator)  # straight-through: dynamics gradients flow
-        return State(h, z, torch.zeros_like(action), mem), torch.cat([h, z], -1), prior
+        return State(h, z, torch.zeros_like(action), mem), self.features(h, z), prior
 
     def imagine(
         self,
@@ -320,7 +339,7 @@ class WorldModel(nn.Module):
             self._check_action(policy, (N, horizon), "imagine (given actions)")
         elif not callable(policy):
             raise ValueError(f"imagine: policy must be a callable or an action tensor (N, H, A), got {type(policy).__name__}")
-        feats, acts, zs, priors = [torch.cat([start.h, start.z], -1)], [], [start.z], []
+        feats, acts, zs, priors = [self.features(start.h, start.z)], [], [start.z], []
         state = start
         for i in range(horizon):
             action = policy[:, i] if given else policy(feats[-1])
@@ -415,7 +434,9 @@ class WorldModel(nn.Module):
     ):
         """DreamerV3's world-model loss on a batch of (B, L, ...) sequences.
 
-        batch: observation keys, `action` (B, L, A), `reward` (B, L), `is_first`, `is_terminal` (B, L).
+        batch: observation keys, `action` (B, L, A), `reward` (B, L), `is_first`, `is_terminal` (B, L), and
+        optionally `context/...` (B, ...), the state each window starts from (`State.to_arrays`, DreamerV3's
+        replay context), read when `state` is None; is_first[:, 0] resets the rows that begin an episode.
         Returns (loss, metrics) or, with return_starts, (loss, metrics, starts): a detached State
         batched over B*L (b-major), the state right after observing each step.
         """
@@ -429,7 +450,12 @@ class WorldModel(nn.Module):
             raise ValueError(f"loss: reward must be {lead}, got {tuple(reward.shape)}")
         is_terminal = self._check_flags(batch["is_terminal"], lead, "is_terminal", "loss")
         obs = {k: batch[k] for k in self._obs_keys()}
+        if state is None and "context/h" in batch:
+            state = State.from_arrays(batch, "context/")
         post, prior, feat, _, starts, embed = self._observe(obs, action, batch["is_first"], state, sample, generator, return_starts)
+        if self.config.feature_norm and self.training and torch.is_grad_enabled():  # the batch's (h, z), un-standardised
+            raw = feat.detach() * torch.sqrt(self.feat_var + 1e-4) + self.feat_mean
+            self._update_feature_stats(raw[..., : self.h_dim], raw[..., self.h_dim :])
 
         c = self.config
         terms = self._representation_terms(obs, feat, embed, self._check_flags(batch["is_first"], lead, "is_first", "loss"))
