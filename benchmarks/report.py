@@ -290,7 +290,10 @@ def vs_sheeprl(results: Path, prefix: str) -> str:
 
 
 def icrl(results: Path, prefix: str) -> str:
-    """Every in-context RL result: the bandit and dark-room scores against their targets, and the speed ratios."""
+    """Every in-context RL result: the bandit and dark-room scores against their targets, and the speed ratios.
+
+    benchmarks/icrl.py trains with its own loop around agents.ppo.PPO, with its own PPO settings, not through
+    `memwm train --agent ppo`; the table says so, since no `memwm train` run has these scores."""
     rs = runs("icrl", results)
     rows, speed = [], []
     for r in rs:
@@ -317,8 +320,14 @@ def icrl(results: Path, prefix: str) -> str:
     if not rs:
         return NONE
     header = ["file", "env", "memory", "minutes", "updates", "target", "measured", "", "commit"]
+    where = (
+        "Trained by benchmarks/icrl.py's own training loop and PPO settings, not by `memwm train --agent ppo`, "
+        "which has no recorded in-context result."
+    )
     return (
-        table(header, rows)
+        where
+        + "\n\n"
+        + table(header, rows)
         + "\n\n"
         + table(["file", "trial length", "s5 / rssm steps/s: whole loop", "update alone", "target", "commit"], speed)
     )
@@ -456,7 +465,10 @@ def headline(results: Path, prefix: str) -> str:
     if bandit:
         r = max(bandit, key=lambda r: r["payload"]["bandit"]["train_minutes"])
         q = r["payload"]["bandit"]
-        what = f"In-context RL, {q['env']}, recurrent PPO with {q['backbone']} memory, {q['train_minutes']:g} min"
+        what = (
+            f"In-context RL, {q['env']}, recurrent PPO with {q['backbone']} memory, {q['train_minutes']:g} min "
+            "of `python -m benchmarks.icrl`'s own training loop (not `memwm train`)"
+        )
         rows.append([what, f"{q['value']:.2f} of Thompson sampling's return", link(r, results, prefix)])
     for name in folders("world-models-", results):
         r = runs(name, results)[-1]
