@@ -34,7 +34,7 @@ _PARALLEL_LOCK = threading.Lock()
 
 # The loops below walk over time with row views (a[ia, t, lo:hi]) and keep the running state in a
 # local array: LLVM then vectorises the inner loop over channels (indexing h[i, t - 1, d] directly
-# was 5-10x slower for real dtypes, the loads and stores possibly aliasing).
+# keeps it from vectorising for real dtypes, the loads and stores possibly aliasing).
 
 
 @njit(cache=True, nogil=True)

@@ -56,7 +56,8 @@ class OneHotCategorical:
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         # Inverse CDF: one uniform per variable, index = #{k : cdf_k <= u * cdf_K}; a class of probability 0
-        # is never drawn. 3x faster than torch.multinomial on the (B*L*stoch, classes) rows of a batch.
+        # is never drawn. One cumsum and one comparison for all the (B*L*stoch, classes) rows of a batch at
+        # once, where torch.multinomial samples row by row.
         cdf = self.probs.detach().cumsum(-1)  # (..., K)
         u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device, dtype=cdf.dtype)
         index = (cdf <= u * cdf[..., -1:]).sum(-1)  # (...)

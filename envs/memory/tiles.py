@@ -73,7 +73,7 @@ def solid(colour: np.ndarray) -> np.ndarray:
     return np.broadcast_to(np.asarray(colour, np.uint8), (TILE, TILE, 3)).copy()
 
 
-# Every tile any task draws, built once at import (about 2,200 sprites, 0.4 MB), so that a reset
+# Every tile any task draws, built once at import (a few thousand small sprites), so that a reset
 # only writes tile ids into a grid. Colours are indices into COLOURS: the palette, then these.
 GREY_HUD = np.array((60, 60, 60), np.uint8)
 COLOURS = np.concatenate([PALETTE, np.stack([FLOOR, BLACK, WHITE, GOLD, GREY_HUD])])  # (19, 3)
