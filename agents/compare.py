@@ -53,7 +53,6 @@ from world_models.probes import imagination_speed, junction_arm, probe_context, 
 from world_models.saving import load_world_model, save_world_model
 from world_models.video import imagination_video, write_video
 
-PROBES = {"rooms": "imagination", "teleport": "imagination", "distracting": "reward", "doors-keys": "doors"}
 # The data's policy per probe. The reward probe records uniform random actions: the scripted policy of
 # memory/distracting-* always takes the cue's arm, so every reward would be +1 and predicting it would
 # need no memory. Of those it keeps the episodes that took arm REWARD_ARM at the junction (the arm is
@@ -63,9 +62,6 @@ PROBES = {"rooms": "imagination", "teleport": "imagination", "distracting": "rew
 # (benchmarks/results/compare-distracting-100).
 COLLECT_POLICY = {"imagination": "scripted", "reward": "random", "doors": "scripted"}
 REWARD_ARM = 0
-# Observed steps past the query start before imagining: memory/teleport's first query frame shows
-# where the agent was teleported to, which no model can guess; from there on memory decides.
-CONTEXT_PAST_QUERY = {"memory/teleport": 1}
 PROBE_VERSION = 2  # bumped when the probes change; a rerun scores finished backbones again without retraining
 VIDEO_CONTEXT = 8  # context frames shown before the imagined ones in the GIFs
 VIDEO_HORIZON = 128  # at most this many imagined frames in the GIFs
@@ -75,9 +71,9 @@ VIDEO_HORIZON = 128  # at most this many imagined frames in the GIFs
 
 
 def task_env_id(task: str) -> str:
-    """`distracting-100` or `memory/distracting-100` -> `memory/distracting-100` (checked against envs.ids())."""
+    """`distracting-100` or `memory/distracting-100` -> `memory/distracting-100` (a registered task with a compare probe)."""
     env_id = task if "/" in task else f"memory/{task}"
-    known = [i for i in envs.ids() if i.startswith("memory/")]
+    known = [i for i in envs.ids() if i.startswith("memory/") and envs.spec(i).probe is not None]
     if env_id not in known:
         raise ValueError(f"unknown compare task {task!r}; known: {', '.join(i.split('/', 1)[1] for i in known)}")
     return env_id
@@ -89,12 +85,17 @@ def default_out(env_id: str) -> Path:
 
 
 def probe_kind(env_id: str) -> str:
-    """Which S4WM probe a memory task gets: imagination, reward or doors."""
-    name = env_id.split("/", 1)[-1]
-    for prefix, kind in PROBES.items():
-        if name.startswith(prefix):
-            return kind
-    raise ValueError(f"no compare probe for {env_id!r}; tasks: {', '.join(f'memory/{p}-*' for p in PROBES)}")
+    """Which S4WM probe a memory task gets (its spec's `probe` fact): imagination, reward or doors."""
+    kind = envs.spec(env_id).probe if env_id in envs.ids() else None
+    if kind is None:
+        tasks = [i for i in envs.ids() if envs.spec(i).probe is not None]
+        raise ValueError(f"no compare probe for {env_id!r}; tasks: {', '.join(tasks)}")
+    return kind
+
+
+def probe_shift(env_id: str) -> int:
+    """Steps the probes observe past the query start before imagining (the spec's `unseen_query_steps`)."""
+    return envs.spec(env_id).unseen_query_steps
 
 
 def ensure_data(env_id: str, folder: Path, episodes: int, eval_episodes: int, seed: int, policy: str = "scripted") -> dict[str, list]:
@@ -339,7 +340,7 @@ def run_compare(
     """
     env_id = task_env_id(task)
     kind = probe_kind(env_id)
-    shift = CONTEXT_PAST_QUERY.get(env_id, 0)
+    shift = probe_shift(env_id)
     names = [b.strip() for b in backbones.split(",") if b.strip()]
     unknown = [b for b in names if b not in world_models.BACKBONES]
     if unknown or not names:
@@ -611,6 +612,7 @@ __all__ = [
     "run_compare",
     "task_env_id",
     "probe_kind",
+    "probe_shift",
     "ensure_data",
     "sequence_batches",
     "train_world_model",

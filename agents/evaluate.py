@@ -38,6 +38,11 @@ def has_success(env_id: str) -> bool:
     return envs.spec(env_id).goal
 
 
+def has_trials(env_id: str) -> bool:
+    """Whether `env_id` is an in-context RL task (its spec's `trials` fact): an episode is a trial of several."""
+    return envs.spec(env_id).trials
+
+
 def episode_success(env_id: str, info: dict, episode_return: float) -> float:
     """1.0 or 0.0 for a finished episode of the goal task `env_id` (the spec's rule: the env's own `success`
     flag at the last step, else whether the return was positive)."""
@@ -113,7 +118,7 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
     step = payload["counters"]["step"]
     n = episodes or config.eval_episodes
     seed = evaluation_seed(config.seed, 0, n) if seed is None else seed
-    in_context = config.env.startswith("icrl/")
+    in_context = has_trials(config.env)
     plot = run / "icrl" / f"icrl-{step:09d}.png" if in_context else None
     if config.agent == "ppo":
         learner = ppo.build(config, torch_device)

@@ -475,9 +475,10 @@ def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None
     """Whole trials with the sampling policy; on icrl/* envs the in-context metrics, bandit regrets and PNG.
 
     Returns the scalars, `eval/return` (mean trial return) among them; logs them through `logger`."""
+    import envs as memwm_envs
     from agents import icrl
 
-    in_context = config.env.startswith("icrl/")
+    in_context = memwm_envs.spec(config.env).trials
     metrics, _ = icrl.evaluate(
         RecurrentPolicy(ppo),
         config.env,

@@ -16,7 +16,9 @@ runs/pretrained/README.md lists every run in one table row: the command that tra
 commit it was trained at, its measured score, the episodes that score was measured on, and its
 size. A run whose files no longer match their manifest is refused with one line (`verify` in
 agents/manifest.py, which the readers of run folders call), so a score in the table always
-belongs to the weights beside it.
+belongs to the weights beside it. tests/test_pretrained.py also holds every listed run to beating its
+reference (`reference`, `beats`: a uniformly random policy, or the same config untrained) on the same
+episodes, so that no run at chance is listed.
 
 Maintainers turn a finished `memwm train` run into a pretrained one with
 
@@ -35,6 +37,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from agents.common import atomic_write
@@ -53,41 +56,151 @@ PROBE_TOLERANCE = 0.02  # a compare backbone's probe, relative
 COLUMNS = ("name", "env", "agent", "backbone", "score", "episodes", "size", "commit", "command")
 
 
+# How far a run must beat its reference, so that a run at chance cannot pass for a trained one: by this
+# many standard errors. A train run's reference is a uniformly random policy on the same evaluation seeds
+# (the standard error of the difference of the two means over episodes). A compare backbone has no policy:
+# its reference is its config with fresh weights on the same held-out episodes, and since two fresh
+# initialisations differ by far more than one model's error varies over episodes, the reference is
+# UNTRAINED_INITS of them and the standard error is the spread of their scores (beside the episodes').
+MARGIN_SE = 3.0
+UNTRAINED_INITS = 4
+LOWER_IS_BETTER = ("door_mse", "query_mse")  # frame errors; every other score is better higher
+POLICIES = ("trained", "untrained", "random")
+
+
 # A compare backbone's score: its task's probe, the compare's headline number.
 PROBE_METRIC = {"doors": "door_mse", "reward": "reward_acc_imagination", "imagination": "query_mse"}
 
 
-def measure(run_dir: str | Path, episodes: int, device: str = "cpu") -> dict:
-    """The run's score on `episodes` episodes, the global generators seeded: {"metric", "score", "episodes"}.
+def reference(run_dir: str | Path) -> str:
+    """What a run must beat: "random" (a uniformly random policy) for a train run; "untrained" (its config
+    with fresh weights) for a compare backbone, which has no policy."""
+    return "untrained" if (Path(run_dir) / "model.pt").is_file() else "random"
 
-    A train run: "success" (goal tasks) or "return" on the first of its evaluation seeds. A compare
-    backbone: its probe (PROBE_METRIC) on the first of the compare's held-out episodes.
+
+def measure(run_dir: str | Path, episodes: int, device: str = "cpu", policy: str = "trained", init: int = 0) -> dict:
+    """The run's score on `episodes` episodes, the global generators seeded: {"metric", "score", "episodes", "scores"}.
+
+    A train run: "success" (goal tasks) or "return" on the first of its evaluation seeds, through the code
+    `memwm eval` runs (agents/evaluate.py's episodes, or agents/icrl.py's trials for PPO). A compare
+    backbone: its probe (PROBE_METRIC) on the first of the compare's held-out episodes. `scores` holds the
+    score of each episode (trial) that has one, for standard errors.
+
+    policy: "trained" (the run's weights), "untrained" (the run's config with fresh weights) or "random"
+    (a uniformly random policy in place of the agent's; train runs only), on the same seeds or episodes.
+    init: the seed of the global generators, set before the agent or model is built (fresh weights differ
+    by it); 0 replays the README's score, which `evaluate_run` measured after seeding them with 0.
     """
     from agents.common import seed_everything
-    from agents.evaluate import evaluate_run
 
-    seed_everything(0)
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+    seed_everything(init)
     if (Path(run_dir) / "model.pt").is_file():
-        return _measure_world_model(Path(run_dir), episodes, device)
-    scalars = evaluate_run(run_dir, episodes, device=device).scalars
-    metric = "success" if "eval/success" in scalars else "return"
-    return {"metric": metric, "score": float(scalars[f"eval/{metric}"]), "episodes": episodes}
+        return _measure_world_model(Path(run_dir), episodes, device, policy)
+    return _measure_train_run(Path(run_dir), episodes, device, policy)
 
 
-def _measure_world_model(run_dir: Path, episodes: int, device: str) -> dict:
+class UniformPolicy:
+    """Uniformly random actions behind both evaluation interfaces: `policy` for agents/evaluate.py's episodes
+    (with the agent's codec and world model, whose state it passes through unused) and `act` for agents/icrl.py's trials."""
+
+    def __init__(self, codec, wm=None, seed: int = 0):
+        self.codec, self.wm, self.rng = codec, wm, np.random.default_rng(seed)
+
+    def policy(self, state, obs, prev_action, is_first, explore: bool = False):
+        return torch.from_numpy(self.codec.random(1, self.rng)).to(prev_action.device), state
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.codec.to_env(self.codec.random(len(obs["is_first"]), self.rng))
+
+
+def _measure_train_run(run_dir: Path, episodes: int, device: str, policy: str) -> dict:
+    from agents import ppo
+    from agents.common import evaluation_seed, pick_device
+    from agents.evaluate import has_success, run_episodes
+    from agents.icrl import run_trials
+    from agents.runs import build_agent, latest_checkpoint, load_run_config
+
+    config = load_run_config(run_dir)
+    torch_device = pick_device(device)
+    payload, _ = latest_checkpoint(run_dir, torch_device)
+    seed = evaluation_seed(config.seed, 0, episodes)  # as evaluate_run: the first of the run's evaluation seeds
+    if config.agent == "ppo":  # as ppo.evaluate: whole trials with the sampling policy, scored by their return
+        learner = ppo.build(config, torch_device)
+        if policy == "trained":
+            learner.load_state_dict(payload["agent"])
+        actor = UniformPolicy(learner.model.codec) if policy == "random" else ppo.RecurrentPolicy(learner)
+        trials = run_trials(actor, config.env, episodes, seed, num_envs=min(8, episodes), **config.env_options)
+        scores = [float(r) for r in trials.reward.sum(-1)]
+        return {"metric": "return", "score": float(np.mean(scores)), "episodes": episodes, "scores": scores}
+    agent, _ = build_agent(config, torch_device)
+    if policy == "trained":
+        agent.load_state_dict(payload["agent"])
+    agent.eval()
+    actor = UniformPolicy(agent.codec, agent.wm) if policy == "random" else agent
+    result = run_episodes(actor, config.env, config.env_options, episodes, seed, torch_device)
+    metric = "success" if has_success(config.env) else "return"
+    scores = [float(s) for s in (result.successes if metric == "success" else result.returns)]
+    return {"metric": metric, "score": float(np.mean(scores)), "episodes": episodes, "scores": scores}
+
+
+def _measure_world_model(run_dir: Path, episodes: int, device: str, policy: str) -> dict:
     import tempfile
 
-    from agents.compare import CONTEXT_PAST_QUERY, COLLECT_POLICY, ensure_data, probe_kind
+    import world_models
+    from agents.compare import COLLECT_POLICY, ensure_data, probe_kind, probe_shift
     from world_models.probes import run_probes
     from world_models.saving import load_world_model
 
+    if policy == "random":
+        raise ValueError(f"{run_dir} is a world model: it has no policy to replace; its reference is 'untrained'")
     loaded = load_world_model(run_dir / "model.pt", device)
+    wm = loaded.wm
+    if policy == "untrained":
+        config = world_models.WorldModelConfig(**loaded.payload["config"])
+        wm = world_models.make(loaded.backbone, loaded.obs_space, loaded.act_space, config).to(device).eval()
     settings = json.loads((run_dir / "metrics.json").read_text())["settings"]
     kind = probe_kind(loaded.env)
+    metric, shift = PROBE_METRIC[kind], probe_shift(loaded.env)
     with tempfile.TemporaryDirectory() as tmp:  # the compare's held-out episodes: its seed, its policy
         data = ensure_data(loaded.env, Path(tmp), 1, episodes, settings["seed"], COLLECT_POLICY[kind])
-    probes = run_probes(loaded.wm, kind, data["eval"], loaded.act_space, device, CONTEXT_PAST_QUERY.get(loaded.env, 0))
-    return {"metric": PROBE_METRIC[kind], "score": float(probes[PROBE_METRIC[kind]]), "episodes": episodes}
+    score = float(run_probes(wm, kind, data["eval"], loaded.act_space, device, shift)[metric])
+    scores = []
+    for ep in data["eval"]:
+        try:
+            scores.append(float(run_probes(wm, kind, [ep], loaded.act_space, device, shift)[metric]))
+        except ValueError:  # nothing the probe scores after this episode's context (no door in view, no decided reward)
+            continue
+    return {"metric": metric, "score": score, "episodes": episodes, "scores": scores}
+
+
+def reference_scores(run_dir: str | Path, episodes: int, device: str = "cpu") -> list[dict]:
+    """What `beats` compares a run with: the measures of its reference (`reference`): one for a random
+    policy, UNTRAINED_INITS fresh initialisations (init 1, 2, ...) for a compare backbone."""
+    kind = reference(run_dir)
+    inits = range(1, UNTRAINED_INITS + 1) if kind == "untrained" else [0]
+    return [measure(run_dir, episodes, device, kind, init) for init in inits]
+
+
+def margin(measured: dict, references: list[dict]) -> tuple[float, float]:
+    """(how far `measured`'s mean score is better than its references' mean, the standard error of that
+    difference): positive when better, whichever way the metric points. Over the episodes of `measured`
+    and of each reference; with several references (fresh initialisations), also their spread."""
+    a = np.asarray(measured["scores"], float)
+    refs = [np.asarray(r["scores"], float) for r in references]
+    ref_mean = float(np.mean([r.mean() for r in refs]))
+    better = ref_mean - a.mean() if measured["metric"] in LOWER_IS_BETTER else a.mean() - ref_mean
+    var = a.var(ddof=1) / len(a) + np.mean([r.var(ddof=1) / len(r) for r in refs])
+    if len(refs) > 1:  # another initialisation scores within this spread of the references' mean
+        var += np.var([r.mean() for r in refs], ddof=1)
+    return float(better), float(np.sqrt(var))
+
+
+def beats(measured: dict, references: list[dict]) -> bool:
+    """Whether `measured` (a `measure`) is better than its references by at least MARGIN_SE standard errors."""
+    better, se = margin(measured, references)
+    return better > 0 and better >= MARGIN_SE * se
 
 
 def within_tolerance(metric: str, claimed: float, measured: float) -> bool:

@@ -4,7 +4,7 @@ Registered ids are listed by `ids()`; on top of them every `dmc/<domain>-<task>`
 `dmc-pomdp/<domain>-<task>` that dm_control's suite has, every `icrl/bandit-<k>`,
 `memory/recall-k<K>` and `memory/count-<n>`, every `gym:<registered gymnasium id>` and every
 `gym:<module>:<id>` (the module is imported first, which registers the id) can be made.
-`spec(id)` holds the task's facts (goal task? trials? memory horizon? cue in info? see `Spec`).
+`spec(id)` holds the task's facts (goal task? trials? memory horizon? cue in info? compare probe? see `Spec`).
 
 Vector environments use gymnasium's NEXT_STEP autoreset: after a step that returns `is_last`
 (terminated or truncated), the next `step()` ignores its action and returns the first
@@ -50,11 +50,17 @@ class Spec:
     - episode_length: the most steps (actions) an episode takes, None when unknown.
     - eval_episodes: episodes per evaluation: for goal tasks enough that a policy at chance
       cannot pass for a successful one (at least 32); fewer for control tasks with costly steps.
-    - action_repeat: simulator steps per env step (the env repeats each action itself), to
-      count frames as papers do; 1 for most tasks, 2 for dm_control.
     - cue: on reset and every step the env's `info` holds `cue`, an int class label of what must
       be remembered, and `cue_step`, the observation index (0 = the reset's) at which it was
       first in view, -1 while it has not been seen yet. For probes of what a model retains.
+    - probe: the S4WM probe of what a world model remembers that `memwm compare` scores on the
+      task (memory/* tasks with a context and a query phase), None for the others:
+      "imagination" (imagine the query phase after the context: memory/rooms-*, memory/teleport),
+      "reward" (the reward a remembered cue decides: memory/distracting-*) or "doors" (the frames
+      showing doors that remembered keys open: memory/doors-keys-*).
+    - unseen_query_steps: query steps at the start of the query phase that show what no memory
+      can hold (memory/teleport's first query frame shows where the agent was teleported to);
+      the imagination probe observes them before imagining.
     """
 
     id: str
@@ -66,8 +72,9 @@ class Spec:
     memory_horizon: int | None = None
     episode_length: int | None = None
     eval_episodes: int = 8
-    action_repeat: int = 1
     cue: bool = False
+    probe: str | None = None
+    unseen_query_steps: int = 0
 
     def cls(self) -> type[gym.Env]:
         module, name = self.target.split(":")
@@ -89,11 +96,11 @@ class Spec:
             words.append(f"<= {self.episode_length} steps")
         if self.memory_horizon is not None:
             words.append(f"memory {self.memory_horizon} obs")
-        if self.action_repeat != 1:
-            words.append(f"action repeat {self.action_repeat}")
         words.append(f"eval {self.eval_episodes}")
         if self.cue:
             words.append("cue in info")
+        if self.probe is not None:
+            words.append(f"compare probe {self.probe}")
         return ", ".join(words)
 
 
@@ -128,6 +135,7 @@ def _registered() -> dict[str, Spec]:
                 {"n_rooms": n},
                 **goal,
                 **_whole_episode(150 * n),
+                probe="imagination",
             )
             for n in (2, 4, 10)
         ),
@@ -140,6 +148,7 @@ def _registered() -> dict[str, Spec]:
                 {"n_keys": k},
                 **goal,
                 **_whole_episode(10 * k + 30),
+                probe="doors",
             )
             for k in (3, 5, 7)
         ),
@@ -151,6 +160,8 @@ def _registered() -> dict[str, Spec]:
             TELEPORT,
             **goal,
             **_whole_episode(160),
+            probe="imagination",
+            unseen_query_steps=1,
         ),
         Spec(
             "pomdp/cartpole-positions",
@@ -228,6 +239,7 @@ def _distracting_spec(n: int) -> Spec:
         eval_episodes=GOAL_EVAL,
         **_whole_episode(n + 1),
         cue=True,
+        probe="reward",
     )
 
 
@@ -274,7 +286,6 @@ def _dmc_spec(env_id: str, pixels: bool) -> Spec:
         memory_horizon=FEW,
         episode_length=500,
         eval_episodes=4,
-        action_repeat=2,
     )
 
 
@@ -442,7 +453,7 @@ def cli_envs(env: str | None = None) -> None:
     if env is not None:
         s = spec(env)
         print(f"{s.id}: {s.description}")
-        for name in ("goal", "trials", "memory_horizon", "episode_length", "eval_episodes", "action_repeat", "cue"):
+        for name in ("goal", "trials", "memory_horizon", "episode_length", "eval_episodes", "cue", "probe", "unseen_query_steps"):
             print(f"  {name}: {getattr(s, name)}")
         return
     specs = _specs()

@@ -25,7 +25,8 @@ def random_episode(env_id, seed=0, steps=None):
 def test_facts_are_consistent(env_id):
     s = envs.spec(env_id)
     assert s.trials == env_id.startswith("icrl/")
-    assert s.action_repeat == (2 if env_id.startswith(("dmc/", "dmc-pomdp/")) else 1)
+    compared = ("memory/rooms-", "memory/teleport", "memory/distracting-", "memory/doors-keys-")
+    assert (s.probe is not None) == env_id.startswith(compared) and s.unseen_query_steps == (env_id == "memory/teleport")
     if s.goal:
         assert s.eval_episodes >= 32
     assert s.eval_episodes >= 1 and s.episode_length >= 1
@@ -113,7 +114,7 @@ def test_success_follows_the_goal_tasks_rule_and_return_tasks_have_none():
 def test_pattern_ids_have_facts_too():
     assert envs.spec("memory/recall-k5").memory_horizon == 7 and envs.spec("memory/recall-k5").episode_length == 37
     assert envs.spec("memory/count-7").episode_length == 7 and envs.spec("memory/count-7").memory_horizon == 8
-    assert envs.spec("icrl/bandit-3").trials and envs.spec("dmc/pendulum-swingup").action_repeat == 2
+    assert envs.spec("icrl/bandit-3").trials and not envs.spec("dmc/pendulum-swingup").trials
     gym_spec = envs.spec("gym:CartPole-v1")
     assert gym_spec.episode_length == 500 and gym_spec.memory_horizon is None and not gym_spec.goal
 

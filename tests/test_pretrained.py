@@ -1,8 +1,11 @@
-"""Pretrained runs (agents/pretrained.py, runs/pretrained/): every shipped run loads and scores as its
-README row claims; the mechanism that makes them, and a run whose files were edited refused in one line."""
+"""Pretrained runs (agents/pretrained.py, runs/pretrained/): every shipped run loads, scores as its README
+row claims, and beats its reference (a uniformly random policy, or fresh weights for a compare backbone) by
+MARGIN_SE standard errors, a check that rejects the same config untrained; the mechanism that makes them,
+and a run whose files were edited refused in one line."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -26,8 +29,13 @@ def test_every_folder_is_listed_once_in_the_readme_and_within_the_size_limits():
     assert all(s <= pretrained.MAX_RUN_BYTES for s in sizes) and sum(sizes) <= pretrained.MAX_TOTAL_BYTES
 
 
+@functools.cache
+def references(name: str, episodes: int) -> list[dict]:
+    return pretrained.reference_scores(pretrained.ROOT / name, episodes)
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r["name"] for r in ROWS])
-def test_pretrained_run_loads_and_scores_as_its_readme_claims(row):
+def test_pretrained_run_loads_scores_as_its_readme_claims_and_beats_its_reference(row):
     run = pretrained.ROOT / row["name"]
     verify(run)
     manifest = json.loads((run / MANIFEST).read_text())
@@ -40,6 +48,29 @@ def test_pretrained_run_loads_and_scores_as_its_readme_claims(row):
     )
     measured = pretrained.measure(run, int(row["episodes"]))
     assert pretrained.within_tolerance(metric, claimed, measured["score"]), (row, measured)
+    # The same seeds (episodes) for the reference: a run at chance cannot pass for a trained one.
+    refs = references(row["name"], int(row["episodes"]))
+    assert pretrained.beats(measured, refs), (row, measured["score"], [r["score"] for r in refs], pretrained.margin(measured, refs))
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["name"] for r in ROWS])
+def test_the_reference_check_rejects_the_same_config_untrained(row):
+    """The check above, given fresh weights of the run's config (an initialisation that is none of the
+    references'), fails: a shipped run that learned nothing would fail it too."""
+    run = pretrained.ROOT / row["name"]
+    untrained = pretrained.measure(run, int(row["episodes"]), policy="untrained", init=0)
+    refs = references(row["name"], int(row["episodes"]))
+    assert not pretrained.beats(untrained, refs), (row, untrained["score"], [r["score"] for r in refs], pretrained.margin(untrained, refs))
+
+
+def test_beats_counts_standard_errors_whichever_way_the_metric_points():
+    ref = [{"metric": "return", "scores": [20.0, 24.0, 22.0, 26.0]}]
+    assert pretrained.margin({"metric": "return", "scores": [60.0, 58.0, 62.0, 64.0]}, ref)[0] == pytest.approx(38.0)
+    assert pretrained.beats({"metric": "return", "scores": [60.0, 58.0, 62.0, 64.0]}, ref)
+    assert not pretrained.beats({"metric": "return", "scores": [24.0, 22.0, 26.0, 28.0]}, ref)  # 2 better: within the noise
+    frames = [{"metric": "door_mse", "scores": [0.14, 0.15]}, {"metric": "door_mse", "scores": [0.17, 0.18]}]
+    assert pretrained.beats({"metric": "door_mse", "scores": [0.006, 0.007]}, frames)  # lower is better
+    assert not pretrained.beats({"metric": "door_mse", "scores": [0.15, 0.16]}, frames)  # another initialisation
 
 
 def finished_run(tmp_path: Path, env: str = "pomdp/cartpole-positions", backbone: str = "s5") -> Path:
