@@ -13,14 +13,25 @@ uniformly drawn episode: a task whose cue opens the episode and whose query clos
 memory only through windows that hold both, which a window starting anywhere rarely does.
 Two rules need no knowledge of the task:
 - `whole_episodes`: a window never cuts an episode it could hold whole: a start drawn inside an episode that fits
-  in the window from its first step moves to that first step (the model starts every window from
-  a reset state, so a start inside an episode is an artificial reset);
+  in the window from its first step moves to that first step (a window without a replay context
+  starts from a reset state, so a start inside an episode is an artificial reset);
 - `event_share`: this share of the windows is placed to hold an event, a step with a nonzero reward
   or a termination, drawn uniformly among the events in memory, together with as much of what
   came before it as the window can hold (from its episode's start when that fits): a sparse reward
   is then seen in most batches, with the history that explains it.
 
-Memory: capacity x bytes per step (for 64x64x3 images, 12 KiB) plus per-episode bookkeeping.
+Replay context (DreamerV3): a step may also hold `carry/...` arrays, the world-model state the actor
+held before observing it (`State.to_arrays`: h, z, the previous action and the backbone's memory,
+float32, complex memory as two floats), kept apart from the observations. `sample(context=True)`
+returns the carry of each window's first step as `context/...` (B, ...) and leaves `is_first[:, 0]`
+as stored, so that a window starting mid-episode continues the state the actor acted from; a window
+whose first step has no carry (an older replay file, a Transformer run, whose key/value cache is too
+big to store per step) starts from a reset state, as every window does without `context`.
+
+Memory: capacity x bytes per step (for 64x64x3 images, 12 KiB) plus per-episode bookkeeping. A carry
+adds 4 bytes x (h + z + action + memory sizes) a step, in memory and on disk: about 1 KiB for the tiny
+preset's RSSM and S5, 6 to 9 KiB for its S4 and Mamba, 4 KiB for the small preset's RSSM and S5 but 37
+and 55 KiB for its Mamba and S4 (diagonal states of width x state size per layer).
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from agents.common import FLAGS, atomic_write
 from envs.dataset import episode_path
 
 _NAME = re.compile(r"^ep-(\d+)-len(\d+)\.npz$")
+CARRY = "carry/"  # per-step keys of the state the actor acted from
 
 
 class Replay:
@@ -166,7 +178,13 @@ class Replay:
         return self.num_steps
 
     def sample(
-        self, batch_size: int, length: int, from_starts: float = 0.0, event_share: float = 0.0, whole_episodes: bool = False
+        self,
+        batch_size: int,
+        length: int,
+        from_starts: float = 0.0,
+        event_share: float = 0.0,
+        whole_episodes: bool = False,
+        context: bool = False,
     ) -> dict[str, np.ndarray]:
         """A batch of windows: dict of (batch_size, length, ...) arrays; is_first marks every episode start inside.
 
@@ -175,6 +193,8 @@ class Replay:
         event_share: the share of the windows placed to hold a rewarded or terminal step (when memory
         holds one) and the steps before it, from its episode's first step when they fit in `length`.
         whole_episodes: a window that starts inside an episode it can hold whole starts at its first step.
+        context: add `context/...` (batch_size, ...), the carry of each window's first step (zeros where it
+        has none, and then is_first[:, 0] is set); without it every window starts with is_first set.
         """
         if self.num_steps < length:
             raise ValueError(f"replay holds {self.num_steps} steps, fewer than the sequence length {length}")
@@ -203,21 +223,30 @@ class Replay:
             firsts = firsts[firsts <= last]  # never empty: the first episode starts at 0
             aligned = self.rng.random(batch_size) < from_starts
             starts = np.where(aligned, firsts[self.rng.integers(0, len(firsts), size=batch_size)], starts)
-        seqs = [self._window(int(s), length) for s in starts]
-        return {k: np.stack([s[k] for s in seqs]) for k in seqs[0]}
+        seqs, carries = zip(*(self._window(int(s), length, context) for s in starts))
+        batch = {k: np.stack([s[k] for s in seqs]) for k in seqs[0]}
+        shapes = next((c for c in carries if c), None)  # the carry keys and shapes, from any window that has one
+        if shapes is not None:
+            for k, v in shapes.items():  # (batch_size, ...); a window without one starts at its reset
+                batch["context/" + k[len(CARRY) :]] = np.stack([c.get(k, np.zeros_like(v)) for c in carries])
+        return batch
 
-    def _window(self, start: int, length: int) -> dict[str, np.ndarray]:
-        """Steps [start, start+length) of the stream of episodes in memory; the first step always counts as a start."""
+    def _window(self, start: int, length: int, context: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Steps [start, start+length) of the stream of episodes in memory, and with `context` the carry of
+        its first step (empty if it has none: then, as without `context`, the first step counts as a start)."""
         i = bisect.bisect_right(self._ends, start)
         offset = start - (self._ends[i - 1] if i > 0 else 0)
+        first = self.episodes[i]
+        carry = {k: v[offset] for k, v in first.items() if k.startswith(CARRY)} if context else {}
         parts, need = [], length
         while need > 0:
             ep = self.episodes[i]
             take = min(need, len(ep["reward"]) - offset)
-            parts.append({k: v[offset : offset + take] for k, v in ep.items()})
+            parts.append({k: v[offset : offset + take] for k, v in ep.items() if not k.startswith(CARRY)})
             need -= take
             i, offset = i + 1, 0
         seq = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        seq["is_first"] = seq["is_first"].copy()
-        seq["is_first"][0] = True  # the model has no state from before the window
-        return seq
+        if not carry:
+            seq["is_first"] = seq["is_first"].copy()
+            seq["is_first"][0] = True  # the model has no state from before the window
+        return seq, carry

@@ -186,3 +186,18 @@ def test_event_windows_hold_the_event_and_the_history_before_it():
     assert 0.55 < np.mean(has_event) < 0.95
     with pytest.raises(ValueError, match="event_share"):
         replay.sample(2, length, event_share=-0.1)
+
+
+def test_context_windows_carry_their_first_steps_state_and_keep_is_first_as_stored():
+    replay = Replay(capacity=10_000, seed=4)
+    for i, n in enumerate([9, 14, 6]):
+        ep = _episode(n, i, image=False)
+        ep["carry/h"] = np.stack([ep["vector"], -ep["vector"]], 1)  # (T, 2, 2): each step's (episode, t) as its carry
+        replay.add_episode(ep)
+    batch = replay.sample(64, 5, context=True)
+    assert batch["context/h"].shape == (64, 2, 2) and "carry/h" not in batch
+    np.testing.assert_array_equal(batch["context/h"][:, 0], batch["vector"][:, 0])  # the carry of the window's first step
+    np.testing.assert_array_equal(batch["is_first"][:, 0], batch["vector"][:, 0, 1] == 0)  # a reset only at a real start
+    assert not batch["is_first"][:, 0].all()
+    plain = replay.sample(8, 5)  # without context: no carry, every window starts from a reset
+    assert plain["is_first"][:, 0].all() and not any(k.startswith(("carry/", "context/")) for k in plain)

@@ -3,6 +3,7 @@ imagination starts): a small batch-first dataclass of tensors."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -40,6 +41,29 @@ class State:
 
     def to(self, device) -> State:
         return self.map(lambda t: t.to(device))
+
+    def to_arrays(self) -> dict[str, Tensor]:
+        """The state as flat tensors (B, ...) to store with replayed steps, float32 or wider (exact):
+        `h`, `z`, `action` and `mem/<name>`; a complex memory tensor as its real and imaginary parts
+        (B, ..., 2) under `cmem/<name>`."""
+        out = {"h": self.h.float(), "z": self.z.float(), "action": self.action.float()}
+        for k, v in self.mem.items():
+            if v.is_complex():
+                out[f"cmem/{k}"] = torch.view_as_real(v)
+            else:
+                out[f"mem/{k}"] = v.float() if v.is_floating_point() and v.dtype != torch.float64 else v
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Tensor], prefix: str = "") -> State:
+        """The inverse of `to_arrays`, reading the keys that begin with `prefix`."""
+        got = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        mem = {}
+        for k, v in got.items():
+            kind, _, name = k.partition("/")
+            if kind in ("mem", "cmem"):
+                mem[name] = torch.view_as_complex(v.contiguous()) if kind == "cmem" else v
+        return cls(got["h"], got["z"], got["action"], mem)
 
     def __getitem__(self, index) -> State:
         """Rows of the batch: an index tensor, a slice or a bool mask."""
