@@ -7,7 +7,10 @@ it writes, into RUN/inspect/:
   each channel's median step size over the probe episodes;
 - retention.png / .json: on a task whose spec declares a cue (`envs.spec(id).cue`), a linear
   probe's held-out accuracy at reading the cue from the backbone's output at each step since the cue
-  was first in view.
+  was first in view;
+- chain.png / .json: for a `memwm train` run that logged the learning chain (agents/chain.py: the
+  `chain/*` scalars of metrics.jsonl), each link's curve over training against its chance level,
+  and the latest values printed.
 Probe episodes are played fresh with the task's scripted policy (random actions where it has none),
 half of them to fit the probes, half held out to score them.
 """
@@ -20,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
 import envs
+from agents.chain import LastInfo
 from agents.common import atomic_write, pick_device
+from agents.logger import read_metrics
 from agents.runs import find_model_file, load_run_config, load_run_world_model, run_folder
 from envs.collect import play_episode
 from world_models.figures import figure_image, write_png
@@ -87,22 +91,10 @@ def _ppo_memory(folder: Path, device: torch.device) -> Memory:
     return Memory(model.backbone, config.backbone, config.env, dict(config.env_options), outputs, path)
 
 
-class _LastInfo(gym.Wrapper):
-    """Keeps the info of the last reset or step (the episode's `cue` and `cue_step` at its end)."""
-
-    def reset(self, **kwargs):
-        obs, self.info = self.env.reset(**kwargs)
-        return obs, self.info
-
-    def step(self, action):
-        obs, reward, terminated, truncated, self.info = self.env.step(action)
-        return obs, reward, terminated, truncated, self.info
-
-
 def play_episodes(env_id: str, options: dict, count: int, seed: int) -> list[tuple[dict[str, np.ndarray], int, int]]:
     """`count` episodes (seeds seed, seed + 1, ...) with their cue class and the step it was first seen
     (-1 and -1 on a task without a cue)."""
-    env = _LastInfo(envs.make(env_id, **options))
+    env = LastInfo(envs.make(env_id, **options))
     try:
         try:
             act = envs.scripted_policy(env)
@@ -208,13 +200,72 @@ def retention(memory: Memory, played: list, max_delay: int, seed: int, out: Path
     return [write_png(out / "retention.png", figure_image(fig)), _write_json(out / "retention.json", record)]
 
 
+# each panel of the chain figure: (title, [(scalar, label)], its chance scalar, the y-axis label)
+CHAIN_PANELS = (
+    (
+        "the needed symbol, read by a linear probe",
+        [("chain/z_probe", "z_t"), ("chain/h_probe", "h_t"), ("chain/h_probe_k", "h_t, K steps back")],
+        "chain/probe_majority",
+        "held-out accuracy",
+    ),
+    ("the reward head: the reward's sign", [("chain/reward_sign", "reward head")], "chain/reward_sign_majority", "accuracy"),
+    ("imagination ranks the right action first", [("chain/imagined_rank", "imagined return")], "chain/imagined_rank_chance", "accuracy"),
+    ("the actor at the query steps", [("chain/actor_entropy", "entropy")], None, "nats"),
+)
+
+
+def chain(folder: Path, out: Path) -> list[Path]:
+    """The learning chain's curves from a run's metrics.jsonl (agents/chain.py): a PNG and a JSON of the curves
+    and the latest values, which are printed; [] when the run logged none."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    curves: dict[str, list[list[float]]] = {}  # scalar -> [[step, value], ...]
+    for record in read_metrics(folder):
+        for name, value in record.items():
+            if name.startswith("chain/") and isinstance(value, (int, float)):
+                curves.setdefault(name, []).append([int(record["step"]), float(value)])
+    if not curves:
+        return []
+    latest = {name: points[-1][1] for name, points in curves.items()}
+    fig = Figure(figsize=(6, 2.0 * len(CHAIN_PANELS) + 0.6), dpi=80, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(CHAIN_PANELS), 1, sharex=True)
+    for ax, (title, lines, chance, ylabel) in zip(axes, CHAIN_PANELS):
+        for name, label in lines:
+            if name in curves:
+                steps, values = np.array(curves[name]).T
+                ax.plot(steps, values, marker=".", label=label)
+        if chance == "chain/probe_majority" and "chain/probe_k_majority" in curves:
+            steps, values = np.array(curves["chain/probe_k_majority"]).T
+            ax.plot(steps, values, color="grey", ls=":", lw=1, label="majority, K steps back")
+        if chance in curves:
+            steps, values = np.array(curves[chance]).T
+            ax.plot(steps, values, color="grey", ls="--", lw=1, label="chance")
+        if ylabel != "nats":
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    axes[-1].set_xlabel("env step")
+    fig.suptitle(f"the learning chain of {folder.name}", fontsize=10)
+    print(f"the learning chain at step {max(p[-1][0] for p in curves.values())}:")
+    for name in sorted(latest):
+        print(f"  {name:<28} {latest[name]:.3f}")
+    record = {"run": str(folder), "latest": latest, "curves": curves}
+    return [write_png(out / "chain.png", figure_image(fig)), _write_json(out / "chain.json", record)]
+
+
 def _write_json(path: Path, record: dict) -> Path:
     atomic_write(path, json.dumps(record, indent=1) + "\n")
     return path
 
 
 def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None = None, seed: int = 0, device: str = "auto") -> list[Path]:
-    """See what a run's backbone remembers: SSM state timescales, and a cue probe's retention curve.
+    """See what a run's backbone remembers: SSM state timescales, a cue probe's retention curve, and the
+    learning chain the run logged (probes of z_t and h_t, the reward head's sign, imagination's ranking of
+    the right action, the actor's entropy; agents/chain.py).
 
     Args:
         run: a `memwm train` run folder (Dreamer or PPO), a `memwm compare` backbone folder, or a model file.
@@ -232,12 +283,15 @@ def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None 
     memory = load_memory(Path(run), pick_device(device))
     spec = envs.spec(memory.env)
     has_ssm, has_cue = bool(ssm_layers(memory.backbone)), spec.cue
-    if not (has_ssm or has_cue):
+    folder = run_folder(memory.source)
+    has_chain = any(name.startswith("chain/") for record in read_metrics(folder) for name in record)
+    if not (has_ssm or has_cue or has_chain):
         raise ValueError(
             f"nothing to inspect in {run}: backbone {memory.name!r} has no SSM state timescales "
-            f"(s4, s5 and mamba have) and {memory.env} declares no cue to probe (envs.spec(id).cue)"
+            f"(s4, s5 and mamba have), {memory.env} declares no cue to probe (envs.spec(id).cue) "
+            "and the run logged no learning chain (chain/* in metrics.jsonl)"
         )
-    out = Path(out) if out is not None else run_folder(memory.source) / "inspect"
+    out = Path(out) if out is not None else folder / "inspect"
     selective = any(isinstance(layer, SelectiveSSM) for layer in ssm_layers(memory.backbone))
     played = play_episodes(memory.env, memory.env_options, episodes, seed) if has_cue or selective else []
     written = []
@@ -245,5 +299,7 @@ def inspect(run: Path, episodes: int = 64, max_delay: int = 0, out: Path | None 
         written += timescales(memory, spec.memory_horizon, played, out)
     if has_cue:
         written += retention(memory, played, max_delay, seed, out)
+    if has_chain:
+        written += chain(folder, out)
     print(f"inspected {memory.name} on {memory.env} ({memory.source}): " + ", ".join(str(p) for p in written))
     return written

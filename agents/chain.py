@@ -1,0 +1,235 @@
+"""The learning chain of a memory task, measured during training: where a Dreamer agent's learning breaks.
+
+On tasks whose memory dependency is known (the stream tasks memory/recall-k*, memory/count-*, and
+the tasks whose spec declares a cue), `measure` plays a few fresh episodes, observes them with the
+world model and scores each link of the chain (world_models/chain.py). The run loop logs them at
+the picture cadence (`DreamerAgent.pictures`), to TensorBoard and metrics.jsonl:
+
+    chain/z_probe, chain/h_probe    a linear probe's held-out accuracy at reading the needed symbol from
+                                    the posterior latent z_t / the backbone's output h_t, at the steps
+                                    that need it; chain/probe_majority is the majority rate there
+    chain/h_probe_k                 memory/recall-k<K>: the probe of h_t for the symbol K steps before
+                                    h_t's newest input (observation t - 1 - K), which the reward arriving
+                                    at step t judges: held by the backbone, whatever the heads read;
+                                    chain/probe_k_majority its majority rate
+    chain/reward_sign               how often the reward head's prediction has the sign of the reward, on
+                                    the steps with a nonzero reward; chain/reward_sign_majority its chance
+    chain/imagined_rank             from the posterior state at each query step, imagine every action as
+                                    the first (then the actor's mode) for the learner's horizon: how often
+                                    the right action has the highest return; chain/imagined_rank_chance = 1/A
+    chain/actor_entropy             the actor's entropy at the query steps' states (nats)
+
+The needed symbol at step t is, on a stream task, its right answer `answers[t]` at the query steps
+(the scripted policy's action); on a cue task, the cue at every step after it was first seen. A
+query step is one whose action is scored by a nonzero reward (the decision step of a cue task),
+and its right action is the scripted policy's. Episodes take the scripted action with the share
+that makes a right and a wrong answer equally likely (a random one otherwise), so the reward
+takes both signs; h_probe_k reads only steps whose previous action was random, since a right
+action would give the symbol away. Everything is drawn from `seed`: no training random stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs
+from envs.collect import play_episode
+from envs.memory.recall import Recall
+from envs.memory.stream import StreamTask
+from world_models.imagine import action_vectors
+from world_models.chain import Score, first_action_returns, probe_score, rank_score, sign_score
+from world_models.model import OBS_KEYS
+from world_models.state import State
+
+EPISODES = 16  # half fit the probes, half score them
+STARTS = 64  # at most this many query states are imagined from (each once per action)
+
+
+class LastInfo(gym.Wrapper):
+    """Keeps the info of the last reset or step (the episode's `cue` and `cue_step` at its end)."""
+
+    def reset(self, **kwargs):
+        obs, self.info = self.env.reset(**kwargs)
+        return obs, self.info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, self.info = self.env.step(action)
+        return obs, reward, terminated, truncated, self.info
+
+
+def tracks(env_id: str) -> bool:
+    """Whether the chain is measured on `env_id`: a stream task, or a task whose spec declares a cue."""
+    try:
+        return issubclass(envs.spec(env_id).cls(), StreamTask) or envs.spec(env_id).cue
+    except (ValueError, ImportError, AttributeError):
+        return False
+
+
+@dataclass
+class Labelled:
+    """Episodes (envs.collect.play_episode's (T, ...) arrays) with per-step labels, (T,) int, -1 where none.
+
+    need: the symbol the step needs remembered; answer: the right action at a query step;
+    back: memory/recall-k<K> only, observation t - 1 - K's symbol where action t - 1 was random.
+    """
+
+    episodes: list[dict[str, np.ndarray]]
+    need: list[np.ndarray]
+    answer: list[np.ndarray]
+    back: list[np.ndarray] | None
+    num_actions: int | None  # Discrete action spaces; None otherwise
+
+
+def balanced_share(num_actions: int | None) -> float:
+    """The share of scripted actions that makes a right answer as likely as a wrong one among A actions
+    chosen otherwise uniformly: s + (1 - s) / A = 1/2."""
+    if not num_actions or num_actions <= 2:
+        return 0.0
+    return (num_actions / 2 - 1) / (num_actions - 1)
+
+
+def play_labelled(env_id: str, options: dict, count: int, seed: int) -> Labelled:
+    """`count` episodes of `env_id` on seeds seed, seed + 1, ..., with their labels (see the module doc)."""
+    env = LastInfo(envs.make(env_id, **options))
+    try:
+        inner = env.unwrapped
+        discrete = isinstance(env.action_space, gym.spaces.Discrete)
+        num_actions = int(env.action_space.n) if discrete else None
+        try:
+            scripted = envs.scripted_policy(env)
+        except ValueError:  # only some tasks have a scripted policy
+            scripted = None
+        share = balanced_share(num_actions) if scripted is not None else 0.0
+        coin = np.random.default_rng(seed)
+        env.action_space.seed(seed)
+        out = Labelled([], [], [], [] if isinstance(inner, Recall) else None, num_actions)
+        for i in range(count):
+            right, chose = [], []
+
+            def act(obs):
+                action = scripted(obs) if scripted is not None else None
+                right.append(-1 if action is None else int(action))
+                chose.append(action is not None and coin.random() < share)
+                return action if chose[-1] else env.action_space.sample()
+
+            episode = play_episode(env, act, seed + i)
+            T = len(episode["reward"])
+            rewarded_next = np.append(episode["reward"][1:] != 0, False)  # (T,): the step's action is scored
+            answer = np.where(rewarded_next & (np.append(right, -1) >= 0), np.append(right, -1), -1)
+            need = np.full(T, -1, np.int64)
+            if isinstance(inner, StreamTask):
+                need[inner.first_query : inner.length] = inner.answers[inner.first_query :]
+            elif int(env.info.get("cue_step", -1)) >= 0:
+                need[int(env.info["cue_step"]) + 1 : T - 1] = int(env.info["cue"])
+            out.episodes.append(episode)
+            out.need.append(need)
+            out.answer.append(answer.astype(np.int64))
+            if out.back is not None:
+                back = np.full(T, -1, np.int64)
+                t = np.arange(inner.k + 1, T)
+                back[t] = np.where(np.asarray(chose)[t - 1], -1, inner.stream[t - 1 - inner.k])
+                out.back.append(back)
+    finally:
+        env.close()
+    return out
+
+
+def _padded(arrays: list[np.ndarray], T: int, fill) -> np.ndarray:
+    """(T_i, ...) arrays -> (N, T, ...): each padded at the end with `fill`, or its last row when fill is None."""
+    out = []
+    for a in arrays:
+        pad = np.repeat(a[-1:], T - len(a), 0) if fill is None else np.full((T - len(a), *a.shape[1:]), fill, a.dtype)
+        out.append(np.concatenate([a, pad]))
+    return np.stack(out)
+
+
+@torch.no_grad()
+def measure(
+    learner, env_id: str, options: dict, seed: int, device: torch.device, episodes: int = EPISODES, starts: int = STARTS
+) -> dict[str, float]:
+    """The chain's scalars (module doc) for a Dreamer learner on `episodes` fresh episodes from `seed`; {} on a
+    task the chain does not track. Deterministic given the seed and the weights (modes, no sampling)."""
+    if not tracks(env_id):
+        return {}
+    data = play_labelled(env_id, options, episodes, seed)
+    wm = learner.wm
+    T = max(len(ep["reward"]) for ep in data.episodes)
+    # the world model steps through all episodes at once, as when acting; a short episode's padding
+    # repeats its last row and carries no label
+    obs = {k: torch.as_tensor(_padded([ep[k] for ep in data.episodes], T, None), device=device) for k in OBS_KEYS if k in data.episodes[0]}
+    action = torch.as_tensor(_padded([action_vectors(ep["action"], learner.codec.space) for ep in data.episodes], T, 0.0), device=device)
+    reward = torch.as_tensor(_padded([ep["reward"] for ep in data.episodes], T, 0.0), device=device)  # (N, T)
+    need, answer = (torch.as_tensor(_padded(x, T, -1)) for x in (data.need, data.answer))  # (N, T)
+    N = len(data.episodes)
+    state = wm.initial_state(N, device)
+    states, feats = [], []
+    with learner.autocast():
+        for t in range(T):
+            prev = action[:, t - 1] if t else torch.zeros_like(action[:, 0])
+            state, feat = wm.step(state, prev, {k: v[:, t] for k, v in obs.items()}, torch.full((N,), t == 0, device=device), sample=False)
+            states.append(state)
+            feats.append(feat)
+        feat = torch.stack(feats, 1).float()  # (N, T, F)
+        h, z = feat[..., : wm.h_dim], feat[..., wm.h_dim :]
+        scores = {"z_probe": probe_score(z, need), "h_probe": probe_score(h, need)}
+        if data.back is not None:
+            scores["h_probe_k"] = probe_score(h, torch.as_tensor(_padded(data.back, T, -1)))
+        scores["reward_sign"] = sign_score(wm.reward(feat).float(), reward)
+        rows = (answer >= 0).nonzero()  # (M, 2): (episode, step) of the query steps
+        if len(rows) > starts:  # evenly spread over the episodes and steps
+            rows = rows[torch.linspace(0, len(rows) - 1, starts).long()]
+        if len(rows) and data.num_actions:
+            start = State.cat([states[int(t)][int(n) : int(n) + 1] for n, t in rows])
+            cfg = learner.config
+            returns = first_action_returns(
+                wm,
+                start,
+                lambda f: learner.actor(f).mode(),
+                data.num_actions,
+                cfg.horizon,
+                cfg.gamma,
+                value=lambda f: learner.critic(f).mean,
+            )
+            scores["imagined_rank"] = rank_score(returns, answer[rows[:, 0], rows[:, 1]])
+            entropy = learner.actor(feat[rows[:, 0].to(device), rows[:, 1].to(device)]).entropy()
+            scores["actor_entropy"] = Score(float(entropy.float().mean()), float("nan"), len(rows))
+    return chain_scalars(scores)
+
+
+def chain_scalars(scores: dict[str, Score]) -> dict[str, float]:
+    """The scores under their stable names (module doc); a link with nothing to score is left out."""
+    chance = {
+        "z_probe": "probe_majority",
+        "h_probe": "probe_majority",
+        "h_probe_k": "probe_k_majority",
+        "reward_sign": "reward_sign_majority",
+        "imagined_rank": "imagined_rank_chance",
+    }
+    out = {}
+    for name, score in scores.items():
+        if score.count == 0:
+            continue
+        out[f"chain/{name}"] = score.accuracy
+        if name in chance:
+            out[f"chain/{chance[name]}"] = score.chance
+    return out
+
+
+SCALARS = (
+    "chain/z_probe",
+    "chain/h_probe",
+    "chain/probe_majority",
+    "chain/h_probe_k",
+    "chain/probe_k_majority",
+    "chain/reward_sign",
+    "chain/reward_sign_majority",
+    "chain/imagined_rank",
+    "chain/imagined_rank_chance",
+    "chain/actor_entropy",
+)
+
+__all__ = ["EPISODES", "LastInfo", "Labelled", "SCALARS", "balanced_share", "chain_scalars", "measure", "play_labelled", "tracks"]
