@@ -60,8 +60,8 @@ COLUMNS = ("name", "env", "agent", "backbone", "score", "episodes", "size", "com
 # many standard errors. A train run's reference is a uniformly random policy on the same evaluation seeds
 # (the standard error of the difference of the two means over episodes). A compare backbone has no policy:
 # its reference is its config with fresh weights on the same held-out episodes, and since two fresh
-# initialisations differ by far more than one model's error varies over episodes, the reference is
-# UNTRAINED_INITS of them and the standard error is the spread of their scores (beside the episodes').
+# initialisations differ by far more than one model's error varies over episodes, the reference is the
+# best of UNTRAINED_INITS of them and the standard error holds the spread of their scores (beside the episodes').
 MARGIN_SE = 3.0
 UNTRAINED_INITS = 4
 LOWER_IS_BETTER = ("door_mse", "query_mse")  # frame errors; every other score is better higher
@@ -184,13 +184,14 @@ def reference_scores(run_dir: str | Path, episodes: int, device: str = "cpu") ->
 
 
 def margin(measured: dict, references: list[dict]) -> tuple[float, float]:
-    """(how far `measured`'s mean score is better than its references' mean, the standard error of that
-    difference): positive when better, whichever way the metric points. Over the episodes of `measured`
-    and of each reference; with several references (fresh initialisations), also their spread."""
+    """(how far `measured`'s mean score is better than the best of its references' means, the standard error
+    of that difference): positive when better, whichever way the metric points. Over the episodes of
+    `measured` and of the references; with several references (fresh initialisations), also their spread."""
     a = np.asarray(measured["scores"], float)
     refs = [np.asarray(r["scores"], float) for r in references]
-    ref_mean = float(np.mean([r.mean() for r in refs]))
-    better = ref_mean - a.mean() if measured["metric"] in LOWER_IS_BETTER else a.mean() - ref_mean
+    lower = measured["metric"] in LOWER_IS_BETTER
+    means = [float(r.mean()) for r in refs]
+    better = min(means) - a.mean() if lower else a.mean() - max(means)
     var = a.var(ddof=1) / len(a) + np.mean([r.var(ddof=1) / len(r) for r in refs])
     if len(refs) > 1:  # another initialisation scores within this spread of the references' mean
         var += np.var([r.mean() for r in refs], ddof=1)
@@ -198,7 +199,7 @@ def margin(measured: dict, references: list[dict]) -> tuple[float, float]:
 
 
 def beats(measured: dict, references: list[dict]) -> bool:
-    """Whether `measured` (a `measure`) is better than its references by at least MARGIN_SE standard errors."""
+    """Whether `measured` (a `measure`) is better than the best of its references by at least MARGIN_SE standard errors."""
     better, se = margin(measured, references)
     return better > 0 and better >= MARGIN_SE * se
 
