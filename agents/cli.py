@@ -134,7 +134,7 @@ def one_line_error(box: str, prog: str, valid: list[str]) -> str:
         message = f"{message} {lines[1]}"
     elif len(part) > 1:  # one sentence wrapped over several lines: "... Expected one of" / "('a', 'b')."
         message = " ".join(part)
-    message = re.sub(r"^Error parsing [\w.-]+: ", "", message)  # a config's own check, as it said it
+    message = re.sub(r"^Error parsing [\w.-]*__tyro[\w.-]*: ", "", message)  # a config's own check, as it said it
     unknown = re.match(r"Unrecognized options: (.*)", message)
     if unknown:
         names = [a.strip() for a in unknown.group(1).split(",")]

@@ -30,10 +30,11 @@ from agents.ppo import PPOConfig
 from world_models import BACKBONES, WorldModelConfig
 
 DEFAULT_PRESET = "tiny"
-# `memwm train` with no arguments at all: the defaults below plus a wall-clock budget that keeps it
-# under 10 minutes on a laptop CPU (training, the evaluations and the pictures). The task is
+# `memwm train` with no arguments at all: the defaults below plus a wall-clock budget short enough for
+# a first try on a laptop CPU (training, the evaluations and the pictures come on top). The task is
 # pomdp/cartpole-positions: CartPole observing positions only, so the velocities must come from
-# memory (a random policy returns ~20, the best 500). What it reaches is in benchmarks/results/README.md.
+# memory (a random policy drops the pole within a few dozen steps; the best return is 500). What it
+# reaches is in benchmarks/results/README.md.
 EMBEDDED_RUN = {"minutes": 8.0}
 # Flags that leave it the embedded default run (another seed, folder, device or thread count).
 EMBEDDED_RUN_EXTRAS = ("seed", "run", "device", "threads")
@@ -79,6 +80,9 @@ class TrainConfig:
         0.5  # share of replayed sequences placed to hold a nonzero reward or a termination, with the steps before it
     )
     replay_whole_episodes: bool = True  # a sequence never cuts an episode it can hold whole (it starts at the episode's first step)
+    # a replayed sequence that starts mid-episode starts from the world-model state the actor acted from, stored with
+    # every step (DreamerV3's replay context; recurrent backbones: a Transformer's key/value cache is too big to store)
+    replay_context: bool = True
     eval_every: int = 2_500  # environment steps between evaluations (0: only at the end)
     eval_episodes: int = 8  # episodes per evaluation (goal tasks: at least 32, from the environment's entry)
     video_every: int = 10_000  # environment steps between videos (0: only at the end; -1: never)
@@ -298,12 +302,12 @@ RANGES: dict[str, str] = {
     **{f"wm.{n}": "positive" for n in ("dt_min", "dt_max")},
     **{f"wm.{n}": ">= 0" for n in ("width", "mlp_layers", "free_bits", "barlow_scale", "barlow_lambda")},
     **{f"wm.{n}": ">= 0" for n in ("dyn_scale", "rep_scale", "image_scale", "vector_scale", "reward_scale", "cont_scale")},
-    **{f"wm.{n}": "share" for n in ("unimix", "obs_norm_decay")},
+    **{f"wm.{n}": "share" for n in ("unimix", "obs_norm_decay", "feature_norm_decay")},
     "wm.reward_bins": "bins",
     # the actor-critic (hidden and layers 0 = the world model's)
     **{f"dreamer.{n}": "positive" for n in ("horizon", "min_std", "max_std", "wm_lr", "actor_lr", "critic_lr", "wm_eps", "ac_eps")},
     **{f"dreamer.{n}": "positive" for n in ("wm_grad_clip", "ac_grad_clip")},
-    **{f"dreamer.{n}": ">= 0" for n in ("hidden", "layers", "entropy", "slow_critic_reg")},
+    **{f"dreamer.{n}": ">= 0" for n in ("hidden", "layers", "entropy", "slow_critic_reg", "actor_out_scale")},
     **{f"dreamer.{n}": "share" for n in ("gamma", "lam", "unimix", "slow_critic_decay", "retnorm_decay", "retnorm_low", "retnorm_high")},
     "dreamer.critic_bins": "bins",
     # recurrent PPO

@@ -3,8 +3,9 @@
 
 DreamerAgent reads top to bottom:
     act     -> one `WorldModel.step` per env step (random actions during prefill); each env's steps
-               go into replay, which stores an episode as it finishes
-    update  -> `train_ratio` replayed steps per env step, once prefill is done and replay holds a window
+               go into replay, which stores an episode as it finishes, with the state acted from
+    update  -> `train_ratio` replayed steps per env step, once prefill is done and replay holds a window;
+               a window starts from the state the actor held at its first step (replay context)
     evaluate, pictures -> episodes with the policy's mode; videos of them and of open-loop imagination
 A NaN or infinite loss stops the run with the name of the loss term; the checkpoints on disk are
 the last good ones. Running again on the same run folder resumes from the newest checkpoint.
@@ -22,11 +23,12 @@ import torch
 from agents import distributed
 from agents.common import FLAGS, keep_freed_memory, obs_to_torch, pick_device, seed_everything, training_seed
 from agents.config import TrainConfig, Typed, load_yaml, resolve_sources, save_yaml
-from agents.evaluate import episode_success, has_success, run_episodes
+from agents.evaluate import episode_success, has_success, has_trials, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
 from agents.replay import Replay
 from agents.runs import build_agent, identity
 from agents.imagination import write_imagination
+from world_models.state import State
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -58,6 +60,9 @@ class DreamerAgent:
         self.rng = np.random.default_rng(distributed.rank_seed(config.seed))  # the prefill's random actions
         self.run_dir = run_dir
         self.replay_dir = distributed.shard(run_dir / "replay")
+        # train as you act: store the state each step was acted from (a Transformer's key/value cache is too big
+        # to store per step: its windows start from a reset, and replay_whole_episodes keeps an episode whole)
+        self.context = config.replay_context and self.learner.wm.backbone_name != "transformer"
         self.replay = None
         self._saved_replay_rng = None
         self._saved_replay_episodes = None  # the replay's episode count at the checkpoint resumed from
@@ -87,6 +92,10 @@ class DreamerAgent:
         """One step of every environment: the world model resets the rows whose is_first is set."""
         n, obs = self.config.num_envs, self.obs
         flags = {k: np.asarray(obs[k], bool) for k in FLAGS}
+        carry = {}  # name -> (N, ...) the state each env acts from, before it sees `obs`
+        if self.context:
+            held = State(self.state.h, self.state.z, self.prev_action, self.state.mem).to_arrays()
+            carry = {"carry/" + k: v.cpu().numpy() for k, v in held.items()}
         action, self.state = self.learner.policy(
             self.state, obs_to_torch(obs, self.device), self.prev_action, torch.as_tensor(flags["is_first"], device=self.device)
         )
@@ -97,6 +106,7 @@ class DreamerAgent:
         for i in range(n):
             step = {k: np.asarray(obs[k][i]) for k in self.obs_space.spaces}
             step.update(action=action_np[i], reward=np.float32(self.reward[i]), **{k: flags[k][i] for k in FLAGS})
+            step.update({k: v[i] for k, v in carry.items()})
             episode = self.replay.add_step(step, worker=i)
             if episode is not None:
                 finished.append(self._episode_scalars(episode, self.info.row(i)))
@@ -115,10 +125,11 @@ class DreamerAgent:
         owed = int(trained * cfg.train_ratio / (cfg.batch_size * cfg.seq_len)) + 1 - counters["updates"]
         metrics = None
         for _ in range(owed):
-            batch = to_torch(
-                self.replay.sample(cfg.batch_size, cfg.seq_len, cfg.replay_from_starts, cfg.replay_event_share, cfg.replay_whole_episodes),
-                self.device,
+            # with the replay context, `context/...` is each window's start state, which the world-model loss reads
+            replayed = self.replay.sample(
+                cfg.batch_size, cfg.seq_len, cfg.replay_from_starts, cfg.replay_event_share, cfg.replay_whole_episodes, self.context
             )
+            batch = to_torch(replayed, self.device)
             metrics = self.learner.update(batch)
         if metrics is None:
             return 0, None
@@ -135,7 +146,7 @@ class DreamerAgent:
         summary = {"eval/return": result.mean_return, "eval/length": float(np.mean(result.lengths))}
         if has_success(cfg.env):
             summary["eval/success"] = result.success_rate
-        if cfg.env.startswith("icrl/"):  # return by episode index, gain, bandit regret, PNG
+        if has_trials(cfg.env):  # return by episode index, gain, bandit regret, PNG
             from agents import icrl
 
             metrics, _ = icrl.evaluate(
@@ -153,7 +164,8 @@ class DreamerAgent:
     @torch.no_grad()
     def pictures(self, seed: int, step: int, logger) -> None:
         """Videos of evaluation episodes (image observations), and open-loop imagination from replayed context:
-        its figure over time for every run, and its video for image observations."""
+        its figure over time for every run, and its video for image observations; on memory tasks, the learning
+        chain's scalars (agents/chain.py)."""
         cfg = self.config
         if "image" in self.obs_space.spaces:
             result = run_episodes(
@@ -168,6 +180,12 @@ class DreamerAgent:
             L = replayed["action"].shape[1]
             context = max(1, min(16, L // 2))  # observe the first C steps, imagine the rest with the replayed actions
             write_imagination(self.learner.wm, to_torch(replayed, self.device), context, L - context, logger, step, sample=True)
+        from agents import chain  # the learning chain of a memory task: where learning breaks, as chain/* scalars
+
+        scalars = chain.measure(self.learner, cfg.env, cfg.env_options, seed, self.device)
+        if scalars:
+            logger.scalars(scalars)
+            logger.write(step)
 
     def state_dict(self) -> dict[str, Any]:
         state = {
