@@ -171,6 +171,33 @@ def ablation(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else "No ablation record yet (`python -m benchmarks.ablate` writes them under `ablate-<task>/`)."
 
 
+def reward_link(results: Path, prefix: str) -> str:
+    """Per benchmarks.reward_link record and arm: the reward head and the memory probe after the last update, over seeds."""
+    rows = []
+    for name in folders("reward-link-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            for arm in ("a", "b"):
+                last = [run["curve"][-1] for run in p["runs"] if run["arm"] == arm]
+                if not last:
+                    continue
+                rel, sign, h = ([x[key] for x in last] for key in ("reward_rel_mse", "reward_sign", "h_probe"))
+                rows.append(
+                    [
+                        f"[{p['task']}]({prefix}{name}/)",
+                        f"{arm}: `{p[arm]}`" if p[arm] else f"{arm}: defaults",
+                        str(len(last)),
+                        f"{p['updates']:,}",
+                        f"{mean(rel):.2f} ({min(rel):.2f} to {max(rel):.2f})",
+                        f"{mean(sign):.2f} (majority {mean(x['reward_sign_majority'] for x in last):.2f})",
+                        f"{mean(h):.2f} ({min(h):.2f} to {max(h):.2f})",
+                        commit(r),
+                    ]
+                )
+    header = ["task", "arm", "seeds", "updates", "reward error / variance", "reward sign", "symbol K back in h_t (chance 0.25)", "commit"]
+    return table(header, rows) if rows else NONE
+
+
 def scan(results: Path, prefix: str) -> str:
     """The newest scan benchmark per device: the `auto` backend against the elementwise floor and the reference loop."""
     out = []
@@ -496,6 +523,7 @@ TABLES = {
     "headline": headline,
     "learning": learning,
     "ablation": ablation,
+    "reward-link": reward_link,
     "scan": scan,
     "world-models": world_models,
     "envs": envs,
