@@ -8,7 +8,7 @@ moves every wall-clock number. So both arms run on every seed, and the two runs 
 (two processes, one torch thread each): whatever else the machine does falls on both alike. Each run is
 the command a user types (`memwm train --env ID --seed S` plus the arm's flags) and writes its own record
 through benchmarks.learning (commit, command, machine, load, the evaluation curve) under
-`benchmarks/results/ablate-<task>/`, with its arm. The output is a PNG of both arms' curves (each seed
+`benchmarks/results/ablate-<task>/`, with its arm. The output is a PNG of both arms' curves (`curves-<commit>.png`; each seed
 thin, the mean thick; against env steps and against minutes) and a table of the paired difference b - a
 of the final and of the best evaluation, its mean and its range over the seeds.
 """
@@ -114,7 +114,7 @@ def plot(task: str, runs: list[dict]) -> Path | None:
         ax.legend(fontsize=8)
     fig.suptitle(f"ablation on {learning.TASKS[task].env}: each seed thin, mean thick (commit {runs[0]['commit']})")
     fig.tight_layout()
-    path = record.RESULTS / record_name(task) / "curves.png"
+    path = record.RESULTS / record_name(task) / f"curves-{runs[0]['commit'][:7]}.png"  # one picture per ablation
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
