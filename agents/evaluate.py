@@ -109,7 +109,7 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
     first episode's; default, the first of the run's evaluation seeds (never a training episode)."""
     from agents import icrl, ppo
     from agents.logger import Logger
-    from agents.runs import build_agent, latest_checkpoint, load_run_config
+    from agents.runs import build_dreamer, latest_checkpoint, load_run_config
 
     run = Path(run)
     config = load_run_config(run)
@@ -129,7 +129,7 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
         finally:
             logger.close()
         return RunEvaluation(config, path, step, n, scalars, plot=plot)
-    agent, _ = build_agent(config, torch_device)
+    agent, _ = build_dreamer(config, torch_device)
     agent.load_state_dict(payload["agent"])
     agent.eval()
     result = run_episodes(agent, config.env, config.env_options, n, seed, torch_device, record=min(n, 4) if video else 0)

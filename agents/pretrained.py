@@ -120,7 +120,7 @@ def _measure_train_run(run_dir: Path, episodes: int, device: str, policy: str) -
     from agents.common import evaluation_seed, pick_device
     from agents.evaluate import has_success, run_episodes
     from agents.icrl import run_trials
-    from agents.runs import build_agent, latest_checkpoint, load_run_config
+    from agents.runs import build_dreamer, latest_checkpoint, load_run_config
 
     config = load_run_config(run_dir)
     torch_device = pick_device(device)
@@ -134,7 +134,7 @@ def _measure_train_run(run_dir: Path, episodes: int, device: str, policy: str) -
         trials = run_trials(actor, config.env, episodes, seed, num_envs=min(8, episodes), **config.env_options)
         scores = [float(r) for r in trials.reward.sum(-1)]
         return {"metric": "return", "score": float(np.mean(scores)), "episodes": episodes, "scores": scores}
-    agent, _ = build_agent(config, torch_device)
+    agent, _ = build_dreamer(config, torch_device)
     if policy == "trained":
         agent.load_state_dict(payload["agent"])
     agent.eval()

@@ -38,8 +38,8 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     return TrainConfig.from_dict(load_yaml(path))
 
 
-def build_agent(config: TrainConfig, device: torch.device, spaces=None) -> tuple[Dreamer, tuple]:
-    """The Dreamer agent for the config's environment; `spaces` (obs_space, act_space) avoids making an env."""
+def build_dreamer(config: TrainConfig, device: torch.device, spaces=None) -> tuple[Dreamer, tuple]:
+    """The Dreamer learner for the config's environment; `spaces` (obs_space, act_space) avoids making an env."""
     if spaces is None:
         env = envs.make(config.env, seed=config.seed, **config.env_options)
         spaces = (env.observation_space, env.action_space)
@@ -143,7 +143,7 @@ def load_run_policy(loaded: LoadedModel, device: torch.device) -> Callable[[Tens
             f"imagine with the episodes' actions (drop --policy) or pass a `memwm train` run"
         )
     config = load_run_config(run_folder(loaded.path))
-    agent, _ = build_agent(config, device, (loaded.obs_space, loaded.act_space))
+    agent, _ = build_dreamer(config, device, (loaded.obs_space, loaded.act_space))
     agent.load_state_dict(loaded.payload["agent"])
     agent.eval()
     return lambda feat: agent.actor(feat).mode()

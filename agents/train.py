@@ -26,7 +26,7 @@ from agents.config import TrainConfig, Typed, load_yaml, resolve_sources, save_y
 from agents.evaluate import episode_success, has_success, has_trials, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
 from agents.replay import Replay
-from agents.runs import build_agent, identity
+from agents.runs import build_dreamer, identity
 from agents.imagination import write_imagination
 from world_models.state import State
 
@@ -54,7 +54,7 @@ class DreamerAgent:
             **config.env_options,
         )
         spaces = (self.env.single_observation_space, self.env.single_action_space)
-        self.learner, (self.obs_space, _) = build_agent(config, device, spaces)
+        self.learner, (self.obs_space, _) = build_dreamer(config, device, spaces)
         self.module = self.learner
         self.codec = self.learner.codec
         self.rng = np.random.default_rng(distributed.rank_seed(config.seed))  # the prefill's random actions

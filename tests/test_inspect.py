@@ -132,7 +132,7 @@ def test_linear_probe_is_least_squares_on_one_hot_targets():
 def save_train_run(tmp_path, env: str, backbone: str, agent: str = "dreamer"):
     from agents import checkpoint, ppo
     from agents.config import TrainConfig, save_yaml
-    from agents.runs import build_agent, identity
+    from agents.runs import build_dreamer, identity
 
     config = TrainConfig(
         env=env, backbone=backbone, preset="tiny", run=str(tmp_path / "run"), agent=agent, wm=world_models.WorldModelConfig.preset("tiny")
@@ -140,7 +140,7 @@ def save_train_run(tmp_path, env: str, backbone: str, agent: str = "dreamer"):
     if agent == "ppo":
         state, ident = {"agent": ppo.build(config, torch.device("cpu")).state_dict()}, ppo.identity(config)
     else:
-        state, ident = {"agent": build_agent(config, torch.device("cpu"))[0].state_dict()}, identity(config)
+        state, ident = {"agent": build_dreamer(config, torch.device("cpu"))[0].state_dict()}, identity(config)
     save_yaml(config, tmp_path / "run" / "config.yaml")
     checkpoint.save(tmp_path / "run" / "checkpoints", 3, {**state, "identity": ident, "counters": {"step": 3}})
     return tmp_path / "run"

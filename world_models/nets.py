@@ -3,7 +3,6 @@ transposed-CNN decoder for 64x64x3 images, and the observation encoder/decoder o
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor, nn
@@ -162,17 +161,6 @@ class ObsDecoder(nn.Module):
         return out
 
 
-def sinusoidal(pos: Tensor, dim: int) -> Tensor:
-    """Transformer position codes: pos (...) integer -> (..., dim)."""
-    half = dim // 2
-    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=pos.device, dtype=torch.float32) / max(half, 1))
-    angle = pos.float()[..., None] * freq
-    code = torch.cat([angle.sin(), angle.cos()], -1)
-    if dim % 2:
-        code = torch.cat([code, torch.zeros_like(code[..., :1])], -1)
-    return code
-
-
 __all__ = [
     "MLP",
     "ImageEncoder",
@@ -182,7 +170,6 @@ __all__ = [
     "RMSNorm",
     "make_norm",
     "make_act",
-    "sinusoidal",
     "symlog",
     "symexp",
     "IMAGE_SHAPE",
