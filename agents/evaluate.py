@@ -103,11 +103,40 @@ class RunEvaluation:
     plot: Path | None = None
 
 
+def evaluate_dreamer(
+    learner,
+    env_id: str,
+    env_options: dict,
+    episodes: int,
+    seed: int,
+    device: torch.device,
+    icrl_dir: Path,
+    step: int,
+    logger=None,
+    record: int = 0,
+) -> tuple[dict[str, float], EvalResult]:
+    """The one evaluation of a Dreamer learner (training's and `memwm eval`'s): `episodes` episodes with its policy's
+    mode from `seed`. Scalars eval/return, eval/length, eval/success (goal tasks) and, on in-context tasks, the
+    return by episode index, gain and bandit regret (with their PNG in `icrl_dir`, logged through `logger`)."""
+    result = run_episodes(learner, env_id, env_options, episodes, seed, device, record=record)
+    scalars = {"eval/return": result.mean_return, "eval/length": float(np.mean(result.lengths))}
+    if has_success(env_id):
+        scalars["eval/success"] = result.success_rate
+    if has_trials(env_id):
+        from agents import icrl
+
+        metrics, _ = icrl.evaluate(
+            icrl.DreamerPolicy(learner, device), env_id, episodes, seed, out_dir=icrl_dir, logger=logger, step=step, **env_options
+        )
+        scalars.update(metrics)
+    return scalars, result
+
+
 def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device: str = "auto", seed: int | None = None) -> RunEvaluation:
     """Restore a run's config and latest checkpoint and play `episodes` episodes (0: the run's eval_episodes):
     a Dreamer with its policy's mode, a PPO learner with its sampling policy over whole trials. `seed`: the
     first episode's; default, the first of the run's evaluation seeds (never a training episode)."""
-    from agents import icrl, ppo
+    from agents import ppo
     from agents.logger import Logger
     from agents.runs import build_dreamer, latest_checkpoint, load_run_config
 
@@ -132,26 +161,14 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
     agent, _ = build_dreamer(config, torch_device)
     agent.load_state_dict(payload["agent"])
     agent.eval()
-    result = run_episodes(agent, config.env, config.env_options, n, seed, torch_device, record=min(n, 4) if video else 0)
-    scalars = {"eval/return": result.mean_return}
-    if has_success(config.env):
-        scalars["eval/success"] = result.success_rate
-    if in_context:  # return by episode index, gain, bandit regret, and the PNG
-        logger = Logger(run, config.tensorboard)
-        try:
-            metrics, plot = icrl.evaluate(
-                icrl.DreamerPolicy(agent, torch_device),
-                config.env,
-                n,
-                seed,
-                out_dir=run / "icrl",
-                logger=logger,
-                step=step,
-                **config.env_options,
-            )
-        finally:
+    logger = Logger(run, config.tensorboard) if in_context else None
+    try:
+        scalars, result = evaluate_dreamer(
+            agent, config.env, config.env_options, n, seed, torch_device, run / "icrl", step, logger, record=min(n, 4) if video else 0
+        )
+    finally:
+        if logger is not None:
             logger.close()
-        scalars.update(metrics)
     written = None
     if video and result.frames:
         written = write_video(run / "videos" / f"eval-cli-{step:09d}.gif", result.video())

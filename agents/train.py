@@ -23,7 +23,7 @@ import torch
 from agents import distributed
 from agents.common import FLAGS, keep_freed_memory, obs_to_torch, pick_device, seed_everything, training_seed
 from agents.config import TrainConfig, Typed, load_yaml, resolve_sources, save_yaml
-from agents.evaluate import episode_success, has_success, has_trials, run_episodes
+from agents.evaluate import episode_success, evaluate_dreamer, has_success, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
 from agents.replay import Replay
 from agents.runs import build_dreamer, identity
@@ -142,24 +142,8 @@ class DreamerAgent:
 
     def evaluate(self, episodes: int, seed: int, step: int, logger) -> dict[str, float]:
         cfg = self.config
-        result = run_episodes(self.learner, cfg.env, cfg.env_options, episodes, seed=seed, device=self.device)
-        summary = {"eval/return": result.mean_return, "eval/length": float(np.mean(result.lengths))}
-        if has_success(cfg.env):
-            summary["eval/success"] = result.success_rate
-        if has_trials(cfg.env):  # return by episode index, gain, bandit regret, PNG
-            from agents import icrl
-
-            metrics, _ = icrl.evaluate(
-                icrl.DreamerPolicy(self.learner, self.device),
-                cfg.env,
-                episodes,
-                seed,
-                out_dir=self.run_dir / "icrl",
-                step=step,
-                **cfg.env_options,
-            )
-            summary.update(metrics)
-        return summary
+        scalars, _ = evaluate_dreamer(self.learner, cfg.env, cfg.env_options, episodes, seed, self.device, self.run_dir / "icrl", step)
+        return scalars
 
     @torch.no_grad()
     def pictures(self, seed: int, step: int, logger) -> None:

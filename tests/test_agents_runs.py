@@ -8,7 +8,7 @@ import torch
 import world_models
 from agents import checkpoint
 from agents.config import TrainConfig, save_yaml
-from agents.runs import build_agent, identity, load_run_policy, load_run_world_model
+from agents.runs import build_dreamer, identity, load_run_policy, load_run_world_model
 
 CPU = torch.device("cpu")
 
@@ -29,7 +29,7 @@ def tiny_run(tmp_path, agent: str = "dreamer") -> tuple[TrainConfig, object]:
 def test_the_policy_of_a_train_run_is_its_actor_on_world_model_features(tmp_path):
     config, run = tiny_run(tmp_path)
     torch.manual_seed(0)
-    agent, _ = build_agent(config, CPU)
+    agent, _ = build_dreamer(config, CPU)
     with torch.no_grad():
         for p in agent.actor.parameters():  # weights no freshly built actor has
             p.add_(torch.randn_like(p))

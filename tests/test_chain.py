@@ -14,7 +14,7 @@ import torch
 import envs
 from agents import chain
 from agents.config import TrainConfig, resolve
-from agents.runs import build_agent
+from agents.runs import build_dreamer
 from world_models.chain import first_action_returns, majority_rate, probe_score, rank_score, sign_score
 from world_models.state import State
 
@@ -161,7 +161,7 @@ def test_a_fresh_world_model_predicts_no_reward_and_ranks_at_chance():
 
 def tiny_learner(env: str, backbone: str):
     torch.manual_seed(0)
-    return build_agent(resolve(TrainConfig(env=env, backbone=backbone, preset="tiny")), torch.device("cpu"))[0]
+    return build_dreamer(resolve(TrainConfig(env=env, backbone=backbone, preset="tiny")), torch.device("cpu"))[0]
 
 
 def test_recall_episodes_carry_the_answer_and_the_symbol_k_steps_before_h():

@@ -196,7 +196,7 @@ from pathlib import Path
 import tyro
 from agents import checkpoint, distributed
 from agents.config import TrainConfig
-from agents.runs import build_agent
+from agents.runs import build_dreamer
 from agents.train import build
 
 if __name__ == "__main__":  # env workers may start by forkserver, which imports this file again
@@ -204,7 +204,7 @@ if __name__ == "__main__":  # env workers may start by forkserver, which imports
     loop = build(config)
     record = {"start_step": loop.counters["step"], "start": distributed.state_digest(loop.agent.module)}
     payload, path = checkpoint.load(loop.run_dir / "checkpoints")
-    saved, _ = build_agent(loop.agent.config, loop.agent.device)
+    saved, _ = build_dreamer(loop.agent.config, loop.agent.device)
     saved.load_state_dict(payload["agent"])
     record.update(checkpoint=path.name, checkpoint_digest=distributed.state_digest(saved))
     loop.run()

@@ -13,7 +13,7 @@ import torch
 import world_models
 from agents.config import TrainConfig, resolve
 from agents.dreamer import Dreamer, DreamerConfig, frozen, lambda_returns
-from agents.runs import build_agent
+from agents.runs import build_dreamer
 
 OBS = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
 SPACES = [gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([2, 3]), gym.spaces.Box(-1.0, 1.0, (2,))]
@@ -138,7 +138,7 @@ def test_bf16_acting_keeps_float32_actions_and_recurrent_state(backbone):
 
 def test_precision_is_a_train_flag_passed_to_the_agent_and_bad_values_raise():
     config = resolve(TrainConfig(env="memory/distracting-8", precision="bf16"))
-    agent, _ = build_agent(config, torch.device("cpu"))
+    agent, _ = build_dreamer(config, torch.device("cpu"))
     assert agent.precision == "bf16"
     assert resolve(TrainConfig(env="memory/distracting-8")).precision == "32"
     with pytest.raises(ValueError, match="precision.*'fp16'"):

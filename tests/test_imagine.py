@@ -157,7 +157,7 @@ def test_imagine_on_a_train_checkpoint_reads_its_world_model(tmp_path):
     from agents import checkpoint
     from agents.config import TrainConfig
     from agents.commands.imagine import imagine
-    from agents.runs import build_agent, identity
+    from agents.runs import build_dreamer, identity
 
     config = TrainConfig(
         env="memory/doors-keys-3",
@@ -166,7 +166,7 @@ def test_imagine_on_a_train_checkpoint_reads_its_world_model(tmp_path):
         run=str(tmp_path / "run"),
         wm=world_models.WorldModelConfig.preset("tiny"),
     )
-    agent, _ = build_agent(config, torch.device("cpu"))
+    agent, _ = build_dreamer(config, torch.device("cpu"))
     checkpoint.save(tmp_path / "run" / "checkpoints", 7, {"agent": agent.state_dict(), "identity": identity(config)})
     loaded = load_run_world_model(tmp_path / "run")
     assert loaded.backbone == "rssm" and loaded.env == "memory/doors-keys-3"

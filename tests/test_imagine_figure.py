@@ -113,7 +113,7 @@ def test_imagine_command_on_a_vector_train_run_writes_the_figure_and_tensorboard
     from agents import checkpoint
     from agents.commands.imagine import imagine
     from agents.config import TrainConfig, save_yaml
-    from agents.runs import build_agent, identity
+    from agents.runs import build_dreamer, identity
 
     config = TrainConfig(
         env="pomdp/cartpole-positions",
@@ -122,7 +122,7 @@ def test_imagine_command_on_a_vector_train_run_writes_the_figure_and_tensorboard
         run=str(tmp_path / "run"),
         wm=world_models.WorldModelConfig.preset("tiny"),
     )
-    agent, _ = build_agent(config, torch.device("cpu"))
+    agent, _ = build_dreamer(config, torch.device("cpu"))
     save_yaml(config, tmp_path / "run" / "config.yaml")
     checkpoint.save(tmp_path / "run" / "checkpoints", 5, {"agent": agent.state_dict(), "identity": identity(config)})
     written = imagine(run=tmp_path / "run", context=4, horizon=5, episodes=2, device="cpu")

@@ -77,7 +77,7 @@ def finished_run(tmp_path: Path, env: str = "pomdp/cartpole-positions", backbone
     """A run folder as `memwm train` leaves it (config.yaml, a full checkpoint with optimiser state)."""
     from agents import checkpoint
     from agents.config import TrainConfig, save_yaml
-    from agents.runs import build_agent, identity
+    from agents.runs import build_dreamer, identity
 
     config = TrainConfig(
         env=env,
@@ -87,7 +87,7 @@ def finished_run(tmp_path: Path, env: str = "pomdp/cartpole-positions", backbone
         eval_episodes=2,
         wm=world_models.WorldModelConfig.preset("tiny"),
     )
-    agent, _ = build_agent(config, torch.device("cpu"))
+    agent, _ = build_dreamer(config, torch.device("cpu"))
     save_yaml(config, tmp_path / "run" / "config.yaml")
     checkpoint.save(
         tmp_path / "run" / "checkpoints",
