@@ -82,6 +82,7 @@ class TrainConfig:
     replay_whole_episodes: bool = True  # a sequence never cuts an episode it can hold whole (it starts at the episode's first step)
     # a replayed sequence that starts mid-episode starts from the world-model state the actor acted from, stored with
     # every step (DreamerV3's replay context; recurrent backbones: a Transformer's key/value cache is too big to store)
+    # Chosen by a paired ablation: benchmarks/results/ablate-cartpole-positions/ (the records at 1deb05b).
     replay_context: bool = True
     eval_every: int = 2_500  # environment steps between evaluations (0: only at the end)
     eval_episodes: int = 8  # episodes per evaluation (goal tasks: at least 32, from the environment's entry)
