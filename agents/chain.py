@@ -178,7 +178,7 @@ def measure(
         scores = {"z_probe": probe_score(z, need), "h_probe": probe_score(h, need)}
         if data.back is not None:
             scores["h_probe_k"] = probe_score(h, torch.as_tensor(_padded(data.back, T, -1)))
-        scores["reward_sign"] = sign_score(wm.reward(feat).float(), reward)
+        scores["reward_sign"] = sign_score(wm.reward(feat, action).float(), reward)
         rows = (answer >= 0).nonzero()  # (M, 2): (episode, step) of the query steps
         if len(rows) > starts:  # evenly spread over the episodes and steps
             rows = rows[torch.linspace(0, len(rows) - 1, starts).long()]

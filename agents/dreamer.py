@@ -324,7 +324,7 @@ class Dreamer(nn.Module):
             with torch.no_grad() if discrete else contextlib.nullcontext():
                 imag = self.wm.imagine(starts, act, cfg.horizon)
                 feat = imag.features  # (N, H+1, F)
-                reward = self.wm.reward(feat)  # (N, H+1)
+                reward = self.wm.reward(feat, imag.actions)  # (N, H+1)
                 cont = self.wm.cont(feat)  # (N, H+1)
                 cont = torch.cat([1.0 - terminal[:, None], cont[:, 1:]], 1)
         if discrete:  # one critic pass: its detached values bootstrap the returns, its logits at steps 0..H-1 train it

@@ -70,7 +70,7 @@ def imagine_batch(
     T = context + horizon
     features = roll.features  # (B, T, F)
     truth = {"reward": _padded(batch["reward"], T), "cont": _padded(1.0 - batch["is_terminal"].float(), T)}
-    model = {"reward": wm.reward(features).float().cpu().numpy(), "cont": wm.cont(features).float().cpu().numpy()}
+    model = {"reward": wm.reward(features, roll.actions).float().cpu().numpy(), "cont": wm.cont(features).float().cpu().numpy()}
     frames = None
     if wm.can_decode and "vector" in batch:
         truth["vector"] = _padded(batch["vector"], T)

@@ -114,7 +114,7 @@ def score(wm, test: dict[str, torch.Tensor], k: int, symbols: int) -> dict[str, 
     wm.eval()
     _, _, feat, _ = wm.observe({"vector": test["vector"]}, test["action"], test["is_first"], sample=False)
     wm.train()
-    reward, pred = test["reward"], wm.reward(feat)
+    reward, pred = test["reward"], wm.reward(feat, test["action"])
     scored = reward != 0
     rel = float((pred[scored] - reward[scored]).pow(2).mean() / reward[scored].pow(2).mean())
     sign = float(((pred[scored] > 0) == (reward[scored] > 0)).float().mean())

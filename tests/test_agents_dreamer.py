@@ -161,7 +161,7 @@ class _OneStepWorld(torch.nn.Module):
         acts.append(policy(feats[-1]))
         return SimpleNamespace(features=torch.stack(feats, 1), actions=torch.stack(acts, 1))
 
-    def reward(self, feat):
+    def reward(self, feat, actions):  # "next": the step's own features
         return self.reward_fn(feat[..., :-1])
 
     def cont(self, feat):

@@ -101,12 +101,14 @@ class PlantedWorldModel:
         self.A, self.knows = num_actions, knows
 
     def imagine(self, start: State, policy, horizon: int, sample: bool = True):
-        feats = [torch.cat([start.h, torch.zeros_like(start.h)], -1)]
+        feats, acts = [torch.cat([start.h, torch.zeros_like(start.h)], -1)], []
         for _ in range(horizon):
-            feats.append(torch.cat([start.h, policy(feats[-1])], -1))
-        return SimpleNamespace(features=torch.stack(feats, 1))
+            acts.append(policy(feats[-1]))
+            feats.append(torch.cat([start.h, acts[-1]], -1))
+        acts.append(torch.zeros_like(acts[-1]))
+        return SimpleNamespace(features=torch.stack(feats, 1), actions=torch.stack(acts, 1))
 
-    def reward(self, feat):
+    def reward(self, feat, actions):  # reads the action from the step's own features ("next")
         right, action = feat[..., : self.A], feat[..., self.A :]
         if not self.knows:
             return torch.full(feat.shape[:-1], 0.5)

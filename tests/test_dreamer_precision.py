@@ -48,7 +48,7 @@ def two_pass_actor_critic_loss(agent: Dreamer, starts, terminal: torch.Tensor):
         with torch.no_grad() if discrete else contextlib.nullcontext():
             imag = agent.wm.imagine(starts, act, cfg.horizon)
             feat = imag.features
-            reward = agent.wm.reward(feat)
+            reward = agent.wm.reward(feat, imag.actions)
             cont = torch.cat([1.0 - terminal[:, None], agent.wm.cont(feat)[:, 1:]], 1)
             value = agent.critic(feat).mean
             ret = lambda_returns(reward[:, 1:], cfg.gamma * cont[:, 1:], value, cfg.lam)

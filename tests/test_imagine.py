@@ -80,7 +80,8 @@ def test_open_loop_equals_observing_the_context_then_stepping_the_prior_with_the
             state, f, _ = wm.img_step(state, batch["action"][:, C - 1 + i], sample=False)
             expected.append(f[:, None])
     torch.testing.assert_close(roll.features, torch.cat(expected, 1), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(roll.actions, batch["action"][:, C - 1 : C - 1 + H])
+    torch.testing.assert_close(roll.actions[:, : C + H - 1], batch["action"][:, : C + H - 1])  # the driving actions, aligned with the steps
+    assert roll.actions.shape[1] == roll.features.shape[1] and not roll.actions[:, -1].any()
 
 
 def test_open_loop_rejects_a_horizon_past_the_recorded_actions(tiny_models):

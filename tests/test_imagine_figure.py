@@ -49,8 +49,9 @@ def test_vector_figure_panels_hold_the_models_outputs(backbone):
     fig = imagination_figure(result.panels, C)
     axes = np.array(fig.axes).reshape(K + 2, B)  # rows: every dimension, reward, continue; a column per episode
     with torch.no_grad():  # the reference: the same rollout, decoded and read by the heads here
-        features = open_loop(wm, batch, C, H).features
-        vector, reward, cont = wm.decode(features)["vector"], wm.reward(features), wm.cont(features)
+        roll = open_loop(wm, batch, C, H)
+        features = roll.features
+        vector, reward, cont = wm.decode(features)["vector"], wm.reward(features, roll.actions), wm.cont(features)
     for b in range(B):
         for k in range(K):
             truth, model = lines(axes[k, b])

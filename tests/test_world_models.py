@@ -200,7 +200,7 @@ def test_imagination_with_a_policy_backpropagates_through_the_dynamics(backbone)
 
     traj = m.imagine(starts, policy, 5)
     assert len(calls) == 6 and traj.features.shape == (8, 6, m.feat_dim) and traj.actions.shape == (8, 6, 2)
-    (m.reward(traj.features[:, 1:]).sum() + traj.features[:, -1].pow(2).sum()).backward()
+    (m.reward(traj.features, traj.actions)[:, 1:].sum() + traj.features[:, -1].pow(2).sum()).backward()
     assert actor.weight.grad is not None and actor.weight.grad.abs().sum() > 0
     grads = [p.grad for p in m.backbone.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum() for g in grads) > 0
@@ -234,7 +234,7 @@ def test_loss_with_images_has_stable_metric_names_and_trains_every_part(backbone
     pred = m.decode(torch.randn(4, m.feat_dim))
     assert pred["image"].shape == (4, 64, 64, 3) and 0 <= pred["image"].min() and pred["image"].max() <= 1
     assert pred["vector"].shape == (4, VEC)
-    assert m.reward(torch.randn(4, 3, m.feat_dim)).shape == (4, 3)
+    assert m.reward(torch.randn(4, 3, m.feat_dim), torch.randn(4, 3, m.act_dim)).shape == (4, 3)
     c = m.cont(torch.randn(4, m.feat_dim))
     assert c.shape == (4,) and ((0 <= c) & (c <= 1)).all()
 

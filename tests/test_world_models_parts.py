@@ -14,6 +14,7 @@ import world_models as wm
 from world_models.backbones.mamba import SelectiveSSM, causal_conv
 from world_models.backbones.s4 import S4DLayer
 from world_models.backbones.s5 import S5Layer, hippo_n, hippo_n_eigenvalues
+from world_models.distributions import TwoHotSymlog
 from world_models.model import image_loss
 from world_models.nets import ChannelNorm, ImageDecoder, ImageEncoder, MLP, RMSNorm
 from world_models.state import State
@@ -384,12 +385,12 @@ def test_reward_head_starts_with_zero_bias_and_zero_or_random_weights(init):
     model = wm.make("s5", obs, gym.spaces.Discrete(3), wm.WorldModelConfig.preset("tiny", reward_head_init=init))
     out = model.reward_head.net[-1]
     assert torch.count_nonzero(out.bias) == 0
-    feat = torch.randn(7, model.feat_dim)
+    feat, act = torch.randn(7, model.feat_dim), torch.eye(3)[torch.randint(0, 3, (7,))]
     if init == "zeros":  # DreamerV3: every reward predicts exactly 0 at first
         assert torch.count_nonzero(out.weight) == 0
-        torch.testing.assert_close(model.reward(feat), torch.zeros(7), rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.reward(feat, act), torch.zeros(7), rtol=0, atol=1e-5)
     else:  # random weights: predictions vary with the features from the first step
-        assert out.weight.std() > 0.01 and model.reward(feat).std() > 0
+        assert out.weight.std() > 0.01 and model.reward(feat, act).std() > 0
 
 
 @pytest.mark.parametrize("input_gain", ["zoh", "unit_variance"])
@@ -429,7 +430,7 @@ def test_feature_norm_standardises_every_feature_by_running_statistics_of_traini
     batch["is_first"][:, 0] = True
     model.loss(batch, sample=False)  # folds the batch's features into the statistics
     _, _, feat, _ = model.observe({"vector": batch["vector"]}, batch["action"], batch["is_first"], sample=False)
-    raw = feat * torch.sqrt(model.feat_var + 1e-4) + model.feat_mean
+    raw = feat * torch.sqrt(model.feat_var + wm.model.FEATURE_NORM_EPS) + model.feat_mean
     flat = raw.reshape(-1, model.feat_dim)
     torch.testing.assert_close(model.feat_mean, flat.mean(0), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(model.feat_var, flat.var(0, unbiased=False), atol=1e-5, rtol=1e-4)
@@ -441,3 +442,48 @@ def test_feature_norm_standardises_every_feature_by_running_statistics_of_traini
         model.loss({**batch, "vector": batch["vector"] + 5}, sample=False)
     assert torch.equal(before, model.feat_mean)
     assert "feat_mean" not in wm.make("s5", obs, gym.spaces.Discrete(3), wm.WorldModelConfig.preset("tiny")).state_dict()
+
+
+@pytest.mark.parametrize("space", ["discrete", "box"])
+def test_reward_input_action_reads_the_features_before_the_step_and_the_action_taken(space):
+    """reward_input="action": the reward of step t is the head's base output plus, per action component, that
+    component times its own output, read from the features of step t-1 and the action after it; step 0 gets 0,
+    and the loss skips step 0 and steps that start an episode."""
+    import gymnasium as gym
+
+    torch.manual_seed(0)
+    obs = gym.spaces.Dict({"vector": gym.spaces.Box(-1, 1, (5,), np.float32)})
+    act_space = gym.spaces.Discrete(3) if space == "discrete" else gym.spaces.Box(-1, 1, (2,), np.float32)
+    config = wm.WorldModelConfig.preset("tiny", reward_input="action", reward_head_init="torch")
+    model = wm.make("s5", obs, act_space, config)
+    A, B, L, K = model.act_dim, 2, 6, config.reward_bins
+    feat = torch.randn(B, L, model.feat_dim)
+    act = torch.eye(A)[torch.randint(0, A, (B, L))] if space == "discrete" else torch.rand(B, L, A) * 2 - 1
+    with torch.no_grad():
+        got = model.reward(feat, act)  # (B, L)
+        out = model.reward_head(torch.cat([feat[:, :-1], act[:, :-1]], -1)).reshape(B, L - 1, A + 1, K)
+        logits = out[:, :, 0] + sum(act[:, :-1, j, None] * out[:, :, j + 1] for j in range(A))
+        expected = TwoHotSymlog(logits).mean
+    assert torch.equal(got[:, 0], torch.zeros(B))
+    torch.testing.assert_close(got[:, 1:], expected)
+    if space == "discrete":  # a one-hot action picks its own output: other actions' outputs do not matter
+        taken = act[:, :-1].argmax(-1)
+        own = out[:, :, 0] + out.gather(2, (taken + 1)[:, :, None, None].expand(B, L - 1, 1, K))[:, :, 0]
+        torch.testing.assert_close(got[:, 1:], TwoHotSymlog(own).mean)
+    # the loss: the reward of a step that starts an episode is not a target (changing it changes nothing)
+    batch = {
+        "vector": torch.randn(B, L, 5),
+        "action": act,
+        "reward": torch.randn(B, L),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+    }
+    batch["is_first"][:, 0] = batch["is_first"][0, 3] = True
+    _, m1 = model.loss(batch, sample=False)
+    changed = batch["reward"].clone()
+    changed[:, 0], changed[0, 3] = 50.0, -50.0
+    _, m2 = model.loss({**batch, "reward": changed}, sample=False)
+    assert m1["loss/reward"] == m2["loss/reward"]
+    changed[1, 3] = 50.0  # a reward caused by the step before it is a target
+    _, m3 = model.loss({**batch, "reward": changed}, sample=False)
+    assert m3["loss/reward"] != m1["loss/reward"]

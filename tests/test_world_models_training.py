@@ -53,7 +53,7 @@ def recall_accuracy(model: wm.WorldModel, L: int, gen: torch.Generator) -> float
     batch, cue = cue_batch(512, L, gen)
     with torch.no_grad():
         _, _, feat, _ = model.observe({"vector": batch["vector"]}, batch["action"], batch["is_first"], sample=False)
-        guess = (model.reward(feat[:, -1]) + (K - 1) / 2).round().clamp(0, K - 1)
+        guess = (model.reward(feat, batch["action"])[:, -1] + (K - 1) / 2).round().clamp(0, K - 1)
     return (guess == cue).float().mean().item()
 
 

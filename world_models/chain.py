@@ -121,8 +121,9 @@ def first_action_returns(
         taken.append(None)
         return first if len(taken) == 1 else actor(feat)
 
-    feat = wm.imagine(starts, policy, horizon, sample=False).features  # (M*A, H+1, F)
-    reward, discount = wm.reward(feat)[:, 1:].float(), gamma * wm.cont(feat)[:, 1:].float()  # (M*A, H)
+    imag = wm.imagine(starts, policy, horizon, sample=False)
+    feat = imag.features  # (M*A, H+1, F)
+    reward, discount = wm.reward(feat, imag.actions)[:, 1:].float(), gamma * wm.cont(feat)[:, 1:].float()  # (M*A, H)
     ret = value(feat[:, -1]).float() if value is not None else torch.zeros_like(reward[:, 0])
     for i in reversed(range(horizon)):
         ret = reward[:, i] + discount[:, i] * ret

@@ -69,6 +69,14 @@ class WorldModelConfig:
     # below it until its own weights have grown, so a reward that is a product of two inputs (the action
     # and a remembered symbol) waits on a plateau; random output weights train the hidden layer at once.
     reward_head_init: Literal["zeros", "torch"] = "zeros"
+    # What the reward head reads to predict the reward r_{t+1} that arrives with step t+1. "next" (DreamerV3,
+    # S4WM): the features after the step, (h_{t+1}, z_{t+1}), where the action a_t is one more input the
+    # backbone has mixed into h. "action": the features before it and the action, (h_t, z_t, a_t), the head
+    # giving one reward per action component (logits = base + sum_j a_j head_j; for a one-hot action the
+    # taken action's own output), as TD-MPC's and MuZero's reward models do. A reward that is a product
+    # of the action and a remembered symbol is then linear in the features for each action, instead of a
+    # product the head must find inside h (see benchmarks/reward_link.py).
+    reward_input: Literal["next", "action"] = "next"
     free_bits: float = 1.0
     dyn_scale: float = 0.5
     rep_scale: float = 0.1

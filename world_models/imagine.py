@@ -95,7 +95,8 @@ class OpenLoop:
     """The model's view of `context + horizon` steps.
 
     features: (N, C + H, F) posterior features for t < C, imagined (prior) features for t >= C.
-    actions: (N, H, A) the actions imagination was driven with (taken after steps C-1 .. C+H-2).
+    actions: (N, C + H, A) the action taken after each step (the sequence's in the context; from step C-1 on
+        the ones imagination was driven with; after the last step, the policy's or, without one, zero).
     """
 
     features: Tensor
@@ -125,11 +126,11 @@ def open_loop(
     obs = {k: batch[k][:, :context] for k in OBS_KEYS if k in batch}
     _, _, feat_ctx, state = wm.observe(obs, batch["action"][:, :context], batch["is_first"][:, :context], sample=sample)  # (N, C, F)
     if horizon == 0:
-        return OpenLoop(feat_ctx, batch["action"][:, :0], context)
+        return OpenLoop(feat_ctx, batch["action"][:, :context], context)
     drive = policy if policy is not None else batch["action"][:, context - 1 : context - 1 + horizon]  # (N, H, A)
     imag = wm.imagine(state, drive, horizon, sample=sample)
     features = torch.cat([feat_ctx, imag.features[:, 1:]], 1)  # (N, C + H, F)
-    return OpenLoop(features, imag.actions[:, :horizon], context)
+    return OpenLoop(features, torch.cat([batch["action"][:, : context - 1], imag.actions], 1), context)
 
 
 @torch.no_grad()

@@ -30,6 +30,8 @@ from world_models.objectives import barlow_twins
 from world_models.state import State
 
 OBS_KEYS = ("image", "vector")
+# feature_norm: added to the variance; small, since the dimensions that hold memory can have spreads of 1e-4
+FEATURE_NORM_EPS = 1e-8
 
 
 def image_loss(pred: Tensor, image: Tensor) -> Tensor:
@@ -128,7 +130,10 @@ class WorldModel(nn.Module):
         )
         projected = {"barlow": self.feat_dim, "next_embed": self.h_dim}.get(c.objective)
         self.projector = nn.Linear(projected, self.encoder.out_dim, bias=False) if projected else None
-        self.reward_head = MLP(self.feat_dim, c.reward_bins, c.hidden, c.mlp_layers, c.norm, c.act)
+        if c.reward_input == "action":  # one output per action component and a base (config.reward_input)
+            self.reward_head = MLP(self.feat_dim + self.act_dim, (self.act_dim + 1) * c.reward_bins, c.hidden, c.mlp_layers, c.norm, c.act)
+        else:
+            self.reward_head = MLP(self.feat_dim, c.reward_bins, c.hidden, c.mlp_layers, c.norm, c.act)
         self.cont_head = MLP(self.feat_dim, 1, c.hidden, c.mlp_layers, c.norm, c.act)
         out = self.reward_head.net[-1]
         if not out.weight.is_meta:  # see WorldModelConfig.reward_head_init
@@ -138,6 +143,7 @@ class WorldModel(nn.Module):
         if c.feature_norm:  # running statistics of the features (config.feature_norm); only then in the state dict
             self.register_buffer("feat_mean", torch.zeros(self.feat_dim))
             self.register_buffer("feat_var", torch.ones(self.feat_dim))
+            self.register_buffer("feat_updates", torch.zeros((), dtype=torch.long))
         # running means of the reconstruction terms (config.obs_norm); 0 = not seen yet
         self.register_buffer("obs_norm_image", torch.zeros(()))
         self.register_buffer("obs_norm_vector", torch.zeros(()))
@@ -165,15 +171,19 @@ class WorldModel(nn.Module):
         feat = torch.cat([h, z], -1)
         if not self.config.feature_norm:
             return feat
-        return (feat - self.feat_mean) / torch.sqrt(self.feat_var + 1e-4)
+        return (feat - self.feat_mean) / torch.sqrt(self.feat_var + FEATURE_NORM_EPS)
 
     @torch.no_grad()
     def _update_feature_stats(self, h: Tensor, z: Tensor) -> None:
-        """Fold a training batch's features (B, L, F) into the running mean and variance (EMA)."""
+        """Fold a training batch's features (B, L, F) into the running mean and variance: the average of the
+        batches so far until there are 1 / (1 - decay) of them, an EMA from then on (so the first batch
+        replaces the initial 0 and 1 outright: an EMA from them would take thousands of updates to forget
+        a variance of 1 where the true one is 1e-6)."""
         flat = torch.cat([h, z], -1).detach().float().flatten(0, -2)  # (N, F)
-        d = self.config.feature_norm_decay
-        self.feat_mean.mul_(d).add_((1 - d) * flat.mean(0))
-        self.feat_var.mul_(d).add_((1 - d) * flat.var(0, unbiased=False))
+        self.feat_updates.add_(1)
+        w = (1.0 / self.feat_updates).clamp(min=1.0 - self.config.feature_norm_decay)  # a tensor: no sync on a GPU
+        self.feat_mean.lerp_(flat.mean(0), w)
+        self.feat_var.lerp_(flat.var(0, unbiased=False), w)
 
     @staticmethod
     def _pick(dist: Latent, sample: bool, generator: torch.Generator | None) -> Tensor:
@@ -378,12 +388,27 @@ class WorldModel(nn.Module):
             out["vector"] = symexp(out["vector"])
         return out
 
-    def reward_dist(self, features: Tensor) -> TwoHotSymlog:
-        return TwoHotSymlog(self.reward_head(features))
+    def reward_dist(self, features: Tensor, actions: Tensor) -> TwoHotSymlog:
+        """The rewards that arrive with the steps of a sequence, as distributions.
 
-    def reward(self, features: Tensor) -> Tensor:
-        """features (..., F) -> predicted reward (...): the two-hot symlog mean."""
-        return self.reward_dist(features).mean
+        features (..., T, F) and actions (..., T, A) of consecutive steps, actions[..., t] taken after step t
+        (the replay's and `Imagination`'s convention). config.reward_input "next": over all T steps, the
+        reward of step t from features[..., t]; "action": over steps 1..T-1, the reward of step t from
+        features[..., t-1] and actions[..., t-1] (step 0's came from a step before the sequence)."""
+        if self.config.reward_input == "next":
+            return TwoHotSymlog(self.reward_head(features))
+        before, taken = features[..., :-1, :], actions[..., :-1, :].to(features.dtype)
+        out = self.reward_head(torch.cat([before, taken], -1))  # (..., T-1, (A+1) * bins)
+        out = out.unflatten(-1, (self.act_dim + 1, self.config.reward_bins))
+        return TwoHotSymlog(out[..., 0, :] + (taken[..., None] * out[..., 1:, :]).sum(-2))
+
+    def reward(self, features: Tensor, actions: Tensor) -> Tensor:
+        """features (..., T, F), actions (..., T, A) (see reward_dist) -> the predicted reward that arrives with
+        each step (..., T), the two-hot symlog mean; with reward_input "action", 0 at step 0 (not predicted)."""
+        pred = self.reward_dist(features, actions).mean
+        if self.config.reward_input == "next":
+            return pred
+        return torch.cat([torch.zeros_like(pred[..., :1]), pred], -1)
 
     def cont_dist(self, features: Tensor) -> Bernoulli:
         return Bernoulli(self.cont_head(features).squeeze(-1))
@@ -454,12 +479,17 @@ class WorldModel(nn.Module):
             state = State.from_arrays(batch, "context/")
         post, prior, feat, _, starts, embed = self._observe(obs, action, batch["is_first"], state, sample, generator, return_starts)
         if self.config.feature_norm and self.training and torch.is_grad_enabled():  # the batch's (h, z), un-standardised
-            raw = feat.detach() * torch.sqrt(self.feat_var + 1e-4) + self.feat_mean
+            raw = feat.detach() * torch.sqrt(self.feat_var + FEATURE_NORM_EPS) + self.feat_mean
             self._update_feature_stats(raw[..., : self.h_dim], raw[..., self.h_dim :])
 
         c = self.config
         terms = self._representation_terms(obs, feat, embed, self._check_flags(batch["is_first"], lead, "is_first", "loss"))
-        terms["reward"] = (c.reward_scale, -self.reward_dist(feat).log_prob(reward.float()).mean())
+        if c.reward_input == "next":
+            terms["reward"] = (c.reward_scale, -self.reward_dist(feat, action).log_prob(reward.float()).mean())
+        else:  # steps 1..L-1, except where a new episode starts: no step before it caused its reward
+            caused = ~self._check_flags(batch["is_first"], lead, "is_first", "loss")[:, 1:]  # (B, L-1)
+            nll = -self.reward_dist(feat, action).log_prob(reward[:, 1:].float())  # (B, L-1)
+            terms["reward"] = (c.reward_scale, (nll * caused).sum() / caused.sum().clamp(min=1))
         terms["cont"] = (c.cont_scale, -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean())
         dyn, rep, kl = kl_losses(post, prior, c.free_bits)
         terms["dyn"], terms["rep"] = (c.dyn_scale, dyn.mean()), (c.rep_scale, rep.mean())

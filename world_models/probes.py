@@ -95,8 +95,8 @@ def run_probes(wm, kind: str, episodes: list[dict], act_space, device, shift: in
                 {k: batch[k] for k in OBS_KEYS if k in batch}, batch["action"], batch["is_first"], sample=False
             )  # (N, T, F)
             true_r = batch["reward"].cpu().numpy()
-            for mode, feats in (("inference", feat_post), ("imagination", roll.features)):
-                pred_r = wm.reward(feats).float().cpu().numpy()  # (N, T)
+            for mode, feats, acts in (("inference", feat_post, batch["action"]), ("imagination", roll.features, roll.actions)):
+                pred_r = wm.reward(feats, acts).float().cpu().numpy()  # (N, T)
                 for n, ep in enumerate(eps):
                     mask = probe_mask(ep, "reward_decided")[:T].copy()
                     if mode == "imagination":
