@@ -44,8 +44,13 @@ EMBEDDED_RUN_EXTRAS = ("seed", "run", "device", "threads")
 # rates above DreamerV3's (which are tuned for millions of steps on large models), and the
 # reconstruction terms are normalised by their running size (WorldModelConfig.obs_norm) so that
 # one sparse reward per episode is not drowned by a loss summed over every pixel.
+# The reward head reads the features before a step and the action taken (WorldModelConfig.reward_input),
+# on features standardised by running statistics (feature_norm), from a random output layer
+# (reward_head_init): with DreamerV3's head, a reward that is a product of the action and a remembered
+# symbol is never learned, and the policy has nothing to learn from (benchmarks/results/reward-link-recall-k4/).
+# Chosen by a paired ablation: benchmarks/results/ablate-recall-k8/ (the records at 9fb3cd7).
 TRAIN_DREAMER = DreamerConfig(wm_lr=1e-3, actor_lr=3e-4, critic_lr=3e-4)
-TRAIN_WM = {"obs_norm": True}
+TRAIN_WM = {"obs_norm": True, "reward_input": "action", "feature_norm": True, "reward_head_init": "torch"}
 
 
 def train_wm_config(preset: str) -> WorldModelConfig:
