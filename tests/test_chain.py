@@ -151,7 +151,7 @@ def test_imagination_whose_reward_ignores_the_action_ranks_at_chance():
 
 def test_a_fresh_world_model_predicts_no_reward_and_ranks_at_chance():
     """DreamerV3's reward head starts at zero: every first action's imagined return ties."""
-    learner = tiny_learner("memory/recall-k2", "s5")
+    learner = tiny_learner("memory/recall-k2", "s5", zero_reward_head=True)
     start = learner.wm.initial_state(6)
     returns = first_action_returns(learner.wm, start, lambda f: learner.actor(f).mode(), 4, 3, 0.99)
     assert returns.shape == (6, 4)
@@ -161,9 +161,14 @@ def test_a_fresh_world_model_predicts_no_reward_and_ranks_at_chance():
 # --------------------------------------------------------------------------- the labelled episodes and the scalars
 
 
-def tiny_learner(env: str, backbone: str):
+def tiny_learner(env: str, backbone: str, zero_reward_head: bool = False):
+    """A fresh Dreamer learner; zero_reward_head: its reward head's output layer zeroed (DreamerV3's start, where
+    every reward predicts 0; memwm's default starts it random)."""
     torch.manual_seed(0)
-    return build_dreamer(resolve(TrainConfig(env=env, backbone=backbone, preset="tiny")), torch.device("cpu"))[0]
+    learner = build_dreamer(resolve(TrainConfig(env=env, backbone=backbone, preset="tiny")), torch.device("cpu"))[0]
+    if zero_reward_head:
+        torch.nn.init.zeros_(learner.wm.reward_head.net[-1].weight)
+    return learner
 
 
 def test_recall_episodes_carry_the_answer_and_the_symbol_k_steps_before_h():
@@ -209,7 +214,7 @@ def test_the_chain_is_tracked_on_tasks_with_a_known_memory_dependency():
 
 
 def test_measure_logs_every_link_deterministically_without_drawing_from_the_global_generators():
-    learner = tiny_learner("memory/recall-k2", "s5")
+    learner = tiny_learner("memory/recall-k2", "s5", zero_reward_head=True)
     torch.manual_seed(1)
     np.random.seed(1)
     before = torch.random.get_rng_state(), np.random.get_state()[1].copy()
@@ -219,7 +224,7 @@ def test_measure_logs_every_link_deterministically_without_drawing_from_the_glob
     assert scalars == chain.measure(learner, "memory/recall-k2", {}, seed=11, device=torch.device("cpu"), episodes=8)
     for name, value in scalars.items():
         assert math.isfinite(value) and (name == "chain/actor_entropy" or 0 <= value <= 1), name
-    assert scalars["chain/imagined_rank"] == pytest.approx(1 / 4)  # an untrained reward head predicts 0 everywhere
+    assert scalars["chain/imagined_rank"] == pytest.approx(1 / 4)  # a zeroed reward head predicts 0 everywhere
     assert 0 < scalars["chain/actor_entropy"] <= math.log(4) + 1e-6
     assert chain.measure(learner, "pomdp/cartpole-positions", {}, seed=0, device=torch.device("cpu")) == {}
 

@@ -161,7 +161,7 @@ def test_reward_probe_classifies_the_decided_steps_to_the_nearest_paid_reward(ti
     truth = torch.as_tensor(np.stack([ep["reward"] for ep in eps]))
 
     # a reward head with the right sign except on the last episode: inference 3/4 right, imagination 2/3
-    monkeypatch.setattr(tiny_s5, "reward", lambda feat: truth * torch.tensor([1.0, 0.9, 0.2, -0.5])[:, None])
+    monkeypatch.setattr(tiny_s5, "reward", lambda feat, actions: truth * torch.tensor([1.0, 0.9, 0.2, -0.5])[:, None])
     got = P.run_probes(tiny_s5, "reward", eps, ACT_SPACE, CPU)
     assert got["reward_acc_inference"] == pytest.approx(3 / 4)
     assert got["reward_acc_imagination"] == pytest.approx(2 / 3)

@@ -156,8 +156,11 @@ def test_bad_torchrun_variables_are_named(monkeypatch):
 # --------------------------------------------------------------------------- torchrun -m agents.cli train
 
 FLAGS = [
-    "--env",
-    "gym:CartPole-v1",
+    "--env",  # 8-step episodes: every rank's replay holds whole episodes (training waits for them) from the start
+    "memory/recall-k1",
+    "--env-options",
+    "queries",
+    "7",
     "--backbone",
     "s5",
     "--preset",

@@ -16,7 +16,7 @@ import envs
 from agents import checkpoint
 from agents import config as C
 from agents.cli import main
-from agents.config import TrainConfig, resolve
+from agents.config import TRAIN_WM, TrainConfig, resolve
 from agents.logger import read_evals
 from agents.train import train
 from world_models import WorldModelConfig
@@ -84,7 +84,7 @@ def test_loop_on_a_memory_env_writes_every_file_of_a_run(memory_run):
     assert set(summary) == {"eval/return", "eval/success", "eval/length"}
     saved = yaml.safe_load((run / "config.yaml").read_text())
     # preset tiny with the training defaults, the same for every task
-    assert saved["env"] == "memory/distracting-100" and saved["wm"] == {**WorldModelConfig.preset("tiny").__dict__, "obs_norm": True}
+    assert saved["env"] == "memory/distracting-100" and saved["wm"] == {**WorldModelConfig.preset("tiny").__dict__, **TRAIN_WM}
     records = _records(run)
     names = set().union(*records)
     for name in (
