@@ -174,12 +174,12 @@ class WorldModel(nn.Module):
         return (feat - self.feat_mean) / torch.sqrt(self.feat_var + FEATURE_NORM_EPS)
 
     @torch.no_grad()
-    def _update_feature_stats(self, h: Tensor, z: Tensor) -> None:
-        """Fold a training batch's features (B, L, F) into the running mean and variance: the average of the
+    def _update_feature_stats(self, raw: Tensor) -> None:
+        """Fold a training batch's un-standardised features (B, L, F) into the running mean and variance: the average of the
         batches so far until there are 1 / (1 - decay) of them, an EMA from then on (so the first batch
         replaces the initial 0 and 1 outright: an EMA from them would take thousands of updates to forget
         a variance of 1 where the true one is 1e-6)."""
-        flat = torch.cat([h, z], -1).detach().float().flatten(0, -2)  # (N, F)
+        flat = raw.detach().float().flatten(0, -2)  # (N, F)
         self.feat_updates.add_(1)
         w = (1.0 / self.feat_updates).clamp(min=1.0 - self.config.feature_norm_decay)  # a tensor: no sync on a GPU
         self.feat_mean.lerp_(flat.mean(0), w)
@@ -479,15 +479,15 @@ class WorldModel(nn.Module):
             state = State.from_arrays(batch, "context/")
         post, prior, feat, _, starts, embed = self._observe(obs, action, batch["is_first"], state, sample, generator, return_starts)
         if self.config.feature_norm and self.training and torch.is_grad_enabled():  # the batch's (h, z), un-standardised
-            raw = feat.detach() * torch.sqrt(self.feat_var + FEATURE_NORM_EPS) + self.feat_mean
-            self._update_feature_stats(raw[..., : self.h_dim], raw[..., self.h_dim :])
+            self._update_feature_stats(feat.detach() * torch.sqrt(self.feat_var + FEATURE_NORM_EPS) + self.feat_mean)
 
         c = self.config
-        terms = self._representation_terms(obs, feat, embed, self._check_flags(batch["is_first"], lead, "is_first", "loss"))
+        is_first = self._check_flags(batch["is_first"], lead, "is_first", "loss")
+        terms = self._representation_terms(obs, feat, embed, is_first)
         if c.reward_input == "next":
             terms["reward"] = (c.reward_scale, -self.reward_dist(feat, action).log_prob(reward.float()).mean())
         else:  # steps 1..L-1, except where a new episode starts: no step before it caused its reward
-            caused = ~self._check_flags(batch["is_first"], lead, "is_first", "loss")[:, 1:]  # (B, L-1)
+            caused = ~is_first[:, 1:]  # (B, L-1)
             nll = -self.reward_dist(feat, action).log_prob(reward[:, 1:].float())  # (B, L-1)
             terms["reward"] = (c.reward_scale, (nll * caused).sum() / caused.sum().clamp(min=1))
         terms["cont"] = (c.cont_scale, -self.cont_dist(feat).log_prob(1.0 - is_terminal.float()).mean())
