@@ -43,6 +43,9 @@ class DreamerConfig:
     critic_bins: int = 255  # two-hot symlog bins of the critic
     slow_critic_decay: float = 0.98  # the slow critic keeps this fraction of itself per update
     slow_critic_reg: float = 1.0  # weight of the critic's loss towards the slow critic's values
+    # weight of the replayed-value loss (DreamerV3: 0.3): the critic also learns the values of the replayed
+    # posterior states, towards lambda-returns of the replayed rewards bootstrapped by the imagined returns
+    repval: float = 0.0
     retnorm_decay: float = 0.99  # EMA of the 5th and 95th return percentiles
     retnorm_low: float = 0.05
     retnorm_high: float = 0.95
@@ -175,6 +178,29 @@ def lambda_returns(reward: Tensor, discount: Tensor, value: Tensor, lam: float) 
     return torch.stack(out[::-1], 1)
 
 
+def replay_returns(reward: Tensor, is_last: Tensor, is_terminal: Tensor, boot: Tensor, gamma: float, lam: float) -> Tensor:
+    """TD(lambda) returns along replayed windows, bootstrapped by the imagined returns (DreamerV3's repval).
+
+    reward, is_last, is_terminal, boot: (B, L); reward[:, t] is the reward of arriving at step t and boot[:, t]
+    the imagined lambda-return from the posterior state of step t. Returns (B, L-1), the return from steps
+    0..L-2: R_t = r_{t+1} + gamma (1 - terminal_{t+1}) ((1 - l) boot_{t+1} + l R_{t+1}) with
+    l = lam (1 - last_{t+1}), so a return never crosses the end of an episode and R_{L-1} = boot_{L-1}.
+    """
+    if not (reward.shape == is_last.shape == is_terminal.shape == boot.shape) or reward.dim() != 2:
+        raise ValueError(
+            f"replay_returns: reward {tuple(reward.shape)}, is_last {tuple(is_last.shape)}, is_terminal "
+            f"{tuple(is_terminal.shape)} and boot {tuple(boot.shape)} must all be (B, L)"
+        )
+    live = gamma * (1.0 - is_terminal[:, 1:].float())
+    mix = lam * (1.0 - is_last[:, 1:].float())
+    out = []
+    ret = boot[:, -1]
+    for t in reversed(range(reward.shape[1] - 1)):
+        ret = reward[:, t + 1] + live[:, t] * ((1 - mix[:, t]) * boot[:, t + 1] + mix[:, t] * ret)
+        out.append(ret)
+    return torch.stack(out[::-1], 1)
+
+
 def _clip(name: str, params, max_norm: float) -> Tensor:
     """Clip gradients to `max_norm`; a non-finite norm stops training before the optimiser step spoils the weights."""
     norm = nn.utils.clip_grad_norm_(list(params), max_norm)
@@ -280,7 +306,8 @@ class Dreamer(nn.Module):
 
         terminal = batch["is_terminal"].reshape(-1).float()  # (B*L,), aligned with the starts
         with self.autocast():
-            ac_loss, ac_metrics = self.actor_critic_loss(starts, terminal)
+            replay = {k: batch[k] for k in ("reward", "is_last", "is_terminal")} if cfg.repval else None
+            ac_loss, ac_metrics = self.actor_critic_loss(starts, terminal, replay)
         self.opt_actor.zero_grad(set_to_none=True)
         self.opt_critic.zero_grad(set_to_none=True)
         ac_loss.backward()
@@ -305,10 +332,12 @@ class Dreamer(nn.Module):
         self.reward_unit.copy_(torch.maximum(self.reward_unit, seen))
         return torch.where(self.reward_unit > 0, self.reward_unit, torch.ones_like(self.reward_unit))
 
-    def actor_critic_loss(self, starts, terminal: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def actor_critic_loss(self, starts, terminal: Tensor, replay: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Imagine `horizon` steps from every start (N states) and return (actor + critic loss, metrics).
 
         terminal: (N,) whether each start's step ended its episode (the imagined first continue).
+        replay: the replayed windows' reward, is_last and is_terminal, (B, L) with B*L = N in the starts' order;
+        given, the critic also learns the replayed states' values (`repval`, weighted by config.repval).
         """
         cfg = self.config
         discrete = self.codec.discrete
@@ -350,10 +379,16 @@ class Dreamer(nn.Module):
         slow_value = self.slow_critic(feat[:, :-1].detach()).mean.detach()
         critic_nll = -value_dist.log_prob(ret.detach()) - cfg.slow_critic_reg * value_dist.log_prob(slow_value)
         critic_loss = (weight * critic_nll).mean()
+        metrics = {}
+        if replay is not None:
+            repval = self.replay_value_loss(feat[:, 0].detach(), ret[:, 0].detach(), replay)
+            critic_loss = critic_loss + cfg.repval * repval
+            metrics["loss/repval"] = repval.detach()
         for name, term in (("actor", actor_loss), ("critic", critic_loss)):
             if not torch.isfinite(term):
                 raise FloatingPointError(f"loss/{name} is not finite ({term.item()})")
         metrics = {
+            **metrics,
             "loss/actor": actor_loss.detach(),
             "loss/critic": critic_loss.detach(),
             "actor_entropy": entropy.mean().detach(),
@@ -365,6 +400,26 @@ class Dreamer(nn.Module):
             "value": value.mean().detach(),
         }
         return actor_loss + critic_loss, metrics
+
+    def replay_value_loss(self, feat: Tensor, imag_return: Tensor, replay: dict[str, Tensor]) -> Tensor:
+        """The critic's loss on the replayed posterior states (DreamerV3's repval), without its weight.
+
+        feat: (N, F) the start states' features; imag_return: (N,) the imagined lambda-return from each;
+        replay: reward, is_last, is_terminal (B, L), B*L = N. Targets are replay_returns; a step that ends its
+        episode (is_last) has no future in the window and is not trained.
+        """
+        B, L = replay["reward"].shape
+        if B * L != feat.shape[0]:
+            raise ValueError(f"replay_value_loss: {feat.shape[0]} start states for replayed windows of {B} x {L}")
+        cfg = self.config
+        boot = imag_return.reshape(B, L)
+        target = replay_returns(replay["reward"].float(), replay["is_last"], replay["is_terminal"], boot, cfg.gamma, cfg.lam)
+        feat = feat.reshape(B, L, -1)[:, :-1]  # (B, L-1, F)
+        dist = self.critic(feat)
+        slow = self.slow_critic(feat).mean.detach()
+        nll = -dist.log_prob(target.detach()) - cfg.slow_critic_reg * dist.log_prob(slow)
+        weight = 1.0 - replay["is_last"][:, :-1].float()
+        return (weight * nll).sum() / weight.sum().clamp(min=1.0)
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:
@@ -382,4 +437,4 @@ class Dreamer(nn.Module):
         self.opt_critic.load_state_dict(state["critic"])
 
 
-__all__ = ["Dreamer", "DreamerConfig", "Actor", "Critic", "ReturnNorm", "ActionDist", "lambda_returns", "frozen"]
+__all__ = ["Dreamer", "DreamerConfig", "Actor", "Critic", "ReturnNorm", "ActionDist", "lambda_returns", "replay_returns", "frozen"]

@@ -7,7 +7,7 @@ import torch
 
 import world_models
 from agents.actions import ActionCodec
-from agents.dreamer import Dreamer, DreamerConfig, ReturnNorm, lambda_returns
+from agents.dreamer import Dreamer, DreamerConfig, ReturnNorm, lambda_returns, replay_returns
 
 TINY = world_models.WorldModelConfig.preset("tiny")
 
@@ -39,6 +39,85 @@ def test_lambda_returns_equal_the_recursive_definition_on_random_inputs():
     torch.testing.assert_close(out[:, :-1], reward[:, :-1] + discount[:, :-1] * ((1 - lam) * value[:, 1:-1] + lam * out[:, 1:]))
     with pytest.raises(ValueError, match="value"):
         lambda_returns(reward, discount, value[:, :-1], lam)
+
+
+def _replay_returns_reference(reward, is_last, is_terminal, boot, gamma, lam):
+    """Row by row from the definition: the lambda-return from step t follows the window until its end or the
+    end of the episode; a truncated episode (last, not terminal) bootstraps from its last state."""
+    B, L = reward.shape
+    out = torch.zeros(B, L - 1)
+    for b in range(B):
+        for t in range(L - 1):
+            # G^n: n real rewards, then the bootstrap (no bootstrap past a terminal step)
+            def nstep(n):
+                g, disc = 0.0, 1.0
+                for k in range(1, n + 1):
+                    g += disc * float(reward[b, t + k])
+                    if is_terminal[b, t + k]:
+                        return g
+                    disc *= gamma
+                return g + disc * float(boot[b, t + n])
+
+            # the longest lookahead: up to the window's end or the episode's last step
+            n_max = next((k for k in range(1, L - t) if is_last[b, t + k]), L - 1 - t)
+            total = sum((1 - lam) * lam ** (n - 1) * nstep(n) for n in range(1, n_max)) + lam ** (n_max - 1) * nstep(n_max)
+            out[b, t] = total
+    return out
+
+
+def test_replay_returns_equal_the_n_step_mixture_on_random_windows_with_episode_ends():
+    g = torch.Generator().manual_seed(3)
+    B, L, gamma, lam = 6, 9, 0.9, 0.8
+    reward, boot = torch.randn(B, L, generator=g), torch.randn(B, L, generator=g)
+    is_last = torch.rand(B, L, generator=g) < 0.2
+    is_terminal = is_last & (torch.rand(B, L, generator=g) < 0.5)  # some episodes end, some are truncated
+    out = replay_returns(reward, is_last, is_terminal, boot, gamma, lam)
+    torch.testing.assert_close(out, _replay_returns_reference(reward, is_last, is_terminal, boot, gamma, lam))
+    # a terminal next step is its reward alone; a truncated one bootstraps from its own state
+    b, t = torch.nonzero(is_terminal[:, 1:])[0].tolist()
+    assert out[b, t].item() == pytest.approx(reward[b, t + 1].item())
+    with pytest.raises(ValueError, match="boot"):
+        replay_returns(reward, is_last, is_terminal, boot[:, :-1], gamma, lam)
+
+
+def test_replayed_value_loss_adds_its_weighted_term_to_the_critic_loss_only():
+    agent = _agent(gym.spaces.Discrete(3), repval=0.3)
+    batch = _batch(agent.codec)
+    batch["is_last"] = torch.zeros_like(batch["is_first"])
+    batch["is_last"][0, 4] = batch["is_terminal"][0, 4] = True
+    _, _, starts = agent.wm.loss(batch, return_starts=True)
+    terminal = batch["is_terminal"].reshape(-1).float()
+    replay = {k: batch[k] for k in ("reward", "is_last", "is_terminal")}
+    torch.manual_seed(0)
+    plain, m0 = agent.actor_critic_loss(starts, terminal)
+    torch.manual_seed(0)
+    both, m1 = agent.actor_critic_loss(starts, terminal, replay)
+    assert "loss/repval" not in m0 and m1["loss/repval"] > 0
+    torch.testing.assert_close(both - plain, 0.3 * m1["loss/repval"])
+    torch.testing.assert_close(m1["loss/actor"], m0["loss/actor"])
+    metrics = agent.update(batch)
+    assert np.isfinite(metrics["loss/repval"])
+
+
+def test_replayed_value_loss_teaches_the_critic_the_replayed_rewards():
+    """Planted: two kinds of replayed state; from one the next step pays 1 and ends the episode, from the other
+    it pays 0 and ends it. Trained by the replayed-value loss alone, the critic values them 1 and 0."""
+    agent = _agent(gym.spaces.Discrete(3), repval=1.0, slow_critic_reg=0.0, critic_lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    kinds = torch.randn(2, agent.wm.feat_dim, generator=g)
+    B, L = 8, 4  # each window: state of kind k, then its terminal step, twice over
+    kind = torch.arange(B) % 2
+    feat = torch.stack([kinds[kind], kinds[kind] * 0, kinds[kind], kinds[kind] * 0], 1)  # (B, L, F)
+    done = torch.tensor([False, True, False, True]).expand(B, L)
+    reward = torch.stack([torch.zeros(B), (kind == 0).float(), torch.zeros(B), (kind == 0).float()], 1)
+    replay = {"reward": reward, "is_last": done, "is_terminal": done}
+    for _ in range(300):
+        loss = agent.replay_value_loss(feat.reshape(B * L, -1), torch.zeros(B * L), replay)
+        agent.opt_critic.zero_grad()
+        loss.backward()
+        agent.opt_critic.step()
+    value = agent.critic(kinds).mean.detach()
+    assert value[0].item() == pytest.approx(1.0, abs=0.1) and value[1].item() == pytest.approx(0.0, abs=0.1)
 
 
 def test_return_norm_is_an_ema_of_the_5th_and_95th_percentiles_with_scale_at_least_one():
