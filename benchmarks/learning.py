@@ -129,12 +129,13 @@ def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path, fla
 
 
 def watch(proc: subprocess.Popen) -> None:
-    """Stamp the run's new evaluations with the minutes since it started; sample the load."""
+    """Stamp the run's new evaluations and finished training episodes with the minutes since it started (to the
+    poll: every 10 s); sample the load."""
     info = proc.memwm
     elapsed = (time.time() - info["start"]) / 60
     info["loads"].append(round(os.getloadavg()[0], 2))
     for r in read_jsonl(info["run_dir"] / "metrics.jsonl"):
-        if "eval/return" in r and r["step"] not in info["stamps"]:
+        if ("eval/return" in r or "episode/return" in r) and r["step"] not in info["stamps"]:
             info["stamps"][r["step"]] = round(elapsed, 2)
 
 

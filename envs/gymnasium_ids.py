@@ -110,6 +110,15 @@ class MemwmEnv(gym.Env):
 ENTRY_POINT = f"{__name__}:{MemwmEnv.__name__}"
 
 
+def gym_make(memwm_id: str, **kwargs: Any) -> gym.Env:
+    """`gymnasium.make` of any id memwm's registry makes, registered or not (`memory/recall-k2` has no
+    `memwm/recall-k2-v0`; it is built as the family's `memwm/recall-v0` with k=2 would build it)."""
+    gid = gym_id(memwm_id)
+    if gid in gym.registry:
+        return gym.make(gid, **kwargs)
+    return gym.make(gym.envs.registration.EnvSpec(gid, entry_point=ENTRY_POINT, kwargs={"env_id": memwm_id}), **kwargs)
+
+
 def register() -> None:
     """Register every memwm id and every family with gymnasium (names only; nothing is built). Idempotent."""
     table = {gym_id(i): i for i in ids()}

@@ -1,0 +1,305 @@
+"""memwm's agents side by side with the agents people use instead, on one memwm task, per CPU minute.
+
+    python -m benchmarks.peers --task recall-k8 --minutes 15 --seeds 0 1 2
+    python -m benchmarks.peers --task recall-k8 --plot-only          # redraw the curves, print the table
+
+Arms (`--arms`, default all that are installed):
+- memwm:            `memwm train --env ID` with its defaults (the Dreamer);
+- memwm-ppo:        `memwm train --env ID --agent ppo`;
+- sb3-recurrentppo: sb3-contrib's RecurrentPPO (benchmarks/peer_sb3.py), with the python of its own virtual
+                    environment (`--sb3-python`; how to make it is in that file).
+An arm whose python or package is missing is skipped with one line that says what to install.
+
+Every run is one process with one torch thread and the same wall-clock budget, two at a time, the arms of a
+seed interleaved so that the machine's load falls on all of them alike. Each is scored twice:
+- its curve: memwm's runs by their own evaluations (metrics.jsonl), a peer every minute of its budget, on
+  held-out seeds; and its training episodes' returns, against minutes and env steps;
+- its final policy on the same held-out episodes for every arm (seeds from agents.common.evaluation_seed of
+  the run's seed, `--eval-episodes` of them): memwm's runs through `memwm eval`'s evaluator, the peers through
+  benchmarks.peer_eval, which plays the same episodes (tests/test_peers.py).
+Each run writes a record (benchmarks/results/peers-<task>/, through benchmarks.record: commit, command,
+machine, load); the output is peers-<task>/curves.png and a table of the mean and worst final score per arm
+and of the mean curve at 5, 15 and 30 minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from benchmarks import learning, record
+
+ARMS = ("memwm", "memwm-ppo", "sb3-recurrentppo")
+MEMWM_FLAGS = {"memwm": "", "memwm-ppo": "--agent ppo"}
+PEER_WORKERS = {"sb3-recurrentppo": ("sb3_python", "sb3_contrib", "benchmarks/peer_sb3.py")}
+MARKS = (5.0, 15.0, 30.0)  # minutes at which the table reads the curves
+
+
+@dataclass
+class Args:
+    task: str = "recall-k8"
+    """a task of benchmarks.learning (its env and metric)"""
+    minutes: float = 15.0
+    """wall-clock budget of every run"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    eval_episodes: int = 32
+    """held-out episodes of the final evaluation (and of a peer's evaluation every minute)"""
+    parallel: int = 2
+    """runs at a time, one process and one torch thread each"""
+    sb3_python: str = "/tmp/sb3-venv/bin/python"
+    """the python of a virtual environment that holds sb3-contrib"""
+    runs: str = "runs/peers"
+    plot_only: bool = False
+
+
+def record_name(task: str) -> str:
+    return f"peers-{task}"
+
+
+def held_out_seed(seed: int, episodes: int) -> int:
+    """The first held-out episode seed of run `seed`: the first of its evaluation seeds, as `memwm eval` plays them."""
+    from agents.common import evaluation_seed
+
+    return evaluation_seed(seed, 0, episodes)
+
+
+def missing(arm: str, args: Args) -> str | None:
+    """Why `arm` cannot run here (one line), or None."""
+    if arm not in PEER_WORKERS:
+        return None
+    attr, package, _ = PEER_WORKERS[arm]
+    python = getattr(args, attr)
+    if not Path(python).exists():
+        return f"{arm}: no python at {python} (--{attr.replace('_', '-')}; see benchmarks/{Path(PEER_WORKERS[arm][2]).name})"
+    ok = subprocess.run([python, "-c", f"import {package}"], capture_output=True).returncode == 0
+    return None if ok else f"{arm}: {python} cannot import {package} (see benchmarks/{Path(PEER_WORKERS[arm][2]).name})"
+
+
+# --------------------------------------------------------------------------------------------- one run
+def start(arm: str, seed: int, args: Args) -> subprocess.Popen:
+    task = learning.TASKS[args.task]
+    if arm in MEMWM_FLAGS:
+        proc = learning.run_one(args.task, "s5", seed, args.minutes, Path(args.runs), MEMWM_FLAGS[arm])
+    else:
+        attr, _, script = PEER_WORKERS[arm]
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        run_dir = Path(args.runs) / f"{args.task}-{arm}-{seed}-{stamp}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [getattr(args, attr), script, "--env", task.env, "--seed", str(seed), "--minutes", f"{args.minutes:g}"]
+        cmd += ["--eval-seed", str(held_out_seed(seed, args.eval_episodes)), "--eval-episodes", str(args.eval_episodes)]
+        cmd += ["--out", str(run_dir / "peer.jsonl")]
+        log = open(run_dir / "peer.log", "w")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(record.REPO)}
+        proc = subprocess.Popen(cmd, cwd=record.REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc.memwm = {"run_dir": run_dir, "cmd": cmd, "start": time.time(), "started": record.start(), "loads": [], "log": log}
+    proc.memwm.update(arm=arm, seed=seed)
+    return proc
+
+
+def poll(proc: subprocess.Popen) -> None:
+    """Sample the load; a memwm run also stamps its new evaluations and episodes with their minutes."""
+    if proc.memwm["arm"] in MEMWM_FLAGS:
+        learning.watch(proc)
+    else:
+        proc.memwm["loads"].append(round(os.getloadavg()[0], 2))
+
+
+def finish(proc: subprocess.Popen, args: Args) -> Path:
+    """Score the finished run on the held-out episodes and write its record."""
+    info = proc.memwm
+    task = learning.TASKS[args.task]
+    seed0 = held_out_seed(info["seed"], args.eval_episodes)
+    if info["arm"] in MEMWM_FLAGS:
+        rows = learning.read_jsonl(info["run_dir"] / "metrics.jsonl")
+        stamps = info["stamps"]
+        train = [
+            {"minutes": stamps.get(r["step"]), "step": r["step"], "return": r["episode/return"]} for r in rows if "episode/return" in r
+        ]
+        final = None
+        if proc.returncode == 0:
+            import torch
+
+            from agents.evaluate import evaluate_run
+
+            torch.set_num_threads(1)  # the other runs keep training beside it
+
+            ev = evaluate_run(info["run_dir"], episodes=args.eval_episodes, device="cpu", seed=seed0)
+            final = {
+                "return": ev.scalars["eval/return"],
+                "success": ev.scalars.get("eval/success"),
+                "episodes": ev.episodes,
+                "step": ev.step,
+            }
+        extra = {"arm": info["arm"], "peer": None, "train": train, "final_held_out": final, "held_out_seed": seed0}
+        return learning.write(proc, name=record_name(args.task), extra=extra)
+    rows = learning.read_jsonl(info["run_dir"] / "peer.jsonl")
+    evals = [
+        {"step": r["step"], "minutes": r["minutes"], "return": r["eval/return"], "success": r["eval/success"]}
+        for r in rows
+        if "eval/return" in r
+    ]
+    train = [{"minutes": r["minutes"], "step": r["step"], "return": r["episode/return"]} for r in rows if "episode/return" in r]
+    final = next((r["final"] for r in rows if "final" in r), None)
+    scores = [e[task.metric] for e in evals if e[task.metric] is not None]
+    info["log"].close()
+    payload = {
+        "task": args.task,
+        "env": task.env,
+        "arm": info["arm"],
+        "peer": info["arm"],
+        "seed": info["seed"],
+        "metric": task.metric,
+        "budget_minutes": args.minutes,
+        "run_command": " ".join(info["cmd"]),
+        "exit_code": proc.returncode,
+        "stopped_by": "budget" if proc.returncode == 0 else "failure",
+        "wall_minutes": round((time.time() - info["start"]) / 60, 2),
+        "load_average_during": info["loads"],
+        "final": scores[-1] if scores else None,
+        "best": max(scores) if scores else None,
+        "evals": evals,
+        "train": train,
+        "final_held_out": final,
+        "held_out_seed": seed0,
+    }
+    return record.write_result(record_name(args.task), payload, started=info["started"])
+
+
+# --------------------------------------------------------------------------------------------- results
+def load(task: str) -> list[dict]:
+    """Per arm and seed the newest run (of the newest commit that ran that arm)."""
+    rs = [
+        {**r["payload"], "commit": (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")}
+        for r in record.all_runs(record_name(task))
+    ]
+    by_arm = defaultdict(list)
+    for r in rs:
+        by_arm[r["arm"]].append(r)
+    out = []
+    for runs in by_arm.values():
+        newest = runs[-1]["commit"]
+        out.extend({r["seed"]: r for r in runs if r["commit"] == newest}.values())
+    return out
+
+
+def curve_at(points: list[tuple[float, float]], x: float) -> float | None:
+    """The last value at or before x of a curve of (x, y) (None if it starts after x or ends long before it)."""
+    before = [y for px, y in points if px is not None and px <= x + 1e-9]
+    last = max((px for px, _ in points if px is not None), default=None)
+    return before[-1] if before and last is not None and last >= x - 1.0 else None
+
+
+def _eval_points(r: dict, metric: str, x_key: str) -> list[tuple[float, float]]:
+    return [(e[x_key], e[metric]) for e in r["evals"] if e[x_key] is not None and e[metric] is not None]
+
+
+def table(task: str, results: list[dict]) -> list[str]:
+    t = learning.TASKS[task]
+    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    lines = []
+    for arm in [a for a in ARMS if any(r["arm"] == a for r in results)]:
+        runs = sorted((r for r in results if r["arm"] == arm), key=lambda r: r["seed"])
+        finals = [r["final_held_out"][t.metric] for r in runs if r.get("final_held_out") and r["final_held_out"][t.metric] is not None]
+        marks = []
+        for m in MARKS:
+            ys = [curve_at(_eval_points(r, t.metric, "minutes"), m) for r in runs]
+            ys = [y for y in ys if y is not None]
+            marks.append(f"{m:g} min {fmt(float(np.mean(ys)) if len(ys) == len(runs) else None)}")
+        lines.append(
+            f"{task:<18} {arm:<17} seeds {','.join(str(r['seed']) for r in runs):<6} held-out {t.metric} "
+            f"(mean, worst) {fmt(float(np.mean(finals)) if finals else None)}, {fmt(min(finals) if finals else None)}; "
+            f"curve {'; '.join(marks)} (commit {runs[-1]['commit']})"
+        )
+    return lines
+
+
+def plot(task: str, results: list[dict]) -> Path | None:
+    """Eval score against minutes and env steps, training returns against minutes: per arm each seed thin, the mean thick."""
+    if not results:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = learning.TASKS[task]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for i, arm in enumerate(a for a in ARMS if any(r["arm"] == a for r in results)):
+        color = f"C{i}"
+        runs = [r for r in results if r["arm"] == arm]
+        panels = (
+            (axes[0], [_eval_points(r, t.metric, "minutes") for r in runs]),
+            (axes[1], [_eval_points(r, t.metric, "step") for r in runs]),
+            (axes[2], [[(e["minutes"], e["return"]) for e in r.get("train", []) if e["minutes"] is not None] for r in runs]),
+        )
+        for ax, curves in panels:
+            curves = [c for c in curves if len(c) > 1]
+            for c in curves:
+                ax.plot(*zip(*c), color=color, lw=0.6, alpha=0.4)
+            if curves:
+                grid = np.linspace(0, min(c[-1][0] for c in curves), 60)
+                mean = np.mean([np.interp(grid, *zip(*c)) for c in curves], 0)
+                ax.plot(grid, mean, color=color, lw=2, label=f"{arm} ({len(curves)} seeds)")
+    for ax, x, y in zip(
+        axes,
+        ("minutes (one CPU thread)", "env steps", "minutes (one CPU thread)"),
+        (f"eval {t.metric}", f"eval {t.metric}", "training episode return"),
+    ):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{t.env}: memwm against its peers, each seed thin, the mean thick")
+    fig.tight_layout()
+    path = record.RESULTS / record_name(task) / "curves.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(args: Args) -> None:
+    if args.task not in learning.TASKS:
+        print(f"benchmarks.peers: error: unknown task {args.task!r}; known: {', '.join(learning.TASKS)}", file=sys.stderr)
+        raise SystemExit(2)
+    unknown = [a for a in args.arms if a not in ARMS]
+    if unknown:
+        print(f"benchmarks.peers: error: unknown arm {unknown[0]!r}; known: {', '.join(ARMS)}", file=sys.stderr)
+        raise SystemExit(2)
+    if not args.plot_only:
+        arms = []
+        for arm in args.arms:
+            why = missing(arm, args)
+            if why:
+                print(f"benchmarks.peers: skipped {why}", flush=True)
+            else:
+                arms.append(arm)
+        queue = [(arm, seed) for seed in args.seeds for arm in arms]  # the arms of a seed run side by side
+        running: list[subprocess.Popen] = []
+        while queue or running:
+            while queue and len(running) < max(1, args.parallel):
+                running.append(start(*queue.pop(0), args))
+            time.sleep(10)
+            for proc in list(running):
+                poll(proc)
+                if proc.poll() is not None:
+                    running.remove(proc)
+                    print(f"benchmarks.peers: wrote {finish(proc, args)}", flush=True)
+    results = load(args.task)
+    for line in table(args.task, results):
+        print(line)
+    path = plot(args.task, results)
+    if path:
+        print(f"benchmarks.peers: curves in {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

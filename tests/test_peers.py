@@ -1,0 +1,79 @@
+"""benchmarks.peers scores every side alike: memwm's Dreamer played through the peers' evaluation
+(benchmarks.peer_eval: the gymnasium id, one Box observation) gets the same returns on the same seeds as through
+memwm's own evaluator; and the benchmark's command-line errors and table reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.config import TrainConfig
+from agents.evaluate import run_episodes
+from agents.runs import build_dreamer
+from benchmarks import peers
+from benchmarks.peer_eval import score, summary
+
+
+class DreamerAsPeer:
+    """memwm's Dreamer behind the peers' policy interface: reset() at an episode's start, act(Box obs) -> env action."""
+
+    def __init__(self, agent, key: str):
+        self.agent, self.key = agent, key
+
+    def reset(self) -> None:
+        self.state = self.agent.wm.initial_state(1, torch.device("cpu"))
+        self.prev = torch.zeros(1, self.agent.codec.dim)
+        self.first = True
+
+    def act(self, obs: np.ndarray):
+        batch = {self.key: torch.as_tensor(np.asarray(obs)[None])}
+        self.prev, self.state = self.agent.policy(self.state, batch, self.prev, torch.tensor([self.first]), explore=False)
+        self.first = False
+        return self.agent.codec.to_env(self.prev.numpy())[0]
+
+
+@pytest.mark.parametrize("env_id, key", [("memory/recall-k2", "vector"), ("memory/distracting-8", "image")])
+def test_a_memwm_policy_scores_the_same_through_the_peer_evaluation_as_through_memwms_own(env_id, key):
+    torch.manual_seed(0)
+    config = TrainConfig(env=env_id, preset="tiny", device="cpu", seed=0)
+    agent, _ = build_dreamer(config, torch.device("cpu"))
+    agent.eval()
+    seed, episodes = 1_000_003, 6
+    # acting samples the posterior latent from torch's stream: both paths start it alike
+    torch.manual_seed(1)
+    own = run_episodes(agent, env_id, {}, episodes, seed, torch.device("cpu"))
+    torch.manual_seed(1)
+    peer = score(DreamerAsPeer(agent, key), env_id, episodes, seed)
+    assert peer["returns"] == own.returns and peer["lengths"] == own.lengths
+    assert peer["successes"] == ([None] * episodes if not own.successes or np.isnan(own.successes[0]) else own.successes)
+    # the episodes differ from one another, so a seed out of step would show
+    assert len(set(own.returns)) > 1 or len(set(map(tuple, [own.lengths]))) > 1
+    torch.manual_seed(1)
+    other = score(DreamerAsPeer(agent, key), env_id, episodes, seed + episodes)
+    assert other["returns"] != own.returns
+    assert summary(peer)["return"] == pytest.approx(own.mean_return)
+
+
+def test_the_table_reads_each_curve_at_the_last_evaluation_before_the_mark():
+    curve = [(0.0, -0.5), (4.0, 0.1), (6.0, 0.4), (14.9, 0.8)]
+    assert peers.curve_at(curve, 5.0) == 0.1
+    assert peers.curve_at(curve, 15.0) == 0.8  # within the poll's minute of the mark
+    assert peers.curve_at(curve, 30.0) is None  # the run ended long before
+
+
+def test_a_missing_peer_is_named_in_one_line(tmp_path):
+    why = peers.missing("sb3-recurrentppo", peers.Args(sb3_python=str(tmp_path / "nope" / "python")))
+    assert why is not None and "sb3-recurrentppo" in why and "\n" not in why
+    assert peers.missing("memwm", peers.Args()) is None
+
+
+@pytest.mark.parametrize("argv, word", [(["--task", "nope"], "unknown task"), (["--arms", "dreamerv9"], "unknown arm")])
+def test_bad_arguments_end_with_one_line_and_exit_2(argv, word, capsys):
+    import tyro
+
+    with pytest.raises(SystemExit) as exit_:
+        peers.main(tyro.cli(peers.Args, args=[*argv, "--plot-only"]))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert word in err and len(err.splitlines()) == 1
