@@ -6,7 +6,7 @@ memwm's `envs` and `benchmarks.peer_eval`:
     python3.11 -m venv /tmp/sb3-venv
     /tmp/sb3-venv/bin/pip install torch==2.13.0          # the CPU build first
     /tmp/sb3-venv/bin/pip install sb3-contrib
-    PYTHONPATH=. /tmp/sb3-venv/bin/python benchmarks/peer_sb3.py --env memory/recall-k8 --seed 0 --minutes 15 \
+    PYTHONPATH=. /tmp/sb3-venv/bin/python -m benchmarks.peer_sb3 --env memory/recall-k8 --seed 0 --minutes 15 \
         --eval-seed 1000000 --eval-episodes 32 --out /tmp/sb3.jsonl
 
 It uses RecurrentPPO as a user of the RL Zoo would: the Zoo's tuned settings for its memory task CartPoleNoVel-v1

@@ -39,7 +39,7 @@ from benchmarks import learning, record
 
 ARMS = ("memwm", "memwm-ppo", "sb3-recurrentppo")
 MEMWM_FLAGS = {"memwm": "", "memwm-ppo": "--agent ppo"}
-PEER_WORKERS = {"sb3-recurrentppo": ("sb3_python", "sb3_contrib", "benchmarks/peer_sb3.py")}
+PEER_WORKERS = {"sb3-recurrentppo": ("sb3_python", "sb3_contrib", "benchmarks.peer_sb3")}
 MARKS = (5.0, 15.0, 30.0)  # minutes at which the table reads the curves
 
 
@@ -79,9 +79,9 @@ def missing(arm: str, args: Args) -> str | None:
     attr, package, _ = PEER_WORKERS[arm]
     python = getattr(args, attr)
     if not Path(python).exists():
-        return f"{arm}: no python at {python} (--{attr.replace('_', '-')}; see benchmarks/{Path(PEER_WORKERS[arm][2]).name})"
+        return f"{arm}: no python at {python} (--{attr.replace('_', '-')}; see {PEER_WORKERS[arm][2].replace('.', '/')}.py)"
     ok = subprocess.run([python, "-c", f"import {package}"], capture_output=True).returncode == 0
-    return None if ok else f"{arm}: {python} cannot import {package} (see benchmarks/{Path(PEER_WORKERS[arm][2]).name})"
+    return None if ok else f"{arm}: {python} cannot import {package} (see {PEER_WORKERS[arm][2].replace('.', '/')}.py)"
 
 
 # --------------------------------------------------------------------------------------------- one run
@@ -90,11 +90,11 @@ def start(arm: str, seed: int, args: Args) -> subprocess.Popen:
     if arm in MEMWM_FLAGS:
         proc = learning.run_one(args.task, "s5", seed, args.minutes, Path(args.runs), MEMWM_FLAGS[arm])
     else:
-        attr, _, script = PEER_WORKERS[arm]
+        attr, _, module = PEER_WORKERS[arm]
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         run_dir = Path(args.runs) / f"{args.task}-{arm}-{seed}-{stamp}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [getattr(args, attr), script, "--env", task.env, "--seed", str(seed), "--minutes", f"{args.minutes:g}"]
+        cmd = [getattr(args, attr), "-m", module, "--env", task.env, "--seed", str(seed), "--minutes", f"{args.minutes:g}"]
         cmd += ["--eval-seed", str(held_out_seed(seed, args.eval_episodes)), "--eval-episodes", str(args.eval_episodes)]
         cmd += ["--out", str(run_dir / "peer.jsonl")]
         log = open(run_dir / "peer.log", "w")
