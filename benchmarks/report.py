@@ -171,6 +171,57 @@ def ablation(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else "No ablation record yet (`python -m benchmarks.ablate` writes them under `ablate-<task>/`)."
 
 
+def peers(results: Path, prefix: str) -> str:
+    """Per task, arm and commit (benchmarks.peers): the seeds, the held-out final score (mean and worst), the
+    evaluation curve read at fixed minutes (the mean over seeds, where every seed reached the mark), env steps."""
+    from benchmarks.peers import MARKS, curve_at
+
+    groups = defaultdict(dict)
+    for name in folders("peers-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            groups[(p["task"], p["arm"], commit(r), p["budget_minutes"])][p["seed"]] = (r, p)  # the newest per seed
+    order = {"memwm": 0, "memwm-ppo": 1}
+    rows = []
+    for (task, arm, code, budget), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 2), kv[0][2])):
+        ps = [p for _, (_, p) in sorted(by_seed.items())]
+        metric = ps[0]["metric"]
+        finals = [(p.get("final_held_out") or {}).get(metric) for p in ps]
+        marks = []
+        for m in MARKS:
+            if m > budget + 1e-9:
+                continue
+            ys = [curve_at([(e["minutes"], e[metric]) for e in p["evals"] if e.get(metric) is not None], m) for p in ps]
+            marks.append(num(mean(ys)) if ys and None not in ys else "-")
+        steps = [e["step"] for p in ps for e in p["evals"][-1:]]
+        loads = [x for p in ps for x in p["load_average_during"]] or [0.0]
+        rows.append(
+            [
+                f"[{ps[0]['env']}]({prefix}peers-{task}/)",
+                arm,
+                ",".join(str(p["seed"]) for p in ps),
+                f"{budget:g}",
+                spread(finals) + ("" if None not in finals else f" ({finals.count(None)} failed)"),
+                " / ".join(marks) or "-",
+                f"{round(mean(steps)):,}" if steps else "-",
+                code,
+                f"{min(loads):.1f}-{max(loads):.1f}",
+            ]
+        )
+    header = [
+        "task",
+        "agent",
+        "seeds",
+        "budget min",
+        "held-out final",
+        "eval at " + " / ".join(f"{m:g}" for m in MARKS) + " min",
+        "env steps",
+        "commit",
+        "load",
+    ]
+    return table(header, rows) if rows else "No result file yet (`python -m benchmarks.peers` writes them under `peers-<task>/`)."
+
+
 def reward_link(results: Path, prefix: str) -> str:
     """Per benchmarks.reward_link record and arm: the reward head and the memory probe after the last update, over seeds."""
     rows = []
@@ -529,6 +580,7 @@ TABLES = {
     "envs": envs,
     "throughput": throughput,
     "vs-sheeprl": vs_sheeprl,
+    "peers": peers,
     "icrl": icrl,
     "compare": compare,
     "scaling": scaling,

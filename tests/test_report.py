@@ -132,3 +132,22 @@ def test_throughput_tables_read_the_update_and_the_pooled_sheeprl_records(tmp_pa
     write_record(tmp_path, "throughput-vs-sheeprl", {"run": {}, "pooled": pooled}, "2026-01-01T00:00:00Z")
     assert report.throughput(tmp_path, "").splitlines()[-2:] == ["| s5 | 7.50 | 4,000,000 |", "| rssm | 12.00 | 4,000,000 |"]
     assert report.vs_sheeprl(tmp_path, "").splitlines()[-1] == "| 32 | 2 | 22 | 6.3 | memwm-s5 1.25x |"
+
+
+def test_peer_rows_score_each_agent_by_its_held_out_final_and_read_its_curve_at_the_marks(tmp_path):
+    def run(arm, seed, final, curve):
+        evals = [{"step": 100 * i, "minutes": m, "return": y, "success": None} for i, (m, y) in enumerate(curve)]
+        head = {"task": "recall-k8", "env": "memory/recall-k8", "arm": arm, "seed": seed, "metric": "return", "budget_minutes": 15.0}
+        return head | {"load_average_during": [1.0, 2.0], "evals": evals, "final_held_out": None if final is None else {"return": final}}
+
+    write_record(
+        tmp_path, "peers-recall-k8", run("sb3-recurrentppo", 0, 0.2, [(0.1, -0.5), (4.0, 0.0), (14.8, 0.3)]), "2026-01-01T00:00:00Z"
+    )
+    write_record(tmp_path, "peers-recall-k8", run("memwm-ppo", 0, 0.9, [(0.1, -0.5), (5.0, 0.6), (14.9, 0.9)]), "2026-01-01T00:00:01Z")
+    write_record(tmp_path, "peers-recall-k8", run("memwm-ppo", 1, 0.5, [(0.1, -0.5), (4.5, 0.2), (14.5, 0.7)]), "2026-01-01T00:00:02Z")
+    write_record(tmp_path, "peers-recall-k8", run("sb3-recurrentppo", 1, None, [(0.1, -0.5)]), "2026-01-01T00:00:03Z")
+    ppo, sb3 = (row.strip("| ").split(" | ") for row in report.peers(tmp_path, "").splitlines()[2:])
+    assert ppo[1:5] == ["memwm-ppo", "0,1", "15", "0.70 (worst 0.50)"]
+    assert ppo[5] == "0.40 / 0.80" and ppo[6] == "200"  # 5 min: (0.6 + 0.2) / 2; 15 min: (0.9 + 0.7) / 2; the last evaluation's step
+    assert sb3[1:5] == ["sb3-recurrentppo", "0,1", "15", "0.20 (1 failed)"]
+    assert sb3[5] == "- / -"  # seed 1's curve ends long before either mark
