@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.memwm-installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?= -n 2
 
-.PHONY: setup sysdeps run test lint bench clean
+.PHONY: setup sysdeps run test lint bench peers-venv clean
 
 setup: $(STAMP)
 
@@ -44,5 +44,14 @@ lint: setup
 bench: setup
 	$(PY) -m benchmarks.scan
 
+# The peers of benchmarks.peers, each in its own virtual environment (they pin their own versions).
+peers-venv: .venv-sb3/.installed
+
+.venv-sb3/.installed:
+	test -x .venv-sb3/bin/python || python3 -m venv .venv-sb3
+	.venv-sb3/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	.venv-sb3/bin/python -m pip install --quiet sb3-contrib tqdm rich
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-sb3 .pytest_cache .hypothesis

@@ -3,10 +3,8 @@
 Runs with the python of its own virtual environment (never memwm's), with the repository on PYTHONPATH for
 memwm's `envs` and `benchmarks.peer_eval`:
 
-    python3.11 -m venv /tmp/sb3-venv
-    /tmp/sb3-venv/bin/pip install torch==2.13.0          # the CPU build first
-    /tmp/sb3-venv/bin/pip install sb3-contrib
-    PYTHONPATH=. /tmp/sb3-venv/bin/python -m benchmarks.peer_sb3 --env memory/recall-k8 --seed 0 --minutes 15 \
+    make peers-venv          # .venv-sb3: torch (the Makefile's TORCH_SPEC) first, then sb3-contrib
+    PYTHONPATH=. .venv-sb3/bin/python -m benchmarks.peer_sb3 --env memory/recall-k8 --seed 0 --minutes 15 \
         --eval-seed 1000000 --eval-episodes 32 --out /tmp/sb3.jsonl
 
 It uses RecurrentPPO as a user of the RL Zoo would: the Zoo's tuned settings for its memory task CartPoleNoVel-v1

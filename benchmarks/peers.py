@@ -55,8 +55,8 @@ class Args:
     """held-out episodes of the final evaluation (and of a peer's evaluation every minute)"""
     parallel: int = 2
     """runs at a time, one process and one torch thread each"""
-    sb3_python: str = "/tmp/sb3-venv/bin/python"
-    """the python of a virtual environment that holds sb3-contrib"""
+    sb3_python: str = ".venv-sb3/bin/python"
+    """the python of a virtual environment that holds sb3-contrib (`make peers-venv` builds this one)"""
     runs: str = "runs/peers"
     plot_only: bool = False
 
