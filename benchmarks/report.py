@@ -189,7 +189,8 @@ def peers(results: Path, prefix: str) -> str:
         finals = [(p.get("final_held_out") or {}).get(metric) for p in ps]
         marks = []
         for m in MARKS:
-            if m > budget + 1e-9:
+            if m > budget + 1e-9:  # past the budget: no curve there
+                marks.append("-")
                 continue
             ys = [curve_at([(e["minutes"], e[metric]) for e in p["evals"] if e.get(metric) is not None], m) for p in ps]
             marks.append(num(mean(ys)) if ys and None not in ys else "-")

@@ -148,6 +148,6 @@ def test_peer_rows_score_each_agent_by_its_held_out_final_and_read_its_curve_at_
     write_record(tmp_path, "peers-recall-k8", run("sb3-recurrentppo", 1, None, [(0.1, -0.5)]), "2026-01-01T00:00:03Z")
     ppo, sb3 = (row.strip("| ").split(" | ") for row in report.peers(tmp_path, "").splitlines()[2:])
     assert ppo[1:5] == ["memwm-ppo", "0,1", "15", "0.70 (worst 0.50)"]
-    assert ppo[5] == "0.40 / 0.80" and ppo[6] == "200"  # 5 min: (0.6 + 0.2) / 2; 15 min: (0.9 + 0.7) / 2; the last evaluation's step
+    assert ppo[5] == "0.40 / 0.80 / -" and ppo[6] == "200"  # 5 min: (0.6 + 0.2) / 2; 15 min: (0.9 + 0.7) / 2; the last evaluation's step
     assert sb3[1:5] == ["sb3-recurrentppo", "0,1", "15", "0.20 (1 failed)"]
-    assert sb3[5] == "- / -"  # seed 1's curve ends long before either mark
+    assert sb3[5] == "- / - / -"  # seed 1's curve ends long before the marks; 30 min is past the budget
