@@ -139,6 +139,21 @@ def watch(proc: subprocess.Popen) -> None:
             info["stamps"][r["step"]] = round(elapsed, 2)
 
 
+def schedule(queue: list[tuple], start, poll, finish, parallel: int) -> None:
+    """Run the jobs of `queue` (the arguments of `start`, which returns a Popen) `parallel` at a time: every
+    10 s `poll` each running one, and `finish` each that has ended."""
+    queue, running = list(queue), []
+    while queue or running:
+        while queue and len(running) < max(1, parallel):
+            running.append(start(*queue.pop(0)))
+        time.sleep(10)
+        for proc in list(running):
+            poll(proc)
+            if proc.poll() is not None:
+                running.remove(proc)
+                finish(proc)
+
+
 def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None) -> Path:
     """The run's result file: a new record of `name` (default `learning-<task>`; benchmarks.record: commit, command,
     machine, load), its payload updated with `extra`."""
@@ -269,17 +284,13 @@ def main(args: Args) -> None:
         raise SystemExit(2)
     if not args.plot_only:
         queue = [(t, b, s) for t in args.tasks for b in args.backbones for s in args.seeds]
-        running = []
-        while queue or running:
-            while queue and len(running) < max(1, args.parallel):
-                t, b, s = queue.pop(0)
-                running.append(run_one(t, b, s, args.minutes or TASKS[t].minutes, Path(args.runs), args.flags))
-            time.sleep(10)
-            for proc in list(running):
-                watch(proc)
-                if proc.poll() is not None:
-                    running.remove(proc)
-                    print(f"benchmarks.learning: wrote {write(proc)}", flush=True)
+        schedule(
+            queue,
+            lambda t, b, s: run_one(t, b, s, args.minutes or TASKS[t].minutes, Path(args.runs), args.flags),
+            watch,
+            lambda proc: print(f"benchmarks.learning: wrote {write(proc)}", flush=True),
+            args.parallel,
+        )
     for name in args.tasks:
         group = newest_group(load_results(name))
         path = plot(name, group)

@@ -283,16 +283,13 @@ def main(args: Args) -> None:
             else:
                 arms.append(arm)
         queue = [(arm, seed) for seed in args.seeds for arm in arms]  # the arms of a seed run side by side
-        running: list[subprocess.Popen] = []
-        while queue or running:
-            while queue and len(running) < max(1, args.parallel):
-                running.append(start(*queue.pop(0), args))
-            time.sleep(10)
-            for proc in list(running):
-                poll(proc)
-                if proc.poll() is not None:
-                    running.remove(proc)
-                    print(f"benchmarks.peers: wrote {finish(proc, args)}", flush=True)
+        learning.schedule(
+            queue,
+            lambda arm, seed: start(arm, seed, args),
+            poll,
+            lambda proc: print(f"benchmarks.peers: wrote {finish(proc, args)}", flush=True),
+            args.parallel,
+        )
     results = load(args.task)
     for line in table(args.task, results):
         print(line)
