@@ -45,7 +45,7 @@ bench: setup
 	$(PY) -m benchmarks.scan
 
 # The peers of benchmarks.peers, each in its own virtual environment (they pin their own versions).
-peers-venv: .venv-sb3/.installed
+peers-venv: .venv-sb3/.installed .venv-sheeprl/.installed
 
 .venv-sb3/.installed:
 	test -x .venv-sb3/bin/python || python3 -m venv .venv-sb3
@@ -53,5 +53,11 @@ peers-venv: .venv-sb3/.installed
 	.venv-sb3/bin/python -m pip install --quiet sb3-contrib tqdm rich
 	touch $@
 
+.venv-sheeprl/.installed:
+	test -x .venv-sheeprl/bin/python || python3 -m venv .venv-sheeprl
+	.venv-sheeprl/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	.venv-sheeprl/bin/python -m pip install --quiet sheeprl==0.8.4 tyro
+	touch $@
+
 clean:
-	rm -rf $(VENV) .venv-sb3 .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-sb3 .venv-sheeprl .pytest_cache .hypothesis

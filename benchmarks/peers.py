@@ -6,8 +6,12 @@
 Arms (`--arms`, default all that are installed):
 - memwm:            `memwm train --env ID` with its defaults (the Dreamer);
 - memwm-ppo:        `memwm train --env ID --agent ppo`;
+- sheeprl-dreamerv3: sheeprl's DreamerV3, its smallest preset (benchmarks/peer_sheeprl.py), at memwm's number of
+                    environments, batch, window and replayed steps per env step for the task, with the python of its
+                    own virtual environment (`--sheeprl-python`);
 - sb3-recurrentppo: sb3-contrib's RecurrentPPO (benchmarks/peer_sb3.py), with the python of its own virtual
-                    environment (`--sb3-python`; how to make it is in that file).
+                    environment (`--sb3-python`).
+`make peers-venv` builds both virtual environments; how to make one by hand is in each worker's file.
 An arm whose python or package is missing is skipped with one line that says what to install.
 
 Every run is one process with one torch thread and the same wall-clock budget, two at a time, the arms of a
@@ -37,9 +41,12 @@ import tyro
 
 from benchmarks import learning, record
 
-ARMS = ("memwm", "memwm-ppo", "sb3-recurrentppo")
+ARMS = ("memwm", "memwm-ppo", "sheeprl-dreamerv3", "sb3-recurrentppo")
 MEMWM_FLAGS = {"memwm": "", "memwm-ppo": "--agent ppo"}
-PEER_WORKERS = {"sb3-recurrentppo": ("sb3_python", "sb3_contrib", "benchmarks.peer_sb3")}
+PEER_WORKERS = {
+    "sheeprl-dreamerv3": ("sheeprl_python", "sheeprl", "benchmarks.peer_sheeprl"),
+    "sb3-recurrentppo": ("sb3_python", "sb3_contrib", "benchmarks.peer_sb3"),
+}
 MARKS = (5.0, 15.0, 30.0)  # minutes at which the table reads the curves
 
 
@@ -55,6 +62,8 @@ class Args:
     """held-out episodes of the final evaluation (and of a peer's evaluation every minute)"""
     parallel: int = 2
     """runs at a time, one process and one torch thread each"""
+    sheeprl_python: str = ".venv-sheeprl/bin/python"
+    """the python of a virtual environment that holds sheeprl 0.8.4 (`make peers-venv` builds this one)"""
     sb3_python: str = ".venv-sb3/bin/python"
     """the python of a virtual environment that holds sb3-contrib (`make peers-venv` builds this one)"""
     runs: str = "runs/peers"
@@ -85,6 +94,20 @@ def missing(arm: str, args: Args) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------- one run
+def peer_flags(arm: str, env: str, run_dir: Path) -> list[str]:
+    """The worker's flags beyond the common ones: sheeprl's DreamerV3 gets memwm's number of environments, batch,
+    window and replayed steps per env step for the task (memwm's defaults, as `memwm train --env` resolves them)."""
+    if arm != "sheeprl-dreamerv3":
+        return []
+    from agents.config import TrainConfig, layered_defaults
+
+    c = layered_defaults(env, TrainConfig().preset)
+    return [
+        *("--num-envs", str(c.num_envs), "--batch-size", str(c.batch_size), "--seq-len", str(c.seq_len)),
+        *("--train-ratio", f"{c.train_ratio:g}", "--log-dir", str(run_dir.resolve() / "sheeprl")),
+    ]
+
+
 def start(arm: str, seed: int, args: Args) -> subprocess.Popen:
     task = learning.TASKS[args.task]
     if arm in MEMWM_FLAGS:
@@ -96,7 +119,7 @@ def start(arm: str, seed: int, args: Args) -> subprocess.Popen:
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = [getattr(args, attr), "-m", module, "--env", task.env, "--seed", str(seed), "--minutes", f"{args.minutes:g}"]
         cmd += ["--eval-seed", str(held_out_seed(seed, args.eval_episodes)), "--eval-episodes", str(args.eval_episodes)]
-        cmd += ["--out", str(run_dir / "peer.jsonl")]
+        cmd += ["--out", str(run_dir.resolve() / "peer.jsonl"), *peer_flags(arm, task.env, run_dir)]
         log = open(run_dir / "peer.log", "w")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(record.REPO)}
         proc = subprocess.Popen(cmd, cwd=record.REPO, stdout=log, stderr=subprocess.STDOUT, env=env)

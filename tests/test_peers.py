@@ -4,6 +4,8 @@ memwm's own evaluator; and the benchmark's command-line errors and table reading
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from agents.evaluate import run_episodes
 from agents.runs import build_dreamer
 from benchmarks import peers
 from benchmarks.peer_eval import score, summary
+from envs.gymnasium_ids import gym_id
 
 
 class DreamerAsPeer:
@@ -62,9 +65,10 @@ def test_the_table_reads_each_curve_at_the_last_evaluation_before_the_mark():
     assert peers.curve_at(curve, 30.0) is None  # the run ended long before
 
 
-def test_a_missing_peer_is_named_in_one_line(tmp_path):
-    why = peers.missing("sb3-recurrentppo", peers.Args(sb3_python=str(tmp_path / "nope" / "python")))
-    assert why is not None and "sb3-recurrentppo" in why and "\n" not in why
+@pytest.mark.parametrize("arm, attr", [("sb3-recurrentppo", "sb3_python"), ("sheeprl-dreamerv3", "sheeprl_python")])
+def test_a_missing_peer_is_named_in_one_line(arm, attr, tmp_path):
+    why = peers.missing(arm, peers.Args(**{attr: str(tmp_path / "nope" / "python")}))
+    assert why is not None and arm in why and "\n" not in why
     assert peers.missing("memwm", peers.Args()) is None
 
 
@@ -77,3 +81,32 @@ def test_bad_arguments_end_with_one_line_and_exit_2(argv, word, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert word in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("env_id, key", [("memory/recall-k8", "state"), ("memory/distracting-100", "rgb")])
+def test_sheeprl_replays_as_many_steps_per_env_step_as_memwm_on_the_tasks_observation(env_id, key, tmp_path):
+    from agents.config import layered_defaults
+    from benchmarks.peer_sheeprl import overrides
+
+    memwm = layered_defaults(env_id, TrainConfig().preset)
+    flags = peers.peer_flags("sheeprl-dreamerv3", env_id, tmp_path)
+    parsed = dict(zip(flags[::2], flags[1::2]))
+    assert int(parsed["--num-envs"]) == memwm.num_envs and int(parsed["--seq-len"]) == memwm.seq_len
+    assert int(parsed["--batch-size"]) == memwm.batch_size and float(parsed["--train-ratio"]) == memwm.train_ratio
+    args = argparse.Namespace(
+        env=env_id,
+        seed=3,
+        log_dir=str(tmp_path),
+        num_envs=memwm.num_envs,
+        batch_size=memwm.batch_size,
+        seq_len=memwm.seq_len,
+        train_ratio=memwm.train_ratio,
+    )
+    cfg = dict(o.split("=", 1) for o in overrides(args, image=key == "rgb"))
+    ratio = float(cfg["algo.replay_ratio"]) * int(cfg["algo.per_rank_batch_size"]) * int(cfg["algo.per_rank_sequence_length"])
+    assert ratio == pytest.approx(memwm.train_ratio)  # replayed steps per env step
+    assert int(cfg["env.num_envs"]) == memwm.num_envs and cfg["env.id"] == gym_id(env_id)
+    encoder = "algo.cnn_keys.encoder" if key == "rgb" else "algo.mlp_keys.encoder"
+    other = "algo.mlp_keys.encoder" if key == "rgb" else "algo.cnn_keys.encoder"
+    assert cfg[encoder] == f"[{key}]" and cfg[other] == "[]" and cfg["algo"] == "dreamer_v3_XS"
+    assert peers.peer_flags("sb3-recurrentppo", env_id, tmp_path) == []
