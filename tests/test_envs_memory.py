@@ -158,9 +158,9 @@ def test_memory_suite_bad_cues_raise():
 # ------------------------------------------------------------------ recall and count (vector observations)
 
 
-def random_episode(env_id, seed):
+def random_episode(env_id, seed, **options):
     """Symbols seen (argmax of each observation's one-hot vector), the random actions taken, the rewards, the infos."""
-    env = envs.make(env_id, seed=seed)
+    env = envs.make(env_id, seed=seed, **options)
     rng = np.random.default_rng([seed, 1])  # not default_rng(seed): that is the env's own stream, and would follow it
     obs, info = env.reset()
     symbols, actions, rewards, infos = [int(obs["vector"].argmax())], [], [], [info]
@@ -204,6 +204,18 @@ def test_random_policy_scores_the_documented_chance_and_the_scripted_one_the_bes
     assert f"chance {chance:+.2f}" in envs.describe(env_id)
     for seed in range(5):
         assert sum(play(env_id, seed=seed)["reward"]) == 1.0  # rewards of 1/2^m add up exactly
+
+
+@pytest.mark.parametrize("env_id", ["memory/recall-k8", "memory/count-16"])
+@pytest.mark.parametrize("scale", [1 / 32, 32.0, 3.0])
+def test_reward_scale_multiplies_every_reward_and_changes_nothing_else(env_id, scale):
+    for seed in range(3):
+        symbols, actions, rewards, _ = random_episode(env_id, seed)
+        s_symbols, s_actions, s_rewards, _ = random_episode(env_id, seed, reward_scale=scale)
+        assert (s_symbols, s_actions) == (symbols, actions)
+        np.testing.assert_allclose(s_rewards, np.array(rewards) * scale, rtol=1e-12)
+    with pytest.raises(ValueError, match="reward_scale > 0"):
+        envs.make(env_id, reward_scale=0.0)
 
 
 def test_recall_cue_option_sets_the_first_symbol_and_nothing_else():

@@ -22,11 +22,11 @@ CLASSES = 8
 
 
 class Count(StreamTask):
-    def __init__(self, length: int = 16, kinds: int = KINDS, classes: int = CLASSES):
+    def __init__(self, length: int = 16, kinds: int = KINDS, classes: int = CLASSES, reward_scale: float = 1.0):
         if length < 2 or kinds < 2 or classes < 2:
             raise ValueError(f"count: need length >= 2, kinds >= 2 and classes >= 2, got {length}, {kinds}, {classes}")
         self.classes = classes
-        super().__init__(symbols=kinds, answers=classes, length=length, first_query=0)
+        super().__init__(symbols=kinds, answers=classes, length=length, first_query=0, reward_scale=reward_scale)
 
     def _draw(self, options: dict[str, Any] | None) -> np.ndarray:
         return self.np_random.integers(self.symbols, size=self.length + 1)

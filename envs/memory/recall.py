@@ -24,11 +24,11 @@ QUERIES = 32  # a power of two: the per-step rewards add up to exactly 1
 
 
 class Recall(StreamTask):
-    def __init__(self, k: int = 8, symbols: int = SYMBOLS, queries: int = QUERIES):
+    def __init__(self, k: int = 8, symbols: int = SYMBOLS, queries: int = QUERIES, reward_scale: float = 1.0):
         if k < 1 or symbols < 2 or queries < 1:
             raise ValueError(f"recall: need k >= 1, symbols >= 2 and queries >= 1, got k={k}, symbols={symbols}, queries={queries}")
         self.k = k
-        super().__init__(symbols=symbols, answers=symbols, length=k + queries, first_query=k)
+        super().__init__(symbols=symbols, answers=symbols, length=k + queries, first_query=k, reward_scale=reward_scale)
 
     def _draw(self, options: dict[str, Any] | None) -> np.ndarray:
         stream = self.np_random.integers(self.symbols, size=self.length + 1)

@@ -7,6 +7,10 @@ answer is `answers[t]`. From step `first_query` on, a right answer earns +1/Q an
 return is exactly 1 and a uniformly random policy over A answers gets (2 - A) / A. Before
 `first_query` any action earns 0. The episode terminates with observation `length`.
 
+The option `reward_scale` multiplies every reward (the best return is then `reward_scale`): the
+same task in another reward unit, to check that a learner is indifferent to the unit (issue 19's
+x1/32, x1, x32 comparison: `memwm train --env memory/recall-k8 --env-options reward_scale 32`).
+
 Info at every step: `phase` ("context" before `first_query`, "query" from it on, for the
 observation just returned) and `query_start` (True at observation `first_query`).
 """
@@ -26,13 +30,15 @@ class StreamTask(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, symbols: int, answers: int, length: int, first_query: int):
+    def __init__(self, symbols: int, answers: int, length: int, first_query: int, reward_scale: float = 1.0):
         if not 0 <= first_query < length:
             raise ValueError(f"a stream task needs 0 <= first_query < length, got {first_query} and {length}")
+        if not reward_scale > 0:
+            raise ValueError(f"a stream task needs reward_scale > 0, got {reward_scale}")
         self.symbols, self.length, self.first_query = symbols, length, first_query
         self.observation_space = gym.spaces.Dict({"vector": vector_space(symbols, 0.0, 1.0)})
         self.action_space = gym.spaces.Discrete(answers)
-        self._unit = 1.0 / (length - first_query)
+        self._unit = float(reward_scale) / (length - first_query)
 
     def _draw(self, options: dict[str, Any] | None) -> np.ndarray:
         """(length + 1,) int symbols, from `self.np_random`."""
