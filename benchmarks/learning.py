@@ -39,6 +39,7 @@ class Task:
     metric: str  # "success" (goal tasks) or "return"
     bar: float  # the score to reach ...
     minutes: float  # ... within this many minutes of training (the default budget)
+    options: tuple[tuple[str, float], ...] = ()  # constructor options of the env (`memwm train --env-options`)
 
 
 # What `memwm train --env ID` must reach within its minutes of one CPU thread (the bar), per task.
@@ -48,6 +49,10 @@ TASKS: dict[str, Task] = {
     "minigrid-s7": Task("minigrid/memory-s7", "success", 0.9, 60.0),
     "recall-k8": Task("memory/recall-k8", "return", 0.9, 30.0),
     "count-16": Task("memory/count-16", "return", 0.9, 30.0),
+    # recall-k8 in two more reward units (x1/32 and x32; the bar scales with the best return): a learner indifferent
+    # to the reward's unit learns the three alike (issue 19)
+    "recall-k8-reward-x1-32": Task("memory/recall-k8", "return", 0.9 / 32, 30.0, (("reward_scale", 1 / 32),)),
+    "recall-k8-reward-x32": Task("memory/recall-k8", "return", 0.9 * 32, 30.0, (("reward_scale", 32.0),)),
 }
 
 
@@ -108,6 +113,8 @@ def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path, fla
         str(run_dir),
         *flags.split(),
     ]
+    if task.options:
+        cmd += ["--env-options", *(str(x) for option in task.options for x in option)]
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir.with_name(run_dir.name + ".log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -174,6 +181,7 @@ def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None) -> 
     payload = {
         "task": info["task"],
         "env": task.env,
+        "env_options": dict(task.options),
         "backbone": info["backbone"],
         "flags": info["flags"],
         "seed": info["seed"],

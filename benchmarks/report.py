@@ -95,6 +95,11 @@ NONE = "No result file yet."
 # ---------------------------------------------------------------- one function per table kind
 
 
+def options(payload: dict) -> str:
+    """The env options of a learning record, as `memwm train --env-options` takes them (none: "")."""
+    return "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in payload.get("env_options", {}).items())
+
+
 def learning(results: Path, prefix: str) -> str:
     """Per task, backbone, flags, commit and budget: the seeds' first, final and best evaluation, updates and minutes."""
     groups = defaultdict(list)
@@ -109,7 +114,7 @@ def learning(results: Path, prefix: str) -> str:
         loads = [x for q in ps for x in q["load_average_during"]] or [0.0]
         rows.append(
             [
-                f"[{p['env']}]({prefix}learning-{task}/) ({p['metric']} >= {p['bar']:g} in {p['bar_minutes']:g} min)",
+                f"[{p['env']}{options(p)}]({prefix}learning-{task}/) ({p['metric']} >= {p['bar']:g} in {p['bar_minutes']:g} min)",
                 backbone,
                 f"`{flags}`" if flags else "defaults",
                 ",".join(str(q["seed"]) for q in sorted(ps, key=lambda q: q["seed"])),

@@ -92,6 +92,18 @@ def test_learning_rows_group_seeds_with_mean_and_worst_and_keep_commits_and_flag
     assert "fff0000 **with uncommitted changes**" in rows[2]
 
 
+def test_learning_rows_name_the_env_options_of_a_task_in_another_reward_unit(tmp_path):
+    from benchmarks.learning import TASKS
+
+    for task in ("recall-k8", "recall-k8-reward-x32"):
+        options = dict(TASKS[task].options)
+        run = {**learning_run(0, final=0.1, best=0.2), "task": task, "env_options": options, "bar": TASKS[task].bar}
+        write_record(tmp_path, f"learning-{task}", run, "2026-01-01T00:00:00Z")
+    rows = report.learning(tmp_path, "").splitlines()[2:]
+    assert rows[0].startswith("| [memory/recall-k8](learning-recall-k8/) (return >= 0.9 in 30 min)")
+    assert rows[1].startswith("| [memory/recall-k8 reward_scale=32](learning-recall-k8-reward-x32/) (return >= 28.8 in 30 min)")
+
+
 def test_ablation_rows_give_each_arm_and_the_paired_difference_over_seeds(tmp_path):
     def arm(name, seed, final, flags):
         curve = [{"step": 0, "minutes": 0.1, "return": 0.0, "updates": 0}]
