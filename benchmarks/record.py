@@ -115,16 +115,21 @@ def latest(name: str, results: Path = RESULTS) -> dict | None:
 
 
 def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
-    """(HEAD's full hash, whether tracked files differ from it), or (None, None) outside a git checkout."""
+    """(HEAD's full hash, whether tracked files differ from it), or (None, None) outside a git checkout.
+
+    A copy of the tree without its .git (sent to a GPU machine, say) takes the commit from the
+    environment variable MEMWM_COMMIT, which whoever copies it sets; whether that copy differs from
+    the commit is then unknown (None).
+    """
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
         if head.returncode != 0:
-            return None, None
+            return os.environ.get("MEMWM_COMMIT") or None, None
         status = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=60
         )
     except (OSError, subprocess.TimeoutExpired):
-        return None, None
+        return os.environ.get("MEMWM_COMMIT") or None, None
     return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
 
 

@@ -100,22 +100,29 @@ def options(payload: dict) -> str:
     return "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in payload.get("env_options", {}).items())
 
 
+def on_device(r: dict) -> str:
+    """ "" for a run on the CPU, else " on <the GPU's name>" (the device a learning record trained on)."""
+    if r.get("device", "cpu") == "cpu":
+        return ""
+    return f" on {(r.get('machine') or {}).get('gpu') or r['device']}"
+
+
 def learning(results: Path, prefix: str) -> str:
     """Per task, backbone, flags, commit and budget: the seeds' first, final and best evaluation, updates and minutes."""
     groups = defaultdict(list)
     for name in folders("learning-", results):
         for r in runs(name, results):
             p = r["payload"]
-            groups[(p["task"], p["backbone"], p["flags"], commit(r), p["budget_minutes"])].append(r)
+            groups[(p["task"], p["backbone"], p["flags"], commit(r), p["budget_minutes"], on_device(r))].append(r)
     rows = []
-    for (task, backbone, flags, code, budget), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0]["start"])):
+    for (task, backbone, flags, code, budget, device), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0]["start"])):
         ps = [r["payload"] for r in rs]
         p = ps[0]
         loads = [x for q in ps for x in q["load_average_during"]] or [0.0]
         rows.append(
             [
                 f"[{p['env']}{options(p)}]({prefix}learning-{task}/) ({p['metric']} >= {p['bar']:g} in {p['bar_minutes']:g} min)",
-                backbone,
+                backbone + device,
                 f"`{flags}`" if flags else "defaults",
                 ",".join(str(q["seed"]) for q in sorted(ps, key=lambda q: q["seed"])),
                 f"{budget:g}",

@@ -64,3 +64,13 @@ def test_envs_benchmark_writes_a_new_record_per_run(tmp_path):
     assert runs[0]["payload"] == first and list(first["envs"]) == ["memory/rooms-2"]
     assert 0 < first["envs"]["memory/rooms-2"]["steps_per_s"] and runs[0]["device"] == "cpu"
     assert not (tmp_path / "envs.json").exists()  # nothing merged into a shared file
+
+
+def test_a_tree_without_git_takes_its_commit_from_memwm_commit(tmp_path, monkeypatch):
+    assert record.git_state(record.REPO)[0] is not None  # this checkout: HEAD
+    monkeypatch.delenv("MEMWM_COMMIT", raising=False)
+    assert record.git_state(tmp_path) == (None, None)
+    monkeypatch.setenv("MEMWM_COMMIT", "a" * 40)
+    assert record.git_state(tmp_path) == ("a" * 40, None)
+    head = subprocess.run(["git", "-C", str(record.REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert record.git_state(record.REPO)[0] == head  # a checkout's own HEAD wins over the variable

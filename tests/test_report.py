@@ -10,12 +10,13 @@ from benchmarks import report
 PAGES = list(report.PAGES.items())
 
 
-def write_record(results, name, payload, start, commit="abc1234def", dirty=False):
-    """A record file as benchmarks.record writes it (without running git)."""
+def write_record(results, name, payload, start, commit="abc1234def", dirty=False, gpu=None):
+    """A record file as benchmarks.record writes it (without running git); `gpu`: measured on that GPU."""
     folder = results / name
     folder.mkdir(parents=True, exist_ok=True)
     stamp = start.replace("-", "").replace(":", "")
     body = {"name": name, "commit": commit, "dirty": dirty, "command": "python -m benchmarks.x", "start": start}
+    body |= {"device": "cuda" if gpu else "cpu", "machine": {"gpu": gpu}}
     body |= {"load": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]}, "payload": payload}
     (folder / f"{stamp}-{commit[:7]}.json").write_text(json.dumps(body))
 
@@ -90,6 +91,13 @@ def test_learning_rows_group_seeds_with_mean_and_worst_and_keep_commits_and_flag
     assert both[5:9] == ["0.50 (worst 0.50)", "0.10 (worst -0.20)", "0.30 (worst 0.10)", "200"]
     assert "`--wm.dt-max 1.0`" in rows[1]
     assert "fff0000 **with uncommitted changes**" in rows[2]
+
+
+def test_learning_rows_of_a_gpu_run_name_the_gpu_and_stay_apart_from_the_cpu_rows(tmp_path):
+    write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.1, best=0.2), "2026-01-01T00:00:00Z")
+    write_record(tmp_path, "learning-recall-k8", learning_run(1, final=0.3, best=0.4), "2026-01-01T00:00:01Z", gpu="NVIDIA H200")
+    rows = [row.split(" | ") for row in report.learning(tmp_path, "").splitlines()[2:]]
+    assert [(row[1], row[3]) for row in rows] == [("s5", "0"), ("s5 on NVIDIA H200", "1")]
 
 
 def test_learning_rows_name_the_env_options_of_a_task_in_another_reward_unit(tmp_path):
