@@ -176,9 +176,9 @@ def main(argv: list[str] | None = None) -> None:
 
         call = functools.partial(call, typed=typed_fields(args[args.index(sub) + 1 :]))
     if nproc > 1:  # parsed here once; the workers run the same arguments
-        from agents import distributed
+        from agents.launch import launch
 
-        raise SystemExit(distributed.launch(nproc, args))
+        raise SystemExit(launch(nproc, args))
     try:
         call()
     except (ValueError, FileNotFoundError) as e:  # the user's input: what was wrong, in one line
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
 def _take_nproc(args: list[str]) -> tuple[int, list[str]]:
     """`--nproc-per-node N` of `memwm train` and `memwm compare` taken out of `args`: (N, 1 without it; the rest).
 
-    N > 1 starts N processes of the same command under torch's elastic launcher (agents.distributed.launch).
+    N > 1 starts N processes of the same command under torch's elastic launcher (agents/launch.py).
     """
     sub = next((a for a in args if not a.startswith("-")), None)
     for i, arg in enumerate(args):

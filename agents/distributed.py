@@ -1,4 +1,4 @@
-"""Data-parallel training with torch.distributed, and environments in worker processes.
+"""Data-parallel training with torch.distributed: the process group's facts and the collectives.
 
 `torchrun --nproc-per-node N -m agents.cli train ...` starts N copies of the same training loop
 (agents/train.py). Each copy is a rank: it reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK, joins
@@ -6,9 +6,10 @@ the process group (gloo on CPUs, NCCL on GPUs, one GPU per local rank), acts in 
 environments with its own seed (`rank_seed`), and writes its own replay shard (`shard`). All ranks
 hold the same weights: rank 0's are broadcast at the start (`broadcast_state`), and every optimiser
 step applies gradients averaged over the ranks (`average_gradients`), so the weights stay equal,
-bit for bit. Rank 0 alone writes logs, videos and checkpoints (`RankLogger`, `is_main`); on resume
-every rank loads rank 0's checkpoint and its own replay shard. A plain `memwm train` is the same
-code with one rank: there is no process group and every helper here returns at once.
+bit for bit. Rank 0 alone writes logs, videos and checkpoints (`is_main`; agents/logger.py's
+`RankLogger` averages the ranks' scalars); on resume every rank loads rank 0's checkpoint and its
+own replay shard. A plain `memwm train` is the same code with one rank: there is no process group
+and every helper here returns at once.
 
 Why an all-reduce of gradients and not DistributedDataParallel: DDP averages gradients in hooks
 armed by `forward()` and expects each forward to be followed by one backward over the parameters
@@ -23,12 +24,9 @@ world size), called explicitly right before each gradient clip and optimiser ste
 easy to read and to test. Clipping the averaged gradient also makes a non-finite gradient on one
 rank non-finite on all of them, so every rank stops together instead of waiting on a dead peer.
 
-`memwm compare` under torchrun splits the backbones across ranks instead (agents/compare.py,
-`split_backbones`), with the helpers here.
-
-Environments: `parallel_envs` makes `envs.make_vector`'s (optionally asynchronous) vector env and
-wraps it in `WorkerGuard`, so a worker that raises or dies gives a RuntimeError naming the
-environment and the worker, not a bare BrokenPipeError or a hang.
+Beside this module: agents/launch.py starts the ranks from `memwm --nproc-per-node N`,
+agents/env_workers.py guards environments in worker processes, and `memwm compare` splits its
+backbones across ranks with the helpers here (agents/compare.py, `split_backbones`).
 """
 
 from __future__ import annotations
@@ -38,9 +36,8 @@ import datetime
 import hashlib
 import os
 from pathlib import Path
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-import gymnasium as gym
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -273,162 +270,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-# --------------------------------------------------------------------------- logging
-
-
-class RankLogger:
-    """The run's Logger on rank 0 only, with every rank's scalars averaged in.
-
-    One process: a pass-through to the Logger (`sync` is `write`). Several ranks: `scalar`/`write`
-    only keep values (no files, no communication, so any rank may call them at any time);
-    `sync(step)`, which every rank calls at the same points of the loop, gathers the kept values to
-    rank 0, which writes each scalar's mean over ranks and over the values since the last sync
-    (e.g. `episode/return` is the mean return of the episodes that ended on any rank). Videos and
-    other writes happen on rank 0 only.
-    """
-
-    def __init__(self, make_logger: Callable[[], object]):
-        self.logger = make_logger() if is_main() else None
-        self.several = world_size() > 1
-        self._kept: dict[str, list[float]] = {}
-        self._pending: dict[str, float] = {}
-
-    def scalar(self, name: str, value) -> None:
-        value = float(value.item() if hasattr(value, "item") else value)
-        if self.several:
-            self._pending[name] = value
-        else:
-            self.logger.scalar(name, value)
-
-    def scalars(self, values: dict, prefix: str = "") -> None:
-        for name, value in values.items():
-            self.scalar(prefix + name, value)
-
-    def write(self, step: int) -> None:
-        if not self.several:
-            self.logger.write(step)
-            return
-        for name, value in self._pending.items():  # like Logger.write: the last value per name and write
-            self._kept.setdefault(name, []).append(value)
-        self._pending.clear()
-
-    def sync(self, step: int) -> None:
-        """Collective: write every rank's scalars kept since the last sync, averaged, at `step` (rank 0)."""
-        self.write(step)
-        if not self.several:
-            return
-        gathered = gather_objects(self._kept)
-        self._kept = {}
-        if gathered is None:
-            return
-        merged: dict[str, list[float]] = {}
-        for kept in gathered:
-            for name, values in kept.items():
-                merged.setdefault(name, []).extend(values)
-        self.logger.scalars({name: sum(v) / len(v) for name, v in merged.items()})
-        self.logger.write(step)
-
-    def video(self, *args, **kwargs):
-        return self.logger.video(*args, **kwargs) if self.logger is not None else []
-
-    def image(self, *args, **kwargs):
-        return self.logger.image(*args, **kwargs) if self.logger is not None else None
-
-    def close(self) -> None:
-        if self.logger is not None:
-            self.logger.close()
-
-
-# --------------------------------------------------------------------------- launching
-
-
-def launch(nproc: int, argv: list[str]) -> int:
-    """`memwm <argv>` in `nproc` processes on this machine under torch's elastic launcher (what torchrun
-    runs, `torch.distributed.run`), started from this process; returns the exit code (0, or the
-    first failed rank's).
-
-    The memwm arguments go straight to the workers' command line and never through torchrun's own
-    parser, so flags such as `--run` cannot be taken for torchrun's (`--run-path`). A free port is
-    picked for the rendezvous (torchrun's --standalone).
-    """
-    import sys
-
-    from torch.distributed import run
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
-    if nproc < 1:
-        raise ValueError(f"--nproc-per-node must be >= 1, got {nproc}")
-    args = run.get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "agents.cli"])
-    args.training_script_args = list(argv)  # set, not parsed: argparse would read `--run` as `--run-path`
-    try:
-        run.run(args)
-    except ChildFailedError as e:
-        # the first rank that exited by itself (the others are then stopped by a signal: a negative code)
-        rank_, failure = min(e.failures.items(), key=lambda kv: (kv[1].exitcode <= 0, kv[1].timestamp, kv[0]))
-        print(f"memwm: rank {rank_} of {nproc} exited with code {failure.exitcode}", file=sys.stderr)
-        return failure.exitcode if failure.exitcode > 0 else 1
-    return 0
-
-
-# --------------------------------------------------------------------------- environments
-
-
-class WorkerGuard(gym.vector.VectorWrapper):
-    """A vector env whose failing `step`/`reset` (a worker that raised, died or was killed) raises a
-    RuntimeError naming the environment and the dead workers, and stops the other workers."""
-
-    def __init__(self, env: gym.vector.VectorEnv, env_id: str):
-        super().__init__(env)
-        self.env_id = env_id
-
-    def reset(self, **kwargs):
-        try:
-            return self.env.reset(**kwargs)
-        except Exception as e:
-            raise self._failure("reset", e) from e
-
-    def step(self, actions):
-        try:
-            return self.env.step(actions)
-        except Exception as e:
-            raise self._failure("step", e) from e
-
-    def _failure(self, call: str, error: Exception) -> RuntimeError:
-        processes = getattr(self.env.unwrapped, "processes", [])
-        dead = [f"worker {i} (pid {p.pid}) exited with code {p.exitcode}" for i, p in enumerate(processes) if p.exitcode is not None]
-        self._stop_workers()
-        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        return RuntimeError(
-            f"environment {self.env_id!r} failed in {call}() of its vector env ({detail})" + (f"; {', '.join(dead)}" if dead else "")
-        )
-
-    def _stop_workers(self) -> None:
-        """Kill the workers and close the pipes without talking to them (a dead pipe makes `close()` raise)."""
-        base = self.env.unwrapped
-        for p in getattr(base, "processes", []):
-            if p.is_alive():
-                p.kill()
-            p.join(timeout=5)
-        for pipe in getattr(base, "parent_pipes", []) or []:
-            if pipe is not None:
-                pipe.close()
-        if hasattr(base, "processes"):
-            base.closed = True
-
-    def close(self, **kwargs) -> None:
-        try:
-            self.env.close(**kwargs)
-        except (OSError, EOFError):  # a worker died since the last call
-            self._stop_workers()
-
-
-def parallel_envs(env_id: str, n: int, seed: int | None = None, asynchronous: bool | None = None, **options) -> WorkerGuard:
-    """`envs.make_vector(env_id, n, ...)` (asynchronous: one worker process per env) behind a WorkerGuard."""
-    import envs
-
-    return WorkerGuard(envs.make_vector(env_id, n, seed=seed, asynchronous=asynchronous, **options), env_id)
-
-
 __all__ = [
     "world_size",
     "rank",
@@ -447,7 +288,4 @@ __all__ = [
     "check_in_sync",
     "gather_objects",
     "barrier",
-    "RankLogger",
-    "WorkerGuard",
-    "parallel_envs",
 ]

@@ -136,7 +136,7 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
     """Restore a run's config and latest checkpoint and play `episodes` episodes (0: the run's eval_episodes):
     a Dreamer with its policy's mode, a PPO learner with its sampling policy over whole trials. `seed`: the
     first episode's; default, the first of the run's evaluation seeds (never a training episode)."""
-    from agents import ppo
+    from agents import ppo_agent
     from agents.logger import Logger
     from agents.runs import build_dreamer, latest_checkpoint, load_run_config
 
@@ -150,11 +150,11 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
     in_context = has_trials(config.env)
     plot = run / "icrl" / f"icrl-{step:09d}.png" if in_context else None
     if config.agent == "ppo":
-        learner = ppo.build(config, torch_device)
+        learner = ppo_agent.build(config, torch_device)
         learner.load_state_dict(payload["agent"])
         logger = Logger(run, config.tensorboard)
         try:
-            scalars = ppo.evaluate(learner, config, n, seed, run / "icrl", logger, step)
+            scalars = ppo_agent.evaluate(learner, config, n, seed, run / "icrl", logger, step)
         finally:
             logger.close()
         return RunEvaluation(config, path, step, n, scalars, plot=plot)

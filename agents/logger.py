@@ -4,6 +4,8 @@ Scalars are named `group/name` once and never renamed (TensorBoard charts and th
 share the names): `episode/return`, `episode/length`, `eval/return`, `eval/success`,
 `train/loss/...` (the world model's terms), `train/kl`, `train/actor_entropy`,
 `train/return_scale`, `perf/env_steps_per_s`, `perf/train_steps_per_s`, ...
+
+Under torchrun, `RankLogger` is the run's Logger on rank 0, with every rank's scalars averaged in.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
+from agents import distributed
 from world_models.figures import write_png
 from world_models.video import add_tensorboard_video, write_video
 
@@ -81,6 +85,69 @@ class Logger:
         if self._tb is not None:
             self._tb.close()
         self._jsonl.close()
+
+
+class RankLogger:
+    """The run's Logger on rank 0 only, with every rank's scalars averaged in.
+
+    One process: a pass-through to the Logger (`sync` is `write`). Several ranks: `scalar`/`write`
+    only keep values (no files, no communication, so any rank may call them at any time);
+    `sync(step)`, which every rank calls at the same points of the loop, gathers the kept values to
+    rank 0, which writes each scalar's mean over ranks and over the values since the last sync
+    (e.g. `episode/return` is the mean return of the episodes that ended on any rank). Videos and
+    other writes happen on rank 0 only.
+    """
+
+    def __init__(self, make_logger: Callable[[], Logger]):
+        self.logger = make_logger() if distributed.is_main() else None
+        self.several = distributed.world_size() > 1
+        self._kept: dict[str, list[float]] = {}
+        self._pending: dict[str, float] = {}
+
+    def scalar(self, name: str, value) -> None:
+        value = float(value.item() if hasattr(value, "item") else value)
+        if self.several:
+            self._pending[name] = value
+        else:
+            self.logger.scalar(name, value)
+
+    def scalars(self, values: dict, prefix: str = "") -> None:
+        for name, value in values.items():
+            self.scalar(prefix + name, value)
+
+    def write(self, step: int) -> None:
+        if not self.several:
+            self.logger.write(step)
+            return
+        for name, value in self._pending.items():  # like Logger.write: the last value per name and write
+            self._kept.setdefault(name, []).append(value)
+        self._pending.clear()
+
+    def sync(self, step: int) -> None:
+        """Collective: write every rank's scalars kept since the last sync, averaged, at `step` (rank 0)."""
+        self.write(step)
+        if not self.several:
+            return
+        gathered = distributed.gather_objects(self._kept)
+        self._kept = {}
+        if gathered is None:
+            return
+        merged: dict[str, list[float]] = {}
+        for kept in gathered:
+            for name, values in kept.items():
+                merged.setdefault(name, []).extend(values)
+        self.logger.scalars({name: sum(v) / len(v) for name, v in merged.items()})
+        self.logger.write(step)
+
+    def video(self, *args, **kwargs):
+        return self.logger.video(*args, **kwargs) if self.logger is not None else []
+
+    def image(self, *args, **kwargs):
+        return self.logger.image(*args, **kwargs) if self.logger is not None else None
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ import torch
 
 from agents import checkpoint, distributed, runlock
 from agents.common import evaluation_seed, preserved_rng, seed_everything
-from agents.logger import Logger
+from agents.logger import Logger, RankLogger
 
 
 @dataclass
@@ -157,7 +157,7 @@ class Loop:
         progress = _Progress(cfg, counters["step"], cfg.desc or self.run_dir.name, disable=not self.main)
         bar = progress.bar
         if cfg.data_parallel:
-            self.logger = logger = distributed.RankLogger(lambda: Logger(self.run_dir, cfg.tensorboard, bar))  # rank 0 writes
+            self.logger = logger = RankLogger(lambda: Logger(self.run_dir, cfg.tensorboard, bar))  # rank 0 writes
         else:
             self.logger = logger = _Alone(Logger(self.run_dir, cfg.tensorboard, bar))
         marks = {"log": counters["step"]}

@@ -116,7 +116,7 @@ class UniformPolicy:
 
 
 def _measure_train_run(run_dir: Path, episodes: int, device: str, policy: str) -> dict:
-    from agents import ppo
+    from agents import ppo_agent
     from agents.common import evaluation_seed, pick_device
     from agents.evaluate import has_success, run_episodes
     from agents.icrl import run_trials
@@ -126,11 +126,11 @@ def _measure_train_run(run_dir: Path, episodes: int, device: str, policy: str) -
     torch_device = pick_device(device)
     payload, _ = latest_checkpoint(run_dir, torch_device)
     seed = evaluation_seed(config.seed, 0, episodes)  # as evaluate_run: the first of the run's evaluation seeds
-    if config.agent == "ppo":  # as ppo.evaluate: whole trials with the sampling policy, scored by their return
-        learner = ppo.build(config, torch_device)
+    if config.agent == "ppo":  # as ppo_agent.evaluate: whole trials with the sampling policy, scored by their return
+        learner = ppo_agent.build(config, torch_device)
         if policy == "trained":
             learner.load_state_dict(payload["agent"])
-        actor = UniformPolicy(learner.model.codec) if policy == "random" else ppo.RecurrentPolicy(learner)
+        actor = UniformPolicy(learner.model.codec) if policy == "random" else ppo_agent.RecurrentPolicy(learner)
         trials = run_trials(actor, config.env, episodes, seed, num_envs=min(8, episodes), **config.env_options)
         scores = [float(r) for r in trials.reward.sum(-1)]
         return {"metric": "return", "score": float(np.mean(scores)), "episodes": episodes, "scores": scores}

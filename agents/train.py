@@ -23,6 +23,7 @@ import torch
 from agents import distributed
 from agents.common import FLAGS, keep_freed_memory, obs_to_torch, pick_device, seed_everything, training_seed
 from agents.config import TrainConfig, Typed, load_yaml, resolve_sources, save_yaml
+from agents.env_workers import parallel_envs
 from agents.evaluate import episode_success, evaluate_dreamer, has_success, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
 from agents.replay import Replay
@@ -46,7 +47,7 @@ class DreamerAgent:
     def __init__(self, config: TrainConfig, device: torch.device, run_dir):
         self.config, self.device = config, device
         # unknown ids and options fail here, before any file is written
-        self.env = distributed.parallel_envs(
+        self.env = parallel_envs(
             config.env,
             config.num_envs,
             seed=training_seed(config.seed, distributed.rank_seed(0)),
@@ -249,11 +250,11 @@ def build(given: TrainConfig, typed: Typed = None) -> Loop:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     if config.agent == "ppo":
-        from agents import ppo
+        from agents import ppo_agent
 
         distributed.require_one_process("--agent ppo")
-        agent = ppo.PPOAgent(config, device)
-        loop = Loop(agent, run_dir, loop_config(config, evaluate_first=False), ppo.identity(config))
+        agent = ppo_agent.PPOAgent(config, device)
+        loop = Loop(agent, run_dir, loop_config(config, evaluate_first=False), ppo_agent.identity(config))
     else:
         agent = DreamerAgent(config, device, run_dir)
         loop = Loop(agent, run_dir, loop_config(config), identity(config))

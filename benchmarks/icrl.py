@@ -32,7 +32,8 @@ import tyro
 
 import envs
 from agents import icrl
-from agents.ppo import PPO, PPOConfig, RecurrentPolicy
+from agents.ppo import PPO, PPOConfig
+from agents.ppo_agent import Collector, RecurrentPolicy
 from benchmarks import record
 from world_models.imagine import model_obs_space
 
@@ -71,11 +72,12 @@ def speed(args: Args) -> list[dict]:
         runs = {}
         for backbone in ("s5", "rssm"):
             vec = envs.make_vector("icrl/dark-room", args.speed_envs, seed=args.seed, asynchronous=False, **options)
-            runs[backbone] = (vec, make_ppo(vec, backbone, PPOConfig(rollout=length)), [], [])
+            ppo = make_ppo(vec, backbone, PPOConfig(rollout=length))
+            runs[backbone] = (vec, ppo, Collector(ppo, vec), [], [])
         for chunk in range(args.chunks + 1):
-            for vec, ppo, collect_s, update_s in runs.values():
+            for _, ppo, collector, collect_s, update_s in runs.values():
                 t0 = time.perf_counter()
-                rollout, _ = ppo.collect(vec, seed=args.seed)
+                rollout, _ = collector.collect(seed=args.seed)
                 t1 = time.perf_counter()
                 ppo.update(rollout)
                 t2 = time.perf_counter()
@@ -83,7 +85,7 @@ def speed(args: Args) -> list[dict]:
                     collect_s.append(t1 - t0)
                     update_s.append(t2 - t1)
         load = [round(x, 2) for x in os.getloadavg()]  # timings on a shared CPU: the 1, 5, 15-minute load
-        for backbone, (vec, ppo, collect_s, update_s) in runs.items():
+        for backbone, (vec, ppo, _, collect_s, update_s) in runs.items():
             vec.close()
             steps = args.speed_envs * length
             c, u = statistics.median(collect_s), statistics.median(update_s)
@@ -113,11 +115,12 @@ def learn(env_id: str, args: Args, cfg: PPOConfig, **options) -> tuple[PPO, dict
     torch.manual_seed(args.seed)
     vec = envs.make_vector(env_id, args.num_envs, seed=args.seed, asynchronous=False, **options)
     ppo = make_ppo(vec, args.backbone, cfg)
+    collector = Collector(ppo, vec)
     start = time.perf_counter()
     deadline = start + 60 * args.minutes
     steps, updates, curve = 0, 0, []
     while time.perf_counter() < deadline:
-        rollout, finished = ppo.collect(vec, seed=args.seed)
+        rollout, finished = collector.collect(seed=args.seed)
         metrics = ppo.update(rollout)
         steps += rollout.mask.numel()
         updates += 1

@@ -40,6 +40,7 @@ def worker(args: argparse.Namespace) -> None:
 
     from agents import distributed
     from agents.config import TrainConfig, resolve
+    from agents.env_workers import parallel_envs
     from agents.replay import Replay
     from agents.common import FLAGS, obs_to_torch
     from agents.runs import build_dreamer
@@ -59,7 +60,7 @@ def worker(args: argparse.Namespace) -> None:
         )
     )
     torch.manual_seed(0)
-    env = distributed.parallel_envs(config.env, config.num_envs, seed=distributed.rank_seed(0), asynchronous=config.async_envs)
+    env = parallel_envs(config.env, config.num_envs, seed=distributed.rank_seed(0), asynchronous=config.async_envs)
     agent, (obs_space, _) = build_dreamer(config, device, (env.single_observation_space, env.single_action_space))
     distributed.broadcast_state(agent)
     codec, n = agent.codec, config.num_envs

@@ -44,10 +44,10 @@ def test_the_policy_of_a_train_run_is_its_actor_on_world_model_features(tmp_path
 
 
 def test_a_ppo_run_has_no_world_model_to_imagine_with(tmp_path):
-    from agents import ppo
+    from agents import ppo_agent
 
     config, run = tiny_run(tmp_path, agent="ppo")
-    learner = ppo.build(config, CPU)
-    checkpoint.save(run / "checkpoints", 3, {"agent": learner.state_dict(), "identity": ppo.identity(config)})
+    learner = ppo_agent.build(config, CPU)
+    checkpoint.save(run / "checkpoints", 3, {"agent": learner.state_dict(), "identity": ppo_agent.identity(config)})
     with pytest.raises(ValueError, match="learns no world model"):
         load_run_world_model(run)

@@ -1,23 +1,21 @@
 """Data parallelism (agents/distributed.py): collectives on two gloo ranks against local references,
 `torchrun -m agents.cli train` with two ranks (weights equal on both, a resume from rank 0's
-checkpoint on both), and vector envs whose workers die or raise."""
+checkpoint on both), and `memwm compare` with its backbones split across two ranks."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
 
 from agents import distributed
+from agents.logger import RankLogger
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,7 +96,7 @@ def _collectives(rank: int, port: int, tmp: str) -> None:
 
     # rank 0 writes every rank's scalars, averaged over ranks and over the writes since the last sync
     fake = _FakeLogger()
-    log = distributed.RankLogger(lambda: fake)
+    log = RankLogger(lambda: fake)
     assert (log.logger is fake) == (rank == 0)
     log.scalar("episode/return", rank + 1)
     log.write(3)
@@ -247,72 +245,6 @@ def test_torchrun_train_keeps_ranks_equal_and_resumes_both_from_rank0_checkpoint
         assert r["checkpoint"] == "ckpt-000000048.pt" and r["start_step"] == 48 and r["start"] == r["checkpoint_digest"]
         assert r["end_step"] == 80 and r["updates"] > 17
     assert ranks[0]["end"] == ranks[1]["end"] != ranks[0]["start"]  # trained, and still equal bit for bit
-
-
-# --------------------------------------------------------------------------- environment workers
-
-
-class _Exploding(gym.Env):
-    """Raises inside its worker on the third step."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        if self.t == 3:
-            raise ValueError("the simulator exploded")
-        return np.zeros(2, np.float32), 0.0, False, False, {}
-
-
-gym.register("MemwmExploding-v0", entry_point=_Exploding)
-
-
-def test_a_killed_env_worker_raises_an_error_naming_the_env_not_a_hang():
-    env = distributed.parallel_envs("gym:CartPole-v1", 2, seed=0, asynchronous=True)
-    env.reset()
-    victim = env.unwrapped.processes[1]
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.join(timeout=10)
-    with pytest.raises(RuntimeError, match=r"environment 'gym:CartPole-v1' failed in step\(\).*worker 1 \(pid \d+\) exited with code -9"):
-        env.step(np.zeros(2, np.int64))
-    env.close()  # no error, no hang
-    assert not any(p.is_alive() for p in env.unwrapped.processes)
-
-
-def test_an_env_raising_inside_its_worker_gives_an_error_naming_the_env():
-    env = distributed.parallel_envs("gym:MemwmExploding-v0", 2, seed=0, asynchronous=True, context="fork")  # the registration is inherited
-    env.reset()
-    env.step(np.zeros(2, np.int64))
-    env.step(np.zeros(2, np.int64))
-    with pytest.raises(RuntimeError, match=r"environment 'gym:MemwmExploding-v0' failed in step\(\).*the simulator exploded"):
-        env.step(np.zeros(2, np.int64))
-    env.close()
-    assert not any(p.is_alive() for p in env.unwrapped.processes)
-
-
-def test_the_guard_passes_a_healthy_vector_env_through_unchanged():
-    import envs
-
-    guarded = distributed.parallel_envs("gym:CartPole-v1", 2, seed=3, asynchronous=False)
-    plain = envs.make_vector("gym:CartPole-v1", 2, seed=3, asynchronous=False)
-    obs_a, _ = guarded.reset()
-    obs_b, _ = plain.reset()
-    for k in obs_b:
-        np.testing.assert_array_equal(obs_a[k], obs_b[k])
-    for _ in range(5):
-        obs_a, r_a, *_ = guarded.step(np.ones(2, np.int64))
-        obs_b, r_b, *_ = plain.step(np.ones(2, np.int64))
-        np.testing.assert_array_equal(obs_a["vector"], obs_b["vector"])
-        np.testing.assert_array_equal(r_a, r_b)
-    assert guarded.single_action_space == plain.single_action_space and guarded.num_envs == 2
-    guarded.close()
-    plain.close()
 
 
 # --------------------------------------------------------------------------- torchrun -m agents.cli compare

@@ -1,4 +1,4 @@
-"""`memwm train --nproc-per-node N` (agents/cli.py, agents/distributed.launch): torch's elastic launcher
+"""`memwm train --nproc-per-node N` (agents/cli.py, agents/launch.py): torch's elastic launcher
 started from the memwm process, with memwm's flags kept away from torchrun's parser."""
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ import torch
 
 import envs
 from agents.config import TrainConfig
-from agents.ppo import PPO, PPOConfig, index_state
+from agents.ppo import PPO, PPOConfig
+from agents.ppo_agent import Collector
+from agents.ppo_net import index_state
 from world_models import WorldModelConfig
 from world_models.imagine import model_obs_space
 
@@ -20,16 +22,16 @@ ROOM = {"episode_steps": 3, "episodes": 3}
 def ppo_on(env_id: str, backbone: str, n: int, rollout: int, **options):
     vec = envs.make_vector(env_id, n, seed=0, asynchronous=False, **options)
     ppo = PPO(model_obs_space(vec.single_observation_space), vec.single_action_space, backbone, PPOConfig(rollout=rollout))
-    return vec, ppo
+    return vec, ppo, Collector(ppo, vec)
 
 
 @pytest.mark.parametrize("backbone", ["s5", "rssm", "transformer"])
 def test_memory_persists_across_episodes_and_resets_at_the_next_trial(backbone):
-    vec, ppo = ppo_on("icrl/dark-room", backbone, 2, 7, **ROOM)
+    vec, ppo, collector = ppo_on("icrl/dark-room", backbone, 2, 7, **ROOM)
     backbone_ = ppo.model.backbone
-    ppo.collect(vec, seed=0)
-    r, _ = ppo.collect(vec)  # the second chunk starts mid-trial, from a carried state
-    r2, _ = ppo.collect(vec)  # and the third crosses into the next trial
+    collector.collect(seed=0)
+    r, _ = collector.collect()  # the second chunk starts mid-trial, from a carried state
+    r2, _ = collector.collect()  # and the third crosses into the next trial
     obs = {k: torch.cat([r.obs[k], r2.obs[k]], 1) for k in r.obs}
     is_first = torch.cat([r.is_first, r2.is_first], 1)  # (2, 14)
     episode_start = obs["vector"][..., -1].bool()  # the env marks each episode's first observation
@@ -64,9 +66,9 @@ def test_memory_persists_across_episodes_and_resets_at_the_next_trial(backbone):
 def test_update_replays_the_memory_of_acting(backbone):
     """Re-running a collected chunk from its stored initial state reproduces the log-probs and values
     taken while acting, across a chunk boundary, episode starts and a trial start."""
-    vec, ppo = ppo_on("icrl/dark-room", backbone, 3, 11, **ROOM)
-    ppo.collect(vec, seed=0)
-    r, _ = ppo.collect(vec)
+    vec, ppo, collector = ppo_on("icrl/dark-room", backbone, 3, 11, **ROOM)
+    collector.collect(seed=0)
+    r, _ = collector.collect()
     assert r.is_first.any() and r.state0[next(iter(r.state0))].abs().sum() > 0
     with torch.no_grad():
         dist, value, _ = ppo.model(r.obs, r.is_first, r.state0)

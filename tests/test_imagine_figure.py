@@ -185,7 +185,7 @@ def test_imagine_on_a_ppo_run_says_in_one_line_that_it_learns_no_world_model(tmp
     import sys
     from pathlib import Path
 
-    from agents import checkpoint, ppo
+    from agents import checkpoint, ppo_agent
     from agents.config import TrainConfig, save_yaml
 
     config = TrainConfig(
@@ -200,7 +200,11 @@ def test_imagine_on_a_ppo_run_says_in_one_line_that_it_learns_no_world_model(tmp
     checkpoint.save(
         tmp_path / "run" / "checkpoints",
         4,
-        {"agent": ppo.build(config, torch.device("cpu")).state_dict(), "identity": ppo.identity(config), "counters": {"step": 4}},
+        {
+            "agent": ppo_agent.build(config, torch.device("cpu")).state_dict(),
+            "identity": ppo_agent.identity(config),
+            "counters": {"step": 4},
+        },
     )
     proc = subprocess.run(
         [sys.executable, "-m", "agents.cli", "imagine", "--run", str(tmp_path / "run"), "--policy"],

@@ -130,7 +130,7 @@ def test_linear_probe_is_least_squares_on_one_hot_targets():
 
 
 def save_train_run(tmp_path, env: str, backbone: str, agent: str = "dreamer"):
-    from agents import checkpoint, ppo
+    from agents import checkpoint, ppo_agent
     from agents.config import TrainConfig, save_yaml
     from agents.runs import build_dreamer, identity
 
@@ -138,7 +138,7 @@ def save_train_run(tmp_path, env: str, backbone: str, agent: str = "dreamer"):
         env=env, backbone=backbone, preset="tiny", run=str(tmp_path / "run"), agent=agent, wm=world_models.WorldModelConfig.preset("tiny")
     )
     if agent == "ppo":
-        state, ident = {"agent": ppo.build(config, torch.device("cpu")).state_dict()}, ppo.identity(config)
+        state, ident = {"agent": ppo_agent.build(config, torch.device("cpu")).state_dict()}, ppo_agent.identity(config)
     else:
         state, ident = {"agent": build_dreamer(config, torch.device("cpu"))[0].state_dict()}, identity(config)
     save_yaml(config, tmp_path / "run" / "config.yaml")

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.ppo import PPO, PPOConfig, RecurrentActorCritic, Rollout, gae, index_state, ppo_loss
+from agents.ppo import PPO, PPOConfig, Rollout
+from agents.ppo_agent import Collector
+from agents.ppo_losses import RewardScale, gae, ppo_loss
+from agents.ppo_net import RecurrentActorCritic, index_state
 
 VEC = gymnasium.spaces.Dict({"vector": gymnasium.spaces.Box(-1, 1, (5,), np.float32)})
 
@@ -34,12 +37,12 @@ def test_gae_rejects_mismatched_shapes():
 
 
 def test_ppo_loss_matches_hand_computed_case():
-    cfg = PPOConfig(clip=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=False, clip_value=True)
+    cfg = dict(clip=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=False, clip_value=True)
     logp = torch.tensor([[math.log(1.5), math.log(0.5), 0.0]])
     adv = torch.tensor([[1.0, -1.0, 2.0]])
     value, old_value, returns = torch.tensor([[1.0, 0.0, 5.0]]), torch.tensor([[0.5, 0.5, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
     entropy, mask = torch.tensor([[1.0, 2.0, 100.0]]), torch.tensor([[True, True, False]])
-    loss, m = ppo_loss(logp, torch.zeros(1, 3), adv, value, old_value, returns, entropy, mask, cfg)
+    loss, m = ppo_loss(logp, torch.zeros(1, 3), adv, value, old_value, returns, entropy, mask, **cfg)
     # policy: max(-1.5, -1.2) = -1.2 and max(0.5, 0.8) = 0.8 -> -0.2
     # value: clipped predictions 0.7 and 0.3 -> max(1, 1.69) and max(1, 0.49) -> 0.5 * 2.69 / 2
     # the third step is masked out everywhere
@@ -52,11 +55,11 @@ def test_ppo_loss_matches_hand_computed_case():
 
 
 def test_ppo_loss_normalises_advantages_over_masked_steps_only():
-    cfg = PPOConfig(norm_adv=True, ent_coef=0.0, vf_coef=0.0)
+    cfg = dict(clip=0.2, clip_value=True, norm_adv=True, ent_coef=0.0, vf_coef=0.0)
     adv = torch.tensor([[1.0, 3.0, 1000.0]])
     mask = torch.tensor([[True, True, False]])
     z = torch.zeros(1, 3)
-    loss, _ = ppo_loss(z, z, adv, z, z, z, z, mask, cfg)
+    loss, _ = ppo_loss(z, z, adv, z, z, z, z, mask, **cfg)
     # normalised advantages over the two real steps are -1 and +1; ratio 1 -> policy loss 0
     torch.testing.assert_close(loss, torch.tensor(0.0), atol=1e-6, rtol=0)
 
@@ -155,12 +158,10 @@ def test_config_rejects_empty_rollouts():
 
 def test_unsupported_action_space_is_named():
     with pytest.raises(ValueError, match="MultiBinary"):
-        RecurrentActorCritic(VEC, gymnasium.spaces.MultiBinary(3), "s5", PPOConfig())
+        RecurrentActorCritic(VEC, gymnasium.spaces.MultiBinary(3), "s5", width=8, hidden=8, init_log_std=0.0)
 
 
 def test_reward_scale_divides_by_the_running_std_of_discounted_returns():
-    from agents.ppo import RewardScale
-
     rng = np.random.default_rng(0)
     scale = RewardScale(gamma=0.9)
     rewards, firsts = rng.normal(3.0, 2.0, size=(50, 4)), rng.uniform(size=(50, 4)) < 0.1
@@ -182,7 +183,7 @@ def test_continuous_actions_collect_update_and_stay_in_bounds():
     ppo = PPO(
         model_obs_space(vec.single_observation_space), vec.single_action_space, "s5", PPOConfig(rollout=16, minibatches=2, init_log_std=1.0)
     )
-    rollout, _ = ppo.collect(vec, seed=0)
+    rollout, _ = Collector(ppo, vec).collect(seed=0)
     assert rollout.action.shape == (2, 16, 1) and rollout.action.abs().max() > 1  # stored unclipped (wide Gaussian)
     before = {n: p.detach().clone() for n, p in ppo.model.named_parameters()}
     metrics = ppo.update(rollout)

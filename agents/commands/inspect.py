@@ -72,12 +72,12 @@ def load_memory(run: Path, device: torch.device) -> Memory:
 
 
 def _ppo_memory(folder: Path, device: torch.device) -> Memory:
-    from agents import ppo
+    from agents import ppo_agent
     from agents.runs import latest_checkpoint
 
     config = load_run_config(folder)
     payload, path = latest_checkpoint(folder, device)
-    learner = ppo.build(config, device)
+    learner = ppo_agent.build(config, device)
     learner.load_state_dict(payload["agent"])
     model = learner.model.eval()
 
