@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -46,6 +48,10 @@ class DreamerConfig:
     # weight of the replayed-value loss (DreamerV3: 0.3): the critic also learns the values of the replayed
     # posterior states, towards lambda-returns of the replayed rewards bootstrapped by the imagined returns
     repval: float = 0.0
+    # The posterior latent when acting: "sample" (DreamerV3) at every step; "eval_mode", sampled while
+    # collecting experience and its mode when evaluating (a deterministic evaluation takes the mode of the
+    # latent as of the action); "mode" at every acting step. Training and imagination always sample.
+    act_posterior: Literal["sample", "eval_mode", "mode"] = "sample"
     retnorm_decay: float = 0.99  # EMA of the 5th and 95th return percentiles
     retnorm_low: float = 0.05
     retnorm_high: float = 0.95
@@ -275,10 +281,12 @@ class Dreamer(nn.Module):
     def policy(self, state, obs: dict[str, Tensor], prev_action: Tensor, is_first: Tensor, explore: bool = True):
         """One env step for N environments: obs dict of (N, ...), prev_action (N, A), is_first (N,).
 
-        Returns (action (N, A), state); the world model resets the rows where is_first.
+        Returns (action (N, A), state); the world model resets the rows where is_first. explore=False takes the
+        actor's mode, and the posterior's mode too where config.act_posterior says so.
         """
+        sample = self.config.act_posterior == "sample" or (explore and self.config.act_posterior == "eval_mode")
         with self.autocast():
-            state, feat = self.wm.step(state, prev_action, obs, is_first)
+            state, feat = self.wm.step(state, prev_action, obs, is_first, sample=sample)
             dist = self.actor(feat)
             action = dist.sample() if explore else dist.mode()
         return action.detach(), state

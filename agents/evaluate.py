@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,10 +133,13 @@ def evaluate_dreamer(
     return scalars, result
 
 
-def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device: str = "auto", seed: int | None = None) -> RunEvaluation:
+def evaluate_run(
+    run: str | Path, episodes: int = 0, video: bool = False, device: str = "auto", seed: int | None = None, posterior: str = "run"
+) -> RunEvaluation:
     """Restore a run's config and latest checkpoint and play `episodes` episodes (0: the run's eval_episodes):
     a Dreamer with its policy's mode, a PPO learner with its sampling policy over whole trials. `seed`: the
-    first episode's; default, the first of the run's evaluation seeds (never a training episode)."""
+    first episode's; default, the first of the run's evaluation seeds (never a training episode). `posterior`:
+    a Dreamer's latent while playing, "run" (the run's dreamer.act_posterior), "sample" or "mode"."""
     from agents import ppo_agent
     from agents.logger import Logger
     from agents.runs import build_dreamer, latest_checkpoint, load_run_config
@@ -158,6 +162,11 @@ def evaluate_run(run: str | Path, episodes: int = 0, video: bool = False, device
         finally:
             logger.close()
         return RunEvaluation(config, path, step, n, scalars, plot=plot)
+    if posterior not in ("run", "sample", "mode"):
+        raise ValueError(f"posterior must be run, sample or mode, got {posterior!r}")
+    if posterior != "run":
+        act = "sample" if posterior == "sample" else "eval_mode"
+        config = dataclasses.replace(config, dreamer=dataclasses.replace(config.dreamer, act_posterior=act))
     agent, _ = build_dreamer(config, torch_device)
     agent.load_state_dict(payload["agent"])
     agent.eval()

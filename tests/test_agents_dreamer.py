@@ -342,3 +342,24 @@ def test_actor_output_layer_starts_at_its_scale_of_the_default_init():
     small = _agent(gym.spaces.Discrete(3), actor_out_scale=0.01).actor.net.net[-1]
     torch.testing.assert_close(small.weight, 0.01 * plain.weight)
     torch.testing.assert_close(small.bias, 0.01 * plain.bias)
+
+
+@pytest.mark.parametrize("setting", ["sample", "eval_mode", "mode"])
+def test_act_posterior_says_when_acting_takes_the_posteriors_mode(setting):
+    """Acting twice from the same state under different random streams: a sampled posterior gives different
+    latents, its mode the same latent, which equals the world model's deterministic step."""
+    agent = _agent(gym.spaces.Discrete(3), "s5", act_posterior=setting)
+    obs = {"image": torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))}
+    prev, first = torch.zeros(4, 3), torch.ones(4, dtype=torch.bool)
+    with torch.no_grad():
+        _, mode = agent.wm.step(agent.wm.initial_state(4), prev, obs, first, sample=False)
+    for explore in (True, False):
+        latents = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            _, state = agent.policy(agent.wm.initial_state(4), obs, prev, first, explore=explore)
+            latents.append(state.z)
+        takes_mode = setting == "mode" or (setting == "eval_mode" and not explore)
+        assert torch.equal(latents[0], latents[1]) == takes_mode
+        if takes_mode:
+            assert torch.equal(agent.wm.features(state.h, state.z), mode)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from agents.evaluate import evaluate_run
 
 _PER_EPISODE = ("icrl/return_ep", "icrl/return_tenth")  # the PNG shows these; the line names the summaries
 
 
-def eval_command(run: str, episodes: int = 0, video: bool = False, device: str = "auto") -> None:
+def eval_command(
+    run: str, episodes: int = 0, video: bool = False, device: str = "auto", posterior: Literal["run", "sample", "mode"] = "run"
+) -> None:
     """Evaluate a trained run: mean return and success rate of the policy's mode.
 
     Args:
@@ -15,8 +19,9 @@ def eval_command(run: str, episodes: int = 0, video: bool = False, device: str =
         episodes: episodes to play; 0 = the run's eval_episodes.
         video: also write a GIF of the first episodes to runs/NAME/videos/.
         device: auto, cpu or cuda.
+        posterior: a Dreamer's posterior latent while playing: the run's setting (dreamer.act_posterior), a sample, or its mode.
     """
-    found = evaluate_run(run, episodes, video, device)
+    found = evaluate_run(run, episodes, video, device, posterior=posterior)
     config, scalars = found.config, found.scalars
     agent = "ppo, " if config.agent == "ppo" else ""
     head = f"{config.env} ({agent}{config.backbone}, {found.checkpoint.name}, step {found.step}):"
