@@ -262,6 +262,33 @@ def reward_link(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else NONE
 
 
+def eval_posterior(results: Path, prefix: str) -> str:
+    """Per benchmarks.eval_posterior record: the runs' return acting from a sampled posterior latent and from its
+    mode (the same checkpoints and episodes), and the paired difference."""
+    rows = []
+    for name in folders("eval-posterior-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            sample, mode = ([run[k]["eval/return"] for run in p["runs"]] for k in ("sample", "mode"))
+            diff = [b - a for a, b in zip(sample, mode)]
+            trained = sorted({run["flags"] for run in p["runs"]})
+            rows.append(
+                [
+                    f"[{p['env']}]({prefix}{name}/)",
+                    ", ".join(trained),
+                    ",".join(str(run["seed"]) for run in p["runs"]),
+                    f"{round(mean(run['step'] for run in p['runs'])):,}",
+                    f"{p['episodes']:,}",
+                    spread(sample),
+                    spread(mode),
+                    f"{mean(diff):+.2f} ({min(diff):+.2f} to {max(diff):+.2f})",
+                    commit(r),
+                ]
+            )
+    header = ["task", "trained acting with", "seeds", "env steps", "episodes", "sample: return", "mode: return", "mode - sample", "commit"]
+    return table(header, rows) if rows else NONE
+
+
 def scan(results: Path, prefix: str) -> str:
     """The newest scan benchmark per device: the `auto` backend against the elementwise floor and the reference loop."""
     out = []
@@ -588,6 +615,7 @@ TABLES = {
     "learning": learning,
     "ablation": ablation,
     "reward-link": reward_link,
+    "eval-posterior": eval_posterior,
     "scan": scan,
     "world-models": world_models,
     "envs": envs,
