@@ -171,3 +171,42 @@ def test_peer_rows_score_each_agent_by_its_held_out_final_and_read_its_curve_at_
     assert ppo[5] == "0.40 / 0.80 / -" and ppo[6] == "200"  # 5 min: (0.6 + 0.2) / 2; 15 min: (0.9 + 0.7) / 2; the last evaluation's step
     assert sb3[1:5] == ["sb3-recurrentppo", "0,1", "15", "0.20 (1 failed)"]
     assert sb3[5] == "- / - / -"  # seed 1's curve ends long before the marks; 30 min is past the budget
+
+
+def test_icrl_rows_give_each_memwm_train_env_and_commit_its_held_out_ratio_over_seeds_and_keep_the_own_loop_apart(tmp_path):
+    def run(seed, value, steps=600_000):
+        target = "return >= 0.9 x Thompson sampling's"
+        head = {"part": "bandit", "env": "icrl/bandit-10", "seed": seed, "budget_minutes": 20.0, "steps_cap": None, "backbone": "s5"}
+        head |= {"run_command": f"memwm train --agent ppo --env icrl/bandit-10 --seed {seed} --minutes 20 --threads 1 --run x"}
+        head |= {"metric": "icrl/return_over_thompson", "target": target, "bar": 0.9, "eval_trials": 200, "load_average_during": [1.0, 2.0]}
+        if value is None:
+            return head | {"stopped_by": "failure", "train_steps": None, "updates": None, "metrics": None, "value": None, "met": False}
+        return head | {"train_steps": steps, "updates": 1000, "value": value, "met": value >= 0.9}
+
+    write_record(tmp_path, "icrl-bandit-10", run(0, 0.95), "2026-01-01T00:00:00Z")
+    write_record(tmp_path, "icrl-bandit-10", run(1, 0.86), "2026-01-01T00:00:01Z")
+    write_record(tmp_path, "icrl-bandit-10", run(2, 0.92), "2026-01-01T00:00:02Z")
+    write_record(tmp_path, "icrl-bandit-10", run(0, None), "2026-01-02T00:00:00Z", commit="fff0000aaa")
+    (tmp_path / "icrl").mkdir()  # written by the benchmark's own loop, before records
+    own = {"env": "icrl/bandit-10", "backbone": "s5", "train_minutes": 20.0, "updates": 2023, "target": "t", "value": 0.93, "met": True}
+    (tmp_path / "icrl" / "icrl-bandit-20min.json").write_text(json.dumps({"bandit": own}))
+
+    out = report.icrl(tmp_path, "")
+    blocks = out.split("\n\n")
+    rows = [row.strip("| ").split(" | ") for row in blocks[1].splitlines()[2:]]
+    assert len(rows) == 2
+    assert rows[0][:6] == [
+        "[icrl/bandit-10](icrl-bandit-10/)",
+        "s5",
+        "icrl/return_over_thompson: return >= 0.9 x Thompson sampling's",
+        "0,1,2",
+        "20",
+        "600,000",
+    ]
+    assert rows[0][7:10] == ["200", "0.91 (worst 0.86)", "2/3"] and rows[0][10] == "abc1234"
+    assert rows[1][3] == "0" and rows[1][8:10] == ["- (1 failed)", "0/1"] and rows[1][10].startswith("fff0000")
+    assert "own training loop" in blocks[2] and "not by `memwm train --agent ppo`" in blocks[2]
+    assert (
+        "| [icrl-bandit-20min.json](icrl/icrl-bandit-20min.json) | icrl/bandit-10 | s5 | 20 | 2,023 | t | 0.93 | met | before records |"
+        in blocks[3]
+    )
