@@ -586,19 +586,28 @@ def compare(results: Path, prefix: str) -> str:
 
 
 def headline(results: Path, prefix: str) -> str:
-    """The README's few results: each task's newest learning run with the defaults, and the newest of each other benchmark."""
+    """The README's few results: per task the newest group of learning runs with the defaults (every seed of
+    that commit and budget: the mean and the worst), and the newest of each other benchmark."""
     rows = []
-    newest = {}
+    groups = defaultdict(list)  # (task, commit, budget) of CPU runs with the defaults -> their records
     for name in folders("learning-", results):
         for r in runs(name, results):
-            if not r["payload"]["flags"]:
-                newest[r["payload"]["task"]] = r  # oldest first: the last one is the newest
-    for _, r in sorted(newest.items()):
-        p = r["payload"]
-        what = f"`memwm train --env {p['env']} --backbone {p['backbone']}`, {p['budget_minutes']:g} min on one CPU core"
-        score = f"{p['metric']} {num(p['evals'][0][p['metric']])} -> {num(p['final'])} (best {num(p['best'])})"
-        result = f"{score}; bar {p['bar']:g} in {p['bar_minutes']:g} min"
-        rows.append([what, result, link(r, results, prefix)])
+            p = r["payload"]
+            if not p["flags"] and not on_device(r):
+                groups[(p["task"], commit(r), p["budget_minutes"])].append(r)
+    newest = {}
+    for (task, _, _), rs in groups.items():
+        if task not in newest or max(r["start"] for r in rs) > max(r["start"] for r in newest[task]):
+            newest[task] = rs
+    for task, rs in sorted(newest.items()):
+        ps = sorted((r["payload"] for r in rs), key=lambda q: q["seed"])
+        p, m = ps[0], ps[0]["metric"]
+        seeds = ",".join(str(q["seed"]) for q in ps)
+        what = f"`memwm train --env {p['env']} --backbone {p['backbone']}`, {p['budget_minutes']:g} min on one CPU core, seeds {seeds}"
+        start = spread([q["evals"][0][m] for q in ps if q["evals"]])
+        score = f"{m} {start} -> {spread([q['final'] for q in ps])}, best {spread([q['best'] for q in ps])}"
+        result = f"{score}; bar {p['bar']:g} in {p['bar_minutes']:g} min met by {sum(q['met'] for q in ps)}/{len(ps)}"
+        rows.append([what, result, f"[learning-{task}/]({prefix}learning-{task}/)"])
     longest = {}  # per compare task with the reward probe, the results file of the most training steps
     for path in sorted(results.glob("compare-*/results*.json")):
         p = json.loads(path.read_text())
@@ -608,15 +617,29 @@ def headline(results: Path, prefix: str) -> str:
         accs = ", ".join(f"{b} {v['probes']['reward_acc_imagination']:.1%}" for b, v in p["backbones"].items())
         what = f"`memwm compare --task {p['task'].split('/')[-1]}`, {p['settings']['steps']:,} steps: reward accuracy in imagination"
         rows.append([what, accs, f"[{path.name}]({prefix}{path.relative_to(results).as_posix()})"])
-    bandit = [r for r in runs("icrl", results) if "bandit" in r["payload"]]
-    if bandit:
-        r = max(bandit, key=lambda r: r["payload"]["bandit"]["train_minutes"])
-        q = r["payload"]["bandit"]
+    product = defaultdict(dict)  # (commit, budget) -> seed -> the newest record of benchmarks.icrl's bandit runs
+    for r in runs("icrl-bandit-10", results):
+        product[(commit(r), r["payload"]["budget_minutes"])][r["payload"]["seed"]] = r
+    if product:
+        by_seed = product[max(product, key=lambda k: max(r["start"] for r in product[k].values()))]
+        ps = [r["payload"] for _, r in sorted(by_seed.items())]
         what = (
-            f"In-context RL, {q['env']}, recurrent PPO with {q['backbone']} memory, {q['train_minutes']:g} min "
-            "of `python -m benchmarks.icrl`'s own training loop (not `memwm train`)"
+            f"In-context RL: `memwm train --agent ppo --env {ps[0]['env']}`, {ps[0]['budget_minutes']:g} min on one CPU core, "
+            f"seeds {','.join(str(q['seed']) for q in ps)}"
         )
-        rows.append([what, f"{q['value']:.2f} of Thompson sampling's return", link(r, results, prefix)])
+        met = f"{sum(q['met'] for q in ps)}/{len(ps)}"
+        result = f"{spread([q['value'] for q in ps])} of Thompson sampling's return; target 0.9, met by {met}"
+        rows.append([what, result, f"[icrl-bandit-10/]({prefix}icrl-bandit-10/)"])
+    else:
+        bandit = [r for r in runs("icrl", results) if "bandit" in r["payload"]]
+        if bandit:
+            r = max(bandit, key=lambda r: r["payload"]["bandit"]["train_minutes"])
+            q = r["payload"]["bandit"]
+            what = (
+                f"In-context RL, {q['env']}, recurrent PPO with {q['backbone']} memory, {q['train_minutes']:g} min "
+                "of `python -m benchmarks.icrl`'s own training loop (not `memwm train`)"
+            )
+            rows.append([what, f"{q['value']:.2f} of Thompson sampling's return", link(r, results, prefix)])
     for name in folders("world-models-", results):
         r = runs(name, results)[-1]
         steps = r["payload"]["imagination"]

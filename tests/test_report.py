@@ -210,3 +210,18 @@ def test_icrl_rows_give_each_memwm_train_env_and_commit_its_held_out_ratio_over_
         "| [icrl-bandit-20min.json](icrl/icrl-bandit-20min.json) | icrl/bandit-10 | s5 | 20 | 2,023 | t | 0.93 | met | before records |"
         in blocks[3]
     )
+
+
+def test_the_headline_gives_every_seed_of_a_tasks_newest_default_runs_and_the_products_bandit(tmp_path):
+    write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.9, best=0.9), "2026-01-01T00:00:00Z", commit="0dd0000aaa")
+    for seed, final in ((0, 0.2), (1, 0.6)):
+        write_record(tmp_path, "learning-recall-k8", learning_run(seed, final=final, best=final), f"2026-01-02T00:00:0{seed}Z")
+    write_record(tmp_path, "learning-recall-k8", learning_run(2, final=1.0, best=1.0, flags="--x 1"), "2026-01-03T00:00:00Z")
+    write_record(tmp_path, "learning-recall-k8", learning_run(3, final=1.0, best=1.0), "2026-01-03T00:00:01Z", gpu="NVIDIA H200")
+    for seed, value in ((0, 0.95), (1, 0.85)):
+        run = {"env": "icrl/bandit-10", "seed": seed, "budget_minutes": 20.0, "value": value, "met": value >= 0.9}
+        write_record(tmp_path, "icrl-bandit-10", run, f"2026-01-02T00:00:0{seed}Z")
+    rows = report.headline(tmp_path, "").splitlines()[2:]
+    assert "seeds 0,1 | return 0.50 (worst 0.50) -> 0.40 (worst 0.20), best 0.40 (worst 0.20); bar 0.9 in 30 min met by 0/2" in rows[0]
+    assert "`memwm train --agent ppo --env icrl/bandit-10`, 20 min on one CPU core, seeds 0,1 | 0.90 (worst 0.85)" in rows[1]
+    assert "met by 1/2" in rows[1] and len(rows) == 2
