@@ -26,7 +26,7 @@ rank non-finite on all of them, so every rank stops together instead of waiting 
 
 Beside this module: agents/launch.py starts the ranks from `memwm --nproc-per-node N`,
 agents/env_workers.py guards environments in worker processes, and `memwm compare` splits its
-backbones across ranks with the helpers here (agents/compare.py, `split_backbones`).
+backbones across ranks with the helpers here (agents/compare_ranks.py, `split_backbones`).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def _measure_world_model(run_dir: Path, episodes: int, device: str, policy: str)
     import tempfile
 
     import world_models
-    from agents.compare import COLLECT_POLICY, ensure_data, probe_kind, probe_shift
+    from agents.compare_data import COLLECT_POLICY, ensure_data, probe_kind, probe_shift
     from world_models.probes import run_probes
     from world_models.saving import load_world_model
 

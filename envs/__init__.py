@@ -16,7 +16,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for dm_control a
 
 from envs.collect import collect_episodes  # noqa: E402
 from envs.core import FLAGS  # noqa: E402
-from envs.registry import cli_envs, describe, ids, make, make_vector, scripted_policy, spec  # noqa: E402
+from envs.build import make, make_vector, scripted_policy  # noqa: E402
+from envs.listing import cli_envs  # noqa: E402
+from envs.registry import describe, ids, spec  # noqa: E402
 from envs import gymnasium_ids  # noqa: E402, F401  (registers the memwm/*-v0 gymnasium ids)
 
 __all__ = ["FLAGS", "cli_envs", "collect_episodes", "describe", "ids", "make", "make_vector", "scripted_policy", "spec"]

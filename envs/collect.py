@@ -11,8 +11,8 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from envs.build import make, scripted_policy
 from envs.dataset import encode_action, save_episode
-from envs.registry import make, scripted_policy
 
 
 def collect_episodes(

@@ -34,7 +34,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.registry import ids, make
+from envs.build import make
+from envs.registry import ids
 
 NAMESPACE, VERSION = "memwm", 0
 OWN_FAMILY = "memory"  # memwm's own tasks, named without their family

@@ -1,16 +1,11 @@
-"""One registry of environments: `make(id)`, `make_vector(id, n)`, `ids()`, `describe(id)`.
+"""One registry of environments: every id and its `Spec`, `ids()`, `spec(id)`, `describe(id)`.
 
 Registered ids are listed by `ids()`; on top of them every `dmc/<domain>-<task>` and
 `dmc-pomdp/<domain>-<task>` that dm_control's suite has, every `icrl/bandit-<k>`,
 `memory/recall-k<K>` and `memory/count-<n>`, every `gym:<registered gymnasium id>` and every
-`gym:<module>:<id>` (the module is imported first, which registers the id) can be made.
-`spec(id)` holds the task's facts (goal task? trials? memory horizon? cue in info? compare probe? see `Spec`).
-
-Vector environments use gymnasium's NEXT_STEP autoreset: after a step that returns `is_last`
-(terminated or truncated), the next `step()` ignores its action and returns the first
-observation of the next episode, with `is_first=True`, reward 0 and no termination, exactly
-as a `reset()` would. Agents therefore read `is_first` to reset their memory and must not
-count the reward of that step.
+`gym:<module>:<id>` (the module is imported first, which registers the id) has a spec, and
+`envs.make` (envs/build.py) makes it. `spec(id)` holds the task's facts (goal task? trials?
+memory horizon? cue in info? compare probe? see `Spec` in envs/facts.py).
 """
 
 from __future__ import annotations
@@ -18,91 +13,10 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
-import inspect
-from dataclasses import dataclass, field
-from typing import Any
-from collections.abc import Callable
 
 import gymnasium as gym
 
-from envs.core import Standard
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A registered environment and the facts of its task.
-
-    How to build it: `target` ("module:Class") is built with `kwargs` plus the user's options.
-
-    The facts, for the default options (an option such as rooms' `steps_per_room` changes the
-    episode length; the facts are not recomputed for it):
-
-    - goal: an episode succeeds or fails; `success(info, episode_return)` says which. Tasks
-      without a goal are scored by their return only (control tasks, in-context trials, the
-      per-step recall and counting tasks, Memory Maze, whose return counts targets reached).
-    - trials: an in-context RL task: one episode is a trial of several inner episodes, and
-      memory is kept across them (icrl/*).
-    - memory_horizon: how many consecutive observations a replayed window must hold to contain
-      both what must be remembered and the reward that depends on it. Tasks that may ask about
-      anything seen in the episode have the whole episode, `episode_length + 1`; tasks that
-      need only recent observations (velocities from positions or pixels) have a few steps;
-      None when unknown (gym:*).
-    - episode_length: the most steps (actions) an episode takes, None when unknown.
-    - eval_episodes: episodes per evaluation: for goal tasks enough that a policy at chance
-      cannot pass for a successful one (at least 32); fewer for control tasks with costly steps.
-    - cue: on reset and every step the env's `info` holds `cue`, an int class label of what must
-      be remembered, and `cue_step`, the observation index (0 = the reset's) at which it was
-      first in view, -1 while it has not been seen yet. For probes of what a model retains.
-    - probe: the S4WM probe of what a world model remembers that `memwm compare` scores on the
-      task (memory/* tasks with a context and a query phase), None for the others:
-      "imagination" (imagine the query phase after the context: memory/rooms-*, memory/teleport),
-      "reward" (the reward a remembered cue decides: memory/distracting-*) or "doors" (the frames
-      showing doors that remembered keys open: memory/doors-keys-*).
-    - unseen_query_steps: query steps at the start of the query phase that show what no memory
-      can hold (memory/teleport's first query frame shows where the agent was teleported to);
-      the imagination probe observes them before imagining.
-    """
-
-    id: str
-    description: str
-    target: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    goal: bool = False
-    trials: bool = False
-    memory_horizon: int | None = None
-    episode_length: int | None = None
-    eval_episodes: int = 8
-    cue: bool = False
-    probe: str | None = None
-    unseen_query_steps: int = 0
-
-    def cls(self) -> type[gym.Env]:
-        module, name = self.target.split(":")
-        return getattr(importlib.import_module(module), name)
-
-    def success(self, info: dict, episode_return: float) -> float:
-        """1.0 or 0.0 for a finished episode of a goal task: the env's own `success` flag in the `info` of its
-        last step, else whether the return was positive (goal tasks pay +1 for the goal, 0 or -1 otherwise)."""
-        if not self.goal:
-            raise ValueError(f"{self.id} has no goal (episodes neither succeed nor fail); score it by its return")
-        if "success" in info:
-            return float(bool(info["success"]))
-        return float(episode_return > 0)
-
-    def facts(self) -> str:
-        """The facts in a few words, for `describe` and `memwm envs`."""
-        words = ["goal" if self.goal else "return", *(["trials"] if self.trials else [])]
-        if self.episode_length is not None:
-            words.append(f"<= {self.episode_length} steps")
-        if self.memory_horizon is not None:
-            words.append(f"memory {self.memory_horizon} obs")
-        words.append(f"eval {self.eval_episodes}")
-        if self.cue:
-            words.append("cue in info")
-        if self.probe is not None:
-            words.append(f"compare probe {self.probe}")
-        return ", ".join(words)
-
+from envs.facts import Spec
 
 GOAL_EVAL = 32  # over 32 episodes a policy at chance (success 1/2 or less) does not pass for a good one
 FEW = 4  # memory horizon of tasks that need only the last few observations (velocities)
@@ -377,92 +291,3 @@ def describe(env_id: str) -> str:
     """A one-line description of `env_id` with its facts."""
     s = spec(env_id)
     return f"{s.description} [{s.facts()}]"
-
-
-def _check_options(s: Spec, options: dict[str, Any]) -> None:
-    """ValueError for options the environment does not take (checked before anything is built)."""
-    if s.target == GYM:
-        return  # gymnasium.make checks its own kwargs
-    params = inspect.signature(s.cls()).parameters
-    valid = [p for p in params if p not in s.kwargs]
-    unknown = [k for k in options if k not in valid]
-    if unknown:
-        raise ValueError(f"{s.id} takes no option {', '.join(map(repr, unknown))}; its options: {', '.join(valid) or 'none'}")
-
-
-def make(env_id: str, seed: int | None = None, **options) -> gym.Env:
-    """The environment `env_id` in memwm's observation format; `seed` fixes its episodes.
-
-    The first `reset()` without a seed uses `seed`; later unseeded resets continue the stream,
-    so the same seed gives the same sequence of episodes. Options are the environment's
-    constructor arguments (e.g. `envs.make("memory/rooms-4", steps_per_room=200)`).
-    """
-    s = spec(env_id)
-    _check_options(s, options)
-    env = s.cls()(**{**s.kwargs, **options})
-    wrapped = Standard(env, seed=seed)
-    wrapped.env_id = env_id
-    return wrapped
-
-
-NUMPY_ONLY = ("memory/", "icrl/", "minigrid/", "pomdp/")  # families that hold no MuJoCo/EGL state: safe to fork
-
-
-def make_vector(
-    env_id: str, n: int, seed: int | None = None, asynchronous: bool | None = None, context: str | None = None, **options
-) -> gym.vector.VectorEnv:
-    """`n` copies of `env_id` (env i seeded `seed + i`) with NEXT_STEP autoreset (see the module doc).
-
-    asynchronous: one process per env (gymnasium's AsyncVectorEnv); default: yes for n > 1.
-    context: how the worker processes start. Default: "fork" for the numpy-only families
-    (memory/, icrl/, minigrid/), "forkserver" for the others, because a process forked after its
-    parent rendered with MuJoCo's EGL backend hangs at its first render.
-    """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"make_vector needs n >= 1 environments, got {n!r}")
-    s = spec(env_id)
-    _check_options(s, options)
-    fns = [functools.partial(make, env_id, None if seed is None else seed + i, **options) for i in range(n)]
-    mode = gym.vector.AutoresetMode.NEXT_STEP
-    if asynchronous if asynchronous is not None else n > 1:
-        if context is None:
-            context = "fork" if env_id.startswith(NUMPY_ONLY) else "forkserver"
-        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode, context=context)
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
-
-
-def scripted_policy(env: gym.Env) -> Callable[[dict], Any]:
-    """The task's scripted (optimal where the task has one) policy as a function obs -> action (memory/* only;
-    call it once per step)."""
-    inner = env.unwrapped
-    if not hasattr(inner, "scripted_action"):
-        raise ValueError(
-            f"{getattr(env, 'env_id', type(inner).__name__)} has no scripted policy; the memory/* tasks have one: "
-            + ", ".join(i for i in ids() if i.startswith("memory/"))
-        )
-    return lambda obs: inner.scripted_action()
-
-
-def cli_envs(env: str | None = None) -> None:
-    """List every environment id with a one-line description and its facts (goal or return task,
-    episode length, memory horizon, evaluation episodes), or with --env ID, that environment's facts.
-
-    Args:
-        env: one environment id (also a pattern id such as gym:<module>:<id>) to describe in full.
-    """
-    if env is not None:
-        s = spec(env)
-        print(f"{s.id}: {s.description}")
-        for name in ("goal", "trials", "memory_horizon", "episode_length", "eval_episodes", "cue", "probe", "unseen_query_steps"):
-            print(f"  {name}: {getattr(s, name)}")
-        return
-    specs = _specs()
-    width = max(map(len, specs))
-    for s in specs.values():
-        print(f"{s.id:<{width}}  {describe(s.id)}")
-    print(f"{'dmc/<domain>-<task>':<{width}}  any dm_control suite task from pixels (dmc-pomdp/...: without velocities)")
-    print(f"{'icrl/bandit-<k>':<{width}}  a k-armed bandit trial, any k >= 2")
-    print(f"{'memory/recall-k<K>':<{width}}  name the symbol shown K steps earlier, any K >= 1")
-    print(f"{'memory/count-<n>':<{width}}  count cards of one kind over n steps, any n >= 2")
-    print(f"{'gym:<id>':<{width}}  any installed gymnasium environment with Box/Discrete/MultiDiscrete/Tuple/Dict spaces")
-    print(f"{'gym:<module>:<id>':<{width}}  the same after importing <module>, which registers <id> (e.g. gym:my_pkg:MyEnv-v0)")

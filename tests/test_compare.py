@@ -1,5 +1,5 @@
-"""`memwm compare` (agents/compare.py) and the S4WM probes (world_models/probes.py, metrics.py): the batches,
-the probes against direct computations, the report, and a tiny compare end to end."""
+"""`memwm compare` (agents/compare.py and its parts agents/compare_*.py) and the S4WM probes (world_models/probes.py,
+metrics.py): the batches, the probes against direct computations, the report, and a tiny compare end to end."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 import world_models
 from agents import compare as C
+from agents import compare_data, compare_report, compare_training
 from world_models import metrics as M
 from world_models import probes as P
 from world_models.saving import load_world_model
@@ -55,12 +56,12 @@ def tiny_s5():
 
 
 def test_probe_kind_maps_each_memory_family():
-    assert C.probe_kind("memory/rooms-4") == "imagination"
-    assert C.probe_kind("memory/teleport") == "imagination"
-    assert C.probe_kind("memory/distracting-100") == "reward"
-    assert C.probe_kind("memory/doors-keys-3") == "doors"
+    assert compare_data.probe_kind("memory/rooms-4") == "imagination"
+    assert compare_data.probe_kind("memory/teleport") == "imagination"
+    assert compare_data.probe_kind("memory/distracting-100") == "reward"
+    assert compare_data.probe_kind("memory/doors-keys-3") == "doors"
     with pytest.raises(ValueError, match="no compare probe for 'memory/other'"):
-        C.probe_kind("memory/other")
+        compare_data.probe_kind("memory/other")
 
 
 def test_horizon_bins_average_the_steps_of_each_bin():
@@ -76,8 +77,8 @@ def test_horizon_bins_average_the_steps_of_each_bin():
 def test_sequence_batches_start_at_episode_starts_and_repeat_for_the_same_seed():
     rng = np.random.default_rng(1)
     eps = [random_episode(rng, T, 3) for T in (5, 7, 6)]
-    a = [next(C.sequence_batches(eps, 4, 9, ACT_SPACE, CPU, seed=3)) for _ in range(1)][0]
-    b = next(C.sequence_batches(eps, 4, 9, ACT_SPACE, CPU, seed=3))
+    a = [next(compare_data.sequence_batches(eps, 4, 9, ACT_SPACE, CPU, seed=3)) for _ in range(1)][0]
+    b = next(compare_data.sequence_batches(eps, 4, 9, ACT_SPACE, CPU, seed=3))
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["action"], b["action"])
     assert a["image"].shape == (4, 9, 64, 64, 3)
     lengths = {len(ep["action"]) for ep in eps}
@@ -93,7 +94,7 @@ def test_sequence_batches_start_at_episode_starts_and_repeat_for_the_same_seed()
 def test_sequence_batches_shorter_than_the_episodes_are_windows_inside_one_episode():
     rng = np.random.default_rng(5)
     eps = [random_episode(rng, T, 3) for T in (8, 12)]
-    batch = next(C.sequence_batches(eps, 6, 5, ACT_SPACE, CPU, seed=0))
+    batch = next(compare_data.sequence_batches(eps, 6, 5, ACT_SPACE, CPU, seed=0))
     assert batch["image"].shape == (6, 5, 64, 64, 3) and batch["is_first"][:, 0].all()
     for row in batch["image"].numpy():
         assert any(np.array_equal(row, ep["image"][o : o + 5]) for ep in eps for o in range(len(ep["action"]) - 4))
@@ -108,9 +109,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
         torch.manual_seed(0)
         wm = world_models.make("s5", IMAGE_SPACE, ACT_SPACE, config)
         torch.manual_seed(1)
-        out = C.train_world_model(
+        out = compare_training.train_world_model(
             wm,
-            C.sequence_batches(eps, 2, 6, ACT_SPACE, CPU, seed=0),
+            compare_data.sequence_batches(eps, 2, 6, ACT_SPACE, CPU, seed=0),
             steps,
             1e-3,
             "t",
@@ -194,7 +195,7 @@ def test_results_table_has_one_row_per_backbone():
         "curve": [{"step": 0, "loss": 2.0}],
     }
     results = {"task": "memory/distracting-100", "probe": "reward", "settings": {"steps": 1}, "backbones": {"rssm": run, "s5": run}}
-    lines = [line for line in C.results_table(results).splitlines() if line.startswith("| ")]
+    lines = [line for line in compare_report.results_table(results).splitlines() if line.startswith("| ")]
     assert len(lines) == 3 and lines[1].startswith("| rssm |") and lines[2].startswith("| s5 |")
     assert "50.0%" in lines[2]
 
@@ -207,11 +208,11 @@ def test_settings_saved_before_a_setting_existed_match_its_old_value():
 
 
 def test_reward_data_keeps_the_episodes_of_one_arm_so_the_reward_follows_the_cue(tmp_path):
-    data = C.ensure_data("memory/distracting-8", tmp_path, 5, 3, seed=0, policy="random")
+    data = compare_data.ensure_data("memory/distracting-8", tmp_path, 5, 3, seed=0, policy="random")
     assert [len(data["train"]), len(data["eval"])] == [5, 3]
     for ep in data["train"] + data["eval"]:
         decided = int(np.flatnonzero(ep["reward_decided"])[0])
-        assert decided == len(ep["action"]) - 1 and np.argmax(ep["action"][decided - 1]) == C.REWARD_ARM == 0
+        assert decided == len(ep["action"]) - 1 and np.argmax(ep["action"][decided - 1]) == compare_data.REWARD_ARM == 0
         assert ep["reward"][decided] == (1.0 if int(ep["cue"]) == 0 else -1.0)  # arm 0 is red: +1 iff the cue is red
     assert json.loads((tmp_path / "meta.json").read_text())["arm"] == 0
     assert P.junction_arm({**data["train"][0], "action": np.argmax(data["train"][0]["action"], -1)}) == 0  # int actions

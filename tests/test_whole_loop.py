@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-import envs.registry
+import envs.facts
 from agents import checkpoint, runlock
 from agents.cli import main
 from agents.common import obs_to_torch
@@ -56,7 +56,7 @@ FAST = dict(
 
 @pytest.fixture
 def short_episodes(monkeypatch):
-    real = envs.registry.Spec.cls
+    real = envs.facts.Spec.cls
 
     def cls(spec):
         built = real(spec)
@@ -64,7 +64,7 @@ def short_episodes(monkeypatch):
             return built
         return lambda **kwargs: gym.wrappers.TimeLimit(built(**kwargs), max_episode_steps=SHORT)
 
-    monkeypatch.setattr(envs.registry.Spec, "cls", cls)
+    monkeypatch.setattr(envs.facts.Spec, "cls", cls)
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from world_models import backbones
+from world_models.checks import check_action, check_batch, check_flags, check_obs, check_policy, check_sequence, check_state, obs_keys
 from world_models.config import WorldModelConfig
 from world_models.distributions import Bernoulli, TwoHotSymlog, symexp, symlog
 from world_models.latents import Latent, LatentNet, kl_losses, latent_dim
@@ -189,47 +190,6 @@ class WorldModel(nn.Module):
     def _pick(dist: Latent, sample: bool, generator: torch.Generator | None) -> Tensor:
         return dist.sample(generator) if sample else dist.mode()
 
-    # ------------------------------------------------------------------------------ checking input
-    def _check_obs(self, obs: dict[str, Tensor], lead: tuple[int, ...], where: str) -> None:
-        if not isinstance(obs, dict):
-            raise ValueError(f"{where}: obs must be a dict with keys {self._obs_keys()}, got {type(obs).__name__}")
-        for key in self._obs_keys():
-            if key not in obs:
-                raise ValueError(f"{where}: obs is missing {key!r}; expected keys {self._obs_keys()}, got {list(obs)}")
-        if self.spec.image:
-            image = obs["image"]
-            if tuple(image.shape) != (*lead, *IMAGE_SHAPE) or image.dtype != torch.uint8:
-                raise ValueError(f"{where}: obs['image'] must be uint8 {(*lead, *IMAGE_SHAPE)}, got {image.dtype} {tuple(image.shape)}")
-        if self.spec.vector_dim:
-            vector = obs["vector"]
-            if tuple(vector.shape) != (*lead, self.spec.vector_dim) or not vector.is_floating_point():
-                raise ValueError(
-                    f"{where}: obs['vector'] must be float {(*lead, self.spec.vector_dim)}, got {vector.dtype} {tuple(vector.shape)}"
-                )
-
-    def _obs_keys(self) -> list[str]:
-        return [k for k, on in (("image", self.spec.image), ("vector", self.spec.vector_dim)) if on]
-
-    def _check_action(self, action: Tensor, lead: tuple[int, ...], where: str) -> None:
-        if tuple(action.shape) != (*lead, self.act_dim) or not action.is_floating_point():
-            raise ValueError(
-                f"{where}: action must be float {(*lead, self.act_dim)} (one-hot for discrete actions), "
-                f"got {action.dtype} {tuple(action.shape)}"
-            )
-
-    @staticmethod
-    def _check_flags(flags: Tensor, lead: tuple[int, ...], name: str, where: str) -> Tensor:
-        if tuple(flags.shape) != lead:
-            raise ValueError(f"{where}: {name} must be {lead}, got {tuple(flags.shape)}")
-        return flags if flags.dtype == torch.bool else flags != 0
-
-    def _check_state(self, state: State, batch: int, where: str) -> None:
-        if state.batch_size != batch or state.h.shape[1] != self.h_dim or state.z.shape[1] != self.z_dim:
-            raise ValueError(
-                f"{where}: state must have batch {batch}, h (B, {self.h_dim}), z (B, {self.z_dim}); "
-                f"got h {tuple(state.h.shape)}, z {tuple(state.z.shape)}"
-            )
-
     # --------------------------------------------------------------------------------- observing
     def observe(
         self,
@@ -251,16 +211,12 @@ class WorldModel(nn.Module):
         return post, prior, feat, state
 
     def _observe(self, obs, action, is_first, state, sample, generator, all_states):
-        if action.dim() != 3:
-            raise ValueError(f"observe: action must be (B, L, {self.act_dim}), got {tuple(action.shape)}")
-        B, L = action.shape[:2]
-        if L == 0:
-            raise ValueError("observe: sequences must hold at least one step, got L = 0")
-        self._check_action(action, (B, L), "observe")
-        self._check_obs(obs, (B, L), "observe")
-        is_first = self._check_flags(is_first, (B, L), "is_first", "observe")
+        B, L = check_sequence(action, self.act_dim)
+        check_action(action, self.act_dim, (B, L), "observe")
+        check_obs(obs, self.spec.image, self.spec.vector_dim, (B, L), "observe")
+        is_first = check_flags(is_first, (B, L), "is_first", "observe")
         state = self.initial_state(B, action.device) if state is None else state
-        self._check_state(state, B, "observe")
+        check_state(state, B, self.h_dim, self.z_dim, "observe")
         embed = self.encoder(obs)  # (B, L, E)
         keep = ~is_first[..., None]  # (B, L, 1)
         a_prev = torch.where(keep, torch.cat([state.action[:, None], action[:, :-1]], 1), 0.0)  # (B, L, A)
@@ -304,10 +260,10 @@ class WorldModel(nn.Module):
         """One env step for acting: state after the previous step, prev_action (B, A) taken since, obs of
         (B, ...), is_first (B,) resets those rows. Returns (state, features (B, F))."""
         B = prev_action.shape[0] if prev_action.dim() else 0
-        self._check_action(prev_action, (B,), "step")
-        self._check_obs(obs, (B,), "step")
-        is_first = self._check_flags(is_first, (B,), "is_first", "step")
-        self._check_state(state, B, "step")
+        check_action(prev_action, self.act_dim, (B,), "step")
+        check_obs(obs, self.spec.image, self.spec.vector_dim, (B,), "step")
+        is_first = check_flags(is_first, (B,), "is_first", "step")
+        check_state(state, B, self.h_dim, self.z_dim, "step")
         keep = ~is_first[:, None]
         x = torch.cat([torch.where(keep, state.z, 0.0), torch.where(keep, prev_action, 0.0)], -1)
         h, mem = self.backbone.step(x, is_first, state.mem)  # (B, H)
@@ -341,14 +297,8 @@ class WorldModel(nn.Module):
         open-loop prediction. See `Imagination` for what comes back.
         """
         N = start.batch_size
-        self._check_state(start, N, "imagine")
-        if horizon < 0:
-            raise ValueError(f"imagine: horizon must be >= 0, got {horizon}")
-        given = isinstance(policy, Tensor)
-        if given:
-            self._check_action(policy, (N, horizon), "imagine (given actions)")
-        elif not callable(policy):
-            raise ValueError(f"imagine: policy must be a callable or an action tensor (N, H, A), got {type(policy).__name__}")
+        check_state(start, N, self.h_dim, self.z_dim, "imagine")
+        given = check_policy(policy, self.act_dim, N, horizon)
         feats, acts, zs, priors = [self.features(start.h, start.z)], [], [start.z], []
         state = start
         for i in range(horizon):
@@ -465,16 +415,11 @@ class WorldModel(nn.Module):
         Returns (loss, metrics) or, with return_starts, (loss, metrics, starts): a detached State
         batched over B*L (b-major), the state right after observing each step.
         """
-        missing = [k for k in ("action", "reward", "is_first", "is_terminal", *self._obs_keys()) if k not in batch]
-        if missing:
-            raise ValueError(f"loss: batch is missing {missing}; got keys {sorted(batch)}")
-        action = batch["action"]
-        lead = tuple(action.shape[:2])
-        reward = batch["reward"]
-        if tuple(reward.shape) != lead:
-            raise ValueError(f"loss: reward must be {lead}, got {tuple(reward.shape)}")
-        is_terminal = self._check_flags(batch["is_terminal"], lead, "is_terminal", "loss")
-        obs = {k: batch[k] for k in self._obs_keys()}
+        keys = obs_keys(self.spec.image, self.spec.vector_dim)
+        lead = check_batch(batch, keys)
+        action, reward = batch["action"], batch["reward"]
+        is_terminal = check_flags(batch["is_terminal"], lead, "is_terminal", "loss")
+        obs = {k: batch[k] for k in keys}
         if state is None and "context/h" in batch:
             state = State.from_arrays(batch, "context/")
         post, prior, feat, _, starts, embed = self._observe(obs, action, batch["is_first"], state, sample, generator, return_starts)
@@ -482,7 +427,7 @@ class WorldModel(nn.Module):
             self._update_feature_stats(feat.detach() * torch.sqrt(self.feat_var + FEATURE_NORM_EPS) + self.feat_mean)
 
         c = self.config
-        is_first = self._check_flags(batch["is_first"], lead, "is_first", "loss")
+        is_first = check_flags(batch["is_first"], lead, "is_first", "loss")
         terms = self._representation_terms(obs, feat, embed, is_first)
         if c.reward_input == "next":
             terms["reward"] = (c.reward_scale, -self.reward_dist(feat, action).log_prob(reward.float()).mean())

@@ -1,12 +1,15 @@
 """`memwm compare`: train world-model backbones on the same offline data of a memory task and compare
-them with the S4WM probes (agents/compare.py); under torchrun the backbones split across ranks."""
+them with the S4WM probes (agents/compare.py); under torchrun the backbones split across ranks (agents/compare_ranks.py)."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 
-from agents.compare import default_out, results_table, run_compare, split_backbones, task_env_id
+from agents.compare import run_compare
+from agents.compare_data import default_out, task_env_id
+from agents.compare_ranks import split_backbones
+from agents.compare_report import results_table
 
 
 @functools.wraps(run_compare)  # the same flags and help as the library function
