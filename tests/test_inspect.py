@@ -1,4 +1,4 @@
-"""What a backbone remembers (world_models/inspect.py) and `memwm inspect` (agents/commands/inspect.py)."""
+"""What a backbone remembers (world_models/retention.py) and `memwm inspect` (agents/commands/inspect.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import world_models
-from world_models.inspect import Episode, fit_linear_probe, probe_predict, retention_curve, state_half_lives
+from world_models.retention import Episode, fit_linear_probe, probe_predict, retention_curve, state_half_lives
 
 VECTOR = gym.spaces.Dict({"vector": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)})
 
@@ -60,7 +60,7 @@ def test_half_lives_agree_with_the_layers_parameters(backbone):
 
 
 def test_mamba_half_lives_at_the_median_step_size_it_took_on_real_inputs():
-    from world_models.inspect import recorded_step_sizes
+    from world_models.retention import recorded_step_sizes
 
     wm = tiny("mamba").eval()
     rng = np.random.default_rng(5)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from world_models.inspect import fit_linear_probe, probe_predict
+from world_models.retention import fit_linear_probe, probe_predict
 from world_models.state import State
 
 
@@ -45,7 +45,7 @@ def probe_score(features: Tensor, labels: Tensor, ridge: float = 1e-2) -> Score:
     """A linear probe of `labels` from `features`, fitted on the first half of the episodes and scored on the rest.
 
     features (N, T, F) float: N episodes; labels (N, T) int, -1 where a step has no label.
-    The probe is world_models.inspect's ridge regression on standardised features; chance is the
+    The probe is world_models.retention's ridge regression on standardised features; chance is the
     majority rate of the scored labels. NOTHING when fewer than 2 fitting or 1 scored steps are labelled.
     """
     if features.shape[:2] != labels.shape:

@@ -3,7 +3,7 @@
 For a run's backbone (a Dreamer world model's, a `memwm compare` backbone's, or a PPO agent's memory)
 it writes, into RUN/inspect/:
 - timescales.png / .json: for SSM backbones (s4, s5, mamba), the distribution of each layer's state
-  half-lives in env steps (world_models/inspect.py), against the task's memory horizon; mamba's at
+  half-lives in env steps (world_models/retention.py), against the task's memory horizon; mamba's at
   each channel's median step size over the probe episodes;
 - retention.png / .json: on a task whose spec declares a cue (`envs.spec(id).cue`), a linear
   probe's held-out accuracy at reading the cue from the backbone's output at each step since the cue
@@ -36,7 +36,7 @@ from envs.collect import play_episode
 from world_models.figures import figure_image, write_png
 from world_models.imagine import episodes_to_batch
 from world_models.backbones.mamba import SelectiveSSM
-from world_models.inspect import Episode, recorded_step_sizes, retention_curve, ssm_layers, state_half_lives
+from world_models.retention import Episode, recorded_step_sizes, retention_curve, ssm_layers, state_half_lives
 
 
 @dataclass
