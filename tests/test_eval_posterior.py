@@ -40,7 +40,7 @@ def test_both_settings_play_the_same_checkpoint_and_episodes_into_one_record(tmp
         assert row["mode"]["eval/return"] == again  # the mode plays deterministically: the same episodes give the same return
         assert -1.0 <= row["sample"]["eval/return"] <= 1.0
     rows = report.eval_posterior(tmp_path / "results", "").splitlines()[2:]
-    assert len(rows) == 1 and rows[0].split(" | ")[1:3] == ["sample", "0,1"]
+    assert len(rows) == 1 and rows[0].split(" | ")[1:3] == [TrainConfig().dreamer.act_posterior, "0,1"]  # what the runs acted with
 
 
 def test_the_report_gives_the_paired_difference_over_the_runs(tmp_path):
