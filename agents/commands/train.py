@@ -43,6 +43,10 @@ def train_command(
             file=sys.stderr,
         )
     summary = training.train(config, sources)
+    # every rank has finished its run before any leaves the process group: a rank that tore it down
+    # while another was still leaving could abort that one at exit
+    distributed.barrier()
+    distributed.shutdown()
     if summary is None or not distributed.is_main():
         return
     report(config.run_dir, summary)
