@@ -48,7 +48,7 @@ from agents.common import evaluation_seed
 from agents.ppo import PPO, PPOConfig
 from agents.ppo_agent import Collector
 from benchmarks import record
-from benchmarks.learning import schedule, watch
+from benchmarks.learning import launch, schedule, watch
 from world_models.imagine import model_obs_space
 
 Part = Literal["speed", "bandit", "dark-room"]
@@ -149,21 +149,7 @@ def start(part: str, seed: int, args: Args) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "agents.cli", "train", "--agent", "ppo", "--env", env, "--seed", str(seed)]
     cmd += ["--minutes", f"{args.minutes:g}", *(["--steps", str(args.steps)] if args.steps else []), "--threads", "1"]
     cmd += ["--run", str(run_dir)]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir.with_name(run_dir.name + ".log"), "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    proc.memwm = {
-        "part": part,
-        "seed": seed,
-        "run_dir": run_dir,
-        "cmd": cmd,
-        "start": time.time(),
-        "started": record.start(),
-        "loads": [],
-        "stamps": {},
-        "log": log,
-    }
-    return proc
+    return launch(cmd, run_dir, part=part, seed=seed)
 
 
 def finish(proc: subprocess.Popen, args: Args) -> dict:

@@ -115,19 +115,21 @@ def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path, fla
     ]
     if task.options:
         cmd += ["--env-options", *(str(x) for option in task.options for x in option)]
+    return launch(cmd, run_dir, task=name, backbone=backbone, flags=flags, seed=seed, minutes=minutes)
+
+
+def launch(cmd: list[str], run_dir: Path, **facts) -> subprocess.Popen:
+    """Start `cmd` (a `memwm train` into `run_dir`, one thread) with its output in `<run_dir>.log`; the process
+    carries `facts` and what `watch` and the caller's finish read (`proc.memwm`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir.with_name(run_dir.name + ".log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     proc.memwm = {
-        "task": name,
-        "backbone": backbone,
-        "flags": flags,
-        "seed": seed,
+        **facts,
         "run_dir": run_dir,
         "cmd": cmd,
         "start": time.time(),
         "started": record.start(),
-        "minutes": minutes,
         "loads": [],
         "stamps": {},
         "log": log,
