@@ -3,7 +3,8 @@
 Scalars are named `group/name` once and never renamed (TensorBoard charts and the JSON lines
 share the names): `episode/return`, `episode/length`, `eval/return`, `eval/success`,
 `train/loss/...` (the world model's terms), `train/kl`, `train/actor_entropy`,
-`train/return_scale`, `perf/env_steps_per_s`, `perf/train_steps_per_s`, ...
+`train/return_scale`, `perf/env_steps_per_s` (`perf/batches_per_s` where the loop counts batches of offline
+data), `perf/train_steps_per_s`, ...
 
 Under torchrun, `RankLogger` is the run's Logger on rank 0, with every rank's scalars averaged in.
 """

@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from collections.abc import Mapping
 
 import torch
@@ -79,7 +79,7 @@ class Agent(Protocol):
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """The loop's cadences, counted in `act` steps."""
+    """The loop's cadences, counted in `act` steps: `unit` names what one step is."""
 
     steps: int  # stop at this many steps (a resume continues up to it)
     checkpoint_every: int
@@ -95,6 +95,9 @@ class LoopConfig:
     leave: bool = True  # keep the progress bar on screen when done
     data_parallel: bool = True  # under torchrun, the ranks train one agent together (False: each its own)
     exact_resume: bool = False  # restart every episode at each checkpoint, as a resume does: resumed = never stopped
+    # what `act` counts: environment steps (the learners), or batches of offline data (compare's world models);
+    # names the pace scalar (`perf/env_steps_per_s`, `perf/batches_per_s`) and the progress bar's count
+    unit: Literal["env_steps", "batches"] = "env_steps"
 
 
 COUNTERS = ("step", "updates", "episodes", "evaluations")
@@ -190,7 +193,7 @@ class Loop:
                     marks["log"] = step
                     now = time.time()
                     elapsed = max(now - timer["time"], 1e-9)
-                    logger.scalar("perf/env_steps_per_s", (step - timer["step"]) / elapsed)
+                    logger.scalar(f"perf/{cfg.unit}_per_s", (step - timer["step"]) / elapsed)
                     logger.scalar("perf/train_steps_per_s", (counters["updates"] - timer["updates"]) / elapsed)
                     timer = {"time": now, "step": step, "updates": counters["updates"]}
                     logger.sync(step)  # every rank's scalars, averaged
@@ -250,28 +253,30 @@ class Loop:
 class _Progress:
     """The run's progress bar, over the budget that ends the run.
 
-    Without `minutes`: environment steps up to `steps`. With `minutes`: seconds of the wall-clock
-    budget, and when the steps will run out first at the pace of this process so far, seconds up to
-    then; the label counts the steps (`name step 1,200/1,000,000`). Logger sets the postfix.
+    Without `minutes`: the loop's steps (environment steps or batches, `LoopConfig.unit`) up to `steps`.
+    With `minutes`: seconds of the wall-clock budget, and when the steps will run out first at the pace
+    of this process so far, seconds up to then; the label counts the steps (`name step 1,200/1,000,000`,
+    `name batch 120/400`). Logger sets the postfix.
     """
 
     def __init__(self, cfg: LoopConfig, step: int, label: str, disable: bool):
         from tqdm import tqdm
 
         self.steps, self.label, self.budget = cfg.steps, label, 60.0 * cfg.minutes
+        self.noun = {"env_steps": "step", "batches": "batch"}[cfg.unit]
         self.start, self.first_step = time.time(), step
         common = dict(dynamic_ncols=True, mininterval=1.0, file=sys.stderr, leave=cfg.leave, disable=disable)
         if self.budget:
             fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
             self.bar = tqdm(total=self.budget, unit="s", desc=self._label(step), bar_format=fmt, **common)
         else:
-            self.bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), unit="step", desc=label, **common)
+            self.bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), unit=self.noun, desc=label, **common)
 
     def _label(self, step: int) -> str:
-        return f"{self.label} step {step:,}/{self.steps:,}"
+        return f"{self.label} {self.noun} {step:,}/{self.steps:,}"
 
     def update(self, step: int) -> None:
-        """The run is at environment step `step`."""
+        """The run is at step `step`."""
         if not self.budget:
             self.bar.update(min(step, self.steps) - self.bar.n)
             return

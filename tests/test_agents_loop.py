@@ -142,6 +142,15 @@ def test_the_loop_logs_episodes_updates_and_evaluations_under_their_names(tmp_pa
     assert [r["step"] for r in rows if "eval/return" in r] == [40]
 
 
+def test_a_loop_over_batches_names_its_pace_and_its_count_by_batches(tmp_path, capsys):
+    run = tmp_path / "run"
+    Loop(Stub(), run, config(eval_every=0, video_every=-1, unit="batches", desc="wm"), {"agent": "stub"}).run()
+    rows = records(run)
+    assert [r["step"] for r in rows if "perf/batches_per_s" in r] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert not any("perf/env_steps_per_s" in r for r in rows)
+    assert "batch" in capsys.readouterr().err
+
+
 def test_a_checkpoint_of_another_identity_is_refused(tmp_path):
     Loop(Stub(), tmp_path / "run", config(steps=10), {"agent": "stub", "env": "a"}).run()
     with pytest.raises(checkpoint.CheckpointMismatch, match="env='a'.*env='b'"):
