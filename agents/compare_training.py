@@ -108,7 +108,13 @@ def train_world_model(
     identity = {"agent": "world-model", **(settings or {})}
     agent = OfflineWorldModel(wm, batches, steps, lr, log_every)
     config = LoopConfig(
-        steps=steps, checkpoint_every=save_every, log_every=log_every, tensorboard=False, desc=desc, leave=False, data_parallel=False,
+        steps=steps,
+        checkpoint_every=save_every,
+        log_every=log_every,
+        tensorboard=False,
+        desc=desc,
+        leave=False,
+        data_parallel=False,
         unit="batches",
     )
     loop = Loop(agent, folder, config, identity)  # holds the folder's lock from here: the removal below is ours to make

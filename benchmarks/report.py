@@ -183,19 +183,27 @@ def ablation(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else "No ablation record yet (`python -m benchmarks.ablate` writes them under `ablate-<task>/`)."
 
 
+ARM_ORDER = {"memwm": 0, "memwm-ppo": 1}  # memwm's agents first, then the peers
+
+
+def peer_groups(results: Path) -> dict[tuple, dict[int, tuple[dict, dict]]]:
+    """benchmarks.peers records by (task, arm, commit, budget minutes): per seed, the newest (record, payload)."""
+    groups = defaultdict(dict)
+    for name in folders("peers-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            groups[(p["task"], p["arm"], commit(r), p["budget_minutes"])][p["seed"]] = (r, p)
+    return groups
+
+
 def peers(results: Path, prefix: str) -> str:
     """Per task, arm and commit (benchmarks.peers): the seeds, the held-out final score (mean and worst), the
     evaluation curve read at fixed minutes (the mean over seeds, where every seed reached the mark), env steps."""
     from benchmarks.peers import MARKS, curve_at
 
-    groups = defaultdict(dict)
-    for name in folders("peers-", results):
-        for r in runs(name, results):
-            p = r["payload"]
-            groups[(p["task"], p["arm"], commit(r), p["budget_minutes"])][p["seed"]] = (r, p)  # the newest per seed
-    order = {"memwm": 0, "memwm-ppo": 1}
     rows = []
-    for (task, arm, code, budget), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 2), kv[0][2])):
+    groups = sorted(peer_groups(results).items(), key=lambda kv: (kv[0][0], ARM_ORDER.get(kv[0][1], 2), kv[0][2]))
+    for (task, arm, code, budget), by_seed in groups:
         ps = [p for _, (_, p) in sorted(by_seed.items())]
         metric = ps[0]["metric"]
         finals = [(p.get("final_held_out") or {}).get(metric) for p in ps]
@@ -585,6 +593,29 @@ def compare(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else NONE
 
 
+def side_by_side(results: Path) -> list[tuple[str, float, list[tuple[str, str, list[dict]]]]]:
+    """Per peers task, its newest budget: every arm run at that budget (the newest commit of each), as (arm, commit,
+    payloads by seed), memwm's agents first. Arms whose every run failed are left out."""
+    newest: dict[str, tuple[str, float]] = {}  # task -> (start of its newest record, that record's budget)
+    groups = peer_groups(results)
+    for (task, _, _, budget), by_seed in groups.items():
+        start = max(r["start"] for r, _ in by_seed.values())
+        if start > newest.get(task, ("", 0.0))[0]:
+            newest[task] = (start, budget)
+    out = []
+    for task, (_, budget) in sorted(newest.items()):
+        arms = {}
+        for (t, arm, code, b), by_seed in groups.items():
+            start = max(r["start"] for r, _ in by_seed.values())
+            if t == task and b == budget and start > arms.get(arm, ("",))[0]:
+                arms[arm] = (start, code, [p for _, (_, p) in sorted(by_seed.items())])
+        rows = [(arm, code, ps) for arm, (_, code, ps) in sorted(arms.items(), key=lambda kv: (ARM_ORDER.get(kv[0], 2), kv[0]))]
+        rows = [row for row in rows if any((p.get("final_held_out") or {}).get(p["metric"]) is not None for p in row[2])]
+        if rows:
+            out.append((task, budget, rows))
+    return out
+
+
 def headline(results: Path, prefix: str) -> str:
     """The README's few results: per task the newest group of learning runs with the defaults (every seed of
     that commit and budget: the mean and the worst), and the newest of each other benchmark."""
@@ -617,6 +648,18 @@ def headline(results: Path, prefix: str) -> str:
         accs = ", ".join(f"{b} {v['probes']['reward_acc_imagination']:.1%}" for b, v in p["backbones"].items())
         what = f"`memwm compare --task {p['task'].split('/')[-1]}`, {p['settings']['steps']:,} steps: reward accuracy in imagination"
         rows.append([what, accs, f"[{path.name}]({prefix}{path.relative_to(results).as_posix()})"])
+    for task, budget, arms in side_by_side(results):  # memwm and the agents people use instead, same seeds and minutes
+        seeds = sorted({p["seed"] for _, _, ps in arms for p in ps})
+        what = (
+            f"Side by side (`python -m benchmarks.peers --task {task}`), {budget:g} min on one CPU core each, "
+            f"seeds {','.join(map(str, seeds))}: held-out final {arms[0][2][0]['metric']}"
+        )
+        cells = []
+        for arm, code, ps in arms:
+            finals = [(p.get("final_held_out") or {}).get(p["metric"]) for p in ps]
+            cells.append(f"{arm} {spread(finals)}" + (f" ({finals.count(None)} failed)" if None in finals else "") + f" at {code}")
+        cells = "; ".join(cells)
+        rows.append([what, cells, f"[peers-{task}/]({prefix}peers-{task}/)"])
     product = defaultdict(dict)  # (commit, budget) -> seed -> the newest record of benchmarks.icrl's bandit runs
     for r in runs("icrl-bandit-10", results):
         product[(commit(r), r["payload"]["budget_minutes"])][r["payload"]["seed"]] = r

@@ -173,6 +173,22 @@ def test_peer_rows_score_each_agent_by_its_held_out_final_and_read_its_curve_at_
     assert sb3[5] == "- / - / -"  # seed 1's curve ends long before the marks; 30 min is past the budget
 
 
+def test_the_headline_sets_every_arm_of_a_peers_tasks_newest_budget_side_by_side(tmp_path):
+    def run(arm, seed, final, budget):
+        head = {"task": "recall-k8", "env": "memory/recall-k8", "arm": arm, "seed": seed, "metric": "return", "budget_minutes": budget}
+        return head | {"load_average_during": [1.0], "evals": [], "final_held_out": None if final is None else {"return": final}}
+
+    write_record(tmp_path, "peers-recall-k8", run("memwm", 0, 0.1, 8.0), "2026-01-01T00:00:00Z", commit="0dd0000aaa")
+    write_record(tmp_path, "peers-recall-k8", run("sheeprl-dreamerv3", 0, -0.5, 15.0), "2026-01-02T00:00:00Z", commit="1110000aaa")
+    write_record(tmp_path, "peers-recall-k8", run("memwm-ppo", 0, 0.8, 15.0), "2026-01-02T00:00:01Z", commit="1110000aaa")
+    write_record(tmp_path, "peers-recall-k8", run("memwm-ppo", 0, 0.6, 15.0), "2026-01-03T00:00:00Z")  # newer commit, same seed
+    write_record(tmp_path, "peers-recall-k8", run("memwm-ppo", 1, None, 15.0), "2026-01-03T00:00:01Z")
+    write_record(tmp_path, "peers-recall-k8", run("sb3-recurrentppo", 0, None, 15.0), "2026-01-03T00:00:02Z")  # failed: left out
+    (row,) = report.headline(tmp_path, "").splitlines()[2:]
+    assert "`python -m benchmarks.peers --task recall-k8`), 15 min on one CPU core each, seeds 0,1: held-out final return" in row
+    assert "| memwm-ppo 0.60 (1 failed) at abc1234; sheeprl-dreamerv3 -0.50 at 1110000 |" in row  # no 8-min memwm, no sb3
+
+
 def test_icrl_rows_give_each_memwm_train_env_and_commit_its_held_out_ratio_over_seeds_and_keep_the_own_loop_apart(tmp_path):
     def run(seed, value, steps=600_000):
         target = "return >= 0.9 x Thompson sampling's"
