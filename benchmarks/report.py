@@ -651,7 +651,7 @@ def headline(results: Path, prefix: str) -> str:
     for task, budget, arms in side_by_side(results):  # memwm and the agents people use instead, same seeds and minutes
         seeds = sorted({p["seed"] for _, _, ps in arms for p in ps})
         what = (
-            f"Side by side (`python -m benchmarks.peers --task {task}`), {budget:g} min on one CPU core each, "
+            f"`python -m benchmarks.peers --task {task}` (memwm and the agents people use instead), {budget:g} min on one CPU core each, "
             f"seeds {','.join(map(str, seeds))}: held-out final {arms[0][2][0]['metric']}"
         )
         cells = []
