@@ -508,14 +508,8 @@ def scaling(results: Path, prefix: str) -> str:
     ]
     machine = p.get("machine", {})
     when = f"{machine['load_avg_1min']:.1f}" if "load_avg_1min" in machine else ""
-    header = [
-        "processes x threads",
-        "env steps/s",
-        f"vs {base['processes']}x{base['threads']}",
-        "gradient steps/s",
-        "replayed steps/s",
-        "vs 1x1",
-    ]
+    first = f"vs {base['processes']} x {base['threads']}"
+    header = ["processes x threads", "env steps/s", first, "gradient steps/s", "replayed steps/s", first]
     return f"{source(r, results, prefix, when)}\n\n{table(header, rows)}"
 
 
