@@ -510,7 +510,8 @@ def scaling(results: Path, prefix: str) -> str:
     when = f"{machine['load_avg_1min']:.1f}" if "load_avg_1min" in machine else ""
     first = f"vs {base['processes']} x {base['threads']}"
     header = ["processes x threads", "env steps/s", first, "gradient steps/s", "replayed steps/s", first]
-    return f"{source(r, results, prefix, when)}\n\n{table(header, rows)}"
+    earlier = "" if "command" in base else " Timed by an earlier version of the benchmark: acting and updates apart, in its own loop."
+    return f"{source(r, results, prefix, when)}{earlier}\n\n{table(header, rows)}"
 
 
 def faults(results: Path, prefix: str) -> str:
