@@ -154,6 +154,57 @@ def learning(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else NONE
 
 
+def newest_default_groups(results: Path) -> dict[str, list[dict]]:
+    """Per learning task, the payloads of its newest group of CPU runs with the defaults (one commit and budget),
+    sorted by seed."""
+    groups = defaultdict(list)  # (task, commit, budget) -> records
+    for name in folders("learning-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            if not p["flags"] and not on_device(r):
+                groups[(p["task"], commit(r), p["budget_minutes"])].append(r)
+    newest: dict[str, list[dict]] = {}
+    for (task, _, _), rs in groups.items():
+        if task not in newest or max(r["start"] for r in rs) > max(r["start"] for r in newest[task]):
+            newest[task] = rs
+    return {task: sorted(rs, key=lambda r: r["payload"]["seed"]) for task, rs in newest.items()}
+
+
+REWARD_UNITS = ("recall-k8-reward-x1-32", "recall-k8", "recall-k8-reward-x32")  # one task, its rewards x1/32, x1, x32
+UNIT_WINDOW = (5.0, 10.0)  # minutes of training over which the reward-unit table averages the evaluations
+
+
+def reward_units(results: Path, prefix: str) -> str:
+    """recall-k8 in three reward units (the newest default runs of each): the evaluation return in units of the
+    task's best return (the return over its reward scale), at the window's ends and averaged over it, over seeds."""
+    from benchmarks.peers import curve_at
+
+    newest = newest_default_groups(results)
+    rows = []
+    lo, hi = UNIT_WINDOW
+    for task in REWARD_UNITS:
+        if task not in newest:
+            continue
+        ps = [r["payload"] for r in newest[task]]
+        scale = float(ps[0]["env_options"].get("reward_scale", 1.0)) if ps[0].get("env_options") else 1.0
+        curves = [[(e["minutes"], e["return"] / scale) for e in p["evals"] if e["minutes"] is not None] for p in ps]
+        windows = [[y for x, y in c if lo <= x <= hi + 1e-9] for c in curves]
+        rows.append(
+            [
+                f"[{ps[0]['env']}{options(ps[0])}]({prefix}learning-{task}/)",
+                f"x{scale:g}" if scale >= 1 else f"x1/{1 / scale:g}",
+                ",".join(str(p["seed"]) for p in ps),
+                f"{ps[0]['budget_minutes']:g}",
+                spread([curve_at(c, lo) for c in curves]),
+                spread([mean(w) if w else None for w in windows]),
+                spread([curve_at(c, hi) for c in curves]),
+                commit(newest[task][0]),
+            ]
+        )
+    header = ["task", "rewards", "seeds", "budget min", f"at {lo:g} min", f"mean over {lo:g}-{hi:g} min", f"at {hi:g} min", "commit"]
+    return table(header, rows) if rows else NONE
+
+
 def ablation(results: Path, prefix: str) -> str:
     """Per ablation (task, commit, budget): each arm's final score over seeds and the paired difference b - a."""
     groups = defaultdict(list)
@@ -615,18 +666,10 @@ def headline(results: Path, prefix: str) -> str:
     """The README's few results: per task the newest group of learning runs with the defaults (every seed of
     that commit and budget: the mean and the worst), and the newest of each other benchmark."""
     rows = []
-    groups = defaultdict(list)  # (task, commit, budget) of CPU runs with the defaults -> their records
-    for name in folders("learning-", results):
-        for r in runs(name, results):
-            p = r["payload"]
-            if not p["flags"] and not on_device(r):
-                groups[(p["task"], commit(r), p["budget_minutes"])].append(r)
-    newest = {}
-    for (task, _, _), rs in groups.items():
-        if task not in newest or max(r["start"] for r in rs) > max(r["start"] for r in newest[task]):
-            newest[task] = rs
-    for task, rs in sorted(newest.items()):
-        ps = sorted((r["payload"] for r in rs), key=lambda q: q["seed"])
+    for task, rs in sorted(newest_default_groups(results).items()):
+        ps = [r["payload"] for r in rs]
+        if ps[0].get("env_options"):  # a variant of a task (its rewards in another unit): in the results page
+            continue
         p, m = ps[0], ps[0]["metric"]
         seeds = ",".join(str(q["seed"]) for q in ps)
         what = f"`memwm train --env {p['env']} --backbone {p['backbone']}`, {p['budget_minutes']:g} min on one CPU core, seeds {seeds}"
@@ -704,6 +747,7 @@ TABLES = {
     "headline": headline,
     "learning": learning,
     "ablation": ablation,
+    "reward-units": reward_units,
     "reward-link": reward_link,
     "eval-posterior": eval_posterior,
     "scan": scan,

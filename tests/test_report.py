@@ -173,6 +173,36 @@ def test_peer_rows_score_each_agent_by_its_held_out_final_and_read_its_curve_at_
     assert sb3[5] == "- / - / -"  # seed 1's curve ends long before the marks; 30 min is past the budget
 
 
+def test_reward_units_put_each_units_newest_runs_in_units_of_the_best_return_and_stay_out_of_the_headline(tmp_path):
+    def run(task, scale, seed, curve, budget=10.0):
+        p = learning_run(seed, final=curve[-1][1], best=max(y for _, y in curve))
+        p |= {"task": task, "budget_minutes": budget, "env_options": {"reward_scale": scale} if scale != 1 else {}}
+        return p | {"evals": [{"step": i, "minutes": m, "return": y * scale, "success": None} for i, (m, y) in enumerate(curve)]}
+
+    curves = {0: [(0.2, -0.5), (5.0, 0.2), (7.5, 0.6), (10.0, 0.8)], 1: [(0.2, -0.5), (4.9, 0.0), (8.0, 0.4), (10.1, 0.6)]}
+    for seed, curve in curves.items():
+        write_record(
+            tmp_path, "learning-recall-k8-reward-x32", run("recall-k8-reward-x32", 32.0, seed, curve), f"2026-01-02T00:00:0{seed}Z"
+        )
+        write_record(
+            tmp_path, "learning-recall-k8-reward-x1-32", run("recall-k8-reward-x1-32", 1 / 32, seed, curve), f"2026-01-02T00:01:0{seed}Z"
+        )
+    write_record(
+        tmp_path, "learning-recall-k8", run("recall-k8", 1.0, 0, [(0.2, -0.5), (6.0, 0.9), (12.0, 1.0)], 15.0), "2026-01-02T00:02:00Z"
+    )
+    old = run("recall-k8-reward-x32", 32.0, 0, [(5.0, -9.0)])
+    write_record(tmp_path, "learning-recall-k8-reward-x32", old, "2026-01-01T00:00:00Z", commit="0dd0000aaa")  # an older commit
+    small, plain, large = (row.strip("| ").split(" | ") for row in report.reward_units(tmp_path, "").splitlines()[2:])
+    # at 5 min: 0.2 and (seed 1's last evaluation by then) 0.0; over 5-10 min: (0.2 + 0.6 + 0.8) / 3 and 0.4; at 10 min:
+    # 0.8 and 0.4 (seed 1's evaluation at 10.1 min comes after the mark)
+    for row, unit in ((small, "x1/32"), (large, "x32")):
+        assert row[1:4] == [unit, "0,1", "10"] and row[4] == "0.10 (worst 0.00)"
+        assert row[5] == "0.47 (worst 0.40)" and row[6] == "0.60 (worst 0.40)" and row[7] == "abc1234"
+    assert plain[1:3] == ["x1", "0"] and plain[4:7] == ["-0.50", "0.90", "0.90"]
+    assert [r for r in report.headline(tmp_path, "").splitlines()[2:] if "reward" in r] == []
+    assert len(report.headline(tmp_path, "").splitlines()[2:]) == 1  # the plain task only
+
+
 def test_the_headline_sets_every_arm_of_a_peers_tasks_newest_budget_side_by_side(tmp_path):
     def run(arm, seed, final, budget):
         head = {"task": "recall-k8", "env": "memory/recall-k8", "arm": arm, "seed": seed, "metric": "return", "budget_minutes": budget}
