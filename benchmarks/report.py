@@ -704,10 +704,12 @@ def headline(results: Path, prefix: str) -> str:
     if product:
         by_seed = product[max(product, key=lambda k: max(r["start"] for r in product[k].values()))]
         ps = [r["payload"] for _, r in sorted(by_seed.items())]
-        what = (
-            f"In-context RL: `memwm train --agent ppo --env {ps[0]['env']}`, {ps[0]['budget_minutes']:g} min on one CPU core, "
-            f"seeds {','.join(str(q['seed']) for q in ps)}"
-        )
+        budget = f"{ps[0]['budget_minutes']:g} min on one CPU core"
+        if all(q.get("stopped_by") == "steps" for q in ps):  # the step count ended the runs before the minutes
+            steps = round(mean(q["train_steps"] for q in ps))
+            minutes = mean(q["wall_minutes"] for q in ps)
+            budget = f"{steps:,} env steps (its default; {minutes:.0f} of the {ps[0]['budget_minutes']:g} min) on one CPU core"
+        what = f"In-context RL: `memwm train --agent ppo --env {ps[0]['env']}`, {budget}, seeds {','.join(str(q['seed']) for q in ps)}"
         met = f"{sum(q['met'] for q in ps)}/{len(ps)}"
         result = f"{spread([q['value'] for q in ps])} of Thompson sampling's return; target 0.9, met by {met}"
         rows.append([what, result, f"[icrl-bandit-10/]({prefix}icrl-bandit-10/)"])

@@ -271,3 +271,9 @@ def test_the_headline_gives_every_seed_of_a_tasks_newest_default_runs_and_the_pr
     assert "seeds 0,1 | return 0.50 (worst 0.50) -> 0.40 (worst 0.20), best 0.40 (worst 0.20); bar 0.9 in 30 min met by 0/2" in rows[0]
     assert "`memwm train --agent ppo --env icrl/bandit-10`, 20 min on one CPU core, seeds 0,1 | 0.90 (worst 0.85)" in rows[1]
     assert "met by 1/2" in rows[1] and len(rows) == 2
+    for seed, minutes in ((0, 11.5), (1, 12.4)):  # newer runs that the step count ended before their minutes
+        run = {"env": "icrl/bandit-10", "seed": seed, "budget_minutes": 20.0, "value": 0.7, "met": False}
+        run |= {"stopped_by": "steps", "train_steps": 1_000_448, "wall_minutes": minutes}
+        write_record(tmp_path, "icrl-bandit-10", run, f"2026-01-03T00:00:0{seed}Z", commit="fff0000aaa")
+    product = report.headline(tmp_path, "").splitlines()[3]
+    assert "`memwm train --agent ppo --env icrl/bandit-10`, 1,000,448 env steps (its default; 12 of the 20 min) on one CPU core" in product
