@@ -708,7 +708,8 @@ def headline(results: Path, prefix: str) -> str:
         if all(q.get("stopped_by") == "steps" for q in ps):  # the step count ended the runs before the minutes
             steps = round(mean(q["train_steps"] for q in ps))
             minutes = mean(q["wall_minutes"] for q in ps)
-            budget = f"{steps:,} env steps (its default; {minutes:.0f} of the {ps[0]['budget_minutes']:g} min) on one CPU core"
+            whose = "its default" if ps[0].get("steps_cap") is None else "--steps"
+            budget = f"{steps:,} env steps ({whose}; {minutes:.0f} of the {ps[0]['budget_minutes']:g} min) on one CPU core"
         what = f"In-context RL: `memwm train --agent ppo --env {ps[0]['env']}`, {budget}, seeds {','.join(str(q['seed']) for q in ps)}"
         met = f"{sum(q['met'] for q in ps)}/{len(ps)}"
         result = f"{spread([q['value'] for q in ps])} of Thompson sampling's return; target 0.9, met by {met}"
