@@ -32,8 +32,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+RESULTS_IN_REPO = RESULTS.relative_to(REPO).as_posix()  # in git's pathspecs
 # A record's file name: start time, short commit ("nogit" outside a checkout), and a counter from the
 # second record that started in the same second.
 RECORD_NAME = re.compile(r"^\d{8}T\d{6}Z-(?:[0-9a-f]+|nogit)(?:-(\d+))?\.json$")
@@ -117,6 +118,9 @@ def latest(name: str, results: Path = RESULTS) -> dict | None:
 def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
     """(HEAD's full hash, whether tracked files differ from it), or (None, None) outside a git checkout.
 
+    The result files (benchmarks/results/) do not count: a benchmark redraws its curves there, and a
+    later benchmark in the same checkout measures the same code.
+
     A copy of the tree without its .git (sent to a GPU machine, say) takes the commit from the
     environment variable MEMWM_COMMIT, which whoever copies it sets; whether that copy differs from
     the commit is then unknown (None).
@@ -126,7 +130,10 @@ def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
         if head.returncode != 0:
             return os.environ.get("MEMWM_COMMIT") or None, None
         status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=60
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RESULTS_IN_REPO}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired):
         return os.environ.get("MEMWM_COMMIT") or None, None

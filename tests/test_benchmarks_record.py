@@ -74,3 +74,19 @@ def test_a_tree_without_git_takes_its_commit_from_memwm_commit(tmp_path, monkeyp
     assert record.git_state(tmp_path) == ("a" * 40, None)
     head = subprocess.run(["git", "-C", str(record.REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert record.git_state(record.REPO)[0] == head  # a checkout's own HEAD wins over the variable
+
+
+def test_a_tree_is_dirty_when_its_code_differs_from_its_commit_not_when_a_result_file_does(tmp_path):
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "benchmarks" / "results" / "x").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("A = 1\n")
+    (tmp_path / "benchmarks" / "results" / "x" / "curves.png").write_bytes(b"one")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    assert record.git_state(tmp_path)[1] is False
+    (tmp_path / "benchmarks" / "results" / "x" / "curves.png").write_bytes(b"two")  # a benchmark redrew its curves
+    (tmp_path / "notes.txt").write_text("untracked")
+    assert record.git_state(tmp_path)[1] is False
+    (tmp_path / "code.py").write_text("A = 2\n")
+    assert record.git_state(tmp_path)[1] is True
