@@ -154,14 +154,17 @@ def learning(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else NONE
 
 
+DEFAULT_BACKBONE = "s5"  # memwm train's (agents.config.TrainConfig.backbone; tests/test_report.py checks it)
+
+
 def newest_default_groups(results: Path) -> dict[str, list[dict]]:
-    """Per learning task, the payloads of its newest group of CPU runs with the defaults (one commit and budget),
-    sorted by seed."""
+    """Per learning task, the records of its newest group of CPU runs with the defaults (the default backbone, no
+    flags; one commit and budget), sorted by seed."""
     groups = defaultdict(list)  # (task, commit, budget) -> records
     for name in folders("learning-", results):
         for r in runs(name, results):
             p = r["payload"]
-            if not p["flags"] and not on_device(r):
+            if not p["flags"] and p["backbone"] == DEFAULT_BACKBONE and not on_device(r):
                 groups[(p["task"], commit(r), p["budget_minutes"])].append(r)
     newest: dict[str, list[dict]] = {}
     for (task, _, _), rs in groups.items():
@@ -189,6 +192,7 @@ def reward_units(results: Path, prefix: str) -> str:
         scale = float(ps[0]["env_options"].get("reward_scale", 1.0)) if ps[0].get("env_options") else 1.0
         curves = [[(e["minutes"], e["return"] / scale) for e in p["evals"] if e["minutes"] is not None] for p in ps]
         windows = [[y for x, y in c if lo <= x <= hi + 1e-9] for c in curves]
+        loads = [x for p in ps for x in p["load_average_during"]] or [0.0]
         rows.append(
             [
                 f"[{ps[0]['env']}{options(ps[0])}]({prefix}learning-{task}/)",
@@ -199,9 +203,20 @@ def reward_units(results: Path, prefix: str) -> str:
                 spread([mean(w) if w else None for w in windows]),
                 spread([curve_at(c, hi) for c in curves]),
                 commit(newest[task][0]),
+                f"{min(loads):.1f}-{max(loads):.1f}",
             ]
         )
-    header = ["task", "rewards", "seeds", "budget min", f"at {lo:g} min", f"mean over {lo:g}-{hi:g} min", f"at {hi:g} min", "commit"]
+    header = [
+        "task",
+        "rewards",
+        "seeds",
+        "budget min",
+        f"at {lo:g} min",
+        f"mean over {lo:g}-{hi:g} min",
+        f"at {hi:g} min",
+        "commit",
+        "load",
+    ]
     return table(header, rows) if rows else NONE
 
 

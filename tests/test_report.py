@@ -197,7 +197,7 @@ def test_reward_units_put_each_units_newest_runs_in_units_of_the_best_return_and
     # 0.8 and 0.4 (seed 1's evaluation at 10.1 min comes after the mark)
     for row, unit in ((small, "x1/32"), (large, "x32")):
         assert row[1:4] == [unit, "0,1", "10"] and row[4] == "0.10 (worst 0.00)"
-        assert row[5] == "0.47 (worst 0.40)" and row[6] == "0.60 (worst 0.40)" and row[7] == "abc1234"
+        assert row[5] == "0.47 (worst 0.40)" and row[6] == "0.60 (worst 0.40)" and row[7:] == ["abc1234", "1.5-2.5"]
     assert plain[1:3] == ["x1", "0"] and plain[4:7] == ["-0.50", "0.90", "0.90"]
     assert [r for r in report.headline(tmp_path, "").splitlines()[2:] if "reward" in r] == []
     assert len(report.headline(tmp_path, "").splitlines()[2:]) == 1  # the plain task only
@@ -264,6 +264,8 @@ def test_the_headline_gives_every_seed_of_a_tasks_newest_default_runs_and_the_pr
         write_record(tmp_path, "learning-recall-k8", learning_run(seed, final=final, best=final), f"2026-01-02T00:00:0{seed}Z")
     write_record(tmp_path, "learning-recall-k8", learning_run(2, final=1.0, best=1.0, flags="--x 1"), "2026-01-03T00:00:00Z")
     write_record(tmp_path, "learning-recall-k8", learning_run(3, final=1.0, best=1.0), "2026-01-03T00:00:01Z", gpu="NVIDIA H200")
+    rssm = learning_run(0, final=-0.5, best=-0.5) | {"backbone": "rssm"}  # another backbone: not the defaults
+    write_record(tmp_path, "learning-recall-k8", rssm, "2026-01-03T00:00:02Z")
     for seed, value in ((0, 0.95), (1, 0.85)):
         run = {"env": "icrl/bandit-10", "seed": seed, "budget_minutes": 20.0, "value": value, "met": value >= 0.9}
         write_record(tmp_path, "icrl-bandit-10", run, f"2026-01-02T00:00:0{seed}Z")
@@ -277,3 +279,9 @@ def test_the_headline_gives_every_seed_of_a_tasks_newest_default_runs_and_the_pr
         write_record(tmp_path, "icrl-bandit-10", run, f"2026-01-03T00:00:0{seed}Z", commit="fff0000aaa")
     product = report.headline(tmp_path, "").splitlines()[3]
     assert "`memwm train --agent ppo --env icrl/bandit-10`, 1,000,448 env steps (its default; 12 of the 20 min) on one CPU core" in product
+
+
+def test_the_default_backbone_of_the_report_is_memwm_trains():
+    from agents.config import TrainConfig
+
+    assert report.DEFAULT_BACKBONE == TrainConfig().backbone
