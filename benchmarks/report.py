@@ -189,7 +189,7 @@ def reward_units(results: Path, prefix: str) -> str:
         if task not in newest:
             continue
         ps = [r["payload"] for r in newest[task]]
-        scale = float(ps[0]["env_options"].get("reward_scale", 1.0)) if ps[0].get("env_options") else 1.0
+        scale = float((ps[0].get("env_options") or {}).get("reward_scale", 1.0))
         curves = [[(e["minutes"], e["return"] / scale) for e in p["evals"] if e["minutes"] is not None] for p in ps]
         windows = [[y for x, y in c if lo <= x <= hi + 1e-9] for c in curves]
         loads = [x for p in ps for x in p["load_average_during"]] or [0.0]
@@ -657,20 +657,15 @@ def compare(results: Path, prefix: str) -> str:
 def side_by_side(results: Path) -> list[tuple[str, float, list[tuple[str, str, list[dict]]]]]:
     """Per peers task, its newest budget: every arm run at that budget (the newest commit of each), as (arm, commit,
     payloads by seed), memwm's agents first. Arms whose every run failed are left out."""
-    newest: dict[str, tuple[str, float]] = {}  # task -> (start of its newest record, that record's budget)
     groups = peer_groups(results)
-    for (task, _, _, budget), by_seed in groups.items():
-        start = max(r["start"] for r, _ in by_seed.values())
-        if start > newest.get(task, ("", 0.0))[0]:
-            newest[task] = (start, budget)
+    start = {key: max(r["start"] for r, _ in by_seed.values()) for key, by_seed in groups.items()}  # its newest record
     out = []
-    for task, (_, budget) in sorted(newest.items()):
-        arms = {}
-        for (t, arm, code, b), by_seed in groups.items():
-            start = max(r["start"] for r, _ in by_seed.values())
-            if t == task and b == budget and start > arms.get(arm, ("",))[0]:
-                arms[arm] = (start, code, [p for _, (_, p) in sorted(by_seed.items())])
-        rows = [(arm, code, ps) for arm, (_, code, ps) in sorted(arms.items(), key=lambda kv: (ARM_ORDER.get(kv[0], 2), kv[0]))]
+    for task in sorted({key[0] for key in groups}):
+        budget = max((key for key in groups if key[0] == task), key=start.get)[3]
+        arms = {}  # arm -> (commit, payloads by seed); oldest first, so the newest commit of each arm stays
+        for key in sorted((key for key in groups if key[0] == task and key[3] == budget), key=start.get):
+            arms[key[1]] = (key[2], [p for _, (_, p) in sorted(groups[key].items())])
+        rows = [(arm, code, ps) for arm, (code, ps) in sorted(arms.items(), key=lambda kv: (ARM_ORDER.get(kv[0], 2), kv[0]))]
         rows = [row for row in rows if any((p.get("final_held_out") or {}).get(p["metric"]) is not None for p in row[2])]
         if rows:
             out.append((task, budget, rows))
