@@ -10,7 +10,8 @@ the command a user types (`memwm train --env ID --seed S` plus the arm's flags) 
 through benchmarks.learning (commit, command, machine, load, the evaluation curve) under
 `benchmarks/results/ablate-<task>/`, with its arm. The output is a PNG of both arms' curves (`curves-<commit>.png`; each seed
 thin, the mean thick; against env steps and against minutes) and a table of the paired difference b - a
-of the final and of the best evaluation, its mean and its range over the seeds.
+of the final and of the best evaluation, and of the final policy's score on held-out episodes
+(benchmarks.learning.held_out: more episodes than an in-run evaluation plays), its mean and its range over the seeds.
 """
 
 from __future__ import annotations
@@ -122,14 +123,16 @@ def plot(task: str, runs: list[dict]) -> Path | None:
 
 
 def table(task: str, runs: list[dict]) -> str:
-    """Per seed the final and best score of each arm, and the paired difference b - a: mean and range."""
-    by = {(r["arm"], r["seed"]): r for r in runs}
+    """Per seed the final, best and held-out final score of each arm, and the paired difference b - a: mean and range."""
+    metric = learning.TASKS[task].metric
+    by = {(r["arm"], r["seed"]): {**r, "held-out final": (r.get("final_held_out") or {}).get(metric)} for r in runs}
     seeds = sorted({s for arm, s in by if (("a", s) in by and ("b", s) in by)})
     lines = [f"{task}: a = {runs[0]['pair']['a'] or 'defaults'!r}, b = {runs[0]['pair']['b'] or 'defaults'!r}"]
     out = {}
-    for key in ("final", "best"):
-        diffs = [by["b", s][key] - by["a", s][key] for s in seeds if by["a", s][key] is not None and by["b", s][key] is not None]
-        per_seed = ", ".join(f"seed {s}: {by['a', s][key]:+.3f} -> {by['b', s][key]:+.3f}" for s in seeds)
+    for key in ("final", "best", "held-out final"):
+        seeds_with = [s for s in seeds if by["a", s].get(key) is not None and by["b", s].get(key) is not None]
+        diffs = [by["b", s][key] - by["a", s][key] for s in seeds_with]
+        per_seed = ", ".join(f"seed {s}: {by['a', s][key]:+.3f} -> {by['b', s][key]:+.3f}" for s in seeds_with)
         if diffs:
             out[key] = diffs
             mean = sum(diffs) / len(diffs)

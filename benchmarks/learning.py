@@ -9,7 +9,8 @@ with one torch thread and a wall-clock budget (`--minutes`, default the task's b
 no setting of its own. While a run trains the benchmark reads its metrics.jsonl to stamp every
 evaluation with the minutes it came at. When the run stops (its budget, its step cap, or a failure)
 the benchmark writes one new result file for it through benchmarks.record (benchmarks/results/learning-<task>/),
-with the commit, the command, the machine, the load average over the run, and the evaluation curve. After
+with the commit, the command, the machine, the load average over the run, the evaluation curve, and the
+final checkpoint's score on HELD_OUT_EPISODES fresh episodes (memwm's evaluator, after the run ends). After
 every call it draws, for each task, success (or return) against env steps and against minutes, the mean
 and range over the seeds of each backbone, from every result file of the newest commit-and-budget
 (learning-<task>/curves.png), and prints the table: per backbone the seeds, the mean and worst final
@@ -54,6 +55,11 @@ TASKS: dict[str, Task] = {
     "recall-k8-reward-x1-32": Task("memory/recall-k8", "return", 0.9 / 32, 30.0, (("reward_scale", 1 / 32),)),
     "recall-k8-reward-x32": Task("memory/recall-k8", "return", 0.9 * 32, 30.0, (("reward_scale", 32.0),)),
 }
+
+
+# Fresh episodes of every run's final evaluation (benchmarks.peers scores every arm on as many): enough that a
+# policy at chance cannot pass for one at the bar, where the in-run evaluations play the run's eval_episodes.
+HELD_OUT_EPISODES = 32
 
 
 @dataclass
@@ -163,9 +169,30 @@ def schedule(queue: list[tuple], start, poll, finish, parallel: int) -> None:
                 finish(proc)
 
 
-def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None) -> Path:
+def held_out_seed(seed: int, episodes: int) -> int:
+    """The first held-out episode seed of run `seed`: the first of its evaluation seeds, as `memwm eval` plays them
+    (never a training episode's)."""
+    from agents.common import evaluation_seed
+
+    return evaluation_seed(seed, 0, episodes)
+
+
+def held_out(run_dir: Path, seed: int, episodes: int) -> dict:
+    """The finished run's final checkpoint scored by memwm's evaluator (the policy's mode) on `episodes` fresh
+    episodes from `held_out_seed`: one number per run that a lucky in-run evaluation of a few episodes cannot make."""
+    import torch
+
+    from agents.evaluate import evaluate_run
+
+    torch.set_num_threads(1)  # the other runs keep training beside it
+    ev = evaluate_run(run_dir, episodes=episodes, device="cpu", seed=held_out_seed(seed, episodes))
+    return {"return": ev.scalars["eval/return"], "success": ev.scalars.get("eval/success"), "episodes": ev.episodes, "step": ev.step}
+
+
+def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, episodes: int = HELD_OUT_EPISODES) -> Path:
     """The run's result file: a new record of `name` (default `learning-<task>`; benchmarks.record: commit, command,
-    machine, load), its payload updated with `extra`."""
+    machine, load), its payload updated with `extra`. A run that ended well is also scored on `episodes` held-out
+    episodes (`final_held_out`; None for a failed run)."""
     watch(proc)
     info = proc.memwm
     task = TASKS[info["task"]]
@@ -203,6 +230,8 @@ def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None) -> 
         "reached_bar": None if reached is None else {"step": reached["step"], "minutes": reached["minutes"]},
         "met": reached is not None and reached["minutes"] is not None and reached["minutes"] <= task.minutes + 0.5,
         "evals": evals,
+        "final_held_out": held_out(info["run_dir"], info["seed"], episodes) if proc.returncode == 0 else None,
+        "held_out_seed": held_out_seed(info["seed"], episodes),
         **(extra or {}),
     }
     info["log"].close()
@@ -279,10 +308,13 @@ def table(name: str, results: list[dict]) -> None:
     for backbone in sorted({variant(r) for r in results}):
         runs = sorted((r for r in results if variant(r) == backbone), key=lambda r: r["seed"])
         finals = [r["best_within_bar_minutes"] for r in runs if r["best_within_bar_minutes"] is not None]
+        held = [(r.get("final_held_out") or {}).get(task.metric) for r in runs]
+        held = [x for x in held if x is not None]
         print(
             f"{name:<20} {backbone:<28} seeds {','.join(str(r['seed']) for r in runs):<8} "
             f"best {task.metric} within {task.minutes:g} min: mean {fmt(sum(finals) / len(finals) if finals else None)} "
-            f"worst {fmt(min(finals) if finals else None)}; met {sum(r['met'] for r in runs)}/{len(runs)} "
+            f"worst {fmt(min(finals) if finals else None)}; met {sum(r['met'] for r in runs)}/{len(runs)}; "
+            f"held-out final: mean {fmt(sum(held) / len(held) if held else None)} worst {fmt(min(held) if held else None)} "
             f"(bar {task.bar:g}; commit {runs[-1]['commit']})"
         )
 

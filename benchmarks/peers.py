@@ -74,13 +74,6 @@ def record_name(task: str) -> str:
     return f"peers-{task}"
 
 
-def held_out_seed(seed: int, episodes: int) -> int:
-    """The first held-out episode seed of run `seed`: the first of its evaluation seeds, as `memwm eval` plays them."""
-    from agents.common import evaluation_seed
-
-    return evaluation_seed(seed, 0, episodes)
-
-
 def missing(arm: str, args: Args) -> str | None:
     """Why `arm` cannot run here (one line), or None."""
     if arm not in PEER_WORKERS:
@@ -118,7 +111,7 @@ def start(arm: str, seed: int, args: Args) -> subprocess.Popen:
         run_dir = Path(args.runs) / f"{args.task}-{arm}-{seed}-{stamp}"
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = [getattr(args, attr), "-m", module, "--env", task.env, "--seed", str(seed), "--minutes", f"{args.minutes:g}"]
-        cmd += ["--eval-seed", str(held_out_seed(seed, args.eval_episodes)), "--eval-episodes", str(args.eval_episodes)]
+        cmd += ["--eval-seed", str(learning.held_out_seed(seed, args.eval_episodes)), "--eval-episodes", str(args.eval_episodes)]
         cmd += ["--out", str(run_dir.resolve() / "peer.jsonl"), *peer_flags(arm, task.env, run_dir)]
         log = open(run_dir / "peer.log", "w")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(record.REPO)}
@@ -140,30 +133,15 @@ def finish(proc: subprocess.Popen, args: Args) -> Path:
     """Score the finished run on the held-out episodes and write its record."""
     info = proc.memwm
     task = learning.TASKS[args.task]
-    seed0 = held_out_seed(info["seed"], args.eval_episodes)
+    seed0 = learning.held_out_seed(info["seed"], args.eval_episodes)
     if info["arm"] in MEMWM_FLAGS:
         rows = learning.read_jsonl(info["run_dir"] / "metrics.jsonl")
         stamps = info["stamps"]
         train = [
             {"minutes": stamps.get(r["step"]), "step": r["step"], "return": r["episode/return"]} for r in rows if "episode/return" in r
         ]
-        final = None
-        if proc.returncode == 0:
-            import torch
-
-            from agents.evaluate import evaluate_run
-
-            torch.set_num_threads(1)  # the other runs keep training beside it
-
-            ev = evaluate_run(info["run_dir"], episodes=args.eval_episodes, device="cpu", seed=seed0)
-            final = {
-                "return": ev.scalars["eval/return"],
-                "success": ev.scalars.get("eval/success"),
-                "episodes": ev.episodes,
-                "step": ev.step,
-            }
-        extra = {"arm": info["arm"], "peer": None, "train": train, "final_held_out": final, "held_out_seed": seed0}
-        return learning.write(proc, name=record_name(args.task), extra=extra)
+        extra = {"arm": info["arm"], "peer": None, "train": train}
+        return learning.write(proc, name=record_name(args.task), extra=extra, episodes=args.eval_episodes)
     rows = learning.read_jsonl(info["run_dir"] / "peer.jsonl")
     evals = [
         {"step": r["step"], "minutes": r["minutes"], "return": r["eval/return"], "success": r["eval/success"]}

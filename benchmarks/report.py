@@ -63,6 +63,12 @@ def spread(xs: list[float], digits: int = 2) -> str:
     return num(mean(xs), digits) if len(xs) == 1 else f"{num(mean(xs), digits)} (worst {num(min(xs), digits)})"
 
 
+def some(show, xs: list) -> str:
+    """`show(xs)`, saying how many seeds it covers when some have no value (None) and some do."""
+    have = sum(x is not None for x in xs)
+    return show(xs) + (f" ({have} of {len(xs)} seeds)" if 0 < have < len(xs) else "")
+
+
 def commit(r: dict) -> str:
     if r["commit"] is None:
         return "before records"
@@ -107,8 +113,16 @@ def on_device(r: dict) -> str:
     return f" on {(r.get('machine') or {}).get('gpu') or r['device']}"
 
 
+def held_out(p: dict) -> float | None:
+    """A run's final policy scored on held-out episodes (benchmarks.learning.held_out), in its task's metric; None
+    where the run failed or its record is older than that score."""
+    held = p.get("final_held_out")
+    return held.get(p["metric"]) if held else None
+
+
 def learning(results: Path, prefix: str) -> str:
-    """Per task, backbone, flags, commit and budget: the seeds' first, final and best evaluation, updates and minutes."""
+    """Per task, backbone, flags, commit and budget: the seeds' first, final (in-run and held-out) and best evaluation,
+    updates and minutes."""
     groups = defaultdict(list)
     for name in folders("learning-", results):
         for r in runs(name, results):
@@ -128,6 +142,7 @@ def learning(results: Path, prefix: str) -> str:
                 f"{budget:g}",
                 spread([q["evals"][0][q["metric"]] for q in ps if q["evals"]]),
                 spread([q["final"] for q in ps]),
+                some(spread, [held_out(q) for q in ps]),
                 spread([q["best"] for q in ps]),
                 f"{round(mean(q['updates'] for q in ps)):,}",
                 num(mean(q["wall_minutes"] for q in ps), 1),
@@ -144,6 +159,7 @@ def learning(results: Path, prefix: str) -> str:
         "budget min",
         "start",
         "end",
+        "held-out end",
         "best",
         "updates",
         "minutes",
@@ -232,6 +248,8 @@ def ablation(results: Path, prefix: str) -> str:
         flags = {k: "; ".join(sorted({f"`{p['flags']}`" if p["flags"] else "defaults" for p in arm[k].values()})) for k in arm}
         paired = sorted(set(arm["a"]) & set(arm["b"]))
         diff = [arm["b"][s]["final"] - arm["a"][s]["final"] for s in paired]
+        held = [(held_out(arm["a"][s]), held_out(arm["b"][s])) for s in paired]
+        held_diff = [b - a for a, b in held if a is not None and b is not None]
         rows.append(
             [
                 f"[{task}]({prefix}ablate-{task}/)",
@@ -242,10 +260,22 @@ def ablation(results: Path, prefix: str) -> str:
                 spread([p["final"] for p in arm["a"].values()]),
                 spread([p["final"] for p in arm["b"].values()]),
                 f"{mean(diff):+.2f} ({min(diff):+.2f} to {max(diff):+.2f})" if diff else "-",
+                f"{mean(held_diff):+.2f} ({min(held_diff):+.2f} to {max(held_diff):+.2f})" if held_diff else "-",
                 code,
             ]
         )
-    header = ["task", "arm a", "arm b", "paired seeds", "minutes", "a: final", "b: final", "b - a: mean (range over seeds)", "commit"]
+    header = [
+        "task",
+        "arm a",
+        "arm b",
+        "paired seeds",
+        "minutes",
+        "a: final",
+        "b: final",
+        "b - a: mean (range over seeds)",
+        "b - a held-out",
+        "commit",
+    ]
     return table(header, rows) if rows else "No ablation record yet (`python -m benchmarks.ablate` writes them under `ablate-<task>/`)."
 
 

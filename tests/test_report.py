@@ -79,7 +79,8 @@ def test_benchmarks_without_result_files_render_one_line_each(tmp_path):
 
 def test_learning_rows_group_seeds_with_mean_and_worst_and_keep_commits_and_flags_apart(tmp_path):
     write_record(tmp_path, "learning-recall-k8", learning_run(0, final=-0.2, best=0.1, updates=100), "2026-01-01T00:00:00Z")
-    write_record(tmp_path, "learning-recall-k8", learning_run(1, final=0.4, best=0.5, updates=300), "2026-01-01T00:00:01Z")
+    held = {"final_held_out": {"return": 0.25, "success": None, "episodes": 32, "step": 9}}  # seed 0 predates that score
+    write_record(tmp_path, "learning-recall-k8", learning_run(1, final=0.4, best=0.5, updates=300) | held, "2026-01-01T00:00:01Z")
     write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.0, best=0.0, flags="--wm.dt-max 1.0"), "2026-01-01T00:00:02Z")
     write_record(
         tmp_path, "learning-recall-k8", learning_run(0, final=0.3, best=0.3), "2026-01-02T00:00:00Z", commit="fff0000aaa", dirty=True
@@ -88,7 +89,7 @@ def test_learning_rows_group_seeds_with_mean_and_worst_and_keep_commits_and_flag
     assert len(rows) == 3
     both = rows[0].split(" | ")
     assert both[1:5] == ["s5", "defaults", "0,1", "30"]
-    assert both[5:9] == ["0.50 (worst 0.50)", "0.10 (worst -0.20)", "0.30 (worst 0.10)", "200"]
+    assert both[5:10] == ["0.50 (worst 0.50)", "0.10 (worst -0.20)", "0.25 (1 of 2 seeds)", "0.30 (worst 0.10)", "200"]
     assert "`--wm.dt-max 1.0`" in rows[1]
     assert "fff0000 **with uncommitted changes**" in rows[2]
 
@@ -126,14 +127,17 @@ def test_ablation_rows_give_each_arm_and_the_paired_difference_over_seeds(tmp_pa
             "best": final,
         }
 
+    # the held-out score is in seed 0's pair and in one arm of seed 1: only seed 0 is paired on it
+    held = {("a", 0): 0.2, ("b", 0): 0.7, ("b", 1): 0.9}
     for i, (name, seed, final) in enumerate([("a", 0, 0.1), ("b", 0, 0.4), ("a", 1, 0.3), ("b", 1, 0.4), ("a", 2, 0.0)]):
-        write_record(
-            tmp_path, "ablate-recall-k8", arm(name, seed, final, "" if name == "a" else "--wm.dt-max 1.0"), f"2026-01-01T00:00:0{i}Z"
-        )
+        payload = arm(name, seed, final, "" if name == "a" else "--wm.dt-max 1.0")
+        if (name, seed) in held:
+            payload |= {"metric": "return", "final_held_out": {"return": held[name, seed], "success": None, "episodes": 32}}
+        write_record(tmp_path, "ablate-recall-k8", payload, f"2026-01-01T00:00:0{i}Z")
     (row,) = report.ablation(tmp_path, "").splitlines()[2:]
     cells = row.strip("| ").split(" | ")
     assert cells[1:5] == ["defaults", "`--wm.dt-max 1.0`", "0,1", "20"]
-    assert cells[5:8] == ["0.13 (worst 0.00)", "0.40 (worst 0.40)", "+0.20 (+0.10 to +0.30)"]
+    assert cells[5:9] == ["0.13 (worst 0.00)", "0.40 (worst 0.40)", "+0.20 (+0.10 to +0.30)", "+0.50 (+0.50 to +0.50)"]
 
 
 def test_files_written_before_records_are_read_as_payloads_without_a_commit(tmp_path):
