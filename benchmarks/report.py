@@ -715,6 +715,9 @@ def headline(results: Path, prefix: str) -> str:
         what = f"`memwm train --env {p['env']} --backbone {p['backbone']}`, {p['budget_minutes']:g} min on one CPU core, seeds {seeds}"
         start = spread([q["evals"][0][m] for q in ps if q["evals"]])
         score = f"{m} {start} -> {spread([q['final'] for q in ps])}, best {spread([q['best'] for q in ps])}"
+        held = [held_out(q) for q in ps]
+        if any(h is not None for h in held):
+            score += f", held-out end {some(spread, held)}"
         result = f"{score}; bar {p['bar']:g} in {p['bar_minutes']:g} min met by {sum(q['met'] for q in ps)}/{len(ps)}"
         rows.append([what, result, f"[learning-{task}/]({prefix}learning-{task}/)"])
     longest = {}  # per compare task with the reward probe, the results file of the most training steps
