@@ -124,8 +124,7 @@ def plot(task: str, runs: list[dict]) -> Path | None:
 
 def table(task: str, runs: list[dict]) -> str:
     """Per seed the final, best and held-out final score of each arm, and the paired difference b - a: mean and range."""
-    metric = learning.TASKS[task].metric
-    by = {(r["arm"], r["seed"]): {**r, "held-out final": (r.get("final_held_out") or {}).get(metric)} for r in runs}
+    by = {(r["arm"], r["seed"]): {**r, "held-out final": learning.held_out_score(r)} for r in runs}
     seeds = sorted({s for arm, s in by if (("a", s) in by and ("b", s) in by)})
     lines = [f"{task}: a = {runs[0]['pair']['a'] or 'defaults'!r}, b = {runs[0]['pair']['b'] or 'defaults'!r}"]
     out = {}

@@ -189,6 +189,12 @@ def held_out(run_dir: Path, seed: int, episodes: int) -> dict:
     return {"return": ev.scalars["eval/return"], "success": ev.scalars.get("eval/success"), "episodes": ev.episodes, "step": ev.step}
 
 
+def held_out_score(payload: dict) -> float | None:
+    """A record's held-out final score in its task's metric; None where the run failed or its record predates it."""
+    held = payload.get("final_held_out")
+    return held.get(payload["metric"]) if held else None
+
+
 def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, episodes: int = HELD_OUT_EPISODES) -> Path:
     """The run's result file: a new record of `name` (default `learning-<task>`; benchmarks.record: commit, command,
     machine, load), its payload updated with `extra`. A run that ended well is also scored on `episodes` held-out
@@ -308,8 +314,7 @@ def table(name: str, results: list[dict]) -> None:
     for backbone in sorted({variant(r) for r in results}):
         runs = sorted((r for r in results if variant(r) == backbone), key=lambda r: r["seed"])
         finals = [r["best_within_bar_minutes"] for r in runs if r["best_within_bar_minutes"] is not None]
-        held = [(r.get("final_held_out") or {}).get(task.metric) for r in runs]
-        held = [x for x in held if x is not None]
+        held = [x for x in map(held_out_score, runs) if x is not None]
         print(
             f"{name:<20} {backbone:<28} seeds {','.join(str(r['seed']) for r in runs):<8} "
             f"best {task.metric} within {task.minutes:g} min: mean {fmt(sum(finals) / len(finals) if finals else None)} "

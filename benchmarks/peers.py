@@ -133,7 +133,6 @@ def finish(proc: subprocess.Popen, args: Args) -> Path:
     """Score the finished run on the held-out episodes and write its record."""
     info = proc.memwm
     task = learning.TASKS[args.task]
-    seed0 = learning.held_out_seed(info["seed"], args.eval_episodes)
     if info["arm"] in MEMWM_FLAGS:
         rows = learning.read_jsonl(info["run_dir"] / "metrics.jsonl")
         stamps = info["stamps"]
@@ -142,6 +141,7 @@ def finish(proc: subprocess.Popen, args: Args) -> Path:
         ]
         extra = {"arm": info["arm"], "peer": None, "train": train}
         return learning.write(proc, name=record_name(args.task), extra=extra, episodes=args.eval_episodes)
+    seed0 = learning.held_out_seed(info["seed"], args.eval_episodes)
     rows = learning.read_jsonl(info["run_dir"] / "peer.jsonl")
     evals = [
         {"step": r["step"], "minutes": r["minutes"], "return": r["eval/return"], "success": r["eval/success"]}

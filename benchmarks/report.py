@@ -21,6 +21,7 @@ from pathlib import Path
 from statistics import mean
 
 from benchmarks import record
+from benchmarks.learning import held_out_score
 
 REPO = record.REPO
 PAGES = {"README.md": "benchmarks/results/", "benchmarks/results/README.md": ""}  # page -> prefix of its links into results/
@@ -113,13 +114,6 @@ def on_device(r: dict) -> str:
     return f" on {(r.get('machine') or {}).get('gpu') or r['device']}"
 
 
-def held_out(p: dict) -> float | None:
-    """A run's final policy scored on held-out episodes (benchmarks.learning.held_out), in its task's metric; None
-    where the run failed or its record is older than that score."""
-    held = p.get("final_held_out")
-    return held.get(p["metric"]) if held else None
-
-
 def learning(results: Path, prefix: str) -> str:
     """Per task, backbone, flags, commit and budget: the seeds' first, final (in-run and held-out) and best evaluation,
     updates and minutes."""
@@ -142,7 +136,7 @@ def learning(results: Path, prefix: str) -> str:
                 f"{budget:g}",
                 spread([q["evals"][0][q["metric"]] for q in ps if q["evals"]]),
                 spread([q["final"] for q in ps]),
-                some(spread, [held_out(q) for q in ps]),
+                some(spread, [held_out_score(q) for q in ps]),
                 spread([q["best"] for q in ps]),
                 f"{round(mean(q['updates'] for q in ps)):,}",
                 num(mean(q["wall_minutes"] for q in ps), 1),
@@ -248,7 +242,7 @@ def ablation(results: Path, prefix: str) -> str:
         flags = {k: "; ".join(sorted({f"`{p['flags']}`" if p["flags"] else "defaults" for p in arm[k].values()})) for k in arm}
         paired = sorted(set(arm["a"]) & set(arm["b"]))
         diff = [arm["b"][s]["final"] - arm["a"][s]["final"] for s in paired]
-        held = [(held_out(arm["a"][s]), held_out(arm["b"][s])) for s in paired]
+        held = [(held_out_score(arm["a"][s]), held_out_score(arm["b"][s])) for s in paired]
         held_diff = [b - a for a, b in held if a is not None and b is not None]
         rows.append(
             [
@@ -715,7 +709,7 @@ def headline(results: Path, prefix: str) -> str:
         what = f"`memwm train --env {p['env']} --backbone {p['backbone']}`, {p['budget_minutes']:g} min on one CPU core, seeds {seeds}"
         start = spread([q["evals"][0][m] for q in ps if q["evals"]])
         score = f"{m} {start} -> {spread([q['final'] for q in ps])}, best {spread([q['best'] for q in ps])}"
-        held = [held_out(q) for q in ps]
+        held = [held_out_score(q) for q in ps]
         if any(h is not None for h in held):
             score += f", held-out end {some(spread, held)}"
         result = f"{score}; bar {p['bar']:g} in {p['bar_minutes']:g} min met by {sum(q['met'] for q in ps)}/{len(ps)}"
