@@ -5,9 +5,12 @@ the tasks whose spec declares a cue), `measure` plays a few fresh episodes, obse
 world model and scores each link of the chain (world_models/chain.py). The run loop logs them at
 the picture cadence (`DreamerAgent.pictures`), to TensorBoard and metrics.jsonl:
 
-    chain/z_probe, chain/h_probe    a linear probe's held-out accuracy at reading the needed symbol from
-                                    the posterior latent z_t / the backbone's output h_t, at the steps
-                                    that need it; chain/probe_majority is the majority rate there
+    chain/z_seen                    a linear probe's held-out accuracy at reading the symbol the observation
+                                    shows from the posterior latent z_t, at the steps that show it (the
+                                    representation: the posterior sees only observation t, so this is all
+                                    it can hold); chain/seen_majority is the majority rate there
+    chain/h_probe                   the same for the needed symbol from the backbone's output h_t, at the
+                                    steps that need it (the memory); chain/probe_majority its majority rate
     chain/h_probe_k                 memory/recall-k<K>: the probe of h_t for the symbol K steps before
                                     h_t's newest input (observation t - 1 - K), which the reward arriving
                                     at step t judges: held by the backbone, whatever the heads read;
@@ -20,7 +23,10 @@ the picture cadence (`DreamerAgent.pictures`), to TensorBoard and metrics.jsonl:
     chain/actor_entropy             the actor's entropy at the query steps' states (nats)
 
 The needed symbol at step t is, on a stream task, its right answer `answers[t]` at the query steps
-(the scripted policy's action); on a cue task, the cue at every step after it was first seen. A
+(the scripted policy's action); on a cue task, the cue at every step after it was first seen. The
+seen symbol is, on a stream task, observation t's symbol `stream[t]`; on a cue task, the cue at the
+steps that show it (`cue_visible` in the info where the env gives it, else its first step `cue_step`).
+A cue task has one label per episode, so its probes fit on more episodes (CUE_EPISODES). A
 query step is one whose action is scored by a nonzero reward (the decision step of a cue task),
 and its right action is the scripted policy's. Episodes take the scripted action with the share
 that makes a right and a wrong answer equally likely (a random one otherwise), so the reward
@@ -46,18 +52,23 @@ from world_models.model import OBS_KEYS
 from world_models.state import State
 
 EPISODES = 16  # half fit the probes, half score them
+CUE_EPISODES = 64  # on a cue task, where each episode is one label
 STARTS = 64  # at most this many query states are imagined from (each once per action)
 
 
 class LastInfo(gym.Wrapper):
-    """Keeps the info of the last reset or step (the episode's `cue` and `cue_step` at its end)."""
+    """Keeps the info of the last reset or step (the episode's `cue` and `cue_step` at its end), and whether
+    the cue was in view at each observation since the reset (`visible`, from `cue_visible`; None where the env
+    does not say)."""
 
     def reset(self, **kwargs):
         obs, self.info = self.env.reset(**kwargs)
+        self.visible = [self.info.get("cue_visible")]
         return obs, self.info
 
     def step(self, action):
         obs, reward, terminated, truncated, self.info = self.env.step(action)
+        self.visible.append(self.info.get("cue_visible"))
         return obs, reward, terminated, truncated, self.info
 
 
@@ -73,12 +84,13 @@ def tracks(env_id: str) -> bool:
 class Labelled:
     """Episodes (envs.collect.play_episode's (T, ...) arrays) with per-step labels, (T,) int, -1 where none.
 
-    need: the symbol the step needs remembered; answer: the right action at a query step;
-    back: memory/recall-k<K> only, observation t - 1 - K's symbol where action t - 1 was random.
+    need: the symbol the step needs remembered; seen: the symbol observation t shows; answer: the right action
+    at a query step; back: memory/recall-k<K> only, observation t - 1 - K's symbol where action t - 1 was random.
     """
 
     episodes: list[dict[str, np.ndarray]]
     need: list[np.ndarray]
+    seen: list[np.ndarray]
     answer: list[np.ndarray]
     back: list[np.ndarray] | None
     num_actions: int | None  # Discrete action spaces; None otherwise
@@ -106,7 +118,7 @@ def play_labelled(env_id: str, options: dict, count: int, seed: int) -> Labelled
         share = balanced_share(num_actions) if scripted is not None else 0.0
         coin = np.random.default_rng(seed)
         env.action_space.seed(seed)
-        out = Labelled([], [], [], [] if isinstance(inner, Recall) else None, num_actions)
+        out = Labelled([], [], [], [], [] if isinstance(inner, Recall) else None, num_actions)
         for i in range(count):
             right, chose = [], []
 
@@ -120,13 +132,18 @@ def play_labelled(env_id: str, options: dict, count: int, seed: int) -> Labelled
             T = len(episode["reward"])
             rewarded_next = np.append(episode["reward"][1:] != 0, False)  # (T,): the step's action is scored
             answer = np.where(rewarded_next & (np.append(right, -1) >= 0), np.append(right, -1), -1)
-            need = np.full(T, -1, np.int64)
+            need, seen = np.full(T, -1, np.int64), np.full(T, -1, np.int64)
             if isinstance(inner, StreamTask):
                 need[inner.first_query : inner.length] = inner.answers[inner.first_query :]
+                seen[:] = inner.stream[:T]
             elif int(env.info.get("cue_step", -1)) >= 0:
-                need[int(env.info["cue_step"]) + 1 : T - 1] = int(env.info["cue"])
+                cue, first = int(env.info["cue"]), int(env.info["cue_step"])
+                need[first + 1 : T - 1] = cue
+                shown = np.asarray(env.visible[:T], bool) if None not in env.visible else np.arange(T) == first
+                seen[shown] = cue
             out.episodes.append(episode)
             out.need.append(need)
+            out.seen.append(seen)
             out.answer.append(answer.astype(np.int64))
             if out.back is not None:
                 back = np.full(T, -1, np.int64)
@@ -149,12 +166,15 @@ def _padded(arrays: list[np.ndarray], T: int, fill) -> np.ndarray:
 
 @torch.no_grad()
 def measure(
-    learner, env_id: str, options: dict, seed: int, device: torch.device, episodes: int = EPISODES, starts: int = STARTS
+    learner, env_id: str, options: dict, seed: int, device: torch.device, episodes: int | None = None, starts: int = STARTS
 ) -> dict[str, float]:
-    """The chain's scalars (module doc) for a Dreamer learner on `episodes` fresh episodes from `seed`; {} on a
-    task the chain does not track. Deterministic given the seed and the weights (modes, no sampling)."""
+    """The chain's scalars (module doc) for a Dreamer learner on `episodes` fresh episodes from `seed` (None:
+    EPISODES, CUE_EPISODES on a cue task); {} on a task the chain does not track. Deterministic given the seed
+    and the weights (modes, no sampling)."""
     if not tracks(env_id):
         return {}
+    if episodes is None:
+        episodes = EPISODES if issubclass(envs.spec(env_id).cls(), StreamTask) else CUE_EPISODES
     data = play_labelled(env_id, options, episodes, seed)
     wm = learner.wm
     T = max(len(ep["reward"]) for ep in data.episodes)
@@ -163,7 +183,7 @@ def measure(
     obs = {k: torch.as_tensor(_padded([ep[k] for ep in data.episodes], T, None), device=device) for k in OBS_KEYS if k in data.episodes[0]}
     action = torch.as_tensor(_padded([action_vectors(ep["action"], learner.codec.space) for ep in data.episodes], T, 0.0), device=device)
     reward = torch.as_tensor(_padded([ep["reward"] for ep in data.episodes], T, 0.0), device=device)  # (N, T)
-    need, answer = (torch.as_tensor(_padded(x, T, -1)) for x in (data.need, data.answer))  # (N, T)
+    need, seen, answer = (torch.as_tensor(_padded(x, T, -1)) for x in (data.need, data.seen, data.answer))  # (N, T)
     N = len(data.episodes)
     state = wm.initial_state(N, device)
     states, feats = [], []
@@ -175,7 +195,7 @@ def measure(
             feats.append(feat)
         feat = torch.stack(feats, 1).float()  # (N, T, F)
         h, z = feat[..., : wm.h_dim], feat[..., wm.h_dim :]
-        scores = {"z_probe": probe_score(z, need), "h_probe": probe_score(h, need)}
+        scores = {"z_seen": probe_score(z, seen), "h_probe": probe_score(h, need)}
         if data.back is not None:
             scores["h_probe_k"] = probe_score(h, torch.as_tensor(_padded(data.back, T, -1)))
         scores["reward_sign"] = sign_score(wm.reward(feat, action).float(), reward)
@@ -203,7 +223,7 @@ def measure(
 def chain_scalars(scores: dict[str, Score]) -> dict[str, float]:
     """The scores under their stable names (module doc); a link with nothing to score is left out."""
     chance = {
-        "z_probe": "probe_majority",
+        "z_seen": "seen_majority",
         "h_probe": "probe_majority",
         "h_probe_k": "probe_k_majority",
         "reward_sign": "reward_sign_majority",
@@ -220,7 +240,8 @@ def chain_scalars(scores: dict[str, Score]) -> dict[str, float]:
 
 
 SCALARS = (
-    "chain/z_probe",
+    "chain/z_seen",
+    "chain/seen_majority",
     "chain/h_probe",
     "chain/probe_majority",
     "chain/h_probe_k",
@@ -232,4 +253,15 @@ SCALARS = (
     "chain/actor_entropy",
 )
 
-__all__ = ["EPISODES", "LastInfo", "Labelled", "SCALARS", "balanced_share", "chain_scalars", "measure", "play_labelled", "tracks"]
+__all__ = [
+    "CUE_EPISODES",
+    "EPISODES",
+    "LastInfo",
+    "Labelled",
+    "SCALARS",
+    "balanced_share",
+    "chain_scalars",
+    "measure",
+    "play_labelled",
+    "tracks",
+]

@@ -11,7 +11,8 @@ is True when the right object was reached.
 
 Cue: the class of the object in the start room, 0 key or 1 ball, in info `cue` at every step,
 with `cue_step`, the first observation in which the object is in view (-1 until then: the agent
-starts facing away from it unless it starts next to it).
+starts facing away from it unless it starts next to it), and `cue_visible`, whether it is in view in
+this observation (what a posterior that sees only the current observation can read it from).
 """
 
 from __future__ import annotations
@@ -62,13 +63,13 @@ class MiniGridMemory(gym.Env):
         info = {"success": bool(terminated and reward > 0), **self._cue_info(obs["image"])}
         return self._observe(obs["image"]), float(reward), terminated, truncated, info
 
-    def _cue_info(self, encoded: np.ndarray) -> dict[str, int]:
-        """`cue` and `cue_step`, updated from MiniGrid's (7, 7, 3) view encoding (indexed [x, y]) of this step."""
-        if self.cue_step < 0:
-            cell = self.env.relative_coords(*self._cue_pos)  # None when outside the view
-            if cell is not None and encoded[cell[0], cell[1], 0] == self._object_codes[self._cue_type]:  # drawn, not behind a wall
-                self.cue_step = self.t
-        return {"cue": self.cue, "cue_step": self.cue_step}
+    def _cue_info(self, encoded: np.ndarray) -> dict[str, int | bool]:
+        """`cue`, `cue_step` and `cue_visible` from MiniGrid's (7, 7, 3) view encoding (indexed [x, y]) of this step."""
+        cell = self.env.relative_coords(*self._cue_pos)  # None when outside the view
+        visible = cell is not None and encoded[cell[0], cell[1], 0] == self._object_codes[self._cue_type]  # drawn, not behind a wall
+        if visible and self.cue_step < 0:
+            self.cue_step = self.t
+        return {"cue": self.cue, "cue_step": self.cue_step, "cue_visible": bool(visible)}
 
     def _observe(self, encoded: np.ndarray) -> dict[str, np.ndarray]:
         """MiniGrid's (7, 7, 3) encoding of the view, indexed [x, y], drawn from cached tiles."""

@@ -183,6 +183,7 @@ def test_recall_episodes_carry_the_answer_and_the_symbol_k_steps_before_h():
         T = len(episode["reward"])
         assert T == env.length + 1 and data.num_actions == 4
         need = data.need[i]
+        np.testing.assert_array_equal(data.seen[i], env.stream)  # observation t shows symbol t
         np.testing.assert_array_equal(need[k : env.length], env.stream[: env.length - k])  # the answer: symbol t - k
         assert (need[:k] == -1).all() and need[-1] == -1
         np.testing.assert_array_equal(data.answer[i], need)  # every query step's action is scored
@@ -206,6 +207,38 @@ def test_cue_episodes_need_the_cue_after_it_was_seen_and_score_the_decision():
         assert (need[1 : T - 1] == episode["cue"]).all() and need[0] == -1 and need[-1] == -1
         decision = np.flatnonzero(answer >= 0)
         assert decision.tolist() == [T - 2] and answer[T - 2] == episode["cue"]  # the junction, the cue's arm
+
+
+@pytest.mark.parametrize("env_id", ["memory/distracting-8", "minigrid/memory-s7"])
+def test_the_latent_is_asked_for_the_cue_where_the_observation_shows_it(env_id):
+    data = chain.play_labelled(env_id, {}, 4, seed=3)
+    shown = 0
+    for i, (episode, seen) in enumerate(zip(data.episodes, data.seen)):
+        T = len(episode["reward"])
+        replay = envs.make(env_id)  # the same episode again, asked at every step whether the cue is in view
+        _, info = replay.reset(seed=3 + i)
+        visible = [info["cue_visible"]]
+        for action in episode["action"][: T - 1].argmax(-1):  # action t leads to observation t + 1
+            visible.append(replay.step(int(action))[4]["cue_visible"])
+        np.testing.assert_array_equal(seen >= 0, visible)
+        assert (seen[seen >= 0] == episode["cue"]).all() and sum(visible) < T
+        shown += sum(visible)
+    assert shown > 0
+
+
+def test_a_cue_seen_only_at_its_first_step_is_asked_for_there_and_cue_tasks_fit_on_more_episodes(monkeypatch):
+    real_info = chain.LastInfo.reset
+
+    def no_visible(self, **kwargs):  # an env that says when the cue was first seen but not where it is in view
+        obs, info = real_info(self, **kwargs)
+        self.visible = [None]
+        return obs, info
+
+    monkeypatch.setattr(chain.LastInfo, "reset", no_visible)
+    data = chain.play_labelled("memory/distracting-8", {}, 3, seed=5)
+    for episode, seen in zip(data.episodes, data.seen):
+        assert seen[0] == episode["cue"] and (seen[1:] == -1).all()  # cue_step 0
+    assert chain.CUE_EPISODES >= 4 * chain.EPISODES
 
 
 def test_the_chain_is_tracked_on_tasks_with_a_known_memory_dependency():

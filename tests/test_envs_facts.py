@@ -80,8 +80,8 @@ def test_cue_envs_report_the_cue_in_every_info(env_id):
 @pytest.mark.parametrize("env_id", ["minigrid/memory-s7", "minigrid/memory-s13-random"])
 def test_minigrid_cue_is_the_start_rooms_object_and_its_step_when_first_seen(env_id):
     """References from MiniGrid itself: the object beside the success cell is the start room's kind, and
-    `agent_sees` says when the start room's object is in view."""
-    cues = set()
+    `agent_sees` says when the start room's object is in view (first: `cue_step`; at each step: `cue_visible`)."""
+    cues, visible = set(), 0
     for seed in range(8):
         env = envs.make(env_id, seed=seed)
         obs, info = env.reset()
@@ -90,15 +90,19 @@ def test_minigrid_cue_is_the_start_rooms_object_and_its_step_when_first_seen(env
         match = grid.grid.get(x, y - 1 if y < grid.height // 2 else y + 1)  # the object next to the success cell
         seen, t = -1, 0
         while True:
-            if seen < 0 and grid.agent_sees(1, grid.height // 2 - 1):
+            sees = grid.agent_sees(1, grid.height // 2 - 1)
+            if seen < 0 and sees:
                 seen = t
             assert info["cue"] == ("key", "ball").index(match.type) and info["cue_step"] == seen, (seed, t)
+            assert info["cue_visible"] is sees, (seed, t)
+            visible += sees
             if obs["is_last"] or t == 60:
                 break
             obs, _, _, _, info = env.step(env.action_space.sample())
             t += 1
         cues.add(info["cue"])
     assert cues == {0, 1}
+    assert visible > 8  # it is in view at some steps after the first
 
 
 def test_success_follows_the_goal_tasks_rule_and_return_tasks_have_none():

@@ -202,9 +202,10 @@ def retention(memory: Memory, played: list, max_delay: int, seed: int, out: Path
 
 # each panel of the chain figure: (title, [(scalar, label)], its chance scalar, the y-axis label)
 CHAIN_PANELS = (
+    ("the observed symbol in the latent, read by a linear probe", [("chain/z_seen", "z_t")], "chain/seen_majority", "held-out accuracy"),
     (
-        "the needed symbol, read by a linear probe",
-        [("chain/z_probe", "z_t"), ("chain/h_probe", "h_t"), ("chain/h_probe_k", "h_t, K steps back")],
+        "the needed symbol in the backbone, read by a linear probe",
+        [("chain/h_probe", "h_t"), ("chain/h_probe_k", "h_t, K steps back")],
         "chain/probe_majority",
         "held-out accuracy",
     ),
