@@ -20,6 +20,7 @@ class EvalResult:
     lengths: list[int]
     successes: list[float]
     frames: list[np.ndarray] = field(default_factory=list)  # per episode (T, 64, 64, 3) uint8, when recorded
+    cue_seen: list[bool] = field(default_factory=list)  # tasks with a cue: per episode, whether it came into view
 
     @property
     def mean_return(self) -> float:
@@ -44,6 +45,23 @@ def has_trials(env_id: str) -> bool:
     return envs.spec(env_id).trials
 
 
+def cue_scalars(result: EvalResult) -> dict[str, float]:
+    """On a task with a cue (its spec's `cue` fact), whether the policy looked and whether it used what it saw:
+    eval/cue_seen, the share of episodes in which the cue came into view (minigrid/memory-s* starts facing away
+    from it in 3 of 4 episodes); on goal tasks eval/success_seen and eval/success_unseen, the success rate of the
+    episodes that saw it and of those that did not (left out when there are none)."""
+    if not result.cue_seen:
+        return {}
+    seen = np.asarray(result.cue_seen, bool)
+    out = {"eval/cue_seen": float(seen.mean())}
+    successes = np.asarray(result.successes, float)
+    if not np.isnan(successes).all():
+        for name, mask in (("seen", seen), ("unseen", ~seen)):
+            if mask.any():
+                out[f"eval/success_{name}"] = float(successes[mask].mean())
+    return out
+
+
 def episode_success(env_id: str, info: dict, episode_return: float) -> float:
     """1.0 or 0.0 for a finished episode of the goal task `env_id` (the spec's rule: the env's own `success`
     flag at the last step, else whether the return was positive)."""
@@ -61,7 +79,7 @@ def run_episodes(
     env = envs.make(env_id, seed=seed, **env_options)
     codec, wm = agent.codec, agent.wm
     result = EvalResult([], [], [])
-    goal = has_success(env_id)
+    goal, cue = has_success(env_id), envs.spec(env_id).cue
     try:
         for episode in range(episodes):
             obs, info = env.reset(seed=seed + episode)
@@ -84,6 +102,8 @@ def run_episodes(
             result.returns.append(total)
             result.lengths.append(length)
             result.successes.append(episode_success(env_id, info, total) if goal else float("nan"))
+            if cue:
+                result.cue_seen.append(int(info["cue_step"]) >= 0)
             if frames:
                 result.frames.append(np.stack(frames))
     finally:
@@ -117,12 +137,14 @@ def evaluate_dreamer(
     record: int = 0,
 ) -> tuple[dict[str, float], EvalResult]:
     """The one evaluation of a Dreamer learner (training's and `memwm eval`'s): `episodes` episodes with its policy's
-    mode from `seed`. Scalars eval/return, eval/length, eval/success (goal tasks) and, on in-context tasks, the
+    mode from `seed`. Scalars eval/return, eval/length, eval/success (goal tasks), whether it looked at a task's cue
+    (`cue_scalars`) and, on in-context tasks, the
     return by episode index, gain and bandit regret (with their PNG in `icrl_dir`, logged through `logger`)."""
     result = run_episodes(learner, env_id, env_options, episodes, seed, device, record=record)
     scalars = {"eval/return": result.mean_return, "eval/length": float(np.mean(result.lengths))}
     if has_success(env_id):
         scalars["eval/success"] = result.success_rate
+    scalars.update(cue_scalars(result))
     if has_trials(env_id):
         from agents import icrl
 

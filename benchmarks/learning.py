@@ -144,13 +144,14 @@ def launch(cmd: list[str], run_dir: Path, **facts) -> subprocess.Popen:
 
 
 def watch(proc: subprocess.Popen) -> None:
-    """Stamp the run's new evaluations and finished training episodes with the minutes since it started (to the
-    poll: every 10 s); sample the load."""
+    """Stamp the run's new evaluations, learning-chain measurements and finished training episodes with the minutes
+    since it started (to the poll: every 10 s); sample the load."""
     info = proc.memwm
     elapsed = (time.time() - info["start"]) / 60
     info["loads"].append(round(os.getloadavg()[0], 2))
     for r in read_jsonl(info["run_dir"] / "metrics.jsonl"):
-        if ("eval/return" in r or "episode/return" in r) and r["step"] not in info["stamps"]:
+        stamped = "eval/return" in r or "episode/return" in r or any(k.startswith("chain/") for k in r)
+        if stamped and r["step"] not in info["stamps"]:
             info["stamps"][r["step"]] = round(elapsed, 2)
 
 
@@ -186,7 +187,17 @@ def held_out(run_dir: Path, seed: int, episodes: int) -> dict:
 
     torch.set_num_threads(1)  # the other runs keep training beside it
     ev = evaluate_run(run_dir, episodes=episodes, device="cpu", seed=held_out_seed(seed, episodes))
-    return {"return": ev.scalars["eval/return"], "success": ev.scalars.get("eval/success"), "episodes": ev.episodes, "step": ev.step}
+    score = {"return": ev.scalars["eval/return"], "success": ev.scalars.get("eval/success"), "episodes": ev.episodes, "step": ev.step}
+    return score | cue_scores(ev.scalars)
+
+
+# what an evaluation says of a task's cue (agents.evaluate.cue_scalars), kept in the records under these names
+CUE_SCORES = ("cue_seen", "success_seen", "success_unseen")
+
+
+def cue_scores(scalars: dict) -> dict:
+    """The evaluation's cue scalars (eval/cue_seen, ...) of `scalars` under their record names; {} on a task without a cue."""
+    return {name: scalars[f"eval/{name}"] for name in CUE_SCORES if f"eval/{name}" in scalars}
 
 
 def held_out_score(payload: dict) -> float | None:
@@ -202,17 +213,25 @@ def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, epi
     watch(proc)
     info = proc.memwm
     task = TASKS[info["task"]]
+    metrics = read_jsonl(info["run_dir"] / "metrics.jsonl")
     evals = [
         {"step": r["step"], "minutes": info["stamps"].get(r["step"]), "return": r["eval/return"], "success": r.get("eval/success")}
-        for r in read_jsonl(info["run_dir"] / "metrics.jsonl")
+        | cue_scores(r)
+        for r in metrics
         if "eval/return" in r
+    ]
+    # the learning chain (agents/chain.py) where the run measured it: where a memory task's learning breaks
+    chain = [
+        {"step": r["step"], "minutes": info["stamps"].get(r["step"])} | {k: v for k, v in r.items() if k.startswith("chain/")}
+        for r in metrics
+        if any(k.startswith("chain/") for k in r)
     ]
     scores = [e[task.metric] for e in evals if e[task.metric] is not None]
     within = [
         e[task.metric] for e in evals if e[task.metric] is not None and e["minutes"] is not None and e["minutes"] <= task.minutes + 0.5
     ]
     reached = next((e for e in evals if e[task.metric] is not None and e[task.metric] >= task.bar), None)
-    updates = [r["train/updates"] for r in read_jsonl(info["run_dir"] / "metrics.jsonl") if "train/updates" in r]
+    updates = [r["train/updates"] for r in metrics if "train/updates" in r]
     payload = {
         "task": info["task"],
         "env": task.env,
@@ -236,6 +255,7 @@ def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, epi
         "reached_bar": None if reached is None else {"step": reached["step"], "minutes": reached["minutes"]},
         "met": reached is not None and reached["minutes"] is not None and reached["minutes"] <= task.minutes + 0.5,
         "evals": evals,
+        "chain": chain,
         "final_held_out": held_out(info["run_dir"], info["seed"], episodes) if proc.returncode == 0 else None,
         "held_out_seed": held_out_seed(info["seed"], episodes),
         **(extra or {}),

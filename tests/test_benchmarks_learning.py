@@ -63,3 +63,22 @@ def test_a_failed_run_gets_no_held_out_score(tmp_path, written):
     learning.write(finished_run(tmp_path, seed=1, returncode=1), episodes=EPISODES)
     (payload,) = written
     assert payload["stopped_by"] == "failure" and payload["final_held_out"] is None and payload["final"] == 0.25
+
+
+def test_the_record_keeps_the_learning_chain_and_what_the_evaluations_say_of_the_cue(tmp_path, written):
+    proc = finished_run(tmp_path, seed=2, returncode=1)
+    rows = [
+        {"step": 0, "eval/return": -0.5, "eval/cue_seen": 0.25, "eval/success_seen": 1.0},
+        {"step": 50, "chain/z_seen": 0.9, "chain/h_probe": 0.6, "train/loss": 1.0},
+        {"step": 100, "eval/return": 0.25, "train/updates": 7},
+        {"step": 150, "chain/z_seen": 1.0},
+    ]
+    (proc.memwm["run_dir"] / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc.memwm["stamps"] = {0: 0.1, 50: 0.6}
+    learning.write(proc, episodes=EPISODES)
+    (payload,) = written
+    assert [e.get("cue_seen") for e in payload["evals"]] == [0.25, None]
+    assert payload["evals"][0]["success_seen"] == 1.0 and "success_unseen" not in payload["evals"][0]
+    first, last = payload["chain"]
+    assert first == {"step": 50, "minutes": 0.6, "chain/z_seen": 0.9, "chain/h_probe": 0.6}
+    assert last["step"] == 150 and last["chain/z_seen"] == 1.0 and last["minutes"] >= 0  # stamped by the last poll

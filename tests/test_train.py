@@ -81,7 +81,9 @@ def memory_run(tmp_path_factory):
 
 def test_loop_on_a_memory_env_writes_every_file_of_a_run(memory_run):
     run, summary = memory_run
-    assert set(summary) == {"eval/return", "eval/success", "eval/length"}
+    # distracting-100 shows its cue at the start of every episode: seen in all, no success rate of unseen ones
+    assert set(summary) == {"eval/return", "eval/success", "eval/length", "eval/cue_seen", "eval/success_seen"}
+    assert summary["eval/cue_seen"] == 1.0 and summary["eval/success_seen"] == summary["eval/success"]
     saved = yaml.safe_load((run / "config.yaml").read_text())
     # preset tiny with the training defaults, the same for every task
     assert saved["env"] == "memory/distracting-100" and saved["wm"] == {**WorldModelConfig.preset("tiny").__dict__, **TRAIN_WM}
