@@ -98,6 +98,7 @@ class Trials:
     episode: np.ndarray
     action: np.ndarray
     arm_means: np.ndarray | None = None
+    final_info: list[dict] = field(default_factory=list)  # per trial, the FINAL_INFO keys its last step reported
     returns: np.ndarray = field(init=False)  # (n, episodes) return by episode index
 
     @property
@@ -119,6 +120,15 @@ class Trials:
             raise ValueError(f"regret needs trials of one length, got lengths {sorted(set(self.length.tolist()))}")
         pulled = np.take_along_axis(self.arm_means, self.action.astype(np.int64), axis=1)
         return self.arm_means.max(-1, keepdims=True) - pulled
+
+
+# what the last step of a trial says of how it ended: a goal task's `success`, a cue task's `cue` and `cue_step`
+FINAL_INFO = ("success", "cue", "cue_step")
+
+
+def _final_info(info: dict, i: int) -> dict:
+    """Env i's FINAL_INFO values in a vector env's `info` (those it reported at this step)."""
+    return {k: np.asarray(info[k][i]).item() for k in FINAL_INFO if k in info and info.get(f"_{k}", np.ones(i + 1, bool))[i]}
 
 
 def _info_rows(info: dict, key: str, n: int) -> np.ndarray | None:
@@ -162,6 +172,7 @@ def run_trials(policy: Policy, env_id: str, trials: int, seed: int = 0, num_envs
                 if means is not None and trial["arm_means"] is None:
                     trial["arm_means"] = means[i]
                 if obs["is_last"][i]:
+                    trial["final_info"] = _final_info(info, i)
                     done[i].append(trial)
                     current[i] = _new_trial()
     finally:
@@ -177,11 +188,17 @@ def run_trials(policy: Policy, env_id: str, trials: int, seed: int = 0, num_envs
         return out
 
     arm_means = None if chosen[0]["arm_means"] is None else np.stack([t["arm_means"] for t in chosen])
-    return Trials(reward=padded("reward", 0.0), episode=padded("episode", -1), action=padded("action", -1), arm_means=arm_means)
+    return Trials(
+        reward=padded("reward", 0.0),
+        episode=padded("episode", -1),
+        action=padded("action", -1),
+        arm_means=arm_means,
+        final_info=[t["final_info"] for t in chosen],
+    )
 
 
 def _new_trial() -> dict:
-    return {"reward": [], "episode": [], "action": [], "arm_means": None}
+    return {"reward": [], "episode": [], "action": [], "arm_means": None, "final_info": {}}
 
 
 # ---------------------------------------------------------------------------------------------- metrics and plot

@@ -17,6 +17,7 @@ import torch
 import envs
 from agents import icrl
 from agents.common import obs_to_torch, training_seed
+from agents.evaluate import EvalResult, cue_scalars
 from agents.loop import Acted
 from agents.ppo import PPO, Rollout
 from agents.ppo_losses import gae
@@ -133,21 +134,25 @@ def build(config, device: torch.device, spaces=None) -> PPO:
 
 
 def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None, step: int = 0) -> dict[str, float]:
-    """Whole trials with the sampling policy; on icrl/* envs the in-context metrics, bandit regrets and PNG.
+    """Whole trials with the sampling policy; on icrl/* envs the in-context metrics, bandit regrets and PNG; on
+    other goal tasks the success rate, on tasks with a cue whether the policy looked at it.
 
     Returns the scalars, `eval/return` (mean trial return) among them; logs them through `logger`."""
-    in_context = envs.spec(config.env).trials
-    metrics, _ = icrl.evaluate(
-        RecurrentPolicy(ppo),
-        config.env,
-        trials,
-        seed,
-        num_envs=min(8, trials),
-        out_dir=out_dir if in_context else None,
-        step=step,
-        **config.env_options,
-    )
-    summary = {"eval/return": metrics["icrl/trial_return"], "eval/length": metrics["icrl/trial_length"], **(metrics if in_context else {})}
+    spec = envs.spec(config.env)
+    if spec.trials:
+        metrics, _ = icrl.evaluate(
+            RecurrentPolicy(ppo), config.env, trials, seed, num_envs=min(8, trials), out_dir=out_dir, step=step, **config.env_options
+        )
+        summary = {"eval/return": metrics["icrl/trial_return"], "eval/length": metrics["icrl/trial_length"], **metrics}
+    else:  # one-episode trials: their returns, and what a goal or cue task's evaluation says (agents.evaluate)
+        played = icrl.run_trials(RecurrentPolicy(ppo), config.env, trials, seed, num_envs=min(8, trials), **config.env_options)
+        returns = played.returns.sum(-1)
+        summary = {"eval/return": float(returns.mean()), "eval/length": float(played.length.mean())}
+        successes = [spec.success(info, r) if spec.goal else float("nan") for info, r in zip(played.final_info, returns)]
+        if spec.goal:
+            summary["eval/success"] = float(np.mean(successes))
+        seen = [int(info["cue_step"]) >= 0 for info in played.final_info] if spec.cue else []
+        summary |= cue_scalars(EvalResult(list(returns), list(played.length), successes, cue_seen=seen))
     if logger is not None:
         logger.scalars(summary)
         logger.write(step)

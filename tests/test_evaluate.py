@@ -63,3 +63,54 @@ def test_an_agent_that_never_turns_sees_the_minigrid_cue_only_when_it_starts_bes
     around = run_episodes(Scripted([LEFT, LEFT]), "minigrid/memory-s7", {}, episodes, seed, torch.device("cpu"))
     assert all(around.cue_seen)
     assert cue_scalars(straight)["eval/cue_seen"] == pytest.approx(np.mean(starts))
+
+
+class Always:
+    """A vectorised policy (agents.icrl.Policy) that takes one action in every env."""
+
+    def __init__(self, action: int):
+        self.action = action
+
+    def act(self, obs):
+        return np.full(len(obs["is_first"]), self.action)
+
+
+def test_trials_keep_how_each_episode_ended_where_each_env_ended_it():
+    """run_trials (PPO's evaluation) keeps each trial's last success/cue info: the upper arm of memory/distracting-8
+    succeeds exactly when the cue says upper (0); walking straight on in minigrid/memory-s7 sees the cue only
+    from the start beside it, and never succeeds."""
+    from agents import icrl
+
+    played = icrl.run_trials(Always(0), "memory/distracting-8", trials=10, seed=40, num_envs=3)
+    assert len(played.final_info) == 10
+    cues = [info["cue"] for info in played.final_info]
+    assert set(cues) == {0, 1}
+    for info, ret in zip(played.final_info, played.returns.sum(-1)):
+        assert (ret > 0) == (info["cue"] == 0) and info["cue_step"] == 0  # no `success` flag: the spec reads the return
+        assert envs.spec("memory/distracting-8").success(info, ret) == float(info["cue"] == 0)
+    straight = icrl.run_trials(Always(FORWARD), "minigrid/memory-s7", trials=6, seed=7, num_envs=2)
+    for rank, info in enumerate(straight.final_info):  # trials come round-robin over the envs, seeded seed + i
+        env = envs.make("minigrid/memory-s7")
+        env.reset(seed=7 + rank % 2)
+        if rank < 2:  # each env's first trial starts from its seed's reset
+            assert (info["cue_step"] >= 0) == (int(env.unwrapped.env.agent_pos[0]) == 1)
+        assert info["success"] is False
+
+
+def test_ppo_evaluation_reports_success_and_the_cue_on_a_goal_task_with_a_cue(monkeypatch):
+    from agents import icrl, ppo_agent
+    from agents.config import TrainConfig
+
+    played = icrl.Trials(
+        reward=np.array([[0.0, 1.0], [0.0, 0.0], [0.0, 1.0]]),
+        episode=np.zeros((3, 2), int),
+        action=np.zeros((3, 2), int),
+        final_info=[{"success": True, "cue_step": 0}, {"success": False, "cue_step": -1}, {"success": True, "cue_step": -1}],
+    )
+    monkeypatch.setattr(icrl, "run_trials", lambda *a, **k: played)
+    summary = ppo_agent.evaluate(None, TrainConfig(env="minigrid/memory-s7", agent="ppo"), trials=3, seed=0)
+    assert summary["eval/return"] == pytest.approx(2 / 3) and summary["eval/success"] == pytest.approx(2 / 3)
+    assert summary["eval/cue_seen"] == pytest.approx(1 / 3)
+    assert summary["eval/success_seen"] == 1.0 and summary["eval/success_unseen"] == 0.5
+    vector = ppo_agent.evaluate(None, TrainConfig(env="pomdp/cartpole-positions", agent="ppo"), trials=3, seed=0)
+    assert set(vector) == {"eval/return", "eval/length"}  # no goal, no cue
