@@ -15,8 +15,8 @@ the picture cadence (`DreamerAgent.pictures`), to TensorBoard and metrics.jsonl:
                                     h_t's newest input (observation t - 1 - K), which the reward arriving
                                     at step t judges: held by the backbone, whatever the heads read;
                                     chain/probe_k_majority its majority rate
-    chain/reward_sign               how often the reward head's prediction has the sign of the reward, on
-                                    the steps with a nonzero reward; chain/reward_sign_majority its chance
+    chain/reward_sign               how often the reward head's prediction is on the reward's side (below),
+                                    on the scored steps; chain/reward_sign_majority its chance
     chain/imagined_rank             from the posterior state at each query step, imagine every action as
                                     the first (then the actor's mode) for the learner's horizon: how often
                                     the right action has the highest return; chain/imagined_rank_chance = 1/A
@@ -27,15 +27,21 @@ The needed symbol at step t is, on a stream task, its right answer `answers[t]` 
 seen symbol is, on a stream task, observation t's symbol `stream[t]`; on a cue task, the cue at the
 steps that show it (`cue_visible` in the info where the env gives it, else its first step `cue_step`).
 A cue task has one label per episode, so its probes fit on more episodes (CUE_EPISODES). A
-query step is one whose action is scored by a nonzero reward (the decision step of a cue task),
-and its right action is the scripted policy's. Episodes take the scripted action with the share
-that makes a right and a wrong answer equally likely (a random one otherwise), so the reward
-takes both signs; h_probe_k reads only steps whose previous action was random, since a right
-action would give the symbol away. Everything is drawn from `seed`: no training random stream.
+query step is one whose action is scored: a nonzero reward comes with the next observation, or the
+episode ends there (the decision step of a cue task, whose wrong choice may pay 0), and its right
+action is the scripted policy's. Episodes take the scripted action with the share that makes a
+right and a wrong answer equally likely (a random one otherwise), so the outcomes are both there;
+a task whose scripted policy can be told to choose wrong (`scripted_action(wrong)`, minigrid/memory-*:
+walk there, look at the cue, go to one end) follows it to the right or the wrong end by a coin per
+episode. chain/reward_sign scores the reward head on the scored steps: which side of the midpoint
+between the lowest and the highest reward there it predicts (the sign, where rewards are +-r).
+h_probe_k reads only steps whose previous action was random, since a right action would give the
+symbol away. Everything is drawn from `seed`: no training random stream.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -116,22 +122,28 @@ def play_labelled(env_id: str, options: dict, count: int, seed: int) -> Labelled
         except ValueError:  # only some tasks have a scripted policy
             scripted = None
         share = balanced_share(num_actions) if scripted is not None else 0.0
+        chooses = scripted is not None and "wrong" in inspect.signature(inner.scripted_action).parameters
         coin = np.random.default_rng(seed)
         env.action_space.seed(seed)
         out = Labelled([], [], [], [], [] if isinstance(inner, Recall) else None, num_actions)
         for i in range(count):
             right, chose = [], []
+            wrong = bool(coin.random() < 0.5)  # a task whose scripted policy can choose wrong: this episode's choice
 
             def act(obs):
                 action = scripted(obs) if scripted is not None else None
                 right.append(-1 if action is None else int(action))
+                if chooses:  # the scripted way there, to the right or the wrong end
+                    chose.append(True)
+                    return inner.scripted_action(wrong)
                 chose.append(action is not None and coin.random() < share)
                 return action if chose[-1] else env.action_space.sample()
 
             episode = play_episode(env, act, seed + i)
             T = len(episode["reward"])
-            rewarded_next = np.append(episode["reward"][1:] != 0, False)  # (T,): the step's action is scored
-            answer = np.where(rewarded_next & (np.append(right, -1) >= 0), np.append(right, -1), -1)
+            # (T,): the step's action is scored: a reward comes with the next observation, or the episode ends there
+            scored_next = np.append((episode["reward"][1:] != 0) | episode["is_terminal"][1:].astype(bool), False)
+            answer = np.where(scored_next & (np.append(right, -1) >= 0), np.append(right, -1), -1)
             need, seen = np.full(T, -1, np.int64), np.full(T, -1, np.int64)
             if isinstance(inner, StreamTask):
                 need[inner.first_query : inner.length] = inner.answers[inner.first_query :]
@@ -198,7 +210,8 @@ def measure(
         scores = {"z_seen": probe_score(z, seen), "h_probe": probe_score(h, need)}
         if data.back is not None:
             scores["h_probe_k"] = probe_score(h, torch.as_tensor(_padded(data.back, T, -1)))
-        scores["reward_sign"] = sign_score(wm.reward(feat, action).float(), reward)
+        terminal = torch.as_tensor(_padded([ep["is_terminal"].astype(bool) for ep in data.episodes], T, False), device=device)
+        scores["reward_sign"] = sign_score(wm.reward(feat, action).float(), reward, reward.ne(0) | terminal)
         rows = (answer >= 0).nonzero()  # (M, 2): (episode, step) of the query steps
         if len(rows) > starts:  # evenly spread over the episodes and steps
             rows = rows[torch.linspace(0, len(rows) - 1, starts).long()]

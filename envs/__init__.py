@@ -3,7 +3,8 @@
     envs.make(id, seed=None, **options) -> gymnasium.Env      observations: dict with `image`
     envs.make_vector(id, n, seed=None, asynchronous=None)      (64, 64, 3) uint8 and/or `vector`
     envs.ids(), envs.spec(id) (facts), envs.describe(id)       (K,) float32, plus the flags
-    envs.scripted_policy(env) -> obs -> action (memory/*)      `is_first`, `is_last`, `is_terminal`
+    envs.scripted_policy(env) -> obs -> action (memory/*,      `is_first`, `is_last`, `is_terminal`
+        minigrid/memory-*)
     envs.collect.collect_episodes(...): episode files; envs.dataset: their format and sequence sampling
     gymnasium.make("memwm/recall-k8-v0"): every task as a plain gymnasium env (envs.gymnasium_ids)
 

@@ -1,5 +1,5 @@
 """Making environments from registry ids: `make(id)`, `make_vector(id, n)` (checking the options
-first), and the scripted policy of a made memory task.
+first), and the scripted policy of a made memory task (memory/*, minigrid/memory-*).
 
 Vector environments use gymnasium's NEXT_STEP autoreset: after a step that returns `is_last`
 (terminated or truncated), the next `step()` ignores its action and returns the first
@@ -75,12 +75,12 @@ def make_vector(
 
 
 def scripted_policy(env: gym.Env) -> Callable[[dict], Any]:
-    """The task's scripted (optimal where the task has one) policy as a function obs -> action (memory/* only;
-    call it once per step)."""
+    """The task's scripted (optimal where the task has one) policy as a function obs -> action (memory/* and
+    minigrid/memory-* only; call it once per step)."""
     inner = env.unwrapped
     if not hasattr(inner, "scripted_action"):
         raise ValueError(
-            f"{getattr(env, 'env_id', type(inner).__name__)} has no scripted policy; the memory/* tasks have one: "
-            + ", ".join(i for i in ids() if i.startswith("memory/"))
+            f"{getattr(env, 'env_id', type(inner).__name__)} has no scripted policy; the memory/* and minigrid/memory-* tasks have one: "
+            + ", ".join(i for i in ids() if i.startswith(("memory/", "minigrid/memory-")))
         )
     return lambda obs: inner.scripted_action()

@@ -63,6 +63,56 @@ class MiniGridMemory(gym.Env):
         info = {"success": bool(terminated and reward > 0), **self._cue_info(obs["image"])}
         return self._observe(obs["image"]), float(reward), terminated, truncated, info
 
+    def scripted_action(self, wrong: bool = False) -> int:
+        """The optimal policy's action: turn round to look at the start room's object until it has been in view,
+        then go by a shortest path to the cell beside the matching object (wrong=True: the other object, for
+        episodes whose choice is wrong). Each is a breadth-first search over (cell, direction)."""
+        env = self.env
+        if self.cue_step < 0:
+            return self._first_action(lambda x, y, d: self._sees_cue_from(x, y, d), avoid=(env.success_pos, env.failure_pos))
+        target, other = (env.failure_pos, env.success_pos) if wrong else (env.success_pos, env.failure_pos)
+        return self._first_action(lambda x, y, d: (x, y) == tuple(target), avoid=(tuple(other),))
+
+    def _first_action(self, done, avoid) -> int:
+        """The first of a shortest sequence of left/right/forward that reaches a (x, y, direction) where `done`,
+        never entering the cells `avoid` (each ends the episode); forward when none does."""
+        from minigrid.core.constants import DIR_TO_VEC
+
+        env = self.env
+        start = (int(env.agent_pos[0]), int(env.agent_pos[1]), int(env.agent_dir))
+        if done(*start):
+            return 2
+        first = {start: None}
+        frontier = [start]
+        while frontier:
+            nxt = []
+            for x, y, d in frontier:
+                dx, dy = DIR_TO_VEC[d]
+                moves = ((0, (x, y, (d - 1) % 4)), (1, (x, y, (d + 1) % 4)), (2, (x + int(dx), y + int(dy), d)))
+                for action, state in moves:
+                    if state in first or (action == 2 and not self._enterable(state[0], state[1], avoid)):
+                        continue
+                    first[state] = action if first[(x, y, d)] is None else first[(x, y, d)]
+                    if done(*state):
+                        return first[state]
+                    nxt.append(state)
+            frontier = nxt
+        return 2
+
+    def _enterable(self, x: int, y: int, avoid) -> bool:
+        cell = self.env.grid.get(x, y)
+        return (x, y) not in [tuple(a) for a in avoid] and (cell is None or cell.can_overlap())
+
+    def _sees_cue_from(self, x: int, y: int, d: int) -> bool:
+        """Whether the start room's object would be in view with the agent at (x, y) facing d (MiniGrid's agent_sees)."""
+        env = self.env
+        pos, direction = env.agent_pos, env.agent_dir
+        env.agent_pos, env.agent_dir = (x, y), d
+        try:
+            return bool(env.agent_sees(*self._cue_pos))
+        finally:
+            env.agent_pos, env.agent_dir = pos, direction
+
     def _cue_info(self, encoded: np.ndarray) -> dict[str, int | bool]:
         """`cue`, `cue_step` and `cue_visible` from MiniGrid's (7, 7, 3) view encoding (indexed [x, y]) of this step."""
         cell = self.env.relative_coords(*self._cue_pos)  # None when outside the view

@@ -80,6 +80,27 @@ def test_reward_head_that_knows_the_sign_scores_one_and_a_constant_one_the_major
     assert sign_score(reward, torch.zeros_like(reward)).count == 0
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_success_against_a_failure_that_pays_nothing_is_told_apart_at_the_midpoint(seed):
+    """minigrid/memory-*: the right object pays about 1, the wrong one 0 and ends the episode; both are scored."""
+    g = torch.Generator().manual_seed(seed)
+    n = 300
+    success = torch.rand(n, generator=g) < 0.4
+    reward = torch.where(success, 1.0 - 0.5 * torch.rand(n, generator=g), torch.zeros(n))  # (0.5, 1] or 0
+    ended = success | (torch.rand(n, generator=g) < 0.5)  # the scored steps: every success, some failures
+    middle = (float(reward[ended].max()) + 0.0) / 2
+    noise = 0.1 * torch.randn(n, generator=g)
+    knows = sign_score(reward + noise, reward, ended)
+    expected = float((((reward + noise) > middle) == (reward > middle))[ended].double().mean())
+    assert knows.accuracy == pytest.approx(expected) and knows.accuracy > 0.9 and knows.count == int(ended.sum())
+    positive = float(success[ended].double().mean())
+    assert knows.chance == pytest.approx(max(positive, 1 - positive))
+    # a head that predicts a little above 0 for every outcome says "success" everywhere: the sign alone would call it right
+    always = sign_score(torch.full_like(reward, 0.05), reward, ended)
+    assert always.accuracy == pytest.approx(1 - positive) and always.accuracy <= always.chance
+    assert sign_score(reward, reward).count == int(success.sum())  # by default the nonzero rewards only
+
+
 # --------------------------------------------------------------------------- link 3: imagination ranks the answer
 
 
@@ -239,6 +260,26 @@ def test_a_cue_seen_only_at_its_first_step_is_asked_for_there_and_cue_tasks_fit_
     for episode, seen in zip(data.episodes, data.seen):
         assert seen[0] == episode["cue"] and (seen[1:] == -1).all()  # cue_step 0
     assert chain.CUE_EPISODES >= 4 * chain.EPISODES
+
+
+def test_minigrid_episodes_look_at_the_cue_then_end_right_or_wrong_by_a_coin_and_score_the_last_choice():
+    data = chain.play_labelled("minigrid/memory-s7", {}, 12, seed=21)
+    assert data.num_actions == 3
+    outcomes = []
+    for i, (episode, need, answer) in enumerate(zip(data.episodes, data.need, data.answer)):
+        T = len(episode["reward"])
+        assert episode["is_terminal"][-1] and not episode["is_terminal"][:-1].any()  # every episode ends on a choice
+        outcomes.append(bool(episode["reward"][-1] > 0))
+        assert np.flatnonzero(answer >= 0).tolist() == [T - 2]  # the step into one of the two cells is scored
+        env = envs.make("minigrid/memory-s7")  # the right action there is the scripted policy's, replayed
+        env.reset(seed=21 + i)
+        for action in episode["action"][: T - 2].argmax(-1):
+            env.step(int(action))
+        assert answer[T - 2] == env.unwrapped.scripted_action()
+        took = int(episode["action"][T - 2].argmax())
+        assert (took == answer[T - 2]) == outcomes[-1]  # a wrong end was reached by another action than the right one
+        assert (need[need >= 0] == episode["cue"]).all() and (need >= 0).sum() >= T - 4  # it looked first
+    assert 0 < sum(outcomes) < len(outcomes)  # both ends
 
 
 def test_the_chain_is_tracked_on_tasks_with_a_known_memory_dependency():

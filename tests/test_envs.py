@@ -201,6 +201,30 @@ def test_minigrid_view_from_cached_tiles_equals_minigrids_renderer(env_id):
             obs, _ = env.reset()
 
 
+@pytest.mark.parametrize("env_id", ["minigrid/memory-s7", "minigrid/memory-s13-random"])
+def test_minigrid_scripted_policy_looks_at_the_cue_then_succeeds_and_its_wrong_twin_fails(env_id):
+    """The scripted policy (breadth-first search) against MiniGrid's own rules: it heads for the start room's object
+    until it is in view (MiniGrid's agent_sees), then reaches the success cell (wrong=True: the failure cell)."""
+    for seed in range(12):
+        for wrong in (False, True):
+            env = envs.make(env_id, seed=seed)
+            env.reset()
+            inner, grid = env.unwrapped, env.unwrapped.env
+            steps = 0
+            while True:
+                looking = not grid.agent_sees(*inner._cue_pos) and inner.cue_step < 0
+                x = int(grid.agent_pos[0])
+                _, reward, terminated, truncated, info = env.step(inner.scripted_action(wrong))
+                if looking:  # until it has looked, it turns or walks back towards the start room, never on
+                    assert int(grid.agent_pos[0]) <= x, (seed, steps)
+                steps += 1
+                if terminated or truncated:
+                    break
+            assert terminated and info["cue_step"] >= 0 and steps <= 4 * grid.width  # looked, then went straight there
+            assert info["success"] is (not wrong) and (reward > 0) is (not wrong)
+            assert tuple(grid.agent_pos) == (grid.failure_pos if wrong else grid.success_pos)
+
+
 def test_dmc_pomdp_hides_exactly_the_velocities():
     from dm_control import suite
 

@@ -2,7 +2,7 @@
 
 A Dreamer agent solves a memory task only if every link holds:
 1. the latent z_t or the backbone's output h_t holds what must be remembered (a linear probe reads it);
-2. the reward head predicts the reward's sign on the steps whose reward depends on memory;
+2. the reward head tells the outcomes apart (the reward's sign) on the steps whose reward depends on memory;
 3. imagination from an observed state ranks the right action first (its imagined return is the highest);
 4. the actor then follows (its entropy falls at those states).
 These functions score links 1 to 3 against what a model that knows nothing scores (the held-out
@@ -61,20 +61,26 @@ def probe_score(features: Tensor, labels: Tensor, ridge: float = 1e-2) -> Score:
     return Score(float((predicted == y_scored.cpu()).double().mean()), majority_rate(y_scored.cpu()), len(y_scored))
 
 
-def sign_score(predicted: Tensor, reward: Tensor) -> Score:
-    """How often the predicted reward has the sign of the true one, on the steps with a nonzero reward.
+def sign_score(predicted: Tensor, reward: Tensor, scored: Tensor | None = None) -> Score:
+    """How often the predicted reward is on the true one's side of the outcomes' midpoint, on the `scored` steps.
 
-    predicted, reward (...) float; a prediction <= 0 counts as negative. Chance is the majority
-    sign's share (a head that always says that sign scores it).
+    predicted, reward (...) float; scored (...) bool, default the steps with a nonzero reward. The
+    midpoint is halfway between the lowest and the highest true reward of the scored steps when they
+    take both signs or include 0 (+-r: the sign; a success's r against a failure's 0: r/2), else 0;
+    a prediction at or below it counts as the low side. Chance is the majority side's share (a head
+    that always says that side scores it).
     """
     if predicted.shape != reward.shape:
         raise ValueError(f"sign_score: predicted {tuple(predicted.shape)} and reward {tuple(reward.shape)} must have one shape")
-    rewarded = reward != 0
-    if not rewarded.any():
+    scored = reward != 0 if scored is None else scored.bool()
+    if not scored.any():
         return NOTHING
-    truth, guess = reward[rewarded] > 0, predicted[rewarded] > 0
+    true = reward[scored]
+    low, high = float(true.min()), float(true.max())
+    middle = (low + high) / 2 if low <= 0 <= high and low < high else 0.0
+    truth, guess = true > middle, predicted[scored] > middle
     positive = float(truth.double().mean())
-    return Score(float((truth == guess).double().mean()), max(positive, 1.0 - positive), int(rewarded.sum()))
+    return Score(float((truth == guess).double().mean()), max(positive, 1.0 - positive), int(scored.sum()))
 
 
 def rank_score(returns: Tensor, answer: Tensor, tol: float = 1e-6) -> Score:
