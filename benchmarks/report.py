@@ -164,6 +164,60 @@ def learning(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else NONE
 
 
+# the learning chain's links (agents/chain.py) as the chain table shows them: (scalar, what it is measured against)
+CHAIN_LINKS = (
+    ("chain/z_seen", "chain/seen_majority"),
+    ("chain/h_probe", "chain/probe_majority"),
+    ("chain/reward_sign", "chain/reward_sign_majority"),
+    ("chain/imagined_rank", "chain/imagined_rank_chance"),
+    ("chain/actor_entropy", None),
+)
+
+
+def chain(results: Path, prefix: str) -> str:
+    """Per learning run that measured its learning chain (agents/chain.py): each link at the run's last measurement
+    against what knowing nothing scores, and what its held-out evaluation (else its last one) says of the task's
+    cue: where a memory task's learning breaks."""
+    rows = []
+    for name in folders("learning-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            if not p.get("chain"):
+                continue
+            last = p["chain"][-1]
+            cells = [num(last[k]) + (f" ({num(last[c])})" if c and c in last else "") if k in last else "-" for k, c in CHAIN_LINKS]
+            cue = p.get("final_held_out") or (p["evals"][-1] if p["evals"] else {})
+            rows.append(
+                [
+                    f"[{p['env']}{options(p)}]({prefix}learning-{p['task']}/)",
+                    p["backbone"] + on_device(r),
+                    f"`{p['flags']}`" if p["flags"] else "defaults",
+                    str(p["seed"]),
+                    num(last["minutes"], 1) if last.get("minutes") is not None else "-",
+                    *cells,
+                    *(num(cue[k]) if cue.get(k) is not None else "-" for k in ("cue_seen", "success_seen", "success_unseen")),
+                    commit(r),
+                ]
+            )
+    header = [
+        "task",
+        "backbone",
+        "flags",
+        "seed",
+        "at min",
+        "z_t: seen symbol (majority)",
+        "h_t: needed symbol (majority)",
+        "reward side (majority)",
+        "imagined rank (chance)",
+        "actor entropy",
+        "cue seen",
+        "success seen",
+        "success unseen",
+        "commit",
+    ]
+    return table(header, rows) if rows else NONE
+
+
 DEFAULT_BACKBONE = "s5"  # memwm train's (agents.config.TrainConfig.backbone; tests/test_report.py checks it)
 
 
@@ -786,6 +840,7 @@ def headline(results: Path, prefix: str) -> str:
 TABLES = {
     "headline": headline,
     "learning": learning,
+    "chain": chain,
     "ablation": ablation,
     "reward-units": reward_units,
     "reward-link": reward_link,

@@ -293,3 +293,22 @@ def test_the_default_backbone_of_the_report_is_memwm_trains():
     from agents.config import TrainConfig
 
     assert report.DEFAULT_BACKBONE == TrainConfig().backbone
+
+
+def test_chain_rows_give_each_link_at_the_runs_last_measurement_and_what_it_made_of_the_cue(tmp_path):
+    run = learning_run(2, final=0.5, best=0.6) | {"task": "minigrid-s7", "env": "minigrid/memory-s7", "metric": "success"}
+    run["chain"] = [
+        {"step": 10, "minutes": 1.0, "chain/z_seen": 0.1},
+        {"step": 20, "minutes": 2.5, "chain/z_seen": 0.9, "chain/seen_majority": 0.5, "chain/h_probe": 0.55, "chain/actor_entropy": 0.3},
+    ]
+    run["evals"][-1] |= {"cue_seen": 0.25, "success_seen": 1.0, "success_unseen": 0.5}
+    write_record(tmp_path, "learning-minigrid-s7", run, "2026-01-01T00:00:00Z")
+    write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.1, best=0.2), "2026-01-01T00:00:01Z")  # no chain: no row
+    held = run | {"seed": 3, "final_held_out": {"return": 0.6, "success": 0.6, "cue_seen": 0.75, "success_seen": 0.7}}
+    write_record(tmp_path, "learning-minigrid-s7", held, "2026-01-01T00:00:02Z")
+    rows = [row.split(" | ") for row in report.chain(tmp_path, "").splitlines()[2:]]
+    assert len(rows) == 2
+    assert rows[0][1:5] == ["s5", "defaults", "2", "2.5"]
+    assert rows[0][5:10] == ["0.90 (0.50)", "0.55", "-", "-", "0.30"]  # the last measurement; a chance it lacks is left out
+    assert rows[0][10:13] == ["0.25", "1.00", "0.50"]  # the last evaluation's
+    assert rows[1][10:13] == ["0.75", "0.70", "-"]  # the held-out evaluation's, where there is one
