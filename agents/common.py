@@ -181,6 +181,24 @@ class _Sink:
         return getattr(self.file, name)
 
 
+def cue_scalars(seen: list[bool], successes: list[float]) -> dict[str, float]:
+    """What an evaluation says of a task's cue (its spec's `cue` fact) from its episodes: whether the policy looked,
+    eval/cue_seen, the share of episodes in which the cue came into view (`seen`; minigrid/memory-s* starts facing
+    away from it in 3 of 4 episodes), and whether it used what it saw: on goal tasks (`successes` 1.0 or 0.0, NaN
+    where the task has none) eval/success_seen and eval/success_unseen, the success rate of the episodes that saw
+    it and of those that did not (left out when there are none). {} when `seen` is empty (a task without a cue)."""
+    if not seen:
+        return {}
+    seen_ = np.asarray(seen, bool)
+    out = {"eval/cue_seen": float(seen_.mean())}
+    succ = np.asarray(successes, float)
+    if not np.isnan(succ).all():
+        for name, mask in (("seen", seen_), ("unseen", ~seen_)):
+            if mask.any():
+                out[f"eval/success_{name}"] = float(succ[mask].mean())
+    return out
+
+
 def obs_to_torch(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     """The model keys of a batched observation (N, ...) as tensors on `device` (copied: env arrays may be views)."""
     return {k: torch.as_tensor(np.array(obs[k]), device=device) for k in OBS_KEYS if k in obs}

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import envs
-from agents.common import OBS_KEYS, evaluation_seed, obs_to_torch, pick_device
+from agents.common import OBS_KEYS, cue_scalars, evaluation_seed, obs_to_torch, pick_device
 from world_models.video import episode_video, write_video
 
 
@@ -43,23 +43,6 @@ def has_success(env_id: str) -> bool:
 def has_trials(env_id: str) -> bool:
     """Whether `env_id` is an in-context RL task (its spec's `trials` fact): an episode is a trial of several."""
     return envs.spec(env_id).trials
-
-
-def cue_scalars(result: EvalResult) -> dict[str, float]:
-    """On a task with a cue (its spec's `cue` fact), whether the policy looked and whether it used what it saw:
-    eval/cue_seen, the share of episodes in which the cue came into view (minigrid/memory-s* starts facing away
-    from it in 3 of 4 episodes); on goal tasks eval/success_seen and eval/success_unseen, the success rate of the
-    episodes that saw it and of those that did not (left out when there are none)."""
-    if not result.cue_seen:
-        return {}
-    seen = np.asarray(result.cue_seen, bool)
-    out = {"eval/cue_seen": float(seen.mean())}
-    successes = np.asarray(result.successes, float)
-    if not np.isnan(successes).all():
-        for name, mask in (("seen", seen), ("unseen", ~seen)):
-            if mask.any():
-                out[f"eval/success_{name}"] = float(successes[mask].mean())
-    return out
 
 
 def episode_success(env_id: str, info: dict, episode_return: float) -> float:
@@ -138,13 +121,13 @@ def evaluate_dreamer(
 ) -> tuple[dict[str, float], EvalResult]:
     """The one evaluation of a Dreamer learner (training's and `memwm eval`'s): `episodes` episodes with its policy's
     mode from `seed`. Scalars eval/return, eval/length, eval/success (goal tasks), whether it looked at a task's cue
-    (`cue_scalars`) and, on in-context tasks, the
+    (agents.common.cue_scalars) and, on in-context tasks, the
     return by episode index, gain and bandit regret (with their PNG in `icrl_dir`, logged through `logger`)."""
     result = run_episodes(learner, env_id, env_options, episodes, seed, device, record=record)
     scalars = {"eval/return": result.mean_return, "eval/length": float(np.mean(result.lengths))}
     if has_success(env_id):
         scalars["eval/success"] = result.success_rate
-    scalars.update(cue_scalars(result))
+    scalars.update(cue_scalars(result.cue_seen, result.successes))
     if has_trials(env_id):
         from agents import icrl
 

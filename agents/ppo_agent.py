@@ -16,8 +16,7 @@ import torch
 
 import envs
 from agents import icrl
-from agents.common import obs_to_torch, training_seed
-from agents.evaluate import EvalResult, cue_scalars
+from agents.common import cue_scalars, obs_to_torch, training_seed
 from agents.loop import Acted
 from agents.ppo import PPO, Rollout
 from agents.ppo_losses import gae
@@ -144,7 +143,7 @@ def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None
             RecurrentPolicy(ppo), config.env, trials, seed, num_envs=min(8, trials), out_dir=out_dir, step=step, **config.env_options
         )
         summary = {"eval/return": metrics["icrl/trial_return"], "eval/length": metrics["icrl/trial_length"], **metrics}
-    else:  # one-episode trials: their returns, and what a goal or cue task's evaluation says (agents.evaluate)
+    else:  # one-episode trials: their returns, and what a goal or cue task's evaluation says
         played = icrl.run_trials(RecurrentPolicy(ppo), config.env, trials, seed, num_envs=min(8, trials), **config.env_options)
         returns = played.returns.sum(-1)
         summary = {"eval/return": float(returns.mean()), "eval/length": float(played.length.mean())}
@@ -152,7 +151,7 @@ def evaluate(ppo: PPO, config, trials: int, seed: int, out_dir=None, logger=None
         if spec.goal:
             summary["eval/success"] = float(np.mean(successes))
         seen = [int(info["cue_step"]) >= 0 for info in played.final_info] if spec.cue else []
-        summary |= cue_scalars(EvalResult(list(returns), list(played.length), successes, cue_seen=seen))
+        summary |= cue_scalars(seen, successes)
     if logger is not None:
         logger.scalars(summary)
         logger.write(step)

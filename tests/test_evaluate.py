@@ -12,7 +12,8 @@ import torch
 
 import envs
 from agents.actions import ActionCodec
-from agents.evaluate import EvalResult, cue_scalars, run_episodes
+from agents.common import cue_scalars
+from agents.evaluate import run_episodes
 
 FORWARD, LEFT = 2, 0  # minigrid/memory-s*'s actions
 
@@ -36,16 +37,13 @@ def test_cue_scalars_split_the_success_rate_by_whether_the_cue_was_seen(seed):
     rng = np.random.default_rng(seed)
     n = 40
     seen, success = rng.random(n) < 0.6, (rng.random(n) < 0.5).astype(float)
-    result = EvalResult([0.0] * n, [1] * n, list(success), cue_seen=list(seen))
-    out = cue_scalars(result)
+    out = cue_scalars(list(seen), list(success))
     assert out["eval/cue_seen"] == pytest.approx(seen.mean())
     assert out["eval/success_seen"] == pytest.approx(success[seen].mean())
     assert out["eval/success_unseen"] == pytest.approx(success[~seen].mean())
-    everyone = EvalResult([0.0] * n, [1] * n, list(success), cue_seen=[True] * n)
-    assert "eval/success_unseen" not in cue_scalars(everyone)  # no episode to average over
-    no_goal = EvalResult([0.0] * n, [1] * n, [math.nan] * n, cue_seen=list(seen))
-    assert set(cue_scalars(no_goal)) == {"eval/cue_seen"}
-    assert cue_scalars(EvalResult([0.0], [1], [1.0])) == {}  # a task without a cue
+    assert "eval/success_unseen" not in cue_scalars([True] * n, list(success))  # no episode to average over
+    assert set(cue_scalars(list(seen), [math.nan] * n)) == {"eval/cue_seen"}  # a task without a goal
+    assert cue_scalars([], [1.0]) == {}  # a task without a cue
 
 
 def test_an_agent_that_never_turns_sees_the_minigrid_cue_only_when_it_starts_beside_it():
@@ -62,7 +60,7 @@ def test_an_agent_that_never_turns_sees_the_minigrid_cue_only_when_it_starts_bes
     assert straight.cue_seen == starts
     around = run_episodes(Scripted([LEFT, LEFT]), "minigrid/memory-s7", {}, episodes, seed, torch.device("cpu"))
     assert all(around.cue_seen)
-    assert cue_scalars(straight)["eval/cue_seen"] == pytest.approx(np.mean(starts))
+    assert cue_scalars(straight.cue_seen, straight.successes)["eval/cue_seen"] == pytest.approx(np.mean(starts))
 
 
 class Always:

@@ -237,12 +237,16 @@ def test_resume_after_sigkill_continues_steps_and_replay(tmp_path):
     killed_at = checkpoint.load(run / "checkpoints")[0]["counters"]["step"]
     episodes_before = len(list((run / "replay").glob("ep-*.npz")))
     assert killed_at >= 250 and episodes_before >= 2
+    resumed = time.time()
     done = subprocess.run([*cmd, "--steps", str(killed_at + 220)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resuming {run} from {kept.name} at step {killed_at}" in done.stderr
     payload, _ = checkpoint.load(run / "checkpoints")
     assert payload["counters"]["step"] == killed_at + 220
-    assert len(list((run / "replay").glob("ep-*.npz"))) > episodes_before
+    # the resumed run replays what was kept and writes on: episodes the killed run wrote past its last checkpoint
+    # are dropped and written again under the same names (agents/replay.py), so the count need not grow
+    replay = list((run / "replay").glob("ep-*.npz"))
+    assert len(replay) >= episodes_before and any(f.stat().st_mtime >= resumed for f in replay)
     steps = [r["step"] for r in _records(run) if "perf/env_steps_per_s" in r]
     assert steps and max(steps) > killed_at
 
