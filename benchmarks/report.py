@@ -175,11 +175,11 @@ CHAIN_LINKS = (
 
 
 def chain(results: Path, prefix: str) -> str:
-    """Per learning run that measured its learning chain (agents/chain.py): each link at the run's last measurement
+    """Per learning or ablation run that measured its learning chain (agents/chain.py): each link at the run's last measurement
     against what knowing nothing scores, and what its held-out evaluation (else its last one) says of the task's
     cue: where a memory task's learning breaks."""
     rows = []
-    for name in folders("learning-", results):
+    for name in [*folders("learning-", results), *folders("ablate-", results)]:
         for r in runs(name, results):
             p = r["payload"]
             if not p.get("chain"):
@@ -189,7 +189,7 @@ def chain(results: Path, prefix: str) -> str:
             cue = p.get("final_held_out") or (p["evals"][-1] if p["evals"] else {})
             rows.append(
                 [
-                    f"[{p['env']}{options(p)}]({prefix}learning-{p['task']}/)",
+                    f"[{p['env']}{options(p)}]({prefix}{name}/)",
                     p["backbone"] + on_device(r),
                     f"`{p['flags']}`" if p["flags"] else "defaults",
                     str(p["seed"]),

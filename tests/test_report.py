@@ -306,8 +306,10 @@ def test_chain_rows_give_each_link_at_the_runs_last_measurement_and_what_it_made
     write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.1, best=0.2), "2026-01-01T00:00:01Z")  # no chain: no row
     held = run | {"seed": 3, "final_held_out": {"return": 0.6, "success": 0.6, "cue_seen": 0.75, "success_seen": 0.7}}
     write_record(tmp_path, "learning-minigrid-s7", held, "2026-01-01T00:00:02Z")
+    write_record(tmp_path, "ablate-minigrid-s7", run | {"flags": "--wm.no-obs-norm"}, "2026-01-01T00:00:03Z")  # an ablation arm
     rows = [row.split(" | ") for row in report.chain(tmp_path, "").splitlines()[2:]]
-    assert len(rows) == 2
+    assert len(rows) == 3 and rows[2][0] == "| [minigrid/memory-s7](ablate-minigrid-s7/)" and rows[2][2] == "`--wm.no-obs-norm`"
+    rows = rows[:2]
     assert rows[0][1:5] == ["s5", "defaults", "2", "2.5"]
     assert rows[0][5:10] == ["0.90 (0.50)", "0.55", "-", "-", "0.30"]  # the last measurement; a chance it lacks is left out
     assert rows[0][10:13] == ["0.25", "1.00", "0.50"]  # the last evaluation's
