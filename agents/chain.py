@@ -135,7 +135,7 @@ def play_labelled(env_id: str, options: dict, count: int, seed: int) -> Labelled
                 right.append(-1 if action is None else int(action))
                 if chooses:  # the scripted way there, to the right or the wrong end
                     chose.append(True)
-                    return inner.scripted_action(wrong)
+                    return inner.scripted_action(True) if wrong else action  # the right way is already planned
                 chose.append(action is not None and coin.random() < share)
                 return action if chose[-1] else env.action_space.sample()
 

@@ -191,7 +191,7 @@ def held_out(run_dir: Path, seed: int, episodes: int) -> dict:
     return score | cue_scores(ev.scalars)
 
 
-# what an evaluation says of a task's cue (agents.evaluate.cue_scalars), kept in the records under these names
+# what an evaluation says of a task's cue (agents.common.cue_scalars), kept in the records under these names
 CUE_SCORES = ("cue_seen", "success_seen", "success_unseen")
 
 
