@@ -167,7 +167,7 @@ def play_labelled(env_id: str, options: dict, count: int, seed: int) -> Labelled
     return out
 
 
-def _padded(arrays: list[np.ndarray], T: int, fill) -> np.ndarray:
+def pad_episodes(arrays: list[np.ndarray], T: int, fill) -> np.ndarray:
     """(T_i, ...) arrays -> (N, T, ...): each padded at the end with `fill`, or its last row when fill is None."""
     out = []
     for a in arrays:
@@ -192,10 +192,10 @@ def measure(
     T = max(len(ep["reward"]) for ep in data.episodes)
     # the world model steps through all episodes at once, as when acting; a short episode's padding
     # repeats its last row and carries no label
-    obs = {k: torch.as_tensor(_padded([ep[k] for ep in data.episodes], T, None), device=device) for k in OBS_KEYS if k in data.episodes[0]}
-    action = torch.as_tensor(_padded([action_vectors(ep["action"], learner.codec.space) for ep in data.episodes], T, 0.0), device=device)
-    reward = torch.as_tensor(_padded([ep["reward"] for ep in data.episodes], T, 0.0), device=device)  # (N, T)
-    need, seen, answer = (torch.as_tensor(_padded(x, T, -1)) for x in (data.need, data.seen, data.answer))  # (N, T)
+    obs = {k: torch.as_tensor(pad_episodes([ep[k] for ep in data.episodes], T, None), device=device) for k in OBS_KEYS if k in data.episodes[0]}
+    action = torch.as_tensor(pad_episodes([action_vectors(ep["action"], learner.codec.space) for ep in data.episodes], T, 0.0), device=device)
+    reward = torch.as_tensor(pad_episodes([ep["reward"] for ep in data.episodes], T, 0.0), device=device)  # (N, T)
+    need, seen, answer = (torch.as_tensor(pad_episodes(x, T, -1)) for x in (data.need, data.seen, data.answer))  # (N, T)
     N = len(data.episodes)
     state = wm.initial_state(N, device)
     states, feats = [], []
@@ -209,8 +209,8 @@ def measure(
         h, z = feat[..., : wm.h_dim], feat[..., wm.h_dim :]
         scores = {"z_seen": probe_score(z, seen), "h_probe": probe_score(h, need)}
         if data.back is not None:
-            scores["h_probe_k"] = probe_score(h, torch.as_tensor(_padded(data.back, T, -1)))
-        terminal = torch.as_tensor(_padded([ep["is_terminal"].astype(bool) for ep in data.episodes], T, False), device=device)
+            scores["h_probe_k"] = probe_score(h, torch.as_tensor(pad_episodes(data.back, T, -1)))
+        terminal = torch.as_tensor(pad_episodes([ep["is_terminal"].astype(bool) for ep in data.episodes], T, False), device=device)
         scores["reward_sign"] = sign_score(wm.reward(feat, action).float(), reward, reward.ne(0) | terminal)
         rows = (answer >= 0).nonzero()  # (M, 2): (episode, step) of the query steps
         if len(rows) > starts:  # evenly spread over the episodes and steps
@@ -274,6 +274,7 @@ __all__ = [
     "SCALARS",
     "balanced_share",
     "chain_scalars",
+    "pad_episodes",
     "measure",
     "play_labelled",
     "tracks",
