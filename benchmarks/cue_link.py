@@ -87,7 +87,7 @@ def score(wm, test, unit: float) -> dict[str, float]:
     scores = {
         "z_seen": probe_score(z, seen),
         "h_probe": probe_score(h, need),
-        "reward_side": sign_score(wm.reward(feat, action).float()[:, :-1], reward[:, 1:], (reward[:, 1:] != 0) | terminal[:, 1:]),
+        "reward_side": sign_score(wm.reward(feat, action).float(), reward, (reward != 0) | terminal),  # aligned by wm.reward
         "pixels_seen": probe_score(pixels.view(*seen.shape, -1), seen),
     }
     out = {}

@@ -414,6 +414,36 @@ def reward_link(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else NONE
 
 
+def cue_link(results: Path, prefix: str) -> str:
+    """Per benchmarks.cue_link record and arm: the chain's first links after the last update, over seeds, each
+    against its majority rate, and the pixels' probe (what a linear probe reads from the observation itself)."""
+    rows = []
+    for name in folders("cue-link-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            for arm in ("a", "b"):
+                last = [run["curve"][-1] for run in p["runs"] if run["arm"] == arm]
+                if not last:
+                    continue
+                cells = []
+                for key in ("z_seen", "h_probe", "reward_side"):
+                    got = [x[key] for x in last]
+                    cells.append(f"{mean(got):.2f} ({min(got):.2f} to {max(got):.2f}; majority {mean(x[key + '_chance'] for x in last):.2f})")
+                rows.append(
+                    [
+                        f"[{p['task']}]({prefix}{name}/)",
+                        f"{arm}: `{p[arm]}`" if p[arm] else f"{arm}: defaults",
+                        ",".join(str(run["seed"]) for run in p["runs"] if run["arm"] == arm),
+                        f"{p['updates']:,}",
+                        *cells,
+                        f"{mean(x['pixels_seen'] for x in last):.2f}",
+                        commit(r),
+                    ]
+                )
+    header = ["task", "arm", "seeds", "updates", "z_t: seen cue", "h_t: cue after seen", "reward side at the end", "pixels: seen cue", "commit"]
+    return table(header, rows) if rows else NONE
+
+
 def eval_posterior(results: Path, prefix: str) -> str:
     """Per benchmarks.eval_posterior record: the runs' return acting from a sampled posterior latent and from its
     mode (the same checkpoints and episodes), and the paired difference."""
@@ -844,6 +874,7 @@ TABLES = {
     "ablation": ablation,
     "reward-units": reward_units,
     "reward-link": reward_link,
+    "cue-link": cue_link,
     "eval-posterior": eval_posterior,
     "scan": scan,
     "world-models": world_models,
