@@ -247,7 +247,7 @@ def reward_units(results: Path, prefix: str) -> str:
     from benchmarks.peers import curve_at
 
     newest = newest_default_groups(results)
-    rows = []
+    rows, measured = [], []  # measured: per unit, the per-seed values of each column
     lo, hi = UNIT_WINDOW
     for task in REWARD_UNITS:
         if task not in newest:
@@ -257,15 +257,15 @@ def reward_units(results: Path, prefix: str) -> str:
         curves = [[(e["minutes"], e["return"] / scale) for e in p["evals"] if e["minutes"] is not None] for p in ps]
         windows = [[y for x, y in c if lo <= x <= hi + 1e-9] for c in curves]
         loads = [x for p in ps for x in p["load_average_during"]] or [0.0]
+        columns = ([curve_at(c, lo) for c in curves], [mean(w) if w else None for w in windows], [curve_at(c, hi) for c in curves])
+        measured.append(columns)
         rows.append(
             [
                 f"[{ps[0]['env']}{options(ps[0])}]({prefix}learning-{task}/)",
                 f"x{scale:g}" if scale >= 1 else f"x1/{1 / scale:g}",
                 ",".join(str(p["seed"]) for p in ps),
                 f"{ps[0]['budget_minutes']:g}",
-                spread([curve_at(c, lo) for c in curves]),
-                spread([mean(w) if w else None for w in windows]),
-                spread([curve_at(c, hi) for c in curves]),
+                *(spread(c) for c in columns),
                 commit(newest[task][0]),
                 f"{min(loads):.1f}-{max(loads):.1f}",
             ]
@@ -281,7 +281,21 @@ def reward_units(results: Path, prefix: str) -> str:
         "commit",
         "load",
     ]
-    return table(header, rows) if rows else NONE
+    if not rows:
+        return NONE
+    verdicts = [f"{name} {within_spread([unit[i] for unit in measured])}" for i, name in enumerate(header[4:7])]
+    return table(header, rows) + "\n\nEach unit's mean within every other unit's range over seeds: " + "; ".join(verdicts) + "."
+
+
+def within_spread(units: list[list[float | None]]) -> str:
+    """'yes' when every unit's mean over its seeds lies within every other unit's range over seeds, else 'no'
+    and the pairs that do not; '-' when fewer than two units have values."""
+    got = [[v for v in u if v is not None] for u in units]
+    got = [u for u in got if u]
+    if len(got) < 2:
+        return "-"
+    outside = [(i, j) for i, u in enumerate(got) for j, v in enumerate(got) if i != j and not min(v) <= mean(u) <= max(v)]
+    return "yes" if not outside else "no"
 
 
 def ablation(results: Path, prefix: str) -> str:
