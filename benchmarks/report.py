@@ -439,7 +439,8 @@ def cue_link(results: Path, prefix: str) -> str:
                 last = [run["curve"][-1] for run in p["runs"] if run["arm"] == arm]
                 if not last:
                     continue
-                cells = []
+                untrained = [run["curve"][0]["z_seen"] for run in p["runs"] if run["arm"] == arm and run["curve"][0]["update"] == 0]
+                cells = [f"{mean(untrained):.2f}" if untrained else "-"]
                 for key in ("z_seen", "h_probe", "reward_side"):
                     got = [x[key] for x in last]
                     cells.append(f"{mean(got):.2f} ({min(got):.2f} to {max(got):.2f}; majority {mean(x[key + '_chance'] for x in last):.2f})")
@@ -454,7 +455,7 @@ def cue_link(results: Path, prefix: str) -> str:
                         commit(r),
                     ]
                 )
-    header = ["task", "arm", "seeds", "updates", "z_t: seen cue", "h_t: cue after seen", "reward side at the end", "pixels: seen cue", "commit"]
+    header = ["task", "arm", "seeds", "updates", "z_t: seen cue, untrained", "z_t: seen cue", "h_t: cue after seen", "reward side at the end", "pixels: seen cue", "commit"]
     return table(header, rows) if rows else NONE
 
 
