@@ -196,7 +196,10 @@ def test_reward_units_put_each_units_newest_runs_in_units_of_the_best_return_and
     )
     old = run("recall-k8-reward-x32", 32.0, 0, [(5.0, -9.0)])
     write_record(tmp_path, "learning-recall-k8-reward-x32", old, "2026-01-01T00:00:00Z", commit="0dd0000aaa")  # an older commit
-    small, plain, large = (row.strip("| ").split(" | ") for row in report.reward_units(tmp_path, "").splitlines()[2:])
+    text = report.reward_units(tmp_path, "").splitlines()
+    small, plain, large = (row.strip("| ").split(" | ") for row in text[2:5])
+    # the plain task's one seed lies above both scaled units' ranges at every column
+    assert text[-1] == "Each unit's mean within every other unit's range over seeds: at 5 min no; mean over 5-10 min no; at 10 min no."
     # at 5 min: 0.2 and (seed 1's last evaluation by then) 0.0; over 5-10 min: (0.2 + 0.6 + 0.8) / 3 and 0.4; at 10 min:
     # 0.8 and 0.4 (seed 1's evaluation at 10.1 min comes after the mark)
     for row, unit in ((small, "x1/32"), (large, "x32")):
@@ -205,6 +208,13 @@ def test_reward_units_put_each_units_newest_runs_in_units_of_the_best_return_and
     assert plain[1:3] == ["x1", "0"] and plain[4:7] == ["-0.50", "0.90", "0.90"]
     assert [r for r in report.headline(tmp_path, "").splitlines()[2:] if "reward" in r] == []
     assert len(report.headline(tmp_path, "").splitlines()[2:]) == 1  # the plain task only
+
+
+def test_within_spread_asks_every_units_mean_to_lie_in_every_other_units_range():
+    assert report.within_spread([[0.1, 0.3], [0.19, 0.25], [0.24, None, 0.18]]) == "yes"  # means 0.2, 0.22, 0.21
+    assert report.within_spread([[0.1, 0.3], [0.5, 0.6]]) == "no"  # 0.2 is below [0.5, 0.6]
+    assert report.within_spread([[0.1, 0.3], [0.15, 0.16]]) == "no"  # 0.2 is above the narrow [0.15, 0.16]
+    assert report.within_spread([[0.1, 0.3], [None]]) == "-"  # one unit with values: nothing to compare
 
 
 def test_the_headline_sets_every_arm_of_a_peers_tasks_newest_budget_side_by_side(tmp_path):
