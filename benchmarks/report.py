@@ -401,29 +401,36 @@ def peers(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else "No result file yet (`python -m benchmarks.peers` writes them under `peers-<task>/`)."
 
 
-def reward_link(results: Path, prefix: str) -> str:
-    """Per benchmarks.reward_link record and arm: the reward head and the memory probe after the last update, over seeds."""
-    rows = []
-    for name in folders("reward-link-", results):
+def link_arms(kind: str, results: Path):
+    """Each arm of each offline link record (benchmarks.reward_link, benchmarks.cue_link; `kind` the folders'
+    prefix): (folder, record, its label "a: `overrides`" or "a: defaults", that arm's runs)."""
+    for name in folders(kind, results):
         for r in runs(name, results):
             p = r["payload"]
             for arm in ("a", "b"):
-                last = [run["curve"][-1] for run in p["runs"] if run["arm"] == arm]
-                if not last:
-                    continue
-                rel, sign, h = ([x[key] for x in last] for key in ("reward_rel_mse", "reward_sign", "h_probe"))
-                rows.append(
-                    [
-                        f"[{p['task']}]({prefix}{name}/)",
-                        f"{arm}: `{p[arm]}`" if p[arm] else f"{arm}: defaults",
-                        str(len(last)),
-                        f"{p['updates']:,}",
-                        f"{mean(rel):.2f} ({min(rel):.2f} to {max(rel):.2f})",
-                        f"{mean(sign):.2f} (majority {mean(x['reward_sign_majority'] for x in last):.2f})",
-                        f"{mean(h):.2f} ({min(h):.2f} to {max(h):.2f})",
-                        commit(r),
-                    ]
-                )
+                mine = [run for run in p["runs"] if run["arm"] == arm]
+                if mine:
+                    yield name, r, f"{arm}: `{p[arm]}`" if p[arm] else f"{arm}: defaults", mine
+
+
+def reward_link(results: Path, prefix: str) -> str:
+    """Per benchmarks.reward_link record and arm: the reward head and the memory probe after the last update, over seeds."""
+    rows = []
+    for name, r, label, mine in link_arms("reward-link-", results):
+        p, last = r["payload"], [run["curve"][-1] for run in mine]
+        rel, sign, h = ([x[key] for x in last] for key in ("reward_rel_mse", "reward_sign", "h_probe"))
+        rows.append(
+            [
+                f"[{p['task']}]({prefix}{name}/)",
+                label,
+                str(len(last)),
+                f"{p['updates']:,}",
+                f"{mean(rel):.2f} ({min(rel):.2f} to {max(rel):.2f})",
+                f"{mean(sign):.2f} (majority {mean(x['reward_sign_majority'] for x in last):.2f})",
+                f"{mean(h):.2f} ({min(h):.2f} to {max(h):.2f})",
+                commit(r),
+            ]
+        )
     header = ["task", "arm", "seeds", "updates", "reward error / variance", "reward sign", "symbol K back in h_t (chance 0.25)", "commit"]
     return table(header, rows) if rows else NONE
 
@@ -432,29 +439,24 @@ def cue_link(results: Path, prefix: str) -> str:
     """Per benchmarks.cue_link record and arm: the chain's first links after the last update, over seeds, each
     against its majority rate, and the pixels' probe (what a linear probe reads from the observation itself)."""
     rows = []
-    for name in folders("cue-link-", results):
-        for r in runs(name, results):
-            p = r["payload"]
-            for arm in ("a", "b"):
-                last = [run["curve"][-1] for run in p["runs"] if run["arm"] == arm]
-                if not last:
-                    continue
-                untrained = [run["curve"][0]["z_seen"] for run in p["runs"] if run["arm"] == arm and run["curve"][0]["update"] == 0]
-                cells = [f"{mean(untrained):.2f}" if untrained else "-"]
-                for key in ("z_seen", "h_probe", "reward_side"):
-                    got = [x[key] for x in last]
-                    cells.append(f"{mean(got):.2f} ({min(got):.2f} to {max(got):.2f}; majority {mean(x[key + '_chance'] for x in last):.2f})")
-                rows.append(
-                    [
-                        f"[{p['task']}]({prefix}{name}/)",
-                        f"{arm}: `{p[arm]}`" if p[arm] else f"{arm}: defaults",
-                        ",".join(str(run["seed"]) for run in p["runs"] if run["arm"] == arm),
-                        f"{p['updates']:,}",
-                        *cells,
-                        f"{mean(x['pixels_seen'] for x in last):.2f}",
-                        commit(r),
-                    ]
-                )
+    for name, r, label, mine in link_arms("cue-link-", results):
+        p, last = r["payload"], [run["curve"][-1] for run in mine]
+        untrained = [run["curve"][0]["z_seen"] for run in mine if run["curve"][0]["update"] == 0]
+        cells = [f"{mean(untrained):.2f}" if untrained else "-"]
+        for key in ("z_seen", "h_probe", "reward_side"):
+            got = [x[key] for x in last]
+            cells.append(f"{mean(got):.2f} ({min(got):.2f} to {max(got):.2f}; majority {mean(x[key + '_chance'] for x in last):.2f})")
+        rows.append(
+            [
+                f"[{p['task']}]({prefix}{name}/)",
+                label,
+                ",".join(str(run["seed"]) for run in mine),
+                f"{p['updates']:,}",
+                *cells,
+                f"{mean(x['pixels_seen'] for x in last):.2f}",
+                commit(r),
+            ]
+        )
     header = ["task", "arm", "seeds", "updates", "z_t: seen cue, untrained", "z_t: seen cue", "h_t: cue after seen", "reward side at the end", "pixels: seen cue", "commit"]
     return table(header, rows) if rows else NONE
 
