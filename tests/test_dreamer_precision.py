@@ -19,10 +19,10 @@ OBS = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
 SPACES = [gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([2, 3]), gym.spaces.Box(-1.0, 1.0, (2,))]
 
 
-def _agent(space, backbone="rssm", precision="32", seed=0) -> Dreamer:
+def _agent(space, backbone="rssm", precision="32", seed=0, explore=0.0) -> Dreamer:
     torch.manual_seed(seed)
     wm = world_models.make(backbone, OBS, space, world_models.WorldModelConfig.preset("tiny"))
-    return Dreamer(wm, space, DreamerConfig(horizon=5), precision=precision)
+    return Dreamer(wm, space, DreamerConfig(horizon=5, explore=explore), precision=precision)
 
 
 def _batch(codec, B=2, L=8, seed=0) -> dict[str, torch.Tensor]:
@@ -36,9 +36,17 @@ def _batch(codec, B=2, L=8, seed=0) -> dict[str, torch.Tensor]:
     }
 
 
+def prior_entropy(stats: torch.Tensor, stoch: int, classes: int, unimix: float) -> torch.Tensor:
+    """(N, H, stoch * classes) logits -> (N, H): the entropy of `stoch` categoricals mixed with `unimix` of the
+    uniform, summed over them (written out from torch.distributions)."""
+    probs = torch.softmax(stats.float().view(*stats.shape[:-1], stoch, classes), -1) * (1 - unimix) + unimix / classes
+    return torch.distributions.Categorical(probs=probs).entropy().sum(-1)
+
+
 def two_pass_actor_critic_loss(agent: Dreamer, starts, terminal: torch.Tensor):
     """The reference: the actor-critic loss as first written, the critic run over the imagined features for the
-    returns and again for its loss, and the actor run again over the imagined features for its loss."""
+    returns and again for its loss, and the actor run again over the imagined features for its loss; with
+    config.explore, the prior's entropy less its mean added to the imagined rewards."""
     cfg, discrete = agent.config, agent.codec.discrete
 
     def act(feat):
@@ -49,6 +57,10 @@ def two_pass_actor_critic_loss(agent: Dreamer, starts, terminal: torch.Tensor):
             imag = agent.wm.imagine(starts, act, cfg.horizon)
             feat = imag.features
             reward = agent.wm.reward(feat, imag.actions)
+            if cfg.explore:
+                c = agent.wm.config
+                entropy = prior_entropy(imag.prior.stats, c.stoch, c.classes, c.unimix)
+                reward = torch.cat([reward[:, :1], reward[:, 1:] + cfg.explore * (entropy - entropy.mean())], 1)
             cont = torch.cat([1.0 - terminal[:, None], agent.wm.cont(feat)[:, 1:]], 1)
             value = agent.critic(feat).mean
             ret = lambda_returns(reward[:, 1:], cfg.gamma * cont[:, 1:], value, cfg.lam)
@@ -68,9 +80,13 @@ def two_pass_actor_critic_loss(agent: Dreamer, starts, terminal: torch.Tensor):
     return actor_loss, critic_loss, ret
 
 
-@pytest.mark.parametrize("space", SPACES, ids=["discrete", "multidiscrete", "box"])
-def test_one_pass_actor_critic_loss_equals_the_two_pass_reference(space):
-    agent = _agent(space)
+@pytest.mark.parametrize(
+    "space, explore",
+    [*((s, 0.0) for s in SPACES), (SPACES[0], 0.5)],
+    ids=["discrete", "multidiscrete", "box", "discrete-explore"],
+)
+def test_one_pass_actor_critic_loss_equals_the_two_pass_reference(space, explore):
+    agent = _agent(space, explore=explore)
     with torch.no_grad():
         agent.slow_critic.net.net[-1].weight.normal_(0, 0.1)  # critic and slow critic start at 0: make them differ
     for p in agent.critic.parameters():
