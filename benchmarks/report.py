@@ -825,15 +825,15 @@ def headline(results: Path, prefix: str) -> str:
         what = f"`memwm compare --task {p['task'].split('/')[-1]}`, {p['settings']['steps']:,} steps: reward accuracy in imagination"
         rows.append([what, accs, f"[{path.name}]({prefix}{path.relative_to(results).as_posix()})"])
     for task, budget, arms in side_by_side(results):  # memwm and the agents people use instead, same seeds and minutes
-        seeds = sorted({p["seed"] for _, _, ps in arms for p in ps})
         what = (
-            f"`python -m benchmarks.peers --task {task}` (memwm and the agents people use instead), {budget:g} min on one CPU core each, "
-            f"seeds {','.join(map(str, seeds))}: held-out final {arms[0][2][0]['metric']}"
+            f"`python -m benchmarks.peers --task {task}` (memwm and the agents people use instead), {budget:g} min on one CPU core each: "
+            f"held-out final {arms[0][2][0]['metric']}"
         )
         cells = []
-        for arm, code, ps in arms:
+        for arm, code, ps in arms:  # each arm's own seeds: an arm may have run on fewer
             finals = [(p.get("final_held_out") or {}).get(p["metric"]) for p in ps]
-            cells.append(f"{arm} {spread(finals)}" + (f" ({finals.count(None)} failed)" if None in finals else "") + f" at {code}")
+            seeds = ",".join(str(s) for s in sorted(p["seed"] for p in ps))
+            cells.append(f"{arm} {spread(finals)}" + (f" ({finals.count(None)} failed)" if None in finals else "") + f" over seeds {seeds} at {code}")
         cells = "; ".join(cells)
         rows.append([what, cells, f"[peers-{task}/]({prefix}peers-{task}/)"])
     product = defaultdict(dict)  # (commit, budget) -> seed -> the newest record of benchmarks.icrl's bandit runs
