@@ -192,8 +192,12 @@ def measure(
     T = max(len(ep["reward"]) for ep in data.episodes)
     # the world model steps through all episodes at once, as when acting; a short episode's padding
     # repeats its last row and carries no label
-    obs = {k: torch.as_tensor(pad_episodes([ep[k] for ep in data.episodes], T, None), device=device) for k in OBS_KEYS if k in data.episodes[0]}
-    action = torch.as_tensor(pad_episodes([action_vectors(ep["action"], learner.codec.space) for ep in data.episodes], T, 0.0), device=device)
+    obs = {
+        k: torch.as_tensor(pad_episodes([ep[k] for ep in data.episodes], T, None), device=device) for k in OBS_KEYS if k in data.episodes[0]
+    }
+    action = torch.as_tensor(
+        pad_episodes([action_vectors(ep["action"], learner.codec.space) for ep in data.episodes], T, 0.0), device=device
+    )
     reward = torch.as_tensor(pad_episodes([ep["reward"] for ep in data.episodes], T, 0.0), device=device)  # (N, T)
     need, seen, answer = (torch.as_tensor(pad_episodes(x, T, -1)) for x in (data.need, data.seen, data.answer))  # (N, T)
     N = len(data.episodes)

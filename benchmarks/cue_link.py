@@ -135,7 +135,8 @@ def main(args: Args) -> None:
         print(f"benchmarks.cue_link: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     if not spec.cue or not args.task.startswith("minigrid/memory-"):
-        print(f"benchmarks.cue_link: error: --task must be a cue task whose scripted policy can choose wrong (minigrid/memory-s*), got {args.task!r}", file=sys.stderr)
+        need = "a cue task whose scripted policy can choose wrong (minigrid/memory-s*)"
+        print(f"benchmarks.cue_link: error: --task must be {need}, got {args.task!r}", file=sys.stderr)
         raise SystemExit(2)
     started = record.start()
     env = envs.make(args.task)
@@ -156,7 +157,8 @@ def main(args: Args) -> None:
             )
             results.append({"seed": seed, "arm": arm, "overrides": text, "curve": curve})
     payload = {"task": args.task, "a": args.a, "b": args.b, "updates": args.updates, "episodes": args.episodes, "runs": results}
-    print(f"benchmarks.cue_link: wrote {record.write_result('cue-link-' + args.task.replace('minigrid/memory-', 'minigrid-'), payload, started=started)}")
+    name = "cue-link-" + args.task.replace("minigrid/memory-", "minigrid-")
+    print(f"benchmarks.cue_link: wrote {record.write_result(name, payload, started=started)}")
 
 
 if __name__ == "__main__":

@@ -457,7 +457,18 @@ def cue_link(results: Path, prefix: str) -> str:
                 commit(r),
             ]
         )
-    header = ["task", "arm", "seeds", "updates", "z_t: seen cue, untrained", "z_t: seen cue", "h_t: cue after seen", "reward side at the end", "pixels: seen cue", "commit"]
+    header = [
+        "task",
+        "arm",
+        "seeds",
+        "updates",
+        "z_t: seen cue, untrained",
+        "z_t: seen cue",
+        "h_t: cue after seen",
+        "reward side at the end",
+        "pixels: seen cue",
+        "commit",
+    ]
     return table(header, rows) if rows else NONE
 
 
@@ -833,7 +844,9 @@ def headline(results: Path, prefix: str) -> str:
         for arm, code, ps in arms:  # each arm's own seeds: an arm may have run on fewer
             finals = [(p.get("final_held_out") or {}).get(p["metric"]) for p in ps]
             seeds = ",".join(str(s) for s in sorted(p["seed"] for p in ps))
-            cells.append(f"{arm} {spread(finals)}" + (f" ({finals.count(None)} failed)" if None in finals else "") + f" over seeds {seeds} at {code}")
+            cells.append(
+                f"{arm} {spread(finals)}" + (f" ({finals.count(None)} failed)" if None in finals else "") + f" over seeds {seeds} at {code}"
+            )
         cells = "; ".join(cells)
         rows.append([what, cells, f"[peers-{task}/]({prefix}peers-{task}/)"])
     product = defaultdict(dict)  # (commit, budget) -> seed -> the newest record of benchmarks.icrl's bandit runs
