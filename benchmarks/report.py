@@ -791,17 +791,22 @@ def compare(results: Path, prefix: str) -> str:
 
 
 def side_by_side(results: Path) -> list[tuple[str, float, list[tuple[str, str, list[dict]]]]]:
-    """Per peers task, its newest budget: every arm run at that budget (the newest commit of each), as (arm, commit,
-    payloads by seed), memwm's agents first. Arms whose every run failed are left out."""
+    """Per peers task, its newest budget: every arm run at that budget, each seed's newest record (a seed run again
+    at a newer commit replaces the older one; seeds run at different commits stand together), as (arm, the commits
+    joined, payloads by seed), memwm's agents first. Arms whose every run failed are left out."""
     groups = peer_groups(results)
     start = {key: max(r["start"] for r, _ in by_seed.values()) for key, by_seed in groups.items()}  # its newest record
     out = []
     for task in sorted({key[0] for key in groups}):
         budget = max((key for key in groups if key[0] == task), key=start.get)[3]
-        arms = {}  # arm -> (commit, payloads by seed); oldest first, so the newest commit of each arm stays
+        arms = defaultdict(dict)  # arm -> seed -> (commit, payload); oldest first, so each seed's newest record stays
         for key in sorted((key for key in groups if key[0] == task and key[3] == budget), key=start.get):
-            arms[key[1]] = (key[2], [p for _, (_, p) in sorted(groups[key].items())])
-        rows = [(arm, code, ps) for arm, (code, ps) in sorted(arms.items(), key=lambda kv: (ARM_ORDER.get(kv[0], 2), kv[0]))]
+            for seed, (_, p) in groups[key].items():
+                arms[key[1]][seed] = (key[2], p)
+        rows = []
+        for arm, by_seed in sorted(arms.items(), key=lambda kv: (ARM_ORDER.get(kv[0], 2), kv[0])):
+            codes = list(dict.fromkeys(code for code, _ in (by_seed[s] for s in sorted(by_seed))))
+            rows.append((arm, ", ".join(codes), [p for _, p in (by_seed[s] for s in sorted(by_seed))]))
         rows = [row for row in rows if any((p.get("final_held_out") or {}).get(p["metric"]) is not None for p in row[2])]
         if rows:
             out.append((task, budget, rows))

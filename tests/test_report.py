@@ -228,10 +228,13 @@ def test_the_headline_sets_every_arm_of_a_peers_tasks_newest_budget_side_by_side
     write_record(tmp_path, "peers-recall-k8", run("memwm-ppo", 0, 0.6, 15.0), "2026-01-03T00:00:00Z")  # newer commit, same seed
     write_record(tmp_path, "peers-recall-k8", run("memwm-ppo", 1, None, 15.0), "2026-01-03T00:00:01Z")
     write_record(tmp_path, "peers-recall-k8", run("sb3-recurrentppo", 0, None, 15.0), "2026-01-03T00:00:02Z")  # failed: left out
+    write_record(tmp_path, "peers-recall-k8", run("memwm", 0, 0.5, 15.0), "2026-01-02T00:00:02Z", commit="1110000aaa")
+    write_record(tmp_path, "peers-recall-k8", run("memwm", 1, 0.9, 15.0), "2026-01-03T00:00:03Z")  # another seed, newer code
     (row,) = report.headline(tmp_path, "").splitlines()[2:]
+    assert "| memwm 0.70 (worst 0.50) over seeds 0,1 at 1110000, abc1234; memwm-ppo" in row  # seeds of two commits together
     assert "(memwm and the agents people use instead), 15 min on one CPU core each: held-out final return" in row
     # each arm with its own seeds; no 8-min memwm, no sb3
-    assert "| memwm-ppo 0.60 (1 failed) over seeds 0,1 at abc1234; sheeprl-dreamerv3 -0.50 over seeds 0 at 1110000 |" in row
+    assert "; memwm-ppo 0.60 (1 failed) over seeds 0,1 at abc1234; sheeprl-dreamerv3 -0.50 over seeds 0 at 1110000 |" in row
 
 
 def test_icrl_rows_give_each_memwm_train_env_and_commit_its_held_out_ratio_over_seeds_and_keep_the_own_loop_apart(tmp_path):
