@@ -57,12 +57,9 @@ def stream(episodes: list[dict]) -> dict[str, np.ndarray]:
 def windows(data: dict[str, np.ndarray], batch: int, length: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
     """`batch` windows of `length` steps at random offsets; each starts from the initial state (is_first[0])."""
     starts = rng.integers(len(data["reward"]) - length, size=batch)
-    out = {k: torch.as_tensor(np.stack([v[s : s + length] for s in starts])) for k, v in data.items()}
-    out["is_first"] = out["is_first"].clone()
+    out = {k: torch.as_tensor(np.stack([v[s : s + length] for s in starts])) for k, v in data.items()}  # fresh arrays
+    out["is_first"], out["is_terminal"], out["action"] = out["is_first"].bool(), out["is_terminal"].bool(), out["action"].float()
     out["is_first"][:, 0] = True
-    out["is_terminal"] = out["is_terminal"].bool()
-    out["is_first"] = out["is_first"].bool()
-    out["action"] = out["action"].float()
     return out
 
 
