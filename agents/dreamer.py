@@ -378,8 +378,8 @@ class Dreamer(nn.Module):
                 imag = self.wm.imagine(starts, act, cfg.horizon)
                 feat = imag.features  # (N, H+1, F)
                 reward = self.wm.reward(feat, imag.actions)  # (N, H+1)
-                if cfg.explore:
-                    bonus = explore_bonus(imag.prior)  # (N, H)
+                bonus = explore_bonus(imag.prior) if cfg.explore else None  # (N, H)
+                if bonus is not None:
                     reward = torch.cat([reward[:, :1], reward[:, 1:] + cfg.explore * bonus], 1)
                 cont = self.wm.cont(feat)  # (N, H+1)
                 cont = torch.cat([1.0 - terminal[:, None], cont[:, 1:]], 1)
@@ -407,6 +407,8 @@ class Dreamer(nn.Module):
         critic_nll = -value_dist.log_prob(ret.detach()) - cfg.slow_critic_reg * value_dist.log_prob(slow_value)
         critic_loss = (weight * critic_nll).mean()
         metrics = {}
+        if bonus is not None:  # how far the bonus spreads the imagined rewards, in the reward's unit
+            metrics["explore_bonus_std"] = (cfg.explore * bonus).std().detach()
         if replay is not None:
             repval = self.replay_value_loss(feat[:, 0].detach(), ret[:, 0].detach(), replay)
             critic_loss = critic_loss + cfg.repval * repval

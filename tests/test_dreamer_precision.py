@@ -48,6 +48,7 @@ def two_pass_actor_critic_loss(agent: Dreamer, starts, terminal: torch.Tensor):
     returns and again for its loss, and the actor run again over the imagined features for its loss; with
     config.explore, the prior's entropy less its mean added to the imagined rewards."""
     cfg, discrete = agent.config, agent.codec.discrete
+    bonus_std = None
 
     def act(feat):
         return agent.actor(feat.detach()).sample()
@@ -61,6 +62,7 @@ def two_pass_actor_critic_loss(agent: Dreamer, starts, terminal: torch.Tensor):
                 c = agent.wm.config
                 entropy = prior_entropy(imag.prior.stats, c.stoch, c.classes, c.unimix)
                 reward = torch.cat([reward[:, :1], reward[:, 1:] + cfg.explore * (entropy - entropy.mean())], 1)
+                bonus_std = (cfg.explore * entropy).std()
             cont = torch.cat([1.0 - terminal[:, None], agent.wm.cont(feat)[:, 1:]], 1)
             value = agent.critic(feat).mean
             ret = lambda_returns(reward[:, 1:], cfg.gamma * cont[:, 1:], value, cfg.lam)
@@ -77,7 +79,7 @@ def two_pass_actor_critic_loss(agent: Dreamer, starts, terminal: torch.Tensor):
     slow_value = agent.slow_critic(feat[:, :-1].detach()).mean.detach()
     critic_nll = -value_dist.log_prob(ret.detach()) - cfg.slow_critic_reg * value_dist.log_prob(slow_value)
     critic_loss = (weight * critic_nll).mean()
-    return actor_loss, critic_loss, ret
+    return actor_loss, critic_loss, ret, bonus_std
 
 
 @pytest.mark.parametrize(
@@ -100,11 +102,16 @@ def test_one_pass_actor_critic_loss_equals_the_two_pass_reference(space, explore
     torch.manual_seed(7)  # the same imagined actions in both
     loss, metrics = agent.actor_critic_loss(starts, terminal)
     torch.manual_seed(7)
-    actor_loss, critic_loss, ret = two_pass_actor_critic_loss(reference, starts, terminal)
+    actor_loss, critic_loss, ret, bonus_std = two_pass_actor_critic_loss(reference, starts, terminal)
 
     torch.testing.assert_close(metrics["loss/actor"], actor_loss.detach(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(metrics["loss/critic"], critic_loss.detach(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(metrics["imag_return"], ret.mean(), rtol=1e-5, atol=1e-7)
+    if explore:  # the logged spread of the bonus, in the reward's unit
+        assert bonus_std > 0
+        torch.testing.assert_close(metrics["explore_bonus_std"], bonus_std, rtol=1e-5, atol=1e-7)
+    else:
+        assert "explore_bonus_std" not in metrics
     loss.backward()
     (actor_loss + critic_loss).backward()
     for module in ("actor", "critic"):
