@@ -114,9 +114,18 @@ def on_device(r: dict) -> str:
     return f" on {(r.get('machine') or {}).get('gpu') or r['device']}"
 
 
+def lowest_after_bar(payload: dict) -> float | None:
+    """The lowest in-run evaluation after the run first reached its bar (None if it never did): whether it held it."""
+    reached = payload.get("reached_bar")
+    if not reached:
+        return None
+    later = [e[payload["metric"]] for e in payload["evals"] if e["step"] > reached["step"] and e[payload["metric"]] is not None]
+    return min(later) if later else None
+
+
 def learning(results: Path, prefix: str) -> str:
     """Per task, backbone, flags, commit and budget: the seeds' first, final (in-run and held-out) and best evaluation,
-    updates and minutes."""
+    the lowest evaluation after reaching the bar, updates and minutes."""
     groups = defaultdict(list)
     for name in folders("learning-", results):
         for r in runs(name, results):
@@ -138,6 +147,7 @@ def learning(results: Path, prefix: str) -> str:
                 spread([q["final"] for q in ps]),
                 some(spread, [held_out_score(q) for q in ps]),
                 spread([q["best"] for q in ps]),
+                some(spread, [lowest_after_bar(q) for q in ps]),
                 f"{round(mean(q['updates'] for q in ps)):,}",
                 num(mean(q["wall_minutes"] for q in ps), 1),
                 f"{sum(q['met'] for q in ps)}/{len(ps)}",
@@ -155,6 +165,7 @@ def learning(results: Path, prefix: str) -> str:
         "end",
         "held-out end",
         "best",
+        "lowest after the bar",
         "updates",
         "minutes",
         "met",

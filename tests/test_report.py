@@ -89,9 +89,24 @@ def test_learning_rows_group_seeds_with_mean_and_worst_and_keep_commits_and_flag
     assert len(rows) == 3
     both = rows[0].split(" | ")
     assert both[1:5] == ["s5", "defaults", "0,1", "30"]
-    assert both[5:10] == ["0.50 (worst 0.50)", "0.10 (worst -0.20)", "0.25 (1 of 2 seeds)", "0.30 (worst 0.10)", "200"]
+    assert both[5:11] == ["0.50 (worst 0.50)", "0.10 (worst -0.20)", "0.25 (1 of 2 seeds)", "0.30 (worst 0.10)", "-", "200"]
     assert "`--wm.dt-max 1.0`" in rows[1]
     assert "fff0000 **with uncommitted changes**" in rows[2]
+
+
+def test_learning_rows_give_the_lowest_evaluation_after_each_seed_reached_the_bar(tmp_path):
+    def run(seed, curve):  # curve: (step, return); the bar is 0.9
+        p = learning_run(seed, final=curve[-1][1], best=max(y for _, y in curve))
+        reached = next((step for step, y in curve if y >= 0.9), None)
+        p["reached_bar"] = None if reached is None else {"step": reached, "minutes": reached / 10}
+        return p | {"evals": [{"step": step, "minutes": step / 10, "return": y, "success": None} for step, y in curve]}
+
+    write_record(tmp_path, "learning-recall-k8", run(0, [(0, -0.5), (10, 0.95), (20, 0.5), (30, 1.0)]), "2026-01-01T00:00:00Z")
+    write_record(tmp_path, "learning-recall-k8", run(1, [(0, -0.5), (10, 0.2), (20, 0.92), (30, 0.97)]), "2026-01-01T00:00:01Z")
+    write_record(tmp_path, "learning-recall-k8", run(2, [(0, -0.5), (10, 0.2), (20, 0.6), (30, 0.7)]), "2026-01-01T00:00:02Z")
+    row = report.learning(tmp_path, "").splitlines()[2].split(" | ")
+    # seed 0 fell to 0.5 after reaching the bar at step 10, seed 1 held 0.97; seed 2 never reached it
+    assert row[9] == "0.73 (worst 0.50) (2 of 3 seeds)"
 
 
 def test_learning_rows_of_a_gpu_run_name_the_gpu_and_stay_apart_from_the_cpu_rows(tmp_path):
