@@ -20,6 +20,9 @@ the picture cadence (`DreamerAgent.pictures`), to TensorBoard and metrics.jsonl:
     chain/imagined_rank             from the posterior state at each query step, imagine every action as
                                     the first (then the actor's mode) for the learner's horizon: how often
                                     the right action has the highest return; chain/imagined_rank_chance = 1/A
+    chain/actor_right               how often the actor's mode at the query steps' states is the right action
+                                    (the policy: imagination may rank it first and the actor still not take it);
+                                    chain/actor_right_chance = 1/A
     chain/actor_entropy             the actor's entropy at the query steps' states (nats)
 
 The needed symbol at step t is, on a stream task, its right answer `answers[t]` at the query steps
@@ -232,8 +235,9 @@ def measure(
                 value=lambda f: learner.critic(f).mean,
             )
             scores["imagined_rank"] = rank_score(returns, answer[rows[:, 0], rows[:, 1]])
-            entropy = learner.actor(feat[rows[:, 0].to(device), rows[:, 1].to(device)]).entropy()
-            scores["actor_entropy"] = Score(float(entropy.float().mean()), float("nan"), len(rows))
+            policy = learner.actor(feat[rows[:, 0].to(device), rows[:, 1].to(device)])
+            scores["actor_right"] = rank_score(policy.parts[0].probs.float().cpu(), answer[rows[:, 0], rows[:, 1]])
+            scores["actor_entropy"] = Score(float(policy.entropy().float().mean()), float("nan"), len(rows))
     return chain_scalars(scores)
 
 
@@ -245,6 +249,7 @@ def chain_scalars(scores: dict[str, Score]) -> dict[str, float]:
         "h_probe_k": "probe_k_majority",
         "reward_sign": "reward_sign_majority",
         "imagined_rank": "imagined_rank_chance",
+        "actor_right": "actor_right_chance",
     }
     out = {}
     for name, score in scores.items():
@@ -267,6 +272,8 @@ SCALARS = (
     "chain/reward_sign_majority",
     "chain/imagined_rank",
     "chain/imagined_rank_chance",
+    "chain/actor_right",
+    "chain/actor_right_chance",
     "chain/actor_entropy",
 )
 

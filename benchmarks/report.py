@@ -181,6 +181,7 @@ CHAIN_LINKS = (
     ("chain/h_probe", "chain/probe_majority"),
     ("chain/reward_sign", "chain/reward_sign_majority"),
     ("chain/imagined_rank", "chain/imagined_rank_chance"),
+    ("chain/actor_right", "chain/actor_right_chance"),
     ("chain/actor_entropy", None),
 )
 
@@ -220,6 +221,7 @@ def chain(results: Path, prefix: str) -> str:
         "h_t: needed symbol (majority)",
         "reward side (majority)",
         "imagined rank (chance)",
+        "actor's mode right (chance)",
         "actor entropy",
         "cue seen",
         "success seen",

@@ -14,8 +14,10 @@ import torch
 import envs
 from agents import chain
 from agents.config import TrainConfig, resolve
+from agents.dreamer import ActionDist
 from agents.runs import build_dreamer
 from world_models.chain import first_action_returns, majority_rate, probe_score, rank_score, sign_score
+from world_models.distributions import OneHotCategorical
 from world_models.state import State
 
 
@@ -301,6 +303,36 @@ def test_measure_logs_every_link_deterministically_without_drawing_from_the_glob
     assert scalars["chain/imagined_rank"] == pytest.approx(1 / 4)  # a zeroed reward head predicts 0 everywhere
     assert 0 < scalars["chain/actor_entropy"] <= math.log(4) + 1e-6
     assert chain.measure(learner, "pomdp/cartpole-positions", {}, seed=0, device=torch.device("cpu")) == {}
+
+
+class FixedActor(torch.nn.Module):
+    """An actor that prefers action `prefer` by `margin` logits whatever it reads (0: uniform)."""
+
+    def __init__(self, actions: int, prefer: int, margin: float):
+        super().__init__()
+        self.logits = torch.zeros(actions)
+        self.logits[prefer] = margin
+
+    def forward(self, feat):
+        return ActionDist([OneHotCategorical(self.logits.expand(*feat.shape[:-1], -1))])
+
+
+@pytest.mark.parametrize("margin", [0.0, 5.0])
+def test_the_actor_link_scores_the_actors_mode_at_the_query_states_against_the_right_action(margin):
+    learner = tiny_learner("memory/recall-k2", "s5")
+    learner.actor = FixedActor(4, prefer=2, margin=margin)
+    scalars = chain.measure(learner, "memory/recall-k2", {}, seed=5, device=torch.device("cpu"), episodes=8)
+    data = chain.play_labelled("memory/recall-k2", {}, 8, seed=5)  # the query steps measure scores, as it picks them
+    T = max(len(a) for a in data.answer)
+    answer = torch.as_tensor(chain.pad_episodes(data.answer, T, -1))
+    rows = (answer >= 0).nonzero()
+    rows = rows[torch.linspace(0, len(rows) - 1, chain.STARTS).long()] if len(rows) > chain.STARTS else rows
+    right = answer[rows[:, 0], rows[:, 1]]
+    assert scalars["chain/actor_right_chance"] == pytest.approx(1 / 4)
+    # a uniform actor ties every action (1/4 each); one that always prefers action 2 is right where the answer is 2
+    expected = 1 / 4 if margin == 0 else float((right == 2).double().mean())
+    assert 0 < float((right == 2).double().mean()) < 1
+    assert scalars["chain/actor_right"] == pytest.approx(expected)
 
 
 # --------------------------------------------------------------------------- end to end

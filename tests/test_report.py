@@ -328,7 +328,8 @@ def test_chain_rows_give_each_link_at_the_runs_last_measurement_and_what_it_made
     run = learning_run(2, final=0.5, best=0.6) | {"task": "minigrid-s7", "env": "minigrid/memory-s7", "metric": "success"}
     run["chain"] = [
         {"step": 10, "minutes": 1.0, "chain/z_seen": 0.1},
-        {"step": 20, "minutes": 2.5, "chain/z_seen": 0.9, "chain/seen_majority": 0.5, "chain/h_probe": 0.55, "chain/actor_entropy": 0.3},
+        {"step": 20, "minutes": 2.5, "chain/z_seen": 0.9, "chain/seen_majority": 0.5, "chain/h_probe": 0.55, "chain/actor_entropy": 0.3}
+        | {"chain/actor_right": 0.75, "chain/actor_right_chance": 0.25},
     ]
     run["evals"][-1] |= {"cue_seen": 0.25, "success_seen": 1.0, "success_unseen": 0.5}
     write_record(tmp_path, "learning-minigrid-s7", run, "2026-01-01T00:00:00Z")
@@ -340,6 +341,6 @@ def test_chain_rows_give_each_link_at_the_runs_last_measurement_and_what_it_made
     assert len(rows) == 3 and rows[2][0] == "| [minigrid/memory-s7](ablate-minigrid-s7/)" and rows[2][2] == "`--wm.no-obs-norm`"
     rows = rows[:2]
     assert rows[0][1:5] == ["s5", "defaults", "2", "2.5"]
-    assert rows[0][5:10] == ["0.90 (0.50)", "0.55", "-", "-", "0.30"]  # the last measurement; a chance it lacks is left out
-    assert rows[0][10:13] == ["0.25", "1.00", "0.50"]  # the last evaluation's
-    assert rows[1][10:13] == ["0.75", "0.70", "-"]  # the held-out evaluation's, where there is one
+    assert rows[0][5:11] == ["0.90 (0.50)", "0.55", "-", "-", "0.75 (0.25)", "0.30"]  # the last measurement; a chance it lacks is left out
+    assert rows[0][11:14] == ["0.25", "1.00", "0.50"]  # the last evaluation's
+    assert rows[1][11:14] == ["0.75", "0.70", "-"]  # the held-out evaluation's, where there is one
