@@ -310,6 +310,10 @@ def test_the_headline_gives_every_seed_of_a_tasks_newest_default_runs_and_the_pr
     write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.2, best=0.2) | held, "2026-01-04T00:00:00Z", commit="eee0000aaa")
     assert "-> 0.20, best 0.20, held-out end 0.30; bar 0.9" in report.headline(tmp_path, "").splitlines()[2]
     (tmp_path / "learning-recall-k8" / "20260104T000000Z-eee0000.json").unlink()
+    probe = learning_run(0, final=-0.9, best=-0.9) | {"budget_minutes": 12.0}  # newer, shorter than the bar: a probe
+    write_record(tmp_path, "learning-recall-k8", probe, "2026-01-05T00:00:00Z", commit="ddd0000aaa")
+    assert "seeds 0,1 | return 0.50 (worst 0.50) -> 0.40 (worst 0.20)" in report.headline(tmp_path, "").splitlines()[2]
+    (tmp_path / "learning-recall-k8" / "20260105T000000Z-ddd0000.json").unlink()
     for seed, minutes in ((0, 11.5), (1, 12.4)):  # newer runs that the step count ended before their minutes
         run = {"env": "icrl/bandit-10", "seed": seed, "budget_minutes": 20.0, "value": 0.7, "met": False}
         run |= {"stopped_by": "steps", "train_steps": 1_000_448, "wall_minutes": minutes}
