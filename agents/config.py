@@ -321,7 +321,10 @@ RANGES: dict[str, str] = {
     # the actor-critic (hidden and layers 0 = the world model's)
     **{f"dreamer.{n}": "positive" for n in ("horizon", "min_std", "max_std", "wm_lr", "actor_lr", "critic_lr", "wm_eps", "ac_eps")},
     **{f"dreamer.{n}": "positive" for n in ("wm_grad_clip", "ac_grad_clip")},
-    **{f"dreamer.{n}": ">= 0" for n in ("hidden", "layers", "entropy", "slow_critic_reg", "actor_out_scale", "repval", "explore")},
+    **{
+        f"dreamer.{n}": ">= 0"
+        for n in ("hidden", "layers", "entropy", "slow_critic_reg", "actor_out_scale", "repval", "explore", "all_actions")
+    },
     **{f"dreamer.{n}": "share" for n in ("gamma", "lam", "unimix", "slow_critic_decay", "retnorm_decay", "retnorm_low", "retnorm_high")},
     "dreamer.critic_bins": "bins",
     # recurrent PPO

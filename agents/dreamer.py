@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from agents import distributed
 from agents.actions import ActionCodec
+from world_models.chain import first_action_returns
 from world_models.distributions import Normal, OneHotCategorical, TwoHotSymlog
 from world_models.nets import MLP
 
@@ -54,6 +55,14 @@ class DreamerConfig:
     # (MiniGrid's Memory: turning to the start room's object, which is a key or a ball) pays; its mean is
     # zero, so it neither lengthens nor shortens imagined episodes. A measured option, off by default.
     explore: float = 0.0
+    # weight of an all-actions policy gradient at the imagined starts (0: none; Discrete action spaces): from each
+    # replayed posterior state, imagine every action for one step and bootstrap with the critic, Q(s, a) =
+    # r + gamma * continue * V(s'), and raise the actor's probability of each action by its advantage over the
+    # actor's mean, sum_a pi(a|s) (Q(s, a) - sum_b pi(b|s) Q(s, b)) / scale. REINFORCE learns only from the
+    # actions it samples: an actor that has become near-deterministic on a wrong action (after the world model
+    # re-codes its latent) rarely samples the right one, while imagination still ranks it first (the chain's
+    # imagined_rank against actor_right). A measured option, off by default.
+    all_actions: float = 0.0
     # The posterior latent when acting: "sample" (DreamerV3) at every step; "eval_mode", sampled while
     # collecting experience and its mode when evaluating (a deterministic evaluation takes the mode of the
     # latent as of the action); "mode" at every acting step. Training and imagination always sample.
@@ -281,6 +290,8 @@ class Dreamer(nn.Module):
         # the largest |reward| replayed so far (0: none yet); not in the module's state dict, so that weights
         # saved before it existed still load: DreamerAgent saves it with the run's checkpoint
         self.register_buffer("reward_unit", torch.zeros(()), persistent=False)
+        if config.all_actions and not (self.codec.discrete and len(self.codec.sizes) == 1):
+            raise ValueError(f"--dreamer.all-actions needs a Discrete action space, got {act_space}")
         self.opt_wm = torch.optim.Adam(wm.parameters(), lr=config.wm_lr, eps=config.wm_eps)
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.ac_eps)
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=config.ac_eps)
@@ -402,11 +413,15 @@ class Dreamer(nn.Module):
         else:
             objective = ret / scale  # gradients flow through the dynamics into the actor's samples
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+        metrics = {}
+        if cfg.all_actions:
+            gain, agree = self.all_actions_objective(starts, dists[0], scale)  # (N,)
+            actor_loss = actor_loss - cfg.all_actions * (weight[:, 0] * gain).mean()
+            metrics["all_actions_agree"] = agree
 
         slow_value = self.slow_critic(feat[:, :-1].detach()).mean.detach()
         critic_nll = -value_dist.log_prob(ret.detach()) - cfg.slow_critic_reg * value_dist.log_prob(slow_value)
         critic_loss = (weight * critic_nll).mean()
-        metrics = {}
         if bonus is not None:  # how far the bonus spreads the imagined rewards, in the reward's unit
             metrics["explore_bonus_std"] = (cfg.explore * bonus).std().detach()
         if replay is not None:
@@ -429,6 +444,22 @@ class Dreamer(nn.Module):
             "value": value.mean().detach(),
         }
         return actor_loss + critic_loss, metrics
+
+    def all_actions_objective(self, starts, policy: ActionDist, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """The all-actions policy objective (DreamerConfig.all_actions) at N start states, and how often the actor's
+        mode there is the action of the highest Q (a detached scalar).
+
+        policy: the actor's distribution at the starts (with grad). Q(s, a) = r + gamma * continue * V(s') for every
+        action a, one step imagined from the prior's mode (world_models.chain.first_action_returns with horizon 1),
+        V the critic's mean. Returns (sum_a pi(a|s) (Q(s, a) - sum_b pi(b|s) Q(s, b)) / scale (N,), agreement)."""
+        with torch.no_grad(), frozen(self.wm, self.critic):
+            q = first_action_returns(
+                self.wm, starts, lambda f: self.actor(f).mode(), self.codec.dim, 1, self.config.gamma, value=lambda f: self.critic(f).mean
+            )  # (N, A)
+        probs = policy.parts[0].probs  # (N, A)
+        advantage = (q - (probs.detach() * q).sum(-1, keepdim=True)) / scale
+        agree = (probs.detach().argmax(-1) == q.argmax(-1)).float().mean()
+        return (probs * advantage).sum(-1), agree
 
     def replay_value_loss(self, feat: Tensor, imag_return: Tensor, replay: dict[str, Tensor]) -> Tensor:
         """The critic's loss on the replayed posterior states (DreamerV3's repval), without its weight.
