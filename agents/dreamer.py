@@ -453,9 +453,9 @@ class Dreamer(nn.Module):
         action a, one step imagined from the prior's mode (world_models.chain.first_action_returns with horizon 1),
         V the critic's mean. Returns (sum_a pi(a|s) (Q(s, a) - sum_b pi(b|s) Q(s, b)) / scale (N,), agreement)."""
         with torch.no_grad(), frozen(self.wm, self.critic):
-            q = first_action_returns(
-                self.wm, starts, lambda f: self.actor(f).mode(), self.codec.dim, 1, self.config.gamma, value=lambda f: self.critic(f).mean
-            )  # (N, A)
+            # one step: no action after the first enters Q, so the actor is not run over the N*A imagined states
+            no_action = lambda f: f.new_zeros(f.shape[0], self.codec.dim)  # noqa: E731
+            q = first_action_returns(self.wm, starts, no_action, self.codec.dim, 1, self.config.gamma, value=lambda f: self.critic(f).mean)
         probs = policy.parts[0].probs  # (N, A)
         advantage = (q - (probs.detach() * q).sum(-1, keepdim=True)) / scale
         agree = (probs.detach().argmax(-1) == q.argmax(-1)).float().mean()
