@@ -2,6 +2,7 @@
 
     python -m benchmarks.ablate --task recall-k8 --a "" --b "--dreamer.actor-lr 3e-5" --seeds 0 1 2 --minutes 10
     python -m benchmarks.ablate --task recall-k8 --plot-only        # redraw and re-tabulate the newest ablation
+    python -m benchmarks.ablate --task recall-k8 --a "" --b "--dreamer.all-actions 1.0" --minutes 30 --reuse
 
 A default is a decision with evidence: one seed per arm decides nothing, and on a shared machine the load
 moves every wall-clock number. So both arms run on every seed, and the two runs of a seed start together
@@ -12,10 +13,19 @@ through benchmarks.learning (commit, command, machine, load, the evaluation curv
 thin, the mean thick; against env steps and against minutes) and a table of the paired difference b - a
 of the final and of the best evaluation, and of the final policy's score on held-out episodes
 (benchmarks.learning.held_out: more episodes than an in-run evaluation plays), its mean and its range over the seeds.
+
+`--reuse` runs only what is not recorded yet. CPU training is deterministic per seed: a run of the same learning code
+repeats, step for step, a run recorded before (by benchmarks.learning or an earlier ablation; same task, flags,
+budget and seed, the default backbone, on the CPU, ended by its budget), whatever the load; only its env steps per
+minute move with the load. Such an arm gets a record that references the recorded run (`reuses`: its path under
+benchmarks/results/) instead of a rerun, and the table names the commit each arm's runs were made at. It is for
+commits that leave the default path of the learning code alone (a new option off by default, say): the one who
+runs it vouches for that. The runs still missing run two at a time, a seed's two arms together where both are.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,36 +51,80 @@ class Args:
     """folder of the run folders (a fresh one per run)"""
     plot_only: bool = False
     """only redraw the curves and print the table of the newest ablation of the task"""
+    reuse: bool = False
+    """reference an arm's run of a seed that is recorded already instead of running it again (see above)"""
 
 
 def record_name(task: str) -> str:
     return f"ablate-{task}"
 
 
-def run_pairs(args: Args) -> list[Path]:
-    """Both arms of each seed at once (two processes, one thread each); returns the records written."""
-    written = []
+def recorded_run(task: str, flags: str, minutes: float, seed: int, results: Path = record.RESULTS) -> str | None:
+    """The newest run of `task` on the CPU with the default backbone, `flags`, a budget of `minutes` and `seed` that
+    ended by its budget, among benchmarks.learning's records and earlier ablations' own runs: its record's path
+    relative to `results`, or None."""
+    found = []
+    for name in (f"learning-{task}", record_name(task)):
+        for r in record.all_runs(name, results):
+            p = r["payload"]
+            same = p.get("backbone") == "s5" and p.get("flags") == flags and p.get("seed") == seed
+            if same and "reuses" not in p and p.get("budget_minutes") == minutes and p.get("exit_code") == 0 and r.get("device") == "cpu":
+                found.append(r)
+    if not found:
+        return None
+    newest = max(found, key=lambda r: r["start"])
+    return Path(newest["path"]).relative_to(results).as_posix()
+
+
+def run_pairs(args: Args, results: Path | None = None) -> list[Path]:
+    """Every (seed, arm) run, two processes at a time, one thread each: a seed's two arms together. With
+    `args.reuse`, an arm's run recorded already (under `results`, default benchmarks/results) gets a record that
+    references it instead. Returns the records written."""
+    results = Path(results or record.RESULTS)
+    written, jobs = [], []
     for seed in args.seeds:
-        procs = []
         for arm, flags in (("a", args.a), ("b", args.b)):
+            extra = {"arm": arm, "pair": {"a": args.a, "b": args.b}, "minutes": args.minutes}
+            reused = recorded_run(args.task, flags, args.minutes, seed, results) if args.reuse else None
+            if reused is None:
+                jobs.append((seed, flags, extra))
+                continue
+            payload = {"task": args.task, "flags": flags, "seed": seed, "reuses": reused} | extra
+            path = record.write_result(record_name(args.task), payload, results=results)
+            print(f"benchmarks.ablate: wrote {path} (arm {arm}, seed {seed}: reuses {reused})", flush=True)
+            written.append(path)
+    for i in range(0, len(jobs), 2):
+        procs = []
+        for seed, flags, extra in jobs[i : i + 2]:
             proc = learning.run_one(args.task, "s5", seed, args.minutes, Path(args.runs), flags)
-            proc.memwm["arm"] = arm
+            proc.memwm["extra"] = extra
             procs.append(proc)
         while any(p.poll() is None for p in procs):
             time.sleep(10)
             for p in procs:
                 learning.watch(p)
         for p in procs:
-            extra = {"arm": p.memwm["arm"], "pair": {"a": args.a, "b": args.b}, "minutes": args.minutes}
-            path = learning.write(p, name=record_name(args.task), extra=extra)
+            path = learning.write(p, name=record_name(args.task), extra=p.memwm["extra"])
             print(f"benchmarks.ablate: wrote {path}", flush=True)
             written.append(path)
     return written
 
 
-def newest_ablation(task: str) -> list[dict]:
+def resolved(r: dict, results: Path = record.RESULTS) -> dict:
+    """An ablation record's payload with the ablation's commit (`commit`) and the commit its run was made at
+    (`run_commit`); a record that references a recorded run (`reuses`) reads that run's payload."""
+    p, code = r["payload"], (r["commit"] or "nogit")[:12]
+    if "reuses" not in p:
+        return {**p, "commit": code, "run_commit": code}
+    source = json.loads((Path(results) / p["reuses"]).read_text())
+    keep = {k: p[k] for k in ("arm", "pair", "minutes", "reuses")}
+    return {**source["payload"], **keep, "commit": code, "run_commit": (source["commit"] or "nogit")[:12]}
+
+
+def newest_ablation(task: str, results: Path | None = None) -> list[dict]:
     """The runs of the newest ablation of `task` (same arms, commit and budget as its newest record)."""
-    runs = [{**r["payload"], "commit": (r["commit"] or "nogit")[:12]} for r in record.all_runs(record_name(task))]
+    results = Path(results or record.RESULTS)
+    runs = [resolved(r, results) for r in record.all_runs(record_name(task), results)]
     if not runs:
         return []
     last = runs[-1]
@@ -109,7 +163,7 @@ def plot(task: str, runs: list[dict]) -> Path | None:
             grid = np.linspace(0, min(c[-1][0] for c in curves), 50)
             mean = np.stack([np.interp(grid, *zip(*c)) for c in curves]).mean(0)
             ax.plot(grid, mean, color=color, lw=2.2, label=f"{label(arm_runs[0])} ({len(curves)} seeds)")
-    for ax, xlabel in zip(axes, ("env steps", "minutes (one CPU thread, the pair side by side)")):
+    for ax, xlabel in zip(axes, ("env steps", "minutes (one CPU thread per run, two runs at a time)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"eval {metric}")
         ax.legend(fontsize=8)
@@ -127,6 +181,9 @@ def table(task: str, runs: list[dict]) -> str:
     by = {(r["arm"], r["seed"]): {**r, "held-out final": learning.held_out_score(r)} for r in runs}
     seeds = sorted({s for arm, s in by if (("a", s) in by and ("b", s) in by)})
     lines = [f"{task}: a = {runs[0]['pair']['a'] or 'defaults'!r}, b = {runs[0]['pair']['b'] or 'defaults'!r}"]
+    made = {arm: sorted({r["run_commit"][:7] for r in runs if r["arm"] == arm}) for arm in ("a", "b")}
+    if any(code != runs[0]["commit"][:7] for codes in made.values() for code in codes):
+        lines.append(f"  runs made at: a {', '.join(made['a'])}; b {', '.join(made['b'])} (reused records: --reuse)")
     out = {}
     for key in ("final", "best", "held-out final"):
         seeds_with = [s for s in seeds if by["a", s].get(key) is not None and by["b", s].get(key) is not None]

@@ -21,6 +21,7 @@ from pathlib import Path
 from statistics import mean
 
 from benchmarks import record
+from benchmarks.ablate import resolved
 from benchmarks.learning import held_out_score
 
 REPO = record.REPO
@@ -318,11 +319,12 @@ def within_spread(units: list[list[float | None]]) -> str:
 
 
 def ablation(results: Path, prefix: str) -> str:
-    """Per ablation (task, commit, budget): each arm's final score over seeds and the paired difference b - a."""
+    """Per ablation (task, commit, budget): each arm's final score over seeds, the paired difference b - a, and the
+    commits each arm's runs were made at (an ablation run with --reuse references runs recorded before)."""
     groups = defaultdict(list)
     for name in folders("ablate-", results):
         for r in runs(name, results):
-            groups[(r["payload"]["task"], commit(r), r["payload"]["minutes"])].append(r["payload"])
+            groups[(r["payload"]["task"], commit(r), r["payload"]["minutes"])].append(resolved(r, results))
     rows = []
     for (task, code, minutes), ps in sorted(groups.items()):
         arm = {k: {p["seed"]: p for p in ps if p["arm"] == k} for k in ("a", "b")}
@@ -342,6 +344,7 @@ def ablation(results: Path, prefix: str) -> str:
                 spread([p["final"] for p in arm["b"].values()]),
                 f"{mean(diff):+.2f} ({min(diff):+.2f} to {max(diff):+.2f})" if diff else "-",
                 f"{mean(held_diff):+.2f} ({min(held_diff):+.2f} to {max(held_diff):+.2f})" if held_diff else "-",
+                "; ".join(f"{k} " + ", ".join(sorted({p["run_commit"][:7] for p in arm[k].values()})) for k in arm if arm[k]),
                 code,
             ]
         )
@@ -355,6 +358,7 @@ def ablation(results: Path, prefix: str) -> str:
         "b: final",
         "b - a: mean (range over seeds)",
         "b - a held-out",
+        "runs made at",
         "commit",
     ]
     return table(header, rows) if rows else "No ablation record yet (`python -m benchmarks.ablate` writes them under `ablate-<task>/`)."

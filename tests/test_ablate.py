@@ -1,0 +1,119 @@
+"""benchmarks.ablate: which recorded runs --reuse may stand for an arm, and how an ablation reads them back."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import ablate, learning, record
+from tests.test_report import learning_run, write_record
+
+
+def run(seed, final, flags="", budget=30.0, exit_code=0):
+    return learning_run(seed, final=final, best=final, flags=flags) | {"budget_minutes": budget, "exit_code": exit_code}
+
+
+def test_recorded_run_takes_the_newest_finished_cpu_run_of_the_same_flags_budget_and_seed(tmp_path):
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.1), "2026-01-01T00:00:00Z", commit="1111111aaa")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.2), "2026-01-02T00:00:00Z", commit="2222222aaa")  # newer
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.3, budget=20.0), "2026-01-03T00:00:00Z", commit="3333333aaa")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.4, exit_code=1), "2026-01-04T00:00:00Z", commit="4444444aaa")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.5, flags="--x 1"), "2026-01-05T00:00:00Z", commit="5555555aaa")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.6), "2026-01-06T00:00:00Z", commit="6666666aaa", gpu="H100")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.7) | {"backbone": "rssm"}, "2026-01-07T00:00:00Z", commit="7777777aaa")
+    got = ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path)
+    assert got == "learning-recall-k8/20260102T000000Z-2222222.json"
+    assert ablate.recorded_run("recall-k8", "--x 1", 30.0, 0, tmp_path) == "learning-recall-k8/20260105T000000Z-5555555.json"
+    assert ablate.recorded_run("recall-k8", "", 30.0, 1, tmp_path) is None  # no run of seed 1
+    assert ablate.recorded_run("recall-k8", "", 10.0, 0, tmp_path) is None  # nor of a 10-minute budget
+    # an earlier ablation's own run counts too, a reference to a run does not (it is not a run)
+    write_record(tmp_path, "ablate-recall-k8", run(1, 0.8) | {"arm": "b"}, "2026-01-08T00:00:00Z", commit="8888888aaa")
+    reference = {"task": "recall-k8", "flags": "", "seed": 2, "reuses": "learning-recall-k8/x.json", "budget_minutes": 30.0}
+    write_record(tmp_path, "ablate-recall-k8", reference, "2026-01-09T00:00:00Z", commit="9999999aaa")
+    assert ablate.recorded_run("recall-k8", "", 30.0, 1, tmp_path) == "ablate-recall-k8/20260108T000000Z-8888888.json"
+    assert ablate.recorded_run("recall-k8", "", 30.0, 2, tmp_path) is None
+
+
+def test_reuse_writes_references_for_recorded_runs_and_runs_only_the_missing_ones(tmp_path, monkeypatch):
+    for seed, final in ((0, 0.1), (1, 0.3)):
+        write_record(tmp_path, "learning-recall-k8", run(seed, final), f"2026-01-0{seed + 1}T00:00:00Z", commit="1111111aaa")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.9, flags="--x 1"), "2026-01-03T00:00:00Z", commit="2222222aaa")
+    started = []
+
+    class Finished:  # a run that has ended; `learning.write` is replaced below, so only its facts matter
+        def __init__(self, seed, flags):
+            self.memwm = {"seed": seed, "flags": flags}
+
+        def poll(self):
+            return 0
+
+    def run_one(task, backbone, seed, minutes, runs, flags):
+        started.append((seed, flags))
+        return Finished(seed, flags)
+
+    monkeypatch.setattr(learning, "run_one", run_one)
+    monkeypatch.setattr(learning, "watch", lambda p: None)
+
+    def write(proc, name, extra):  # the record benchmarks.learning writes for a finished run
+        payload = run(proc.memwm["seed"], 0.5, flags=proc.memwm["flags"]) | extra
+        return record.write_result(name, payload, results=tmp_path)
+
+    monkeypatch.setattr(learning, "write", write)
+    args = ablate.Args(task="recall-k8", a="", b="--x 1", seeds=[0, 1], minutes=30.0, reuse=True)
+    written = ablate.run_pairs(args, tmp_path)
+    assert started == [(1, "--x 1")]  # seed 0's arms and seed 1's arm a are recorded: only seed 1's arm b runs
+    assert len(written) == 4
+    runs = {(r["arm"], r["seed"]): r for r in ablate.newest_ablation("recall-k8", tmp_path)}
+    assert sorted(runs) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert [runs[k]["final"] for k in sorted(runs)] == [0.1, 0.3, 0.9, 0.5]  # the referenced runs' own scores
+    assert runs["a", 0]["run_commit"] == "1111111aaa" and runs["b", 0]["run_commit"] == "2222222aaa"
+    assert runs["a", 0]["reuses"] == "learning-recall-k8/20260101T000000Z-1111111.json"
+    assert runs["b", 1]["run_commit"] == runs["b", 1]["commit"] and "reuses" not in runs["b", 1]
+    assert runs["a", 1]["pair"] == {"a": "", "b": "--x 1"} and runs["a", 1]["minutes"] == 30.0
+    table = ablate.table("recall-k8", list(runs.values()))
+    assert "final: seed 0: +0.100 -> +0.900, seed 1: +0.300 -> +0.500; b - a mean +0.500 (range +0.200 to +0.800)" in table
+    assert "runs made at: a 1111111; b 2222222, " in table  # and seed 1's b at this checkout's commit
+
+
+def test_without_reuse_every_arm_runs_and_a_seeds_two_arms_run_together(tmp_path, monkeypatch):
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.1), "2026-01-01T00:00:00Z")
+    batches, current = [], []
+
+    class Finished:
+        def __init__(self, seed, flags):
+            self.memwm = {"seed": seed, "flags": flags}
+            current.append((seed, flags))
+
+        def poll(self):  # the first poll closes the batch: every process of it has started by then
+            if current:
+                batches.append(list(current))
+                current.clear()
+            return 0
+
+    monkeypatch.setattr(learning, "run_one", lambda task, backbone, seed, minutes, runs, flags: Finished(seed, flags))
+    monkeypatch.setattr(learning, "watch", lambda p: None)
+    monkeypatch.setattr(learning, "write", lambda proc, name, extra: tmp_path / f"{proc.memwm['seed']}{extra['arm']}")
+    ablate.run_pairs(ablate.Args(task="recall-k8", a="", b="--x 1", seeds=[0, 1], minutes=30.0), tmp_path)  # seed 0's a is recorded
+    assert batches == [[(0, ""), (0, "--x 1")], [(1, ""), (1, "--x 1")]]
+
+
+def test_a_reference_to_a_missing_record_fails_loudly(tmp_path):
+    pair = {"a": "", "b": "--x 1"}
+    reference = {"task": "recall-k8", "arm": "a", "pair": pair, "minutes": 30.0, "reuses": "learning-recall-k8/gone.json"}
+    write_record(tmp_path, "ablate-recall-k8", reference, "2026-01-01T00:00:00Z")
+    with pytest.raises(FileNotFoundError):
+        ablate.newest_ablation("recall-k8", tmp_path)
+
+
+def test_the_results_pages_ablation_row_reads_referenced_runs_and_names_the_commits_they_were_made_at(tmp_path):
+    from benchmarks import report
+
+    pair = {"a": "", "b": "--x 1"}
+    for i, (arm, flags, final, code) in enumerate([("a", "", 0.2, "1111111aaa"), ("b", "--x 1", 0.9, "2222222aaa")]):
+        write_record(tmp_path, "learning-recall-k8", run(0, final, flags=flags), f"2026-01-0{i + 1}T00:00:00Z", commit=code)
+        source = f"learning-recall-k8/2026010{i + 1}T000000Z-{code[:7]}.json"
+        reference = {"task": "recall-k8", "flags": flags, "seed": 0, "arm": arm, "pair": pair, "minutes": 30.0, "reuses": source}
+        write_record(tmp_path, "ablate-recall-k8", reference, f"2026-01-03T00:00:0{i}Z", commit="3333333aaa")
+    (row,) = report.ablation(tmp_path, "").splitlines()[2:]
+    cells = row.strip("| ").split(" | ")
+    assert cells[1:8] == ["defaults", "`--x 1`", "0", "30", "0.20", "0.90", "+0.70 (+0.70 to +0.70)"]
+    assert cells[-2:] == ["a 1111111; b 2222222", "3333333"]
