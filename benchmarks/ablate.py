@@ -177,15 +177,19 @@ def plot(task: str, runs: list[dict]) -> Path | None:
 
 
 def table(task: str, runs: list[dict]) -> str:
-    """Per seed the final, best and held-out final score of each arm, and the paired difference b - a: mean and range."""
-    by = {(r["arm"], r["seed"]): {**r, "held-out final": learning.held_out_score(r)} for r in runs}
+    """Per seed the final, best and held-out final score of each arm and its lowest evaluation after first reaching the
+    bar (whether it held it), and the paired difference b - a: mean and range."""
+    by = {
+        (r["arm"], r["seed"]): {**r, "held-out final": learning.held_out_score(r), "lowest after the bar": learning.lowest_after_bar(r)}
+        for r in runs
+    }
     seeds = sorted({s for arm, s in by if (("a", s) in by and ("b", s) in by)})
     lines = [f"{task}: a = {runs[0]['pair']['a'] or 'defaults'!r}, b = {runs[0]['pair']['b'] or 'defaults'!r}"]
     made = {arm: sorted({r["run_commit"][:7] for r in runs if r["arm"] == arm}) for arm in ("a", "b")}
     if any(code != runs[0]["commit"][:7] for codes in made.values() for code in codes):
         lines.append(f"  runs made at: a {', '.join(made['a'])}; b {', '.join(made['b'])} (reused records: --reuse)")
     out = {}
-    for key in ("final", "best", "held-out final"):
+    for key in ("final", "best", "held-out final", "lowest after the bar"):
         seeds_with = [s for s in seeds if by["a", s].get(key) is not None and by["b", s].get(key) is not None]
         diffs = [by["b", s][key] - by["a", s][key] for s in seeds_with]
         per_seed = ", ".join(f"seed {s}: {by['a', s][key]:+.3f} -> {by['b', s][key]:+.3f}" for s in seeds_with)

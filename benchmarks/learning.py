@@ -206,6 +206,15 @@ def held_out_score(payload: dict) -> float | None:
     return held.get(payload["metric"]) if held else None
 
 
+def lowest_after_bar(payload: dict) -> float | None:
+    """The lowest in-run evaluation after the run first reached its bar (None if it never did): whether it held it."""
+    reached = payload.get("reached_bar")
+    if not reached:
+        return None
+    later = [e[payload["metric"]] for e in payload["evals"] if e["step"] > reached["step"] and e[payload["metric"]] is not None]
+    return min(later) if later else None
+
+
 def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, episodes: int = HELD_OUT_EPISODES) -> Path:
     """The run's result file: a new record of `name` (default `learning-<task>`; benchmarks.record: commit, command,
     machine, load), its payload updated with `extra`. A run that ended well is also scored on `episodes` held-out

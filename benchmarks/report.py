@@ -22,7 +22,7 @@ from statistics import mean
 
 from benchmarks import record
 from benchmarks.ablate import resolved
-from benchmarks.learning import held_out_score
+from benchmarks.learning import held_out_score, lowest_after_bar
 
 REPO = record.REPO
 PAGES = {"README.md": "benchmarks/results/", "benchmarks/results/README.md": ""}  # page -> prefix of its links into results/
@@ -113,15 +113,6 @@ def on_device(r: dict) -> str:
     if r.get("device", "cpu") == "cpu":
         return ""
     return f" on {(r.get('machine') or {}).get('gpu') or r['device']}"
-
-
-def lowest_after_bar(payload: dict) -> float | None:
-    """The lowest in-run evaluation after the run first reached its bar (None if it never did): whether it held it."""
-    reached = payload.get("reached_bar")
-    if not reached:
-        return None
-    later = [e[payload["metric"]] for e in payload["evals"] if e["step"] > reached["step"] and e[payload["metric"]] is not None]
-    return min(later) if later else None
 
 
 def learning(results: Path, prefix: str) -> str:
@@ -333,6 +324,8 @@ def ablation(results: Path, prefix: str) -> str:
         diff = [arm["b"][s]["final"] - arm["a"][s]["final"] for s in paired]
         held = [(held_out_score(arm["a"][s]), held_out_score(arm["b"][s])) for s in paired]
         held_diff = [b - a for a, b in held if a is not None and b is not None]
+        low = [(lowest_after_bar(arm["a"][s]), lowest_after_bar(arm["b"][s])) for s in paired]
+        low_diff = [b - a for a, b in low if a is not None and b is not None]
         rows.append(
             [
                 f"[{task}]({prefix}ablate-{task}/)",
@@ -344,6 +337,7 @@ def ablation(results: Path, prefix: str) -> str:
                 spread([p["final"] for p in arm["b"].values()]),
                 f"{mean(diff):+.2f} ({min(diff):+.2f} to {max(diff):+.2f})" if diff else "-",
                 f"{mean(held_diff):+.2f} ({min(held_diff):+.2f} to {max(held_diff):+.2f})" if held_diff else "-",
+                f"{mean(low_diff):+.2f} ({min(low_diff):+.2f} to {max(low_diff):+.2f})" if low_diff else "-",
                 "; ".join(f"{k} " + ", ".join(sorted({p["run_commit"][:7] for p in arm[k].values()})) for k in arm if arm[k]),
                 code,
             ]
@@ -358,6 +352,7 @@ def ablation(results: Path, prefix: str) -> str:
         "b: final",
         "b - a: mean (range over seeds)",
         "b - a held-out",
+        "b - a lowest after the bar",
         "runs made at",
         "commit",
     ]

@@ -72,6 +72,7 @@ def test_reuse_writes_references_for_recorded_runs_and_runs_only_the_missing_one
     table = ablate.table("recall-k8", list(runs.values()))
     assert "final: seed 0: +0.100 -> +0.900, seed 1: +0.300 -> +0.500; b - a mean +0.500 (range +0.200 to +0.800)" in table
     assert "runs made at: a 1111111; b 2222222, " in table  # and seed 1's b at this checkout's commit
+    assert "lowest after the bar" not in table  # no run reached the bar: nothing to say of holding it
 
 
 def test_without_reuse_every_arm_runs_and_a_seeds_two_arms_run_together(tmp_path, monkeypatch):
@@ -109,11 +110,12 @@ def test_the_results_pages_ablation_row_reads_referenced_runs_and_names_the_comm
 
     pair = {"a": "", "b": "--x 1"}
     for i, (arm, flags, final, code) in enumerate([("a", "", 0.2, "1111111aaa"), ("b", "--x 1", 0.9, "2222222aaa")]):
-        write_record(tmp_path, "learning-recall-k8", run(0, final, flags=flags), f"2026-01-0{i + 1}T00:00:00Z", commit=code)
+        reached = {"reached_bar": {"step": 0, "minutes": 0.2}}  # at the first evaluation: the lowest after it is the final
+        write_record(tmp_path, "learning-recall-k8", run(0, final, flags=flags) | reached, f"2026-01-0{i + 1}T00:00:00Z", commit=code)
         source = f"learning-recall-k8/2026010{i + 1}T000000Z-{code[:7]}.json"
         reference = {"task": "recall-k8", "flags": flags, "seed": 0, "arm": arm, "pair": pair, "minutes": 30.0, "reuses": source}
         write_record(tmp_path, "ablate-recall-k8", reference, f"2026-01-03T00:00:0{i}Z", commit="3333333aaa")
     (row,) = report.ablation(tmp_path, "").splitlines()[2:]
     cells = row.strip("| ").split(" | ")
     assert cells[1:8] == ["defaults", "`--x 1`", "0", "30", "0.20", "0.90", "+0.70 (+0.70 to +0.70)"]
-    assert cells[-2:] == ["a 1111111; b 2222222", "3333333"]
+    assert cells[-3:] == ["+0.70 (+0.70 to +0.70)", "a 1111111; b 2222222", "3333333"]
