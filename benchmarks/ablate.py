@@ -178,9 +178,15 @@ def plot(task: str, runs: list[dict]) -> Path | None:
 
 def table(task: str, runs: list[dict]) -> str:
     """Per seed the final, best and held-out final score of each arm and its lowest evaluation after first reaching the
-    bar (whether it held it), and the paired difference b - a: mean and range."""
+    bar and the share of its evaluations after that below the bar (whether and how long it held it), and the paired
+    difference b - a: mean and range."""
     by = {
-        (r["arm"], r["seed"]): {**r, "held-out final": learning.held_out_score(r), "lowest after the bar": learning.lowest_after_bar(r)}
+        (r["arm"], r["seed"]): {
+            **r,
+            "held-out final": learning.held_out_score(r),
+            "lowest after the bar": learning.lowest_after_bar(r),
+            "share below the bar after it": learning.share_below_after_bar(r),
+        }
         for r in runs
     }
     seeds = sorted({s for arm, s in by if (("a", s) in by and ("b", s) in by)})
@@ -189,7 +195,7 @@ def table(task: str, runs: list[dict]) -> str:
     if any(code != runs[0]["commit"][:7] for codes in made.values() for code in codes):
         lines.append(f"  runs made at: a {', '.join(made['a'])}; b {', '.join(made['b'])} (reused records: --reuse)")
     out = {}
-    for key in ("final", "best", "held-out final", "lowest after the bar"):
+    for key in ("final", "best", "held-out final", "lowest after the bar", "share below the bar after it"):
         seeds_with = [s for s in seeds if by["a", s].get(key) is not None and by["b", s].get(key) is not None]
         diffs = [by["b", s][key] - by["a", s][key] for s in seeds_with]
         per_seed = ", ".join(f"seed {s}: {by['a', s][key]:+.3f} -> {by['b', s][key]:+.3f}" for s in seeds_with)

@@ -215,6 +215,16 @@ def lowest_after_bar(payload: dict) -> float | None:
     return min(later) if later else None
 
 
+def share_below_after_bar(payload: dict) -> float | None:
+    """The share of in-run evaluations after the run first reached its bar that are below it (None if it never did):
+    how long it did not hold it."""
+    reached = payload.get("reached_bar")
+    if not reached:
+        return None
+    later = [e[payload["metric"]] for e in payload["evals"] if e["step"] > reached["step"] and e[payload["metric"]] is not None]
+    return sum(x < payload["bar"] for x in later) / len(later) if later else None
+
+
 def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, episodes: int = HELD_OUT_EPISODES) -> Path:
     """The run's result file: a new record of `name` (default `learning-<task>`; benchmarks.record: commit, command,
     machine, load), its payload updated with `extra`. A run that ended well is also scored on `episodes` held-out

@@ -119,3 +119,12 @@ def test_the_results_pages_ablation_row_reads_referenced_runs_and_names_the_comm
     cells = row.strip("| ").split(" | ")
     assert cells[1:8] == ["defaults", "`--x 1`", "0", "30", "0.20", "0.90", "+0.70 (+0.70 to +0.70)"]
     assert cells[-3:] == ["+0.70 (+0.70 to +0.70)", "a 1111111; b 2222222", "3333333"]
+
+
+def test_holding_the_bar_is_read_from_the_evaluations_after_it_was_first_reached():
+    evals = [{"step": s, "return": x} for s, x in [(0, -0.5), (10, 0.95), (20, 0.5), (30, 0.0), (40, 0.92), (50, 0.97)]]
+    payload = {"metric": "return", "bar": 0.9, "evals": evals, "reached_bar": {"step": 10, "minutes": 1.0}}
+    assert learning.lowest_after_bar(payload) == 0.0
+    assert learning.share_below_after_bar(payload) == 2 / 4  # 0.5 and 0.0 of the four after step 10
+    never = payload | {"reached_bar": None}
+    assert learning.lowest_after_bar(never) is None and learning.share_below_after_bar(never) is None
