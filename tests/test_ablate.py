@@ -71,7 +71,9 @@ def test_reuse_writes_references_for_recorded_runs_and_runs_only_the_missing_one
     assert runs["a", 1]["pair"] == {"a": "", "b": "--x 1"} and runs["a", 1]["minutes"] == 30.0
     table = ablate.table("recall-k8", list(runs.values()))
     assert "final: seed 0: +0.100 -> +0.900, seed 1: +0.300 -> +0.500; b - a mean +0.500 (range +0.200 to +0.800)" in table
-    assert "runs made at: a 1111111; b 2222222, " in table  # and seed 1's b at this checkout's commit
+    made = next(line for line in table.splitlines() if "runs made at" in line)
+    assert made.startswith("  runs made at: a 1111111; b ")  # and b's at 2222222 and at this checkout's commit
+    assert set(made.split("; b ")[1].split(" (")[0].split(", ")) == {"2222222", runs["b", 1]["commit"][:7]}
     assert "lowest after the bar" not in table  # no run reached the bar: nothing to say of holding it
 
 
