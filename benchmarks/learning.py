@@ -206,22 +206,24 @@ def held_out_score(payload: dict) -> float | None:
     return held.get(payload["metric"]) if held else None
 
 
-def lowest_after_bar(payload: dict) -> float | None:
-    """The lowest in-run evaluation after the run first reached its bar (None if it never did): whether it held it."""
+def after_bar(payload: dict) -> list[float] | None:
+    """The in-run evaluations after the run first reached its bar, in its metric; None if it never did."""
     reached = payload.get("reached_bar")
     if not reached:
         return None
-    later = [e[payload["metric"]] for e in payload["evals"] if e["step"] > reached["step"] and e[payload["metric"]] is not None]
+    return [e[payload["metric"]] for e in payload["evals"] if e["step"] > reached["step"] and e[payload["metric"]] is not None]
+
+
+def lowest_after_bar(payload: dict) -> float | None:
+    """The lowest in-run evaluation after the run first reached its bar (None if it never did): whether it held it."""
+    later = after_bar(payload)
     return min(later) if later else None
 
 
 def share_below_after_bar(payload: dict) -> float | None:
     """The share of in-run evaluations after the run first reached its bar that are below it (None if it never did):
     how long it did not hold it."""
-    reached = payload.get("reached_bar")
-    if not reached:
-        return None
-    later = [e[payload["metric"]] for e in payload["evals"] if e["step"] > reached["step"] and e[payload["metric"]] is not None]
+    later = after_bar(payload)
     return sum(x < payload["bar"] for x in later) / len(later) if later else None
 
 
