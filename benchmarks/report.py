@@ -250,22 +250,36 @@ def newest_default_groups(results: Path) -> dict[str, list[dict]]:
 
 REWARD_UNITS = ("recall-k8-reward-x1-32", "recall-k8", "recall-k8-reward-x32")  # one task, its rewards x1/32, x1, x32
 UNIT_WINDOW = (5.0, 10.0)  # minutes of training over which the reward-unit table averages the evaluations
+UNIT_STEPS = (15_000, 30_000)  # the same window in env steps, which the machine's load does not move
 
 
 def reward_units(results: Path, prefix: str) -> str:
     """recall-k8 in three reward units (the newest default runs of each): the evaluation return in units of the
-    task's best return (the return over its reward scale), at the window's ends and averaged over it, over seeds."""
+    task's best return (the return over its reward scale), at a window's ends and averaged over it, over seeds; the
+    window in minutes of training, then in env steps; then how many evaluations at one env step and seed agree across
+    the units."""
+    newest = newest_default_groups(results)
+    units = []  # (task, records, scale)
+    for task in REWARD_UNITS:
+        if task in newest:
+            ps = [r["payload"] for r in newest[task]]
+            units.append((task, newest[task], float((ps[0].get("env_options") or {}).get("reward_scale", 1.0))))
+    if not units:
+        return NONE
+    by_minutes = _unit_table(units, prefix, "minutes", UNIT_WINDOW, "min")
+    by_steps = _unit_table(units, prefix, "step", UNIT_STEPS, "env steps")
+    return by_minutes + "\n\n" + by_steps + "\n\n" + _unit_agreement(units)
+
+
+def _unit_table(units: list[tuple[str, list[dict], float]], prefix: str, x_key: str, window: tuple, unit: str) -> str:
     from benchmarks.peers import curve_at
 
-    newest = newest_default_groups(results)
+    lo, hi = window
+    mark = (lambda x: f"{x:g} min") if x_key == "minutes" else (lambda x: f"{x:,} {unit}")
     rows, measured = [], []  # measured: per unit, the per-seed values of each column
-    lo, hi = UNIT_WINDOW
-    for task in REWARD_UNITS:
-        if task not in newest:
-            continue
-        ps = [r["payload"] for r in newest[task]]
-        scale = float((ps[0].get("env_options") or {}).get("reward_scale", 1.0))
-        curves = [[(e["minutes"], e["return"] / scale) for e in p["evals"] if e["minutes"] is not None] for p in ps]
+    for task, records, scale in units:
+        ps = [r["payload"] for r in records]
+        curves = [[(e[x_key], e["return"] / scale) for e in p["evals"] if e[x_key] is not None] for p in ps]
         windows = [[y for x, y in c if lo <= x <= hi + 1e-9] for c in curves]
         loads = [x for p in ps for x in p["load_average_during"]] or [0.0]
         columns = ([curve_at(c, lo) for c in curves], [mean(w) if w else None for w in windows], [curve_at(c, hi) for c in curves])
@@ -277,25 +291,28 @@ def reward_units(results: Path, prefix: str) -> str:
                 ",".join(str(p["seed"]) for p in ps),
                 f"{ps[0]['budget_minutes']:g}",
                 *(spread(c) for c in columns),
-                commit(newest[task][0]),
+                commit(records[0]),
                 f"{min(loads):.1f}-{max(loads):.1f}",
             ]
         )
-    header = [
-        "task",
-        "rewards",
-        "seeds",
-        "budget min",
-        f"at {lo:g} min",
-        f"mean over {lo:g}-{hi:g} min",
-        f"at {hi:g} min",
-        "commit",
-        "load",
-    ]
-    if not rows:
-        return NONE
-    verdicts = [f"{name} {within_spread([unit[i] for unit in measured])}" for i, name in enumerate(header[4:7])]
+    columns = [f"at {mark(lo)}", f"mean over {lo:g}-{mark(hi)}" if x_key == "minutes" else f"mean over {lo:,}-{mark(hi)}", f"at {mark(hi)}"]
+    header = ["task", "rewards", "seeds", "budget min", *columns, "commit", "load"]
+    verdicts = [f"{name} {within_spread([unit[i] for unit in measured])}" for i, name in enumerate(columns)]
     return table(header, rows) + "\n\nEach unit's mean within every other unit's range over seeds: " + "; ".join(verdicts) + "."
+
+
+def _unit_agreement(units: list[tuple[str, list[dict], float]]) -> str:
+    """How many (seed, env step) evaluations that every unit made agree across the units within 0.01 of the best return."""
+    per_unit = [
+        {(r["payload"]["seed"], e["step"]): e["return"] / scale for r in records for e in r["payload"]["evals"]}
+        for _, records, scale in units
+    ]
+    common = sorted(set.intersection(*(set(u) for u in per_unit)))
+    if len(units) < 2 or not common:
+        return "No evaluation at an env step and seed that every unit made."
+    agree = sum(max(u[k] for u in per_unit) - min(u[k] for u in per_unit) <= 0.01 for k in common)
+    seeds = ",".join(str(s) for s in sorted({s for s, _ in common}))
+    return f"Evaluations at the same env step and seed (seeds {seeds}) that agree across the units within 0.01: {agree} of {len(common)}."
 
 
 def within_spread(units: list[list[float | None]]) -> str:

@@ -196,7 +196,8 @@ def test_reward_units_put_each_units_newest_runs_in_units_of_the_best_return_and
     def run(task, scale, seed, curve, budget=10.0):
         p = learning_run(seed, final=curve[-1][1], best=max(y for _, y in curve))
         p |= {"task": task, "budget_minutes": budget, "env_options": {"reward_scale": scale} if scale != 1 else {}}
-        return p | {"evals": [{"step": i, "minutes": m, "return": y * scale, "success": None} for i, (m, y) in enumerate(curve)]}
+        evals = [{"step": 7500 * i, "minutes": m, "return": y * scale, "success": None} for i, (m, y) in enumerate(curve)]
+        return p | {"evals": evals}
 
     curves = {0: [(0.2, -0.5), (5.0, 0.2), (7.5, 0.6), (10.0, 0.8)], 1: [(0.2, -0.5), (4.9, 0.0), (8.0, 0.4), (10.1, 0.6)]}
     for seed, curve in curves.items():
@@ -214,13 +215,23 @@ def test_reward_units_put_each_units_newest_runs_in_units_of_the_best_return_and
     text = report.reward_units(tmp_path, "").splitlines()
     small, plain, large = (row.strip("| ").split(" | ") for row in text[2:5])
     # the plain task's one seed lies above both scaled units' ranges at every column
-    assert text[-1] == "Each unit's mean within every other unit's range over seeds: at 5 min no; mean over 5-10 min no; at 10 min no."
+    assert text[6] == "Each unit's mean within every other unit's range over seeds: at 5 min no; mean over 5-10 min no; at 10 min no."
     # at 5 min: 0.2 and (seed 1's last evaluation by then) 0.0; over 5-10 min: (0.2 + 0.6 + 0.8) / 3 and 0.4; at 10 min:
     # 0.8 and 0.4 (seed 1's evaluation at 10.1 min comes after the mark)
     for row, unit in ((small, "x1/32"), (large, "x32")):
         assert row[1:4] == [unit, "0,1", "10"] and row[4] == "0.10 (worst 0.00)"
         assert row[5] == "0.47 (worst 0.40)" and row[6] == "0.60 (worst 0.40)" and row[7:] == ["abc1234", "1.5-2.5"]
     assert plain[1:3] == ["x1", "0"] and plain[4:7] == ["-0.50", "0.90", "0.90"]
+    # by env steps (evaluation i at step 7,500 i): at 15,000 the third evaluation, over 15,000-30,000 the third and
+    # fourth, at 30,000 none (every curve ends before it)
+    assert text[8].startswith("| task |") and "| at 15,000 env steps | mean over 15,000-30,000 env steps |" in text[8]
+    small, plain, large = (row.strip("| ").split(" | ") for row in text[10:13])
+    for row in (small, large):
+        assert row[4:7] == ["0.50 (worst 0.40)", "0.60 (worst 0.50)", "-"]
+    assert plain[4:7] == ["1.00", "1.00", "-"]
+    assert text[14].endswith("at 15,000 env steps no; mean over 15,000-30,000 env steps no; at 30,000 env steps -.")
+    # seed 0 at steps 0, 7,500 and 15,000 is what all three units evaluated; they agree at step 0 only
+    assert text[-1] == "Evaluations at the same env step and seed (seeds 0) that agree across the units within 0.01: 1 of 3."
     assert [r for r in report.headline(tmp_path, "").splitlines()[2:] if "reward" in r] == []
     assert len(report.headline(tmp_path, "").splitlines()[2:]) == 1  # the plain task only
 
