@@ -9,7 +9,7 @@ Values come in layers, later ones winning:
    whose window is longer, even though 32 is also the dataclass default.
 A Python caller that passes no typed names gets the fields that differ from layer 1 counted as given.
 `config.yaml` records where each value came from under `sources:` (field -> default, embedded,
-preset, task, saved, flag or given), and `validate` checks every size, count, rate and share.
+preset, task, action space, saved, flag or given), and `validate` checks every size, count, rate and share.
 """
 
 from __future__ import annotations
@@ -169,6 +169,20 @@ def layered_defaults(env: str, preset: str) -> TrainConfig:
     """Layer 2: the defaults with the preset's world-model sizes and the environment's defaults."""
     base = TrainConfig(env=env, preset=preset, wm=train_wm_config(preset))
     return apply_overrides(base, env_defaults(env))
+
+
+def fit_action_space(config: TrainConfig, act_space, sources: Mapping[str, str] | None = None) -> tuple[TrainConfig, dict[str, str]]:
+    """The config for the environment's action space, and where each value came from: the all-actions policy
+    gradient (DreamerConfig.all_actions) enumerates the actions of one Discrete space, so on any other space a
+    weight from the defaults becomes 0 (source "action space") and a typed one is refused (ValueError)."""
+    import gymnasium
+
+    sources = dict(sources or {})
+    if not config.dreamer.all_actions or isinstance(act_space, gymnasium.spaces.Discrete):
+        return config, sources
+    if sources.get("dreamer.all_actions") in ("flag", "given"):
+        raise ValueError(f"--dreamer.all-actions needs a Discrete action space; {config.env} acts in {act_space}")
+    return apply_overrides(config, {"dreamer.all_actions": 0.0}), {**sources, "dreamer.all_actions": "action space"}
 
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:

@@ -20,7 +20,7 @@ from torch import Tensor
 import envs
 import world_models
 from agents import checkpoint
-from agents.config import TrainConfig, load_yaml
+from agents.config import TrainConfig, fit_action_space, load_yaml
 from agents.dreamer import Dreamer
 from agents.manifest import verify
 from envs.collect import collect_episodes
@@ -45,6 +45,7 @@ def build_dreamer(config: TrainConfig, device: torch.device, spaces=None) -> tup
         spaces = (env.observation_space, env.action_space)
         env.close()
     obs_space, act_space = model_obs_space(spaces[0]), spaces[1]
+    config, _ = fit_action_space(config, act_space)
     wm = world_models.make(config.backbone, obs_space, act_space, config.wm, device=device)
     agent = Dreamer(wm, act_space, config.dreamer, config.wm, precision=config.precision).to(device)
     return agent, (obs_space, act_space)

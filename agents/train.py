@@ -22,7 +22,7 @@ import torch
 
 from agents import distributed
 from agents.common import FLAGS, keep_freed_memory, obs_to_torch, pick_device, seed_everything, training_seed
-from agents.config import TrainConfig, Typed, load_yaml, resolve_sources, save_yaml
+from agents.config import TrainConfig, Typed, fit_action_space, load_yaml, resolve_sources, save_yaml
 from agents.env_workers import parallel_envs
 from agents.evaluate import episode_success, evaluate_dreamer, has_success, run_episodes
 from agents.loop import Acted, Loop, LoopConfig
@@ -44,8 +44,10 @@ def to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, to
 class DreamerAgent:
     """A Dreamer learner, its vectorised environments and its replay, behind the loop's Agent protocol."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, run_dir):
-        self.config, self.device = config, device
+    def __init__(self, config: TrainConfig, device: torch.device, run_dir, sources: Mapping[str, str] | None = None):
+        """sources: where each value of `config` came from (agents.config.resolve_sources); the agent's `config` and
+        `sources` are fitted to the environment's action space (agents.config.fit_action_space)."""
+        self.device = device
         # unknown ids and options fail here, before any file is written
         self.env = parallel_envs(
             config.env,
@@ -55,6 +57,12 @@ class DreamerAgent:
             **config.env_options,
         )
         spaces = (self.env.single_observation_space, self.env.single_action_space)
+        try:
+            self.config, self.sources = fit_action_space(config, spaces[1], sources)
+        except ValueError:
+            self.env.close()
+            raise
+        config = self.config
         self.learner, (self.obs_space, _) = build_dreamer(config, device, spaces)
         self.module = self.learner
         self.codec = self.learner.codec
@@ -256,7 +264,8 @@ def build(given: TrainConfig, typed: Typed = None) -> Loop:
         agent = ppo_agent.PPOAgent(config, device)
         loop = Loop(agent, run_dir, loop_config(config, evaluate_first=False), ppo_agent.identity(config))
     else:
-        agent = DreamerAgent(config, device, run_dir)
+        agent = DreamerAgent(config, device, run_dir, sources)
+        config, sources = agent.config, agent.sources
         loop = Loop(agent, run_dir, loop_config(config), identity(config))
     found = loop.resume()
     if found is not None:

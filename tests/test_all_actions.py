@@ -100,3 +100,19 @@ def test_all_actions_on_a_space_it_cannot_enumerate_is_refused():
     wm = world_models.make("s5", OBS, gym.spaces.Box(-1.0, 1.0, (2,)), world_models.WorldModelConfig.preset("tiny"))
     with pytest.raises(ValueError, match="needs a Discrete action space"):
         Dreamer(wm, gym.spaces.Box(-1.0, 1.0, (2,)), DreamerConfig(all_actions=1.0))
+
+
+def test_a_run_fits_the_weight_to_its_action_space_a_default_dropped_a_typed_one_refused():
+    from agents.config import TrainConfig, apply_overrides, fit_action_space
+
+    config = apply_overrides(TrainConfig(), {"dreamer.all_actions": 0.5})
+    box = gym.spaces.Box(-1.0, 1.0, (2,))
+    assert fit_action_space(config, SPACE, {"dreamer.all_actions": "default"}) == (config, {"dreamer.all_actions": "default"})
+    fitted, sources = fit_action_space(config, box, {"dreamer.all_actions": "default", "seed": "flag"})
+    assert fitted.dreamer.all_actions == 0.0 and sources == {"dreamer.all_actions": "action space", "seed": "flag"}
+    assert fitted == apply_overrides(config, {"dreamer.all_actions": 0.0})  # nothing else changes
+    for typed in ("flag", "given"):
+        with pytest.raises(ValueError, match="needs a Discrete action space"):
+            fit_action_space(config, box, {"dreamer.all_actions": typed})
+    off = apply_overrides(config, {"dreamer.all_actions": 0.0})
+    assert fit_action_space(off, box, {"dreamer.all_actions": "flag"})[0] is off  # a zero weight fits every space

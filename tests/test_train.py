@@ -305,6 +305,13 @@ def test_a_bad_flag_is_one_line_naming_it_and_the_closest_valid_one(args, expect
     assert "╭" not in err and captured.out == ""
 
 
+def test_all_actions_typed_on_a_continuous_action_space_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "box"
+    err = _cli_error(["train", "--env", "gym:Pendulum-v1", "--dreamer.all-actions", "1.0", "--run", str(run)], capsys)
+    assert len(err.splitlines()) == 1 and "needs a Discrete action space" in err and "Pendulum" in err
+    assert not run.exists()
+
+
 def test_resume_with_another_env_or_model_is_a_one_line_error(memory_run, capsys):
     run, _ = memory_run
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
