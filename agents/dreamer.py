@@ -64,7 +64,8 @@ class DreamerConfig:
     # imagined_rank against actor_right). A measured option, off by default: at 1.0 it meets count-16's bar on all
     # three seeds against two, is even on recall-k8 and costs cartpole-positions its bar on every seed, where the
     # one-step Q is mostly the critic's early guess (benchmarks/results/ablate-*/, the records at d87e8bc, 490e9a8
-    # and 5082d4d).
+    # and 5082d4d); at 0.1 it keeps cartpole-positions' bar (4fd892a) and count-16's at two seeds of three, its
+    # slow seed's held-out score raised as at 1.0 and another seed's lowered (e03925f).
     all_actions: float = 0.0
     # The posterior latent when acting: "sample" (DreamerV3) at every step; "eval_mode", sampled while
     # collecting experience and its mode when evaluating (a deterministic evaluation takes the mode of the
