@@ -36,6 +36,11 @@ class ActionCodec:
     def discrete(self) -> bool:
         return self.kind == "discrete"
 
+    @property
+    def enumerable(self) -> bool:
+        """One discrete choice per step, whose actions can be listed one by one (the all-actions policy gradient)."""
+        return self.discrete and len(self.sizes) == 1
+
     def to_env(self, vectors: np.ndarray) -> np.ndarray:
         """Action vectors (N, A) -> a batch of environment actions (N,) / (N, k) / (N, *shape)."""
         vectors = np.asarray(vectors)

@@ -173,12 +173,13 @@ def layered_defaults(env: str, preset: str) -> TrainConfig:
 
 def fit_action_space(config: TrainConfig, act_space, sources: Mapping[str, str] | None = None) -> tuple[TrainConfig, dict[str, str]]:
     """The config for the environment's action space, and where each value came from: the all-actions policy
-    gradient (DreamerConfig.all_actions) enumerates the actions of one Discrete space, so on any other space a
-    weight from the defaults becomes 0 (source "action space") and a typed one is refused (ValueError)."""
-    import gymnasium
+    gradient (DreamerConfig.all_actions) enumerates the actions of one discrete choice (ActionCodec.enumerable), so
+    on any other space a weight from the defaults becomes 0 (source "action space") and a typed one is refused
+    (ValueError)."""
+    from agents.actions import ActionCodec
 
     sources = dict(sources or {})
-    if not config.dreamer.all_actions or isinstance(act_space, gymnasium.spaces.Discrete):
+    if not config.dreamer.all_actions or ActionCodec(act_space).enumerable:
         return config, sources
     if sources.get("dreamer.all_actions") in ("flag", "given"):
         raise ValueError(f"--dreamer.all-actions needs a Discrete action space; {config.env} acts in {act_space}")

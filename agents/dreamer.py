@@ -294,7 +294,7 @@ class Dreamer(nn.Module):
         # the largest |reward| replayed so far (0: none yet); not in the module's state dict, so that weights
         # saved before it existed still load: DreamerAgent saves it with the run's checkpoint
         self.register_buffer("reward_unit", torch.zeros(()), persistent=False)
-        if config.all_actions and not (self.codec.discrete and len(self.codec.sizes) == 1):
+        if config.all_actions and not self.codec.enumerable:
             raise ValueError(f"--dreamer.all-actions needs a Discrete action space, got {act_space}")
         self.opt_wm = torch.optim.Adam(wm.parameters(), lr=config.wm_lr, eps=config.wm_eps)
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.ac_eps)

@@ -266,16 +266,16 @@ def reward_units(results: Path, prefix: str) -> str:
             units.append((task, newest[task], float((ps[0].get("env_options") or {}).get("reward_scale", 1.0))))
     if not units:
         return NONE
-    by_minutes = _unit_table(units, prefix, "minutes", UNIT_WINDOW, "min")
-    by_steps = _unit_table(units, prefix, "step", UNIT_STEPS, "env steps")
+    by_minutes = _unit_table(units, prefix, "minutes", UNIT_WINDOW, lambda x: f"{x:g}", "min")
+    by_steps = _unit_table(units, prefix, "step", UNIT_STEPS, lambda x: f"{x:,}", "env steps")
     return by_minutes + "\n\n" + by_steps + "\n\n" + _unit_agreement(units)
 
 
-def _unit_table(units: list[tuple[str, list[dict], float]], prefix: str, x_key: str, window: tuple, unit: str) -> str:
+def _unit_table(units: list[tuple[str, list[dict], float]], prefix: str, x_key: str, window: tuple, num, unit: str) -> str:
+    """The reward-unit table over `window` of the evaluations' `x_key` (minutes or step), its marks written `num(x) unit`."""
     from benchmarks.peers import curve_at
 
     lo, hi = window
-    mark = (lambda x: f"{x:g} min") if x_key == "minutes" else (lambda x: f"{x:,} {unit}")
     rows, measured = [], []  # measured: per unit, the per-seed values of each column
     for task, records, scale in units:
         ps = [r["payload"] for r in records]
@@ -295,7 +295,7 @@ def _unit_table(units: list[tuple[str, list[dict], float]], prefix: str, x_key: 
                 f"{min(loads):.1f}-{max(loads):.1f}",
             ]
         )
-    columns = [f"at {mark(lo)}", f"mean over {lo:g}-{mark(hi)}" if x_key == "minutes" else f"mean over {lo:,}-{mark(hi)}", f"at {mark(hi)}"]
+    columns = [f"at {num(lo)} {unit}", f"mean over {num(lo)}-{num(hi)} {unit}", f"at {num(hi)} {unit}"]
     header = ["task", "rewards", "seeds", "budget min", *columns, "commit", "load"]
     verdicts = [f"{name} {within_spread([unit[i] for unit in measured])}" for i, name in enumerate(columns)]
     return table(header, rows) + "\n\nEach unit's mean within every other unit's range over seeds: " + "; ".join(verdicts) + "."
