@@ -31,6 +31,7 @@ from pathlib import Path
 
 import tyro
 
+from agents import config
 from benchmarks import record
 
 
@@ -227,6 +228,20 @@ def share_below_after_bar(payload: dict) -> float | None:
     return sum(x < payload["bar"] for x in later) / len(later) if later else None
 
 
+RUN_LOCAL = ("run", "steps", "minutes", "threads", "seed")  # config.yaml's keys that name the run, not the learner
+
+
+def run_config(run_dir: Path) -> dict | None:
+    """The run's resolved settings (its config.yaml without where each came from and without the keys that name this
+    run rather than the learner: RUN_LOCAL), so that two records can be told to be the same learner or not; None where
+    the run wrote none."""
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        return None
+    data = config.load_yaml(path)
+    return {k: v for k, v in data.items() if k != config.SOURCES and k not in RUN_LOCAL}
+
+
 def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, episodes: int = HELD_OUT_EPISODES) -> Path:
     """The run's result file: a new record of `name` (default `learning-<task>`; benchmarks.record: commit, command,
     machine, load), its payload updated with `extra`. A run that ended well is also scored on `episodes` held-out
@@ -277,6 +292,7 @@ def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, epi
         "met": reached is not None and reached["minutes"] is not None and reached["minutes"] <= task.minutes + 0.5,
         "evals": evals,
         "chain": chain,
+        "config": run_config(info["run_dir"]),
         "final_held_out": held_out(info["run_dir"], info["seed"], episodes) if proc.returncode == 0 else None,
         "held_out_seed": held_out_seed(info["seed"], episodes),
         **(extra or {}),

@@ -3,6 +3,7 @@ episodes by memwm's evaluator (a failed run gets no such score)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from types import SimpleNamespace
@@ -82,3 +83,19 @@ def test_the_record_keeps_the_learning_chain_and_what_the_evaluations_say_of_the
     first, last = payload["chain"]
     assert first == {"step": 50, "minutes": 0.6, "chain/z_seen": 0.9, "chain/h_probe": 0.6}
     assert last["step"] == 150 and last["chain/z_seen"] == 1.0 and last["minutes"] >= 0  # stamped by the last poll
+
+
+def test_the_record_keeps_the_learner_s_settings_without_what_names_the_run(tmp_path, written):
+    for seed in (0, 1):
+        learning.write(finished_run(tmp_path, seed=seed, returncode=1), episodes=EPISODES)
+    first, second = (p["config"] for p in written)
+    assert first == second  # two seeds of one learner: the same settings
+    saved = TrainConfig(env="memory/recall-k8", preset="tiny", wm=world_models.WorldModelConfig.preset("tiny")).to_dict()
+    assert first == {k: v for k, v in saved.items() if k not in learning.RUN_LOCAL}
+    assert first["dreamer"]["all_actions"] == saved["dreamer"]["all_actions"] and "run" not in first and "seed" not in first
+    run = tmp_path / "other"  # a run with one setting changed is another learner
+    changed = TrainConfig(env="memory/recall-k8", preset="tiny", run=str(run), wm=world_models.WorldModelConfig.preset("tiny"))
+    changed = dataclasses.replace(changed, dreamer=dataclasses.replace(changed.dreamer, all_actions=0.3))
+    save_yaml(changed, run / "config.yaml", sources={"dreamer.all_actions": "flag"})
+    assert learning.run_config(run) != first and learning.run_config(run)["dreamer"]["all_actions"] == 0.3
+    assert "sources" not in learning.run_config(run) and learning.run_config(tmp_path / "none") is None
