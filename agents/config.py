@@ -338,7 +338,17 @@ RANGES: dict[str, str] = {
     **{f"dreamer.{n}": "positive" for n in ("wm_grad_clip", "ac_grad_clip")},
     **{
         f"dreamer.{n}": ">= 0"
-        for n in ("hidden", "layers", "entropy", "slow_critic_reg", "actor_out_scale", "repval", "explore", "all_actions")
+        for n in (
+            "hidden",
+            "layers",
+            "entropy",
+            "slow_critic_reg",
+            "actor_out_scale",
+            "repval",
+            "explore",
+            "all_actions",
+            "all_actions_temperature",
+        )
     },
     **{f"dreamer.{n}": "share" for n in ("gamma", "lam", "unimix", "slow_critic_decay", "retnorm_decay", "retnorm_low", "retnorm_high")},
     "dreamer.critic_bins": "bins",

@@ -96,6 +96,46 @@ def test_an_actor_collapsed_on_a_wrong_action_is_pushed_to_the_best_one(monkeypa
     assert grad[2] > 0 > grad[0] and float(agree) == 0.0
 
 
+def _collapsed(all_actions: float, temperature: float, monkeypatch, q: torch.Tensor):
+    """An agent whose actor picks action 0 almost surely whatever it reads (its logits are its output bias), with
+    the one-step values `q` (A,) at every start: the bias, the objective at the starts, and its gradient."""
+    agent = _agent(all_actions=all_actions)
+    agent.config = DreamerConfig(horizon=4, all_actions=all_actions, all_actions_temperature=temperature)
+    with torch.no_grad():
+        agent.actor.net.net[-1].weight.zero_()
+        agent.actor.net.net[-1].bias.copy_(torch.tensor([12.0, 0.0, 0.0, 0.0]))
+    starts, _ = _starts(agent)
+    monkeypatch.setattr(dreamer_module, "first_action_returns", lambda *args, **kwargs: q.expand(starts.batch_size, 4))
+    bias = agent.actor.net.net[-1].bias
+    gain, _ = agent.all_actions_objective(starts, agent.actor(torch.zeros(starts.batch_size, agent.wm.feat_dim)), torch.tensor(2.0))
+    (grad,) = torch.autograd.grad(gain.mean(), bias)
+    return agent, bias.detach(), gain.detach(), grad
+
+
+def test_the_mirror_step_draws_a_collapsed_actor_to_the_best_action_as_hard_as_its_target_says(monkeypatch):
+    q = torch.tensor([0.0, 0.0, 1.0, 0.0])  # action 2 is the best everywhere; the scale is 2
+    temperature = 0.05
+    agent, bias, gain, grad = _collapsed(1.0, temperature, monkeypatch, q)
+    u, soft = agent.config.unimix, torch.softmax(bias, 0)
+    p = (1 - u) * soft + u / 4  # the actor's probabilities (unimix u)
+    advantage = (q - (p * q).sum()) / 2.0
+    target = p * torch.exp(advantage / temperature)
+    target = target / target.sum()  # pi exp(A / T), normalised: written out
+    # the cross-entropy with the logits before the floor: sum_a t_a log softmax(logits)_a, its gradient t - s
+    torch.testing.assert_close(gain, (target * torch.log_softmax(bias, 0)).sum().expand_as(gain), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, target - soft, rtol=1e-4, atol=1e-6)
+    assert target[2] > 0.5 and grad[2] > 0.5 and grad[0] < -0.5  # not scaled by pi(2), which is at the floor
+    _, _, _, plain = _collapsed(1.0, 0.0, monkeypatch, q)  # the gradient form at the same actor
+    assert 0 < plain[2] < grad[2] / 1000
+
+
+def test_where_the_actions_are_worth_the_same_the_mirror_step_only_lifts_logits_to_the_floor(monkeypatch):
+    agent, bias, _, grad = _collapsed(1.0, 0.05, monkeypatch, torch.full((4,), 0.7))
+    u, soft = agent.config.unimix, torch.softmax(bias, 0)
+    torch.testing.assert_close(grad, u * (0.25 - soft), rtol=1e-4, atol=1e-7)  # the target is pi: the floor's pull
+    assert grad[1:].max() < 0.01 and grad[1:].min() > 0 > grad[0]
+
+
 def test_all_actions_on_a_space_it_cannot_enumerate_is_refused():
     wm = world_models.make("s5", OBS, gym.spaces.Box(-1.0, 1.0, (2,)), world_models.WorldModelConfig.preset("tiny"))
     with pytest.raises(ValueError, match="needs a Discrete action space"):

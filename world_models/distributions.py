@@ -29,12 +29,14 @@ class OneHotCategorical:
     """Independent categoricals over the last dim, mixed with `unimix` of the uniform (DreamerV3).
 
     logits: (..., K). Samples and modes are one-hot (..., K) with straight-through gradients to the
-    probabilities, so that a loss on a sample trains the logits.
+    probabilities, so that a loss on a sample trains the logits. `base`: the logits as given, before the mixture
+    (a logit far below the mixture's floor moves the mixed probabilities, and so their gradients, hardly at all).
     """
 
     def __init__(self, logits: Tensor, unimix: float = 0.0):
         if unimix < 0 or unimix >= 1:
             raise ValueError(f"unimix must be in [0, 1), got {unimix}")
+        self.base = logits
         if unimix > 0:  # the mixture is normalised already: its log is the normalised log-probability
             self.probs = F.softmax(logits.float(), -1).mul(1 - unimix).add_(unimix / logits.shape[-1])  # (..., K)
             self.logits = torch.log(self.probs)
@@ -45,7 +47,7 @@ class OneHotCategorical:
     def detach(self) -> OneHotCategorical:
         """The same distribution cut from the graph (no recomputation)."""
         out = object.__new__(OneHotCategorical)
-        out.logits, out.probs = self.logits.detach(), self.probs.detach()
+        out.logits, out.probs, out.base = self.logits.detach(), self.probs.detach(), self.base.detach()
         return out
 
     def _straight_through(self, index: Tensor) -> Tensor:
