@@ -24,6 +24,9 @@ the picture cadence (`DreamerAgent.pictures`), to TensorBoard and metrics.jsonl:
                                     (the policy: imagination may rank it first and the actor still not take it);
                                     chain/actor_right_chance = 1/A
     chain/actor_entropy             the actor's entropy at the query steps' states (nats)
+    chain/right_below_floor         how often the actor's probability of the right action, before its unimix
+                                    floor, is below the floor's share (unimix / A): states where the softmax
+                                    gradient (REINFORCE's) can hardly move it there (DreamerConfig.all_actions_temperature)
 
 The needed symbol at step t is, on a stream task, its right answer `answers[t]` at the query steps
 (the scripted policy's action); on a cue task, the cue at every step after it was first seen. The
@@ -238,6 +241,10 @@ def measure(
             policy = learner.actor(feat[rows[:, 0].to(device), rows[:, 1].to(device)])
             scores["actor_right"] = rank_score(policy.parts[0].probs.float().cpu(), answer[rows[:, 0], rows[:, 1]])
             scores["actor_entropy"] = Score(float(policy.entropy().float().mean()), float("nan"), len(rows))
+            base = torch.softmax(policy.parts[0].base.float(), -1).cpu()  # (M, A): before the unimix floor
+            right = base.gather(1, answer[rows[:, 0], rows[:, 1]][:, None])[:, 0]
+            floor = getattr(learner.config, "unimix", 0.0) / data.num_actions
+            scores["right_below_floor"] = Score(float((right < floor).double().mean()), float("nan"), len(rows))
     return chain_scalars(scores)
 
 
@@ -275,6 +282,7 @@ SCALARS = (
     "chain/actor_right",
     "chain/actor_right_chance",
     "chain/actor_entropy",
+    "chain/right_below_floor",
 )
 
 __all__ = [

@@ -317,7 +317,7 @@ class FixedActor(torch.nn.Module):
         return ActionDist([OneHotCategorical(self.logits.expand(*feat.shape[:-1], -1))])
 
 
-@pytest.mark.parametrize("margin", [0.0, 5.0])
+@pytest.mark.parametrize("margin", [0.0, 5.0, 10.0])
 def test_the_actor_link_scores_the_actors_mode_at_the_query_states_against_the_right_action(margin):
     learner = tiny_learner("memory/recall-k2", "s5")
     learner.actor = FixedActor(4, prefer=2, margin=margin)
@@ -333,6 +333,10 @@ def test_the_actor_link_scores_the_actors_mode_at_the_query_states_against_the_r
     expected = 1 / 4 if margin == 0 else float((right == 2).double().mean())
     assert 0 < float((right == 2).double().mean()) < 1
     assert scalars["chain/actor_right"] == pytest.approx(expected)
+    # the learner's unimix floor is 0.01 / 4 = 2.5e-3; the other actions' softmax 1 / (3 + e^margin): 0.25, 6.6e-3
+    # (above the floor) and 4.5e-5 (below it, where the right action is not 2)
+    below = float((right != 2).double().mean()) if margin == 10 else 0.0
+    assert learner.config.unimix == 0.01 and scalars["chain/right_below_floor"] == pytest.approx(below)
 
 
 # --------------------------------------------------------------------------- end to end

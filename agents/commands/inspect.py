@@ -211,7 +211,12 @@ CHAIN_PANELS = (
     ),
     ("the reward head: the reward's sign", [("chain/reward_sign", "reward head")], "chain/reward_sign_majority", "accuracy"),
     ("imagination ranks the right action first", [("chain/imagined_rank", "imagined return")], "chain/imagined_rank_chance", "accuracy"),
-    ("the actor's mode is the right action", [("chain/actor_right", "actor")], "chain/actor_right_chance", "accuracy"),
+    (
+        "the actor's mode is the right action",
+        [("chain/actor_right", "actor"), ("chain/right_below_floor", "right action below the unimix floor")],
+        "chain/actor_right_chance",
+        "share",
+    ),
     ("the actor at the query steps", [("chain/actor_entropy", "entropy")], None, "nats"),
 )
 
