@@ -534,6 +534,42 @@ def eval_posterior(results: Path, prefix: str) -> str:
     return table(header, rows) if rows else NONE
 
 
+def answers(results: Path, prefix: str) -> str:
+    """Per run of a benchmarks.answers record: how often the actor named each right answer, and how often that answer
+    was below the actor's unimix floor there."""
+    rows = []
+    for name in folders("answers-", results):
+        for r in runs(name, results):
+            p = r["payload"]
+            for run in p["runs"]:
+                found = run["answers"]
+                rows.append(
+                    [
+                        f"[{p['env']}]({prefix}{name}/)",
+                        f"`{Path(run['run']).name}`",
+                        str(run["seed"]),
+                        f"{run['step']:,}",
+                        f"{p['episodes']:,}",
+                        " · ".join(f"{k}: {v['right']:.2f}" for k, v in found.items()),
+                        " · ".join(f"{k}: {v['below_floor']:.2f}" for k, v in found.items()),
+                        " · ".join(f"{k}: {v['count']:,}" for k, v in found.items()),
+                        commit(r),
+                    ]
+                )
+    header = [
+        "task",
+        "run",
+        "seed",
+        "env steps",
+        "episodes",
+        "named right, by answer",
+        "below the floor, by answer",
+        "scored steps",
+        "commit",
+    ]
+    return table(header, rows) if rows else NONE
+
+
 def scan(results: Path, prefix: str) -> str:
     """The newest scan benchmark per device: the `auto` backend against the elementwise floor and the reference loop."""
     out = []
@@ -946,6 +982,7 @@ TABLES = {
     "reward-link": reward_link,
     "cue-link": cue_link,
     "eval-posterior": eval_posterior,
+    "answers": answers,
     "scan": scan,
     "world-models": world_models,
     "envs": envs,

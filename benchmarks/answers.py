@@ -1,0 +1,143 @@
+"""Where a stream task's policy goes wrong: a trained Dreamer's answers by the right answer, on fresh episodes.
+
+    python -m benchmarks.answers --runs runs/bench/count-16-s5-*-2-* --episodes 256
+
+On the stream tasks (memory/recall-k*, memory/count-*; envs.memory.stream) every scored action has one right
+answer. A run's latest checkpoint plays `--episodes` episodes from the first of its evaluation seeds (never a
+training episode) with the actor's mode, as `memwm eval` does, and counts, for each right answer, how often the
+actor named it, what it named instead, and how often the actor's probability of it before the unimix floor was
+below the floor's share (unimix / A: where the softmax gradient, REINFORCE's, can hardly move the actor to it;
+agents/chain.py's right_below_floor). A policy that is right on common answers and wrong on rare ones (count-16's
+high counts) has a return that one number hides. One record per call (benchmarks.record, `answers-<task>`), each
+run's folder, config, step and counts.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+from benchmarks import record
+
+
+@dataclass
+class Args:
+    runs: list[Path] = field(default_factory=list)
+    """run folders of Dreamer runs of one stream task (each with a config.yaml and a checkpoint)"""
+    episodes: int = 256
+    threads: int = 1
+    results: Path = record.RESULTS
+    """folder of the result records (a new file per call under answers-<task>/)"""
+
+
+def answers(agent, env_id: str, options: dict, episodes: int, seed: int) -> dict:
+    """Play `episodes` episodes from `seed` with the actor's mode; per right answer (a string key): `count`, `taken`
+    (how often each action was named there), `right` (the share named right) and `below_floor` (the share where the
+    right answer's probability before the unimix floor was below the floor's)."""
+    import envs
+    from agents.common import obs_to_torch
+    from envs.memory.stream import StreamTask
+    from world_models.model import OBS_KEYS
+
+    env = envs.make(env_id, seed=seed, **options)
+    task = env.unwrapped
+    if not isinstance(task, StreamTask):
+        env.close()
+        raise ValueError(f"{env_id} is not a stream task (memory/recall-k*, memory/count-*): its actions have no one right answer")
+    A, device = int(env.action_space.n), torch.device("cpu")
+    floor = agent.config.unimix / A
+    taken, below = np.zeros((A, A), np.int64), np.zeros(A, np.int64)
+    sample = agent.config.act_posterior == "sample"  # the latent memwm eval acts from (DreamerConfig.act_posterior)
+    torch.manual_seed(seed)
+    try:
+        with torch.no_grad():
+            for episode in range(episodes):
+                obs, _ = env.reset(seed=seed + episode)
+                state, prev, first = agent.wm.initial_state(1, device), torch.zeros(1, agent.codec.dim), True
+                while True:
+                    batch = obs_to_torch({k: np.asarray(v)[None] for k, v in obs.items() if k in OBS_KEYS}, device)
+                    state, feat = agent.wm.step(state, prev, batch, torch.tensor([first]), sample=sample)
+                    dist = agent.actor(feat)
+                    prev, first = dist.mode(), False
+                    action = int(prev.argmax(-1))
+                    if task.first_query <= task.t < task.length:  # a scored step: its right answer is known
+                        right = int(task.answers[task.t])
+                        taken[right, action] += 1
+                        base = torch.softmax(dist.parts[0].base.float(), -1)[0, right]
+                        below[right] += int(base < floor)
+                    obs, _, terminated, truncated, _ = env.step(action)
+                    if terminated or truncated:
+                        break
+    finally:
+        env.close()
+    out = {}
+    for right in range(A):
+        n = int(taken[right].sum())
+        if n:
+            out[str(right)] = {
+                "count": n,
+                "taken": taken[right].tolist(),
+                "right": taken[right, right] / n,
+                "below_floor": below[right] / n,
+            }
+    return out
+
+
+def score(run: Path, episodes: int) -> dict:
+    """The answers of the run's latest checkpoint on `episodes` episodes from its first evaluation seed."""
+    from agents.common import evaluation_seed
+    from agents.runs import build_dreamer, latest_checkpoint, load_run_config
+
+    config = load_run_config(run)
+    if config.agent != "dreamer":
+        raise ValueError(f"{run} is a {config.agent} run; this benchmark reads a Dreamer's actor")
+    payload, path = latest_checkpoint(run, torch.device("cpu"))
+    agent, _ = build_dreamer(config, torch.device("cpu"))
+    agent.load_state_dict(payload["agent"])
+    agent.eval()
+    seed = evaluation_seed(config.seed, 0, episodes)
+    found = answers(agent, config.env, dict(config.env_options), episodes, seed)
+    return {"env": config.env, "seed": config.seed, "step": payload["counters"]["step"], "checkpoint": path.name, "answers": found}
+
+
+def main(args: Args) -> int:
+    if not args.runs:
+        raise ValueError("give the run folders to read: --runs RUN [RUN ...]")
+    for run in args.runs:
+        if not (run / "config.yaml").exists():
+            raise ValueError(f"{run} is not a run folder (no config.yaml)")
+    torch.set_num_threads(args.threads)
+    started = record.start()
+    rows = []
+    for run in args.runs:
+        from agents.runs import load_run_config
+
+        config = load_run_config(run).to_dict()
+        row = {"run": str(run), **score(run, args.episodes), "config": {k: v for k, v in config.items() if k != "run"}}
+        rows.append(row)
+        by = ", ".join(f"{k}: {v['right']:.2f}" for k, v in row["answers"].items())
+        print(f"{run}: step {row['step']}, right by answer {by}", flush=True)
+    found = sorted({r["env"] for r in rows})
+    if len(found) != 1:
+        raise ValueError(f"the runs must be of one task, got {', '.join(found)}")
+    path = record.write_result(
+        f"answers-{found[0].split('/')[-1]}",
+        {"env": found[0], "episodes": args.episodes, "runs": rows},
+        started=started,
+        results=args.results,
+    )
+    print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(tyro.cli(Args)))
+    except ValueError as e:
+        print(f"benchmarks.answers: {e}", file=sys.stderr)
+        sys.exit(2)
