@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from benchmarks import ablate, learning, record
@@ -20,20 +22,38 @@ def test_recorded_run_takes_the_newest_finished_cpu_run_of_the_same_flags_budget
     write_record(tmp_path, "learning-recall-k8", run(0, 0.5, flags="--x 1"), "2026-01-05T00:00:00Z", commit="5555555aaa")
     write_record(tmp_path, "learning-recall-k8", run(0, 0.6), "2026-01-06T00:00:00Z", commit="6666666aaa", gpu="H100")
     write_record(tmp_path, "learning-recall-k8", run(0, 0.7) | {"backbone": "rssm"}, "2026-01-07T00:00:00Z", commit="7777777aaa")
-    got = ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path)
+    got = ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=None)
     assert got == "learning-recall-k8/20260102T000000Z-2222222.json"
-    assert ablate.recorded_run("recall-k8", "--x 1", 30.0, 0, tmp_path) == "learning-recall-k8/20260105T000000Z-5555555.json"
-    assert ablate.recorded_run("recall-k8", "", 30.0, 1, tmp_path) is None  # no run of seed 1
-    assert ablate.recorded_run("recall-k8", "", 10.0, 0, tmp_path) is None  # nor of a 10-minute budget
+    assert ablate.recorded_run("recall-k8", "--x 1", 30.0, 0, tmp_path, since=None) == "learning-recall-k8/20260105T000000Z-5555555.json"
+    assert ablate.recorded_run("recall-k8", "", 30.0, 1, tmp_path, since=None) is None  # no run of seed 1
+    assert ablate.recorded_run("recall-k8", "", 10.0, 0, tmp_path, since=None) is None  # nor of a 10-minute budget
     # an earlier ablation's own run counts too, a reference to a run does not (it is not a run)
     write_record(tmp_path, "ablate-recall-k8", run(1, 0.8) | {"arm": "b"}, "2026-01-08T00:00:00Z", commit="8888888aaa")
     reference = {"task": "recall-k8", "flags": "", "seed": 2, "reuses": "learning-recall-k8/x.json", "budget_minutes": 30.0}
     write_record(tmp_path, "ablate-recall-k8", reference, "2026-01-09T00:00:00Z", commit="9999999aaa")
-    assert ablate.recorded_run("recall-k8", "", 30.0, 1, tmp_path) == "ablate-recall-k8/20260108T000000Z-8888888.json"
-    assert ablate.recorded_run("recall-k8", "", 30.0, 2, tmp_path) is None
+    assert ablate.recorded_run("recall-k8", "", 30.0, 1, tmp_path, since=None) == "ablate-recall-k8/20260108T000000Z-8888888.json"
+    assert ablate.recorded_run("recall-k8", "", 30.0, 2, tmp_path, since=None) is None
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=record.REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_only_runs_made_since_the_learner_last_changed_stand_in_for_an_arm(tmp_path):
+    since = git("rev-parse", ablate.LEARNER_SINCE)
+    before, head = git("rev-parse", f"{since}~1"), git("rev-parse", "HEAD")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.1), "2026-01-01T00:00:00Z", commit=since)
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.2), "2026-01-02T00:00:00Z", commit=before)  # newer, older code
+    assert ablate.made_since(head, since) and ablate.made_since(since, since) and not ablate.made_since(before, since)
+    assert not ablate.made_since("0" * 40, since) and not ablate.made_since(None, since) and ablate.made_since(None, None)
+    got = ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=ablate.LEARNER_SINCE)
+    assert got == f"learning-recall-k8/20260101T000000Z-{since[:7]}.json"
+    assert ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=head) is None  # a learner changed since both
+    assert ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=None).endswith(f"-{before[:7]}.json")
 
 
 def test_reuse_writes_references_for_recorded_runs_and_runs_only_the_missing_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(ablate, "LEARNER_SINCE", None)  # the records' commits are made up
     for seed, final in ((0, 0.1), (1, 0.3)):
         write_record(tmp_path, "learning-recall-k8", run(seed, final), f"2026-01-0{seed + 1}T00:00:00Z", commit="1111111aaa")
     write_record(tmp_path, "learning-recall-k8", run(0, 0.9, flags="--x 1"), "2026-01-03T00:00:00Z", commit="2222222aaa")
