@@ -5,11 +5,13 @@
 On the stream tasks (memory/recall-k*, memory/count-*; envs.memory.stream) every scored action has one right
 answer. A run's latest checkpoint plays `--episodes` episodes from the first of its evaluation seeds (never a
 training episode) with the actor's mode, as `memwm eval` does, and counts, for each right answer, how often the
-actor named it, what it named instead, and how often the actor's probability of it before the unimix floor was
-below the floor's share (unimix / A: where the softmax gradient, REINFORCE's, can hardly move the actor to it;
-agents/chain.py's right_below_floor). A policy that is right on common answers and wrong on rare ones (count-16's
-high counts) has a return that one number hides. One record per call (benchmarks.record, `answers-<task>`), each
-run's folder, config, step and counts.
+actor named it, what it named instead, how often the actor's probability of it before the unimix floor was below
+the floor's share (unimix / A: where the softmax gradient, REINFORCE's, can hardly move the actor to it;
+agents/chain.py's right_below_floor), and how often the world model and critic rate it best (`q_best`: the one-step
+imagined Q(s, a) = r + gamma * continue * V(s') of the all-actions term ranks it first): an actor wrong where
+`q_best` is high is the broken link; one wrong where it is low follows its world model. A policy that is right on
+common answers and wrong on rare ones (count-16's high counts) has a return that one number hides. One record per
+call (benchmarks.record, `answers-<task>`), each run's folder, config, step and counts.
 """
 
 from __future__ import annotations
@@ -37,12 +39,16 @@ class Args:
 
 def answers(agent, env_id: str, options: dict, episodes: int, seed: int) -> dict:
     """Play `episodes` episodes from `seed` with the actor's mode; per right answer (a string key): `count`, `taken`
-    (how often each action was named there), `right` (the share named right) and `below_floor` (the share where the
-    right answer's probability before the unimix floor was below the floor's)."""
+    (how often each action was named there), `right` (the share named right), `below_floor` (the share where the
+    right answer's probability before the unimix floor was below the floor's) and `q_best` (the share where the
+    one-step imagined Q ranks it first)."""
     import envs
     from agents.common import obs_to_torch
     from envs.memory.stream import StreamTask
     from world_models.model import OBS_KEYS
+
+    from world_models.chain import first_action_returns
+    from world_models.state import State
 
     env = envs.make(env_id, seed=seed, **options)
     task = env.unwrapped
@@ -52,6 +58,7 @@ def answers(agent, env_id: str, options: dict, episodes: int, seed: int) -> dict
     A, device = int(env.action_space.n), torch.device("cpu")
     floor = agent.config.unimix / A
     taken, below = np.zeros((A, A), np.int64), np.zeros(A, np.int64)
+    starts, rights = [], []  # the states of the scored steps and their right answers, for the one-step values
     sample = agent.config.act_posterior == "sample"  # the latent memwm eval acts from (DreamerConfig.act_posterior)
     torch.manual_seed(seed)
     try:
@@ -70,11 +77,25 @@ def answers(agent, env_id: str, options: dict, episodes: int, seed: int) -> dict
                         taken[right, action] += 1
                         base = torch.softmax(dist.parts[0].base.float(), -1)[0, right]
                         below[right] += int(base < floor)
+                        starts.append(state)
+                        rights.append(right)
                     obs, _, terminated, truncated, _ = env.step(action)
                     if terminated or truncated:
                         break
+            # Q(s, a) = r + gamma * continue * V(s') for every action, one step imagined from the prior's mode: what the
+            # all-actions term (DreamerConfig.all_actions) rates each answer at
+            no_action = lambda f: f.new_zeros(f.shape[0], agent.codec.dim)  # noqa: E731
+            value = lambda f: agent.critic(f).mean  # noqa: E731
+            q = torch.cat(
+                [
+                    first_action_returns(agent.wm, State.cat(starts[i : i + 1024]), no_action, A, 1, agent.config.gamma, value=value)
+                    for i in range(0, len(starts), 1024)
+                ]
+            )
     finally:
         env.close()
+    q_best = np.zeros(A, np.int64)
+    np.add.at(q_best, np.asarray(rights), (q.argmax(-1).numpy() == np.asarray(rights)).astype(np.int64))
     out = {}
     for right in range(A):
         n = int(taken[right].sum())
@@ -84,6 +105,7 @@ def answers(agent, env_id: str, options: dict, episodes: int, seed: int) -> dict
                 "taken": taken[right].tolist(),
                 "right": taken[right, right] / n,
                 "below_floor": below[right] / n,
+                "q_best": q_best[right] / n,
             }
     return out
 

@@ -552,6 +552,7 @@ def answers(results: Path, prefix: str) -> str:
                         f"{p['episodes']:,}",
                         " · ".join(f"{k}: {v['right']:.2f}" for k, v in found.items()),
                         " · ".join(f"{k}: {v['below_floor']:.2f}" for k, v in found.items()),
+                        " · ".join(f"{k}: {v['q_best']:.2f}" if "q_best" in v else f"{k}: -" for k, v in found.items()),
                         " · ".join(f"{k}: {v['count']:,}" for k, v in found.items()),
                         commit(r),
                     ]
@@ -564,6 +565,7 @@ def answers(results: Path, prefix: str) -> str:
         "episodes",
         "named right, by answer",
         "below the floor, by answer",
+        "one-step Q ranks it first, by answer",
         "scored steps",
         "commit",
     ]

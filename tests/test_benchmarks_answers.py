@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import envs
 from benchmarks import answers
@@ -37,6 +38,23 @@ def test_an_actor_that_always_names_2_is_right_exactly_where_the_answer_is_2(mar
         assert row["right"] == (1.0 if key == "2" else 0.0)
         # the floor is 0.01 / 4; the other actions' softmax 1 / (3 + e^margin): 0.23 above it, 4.5e-5 below it
         assert row["below_floor"] == (1.0 if margin == 10 and key != "2" else 0.0)
+
+
+def test_the_one_step_values_are_scored_at_every_scored_step_against_its_right_answer(monkeypatch):
+    import world_models.chain
+
+    learner = tiny_learner("memory/recall-k2", "s5")
+    seen = []
+
+    def q_of(wm, start, actor, num_actions, horizon, gamma, value=None):  # action 1 is the best everywhere
+        seen.append(start.batch_size)
+        assert horizon == 1 and num_actions == 4 and gamma == learner.config.gamma and value is not None
+        return torch.tensor([0.0, 1.0, 0.0, 0.0]).expand(start.batch_size, 4)
+
+    monkeypatch.setattr(world_models.chain, "first_action_returns", q_of)
+    found = answers.answers(learner, "memory/recall-k2", {}, EPISODES, seed=40)
+    assert sum(seen) == sum(row["count"] for row in found.values())  # every scored step, once
+    assert {key: row["q_best"] for key, row in found.items()} == {key: float(key == "1") for key in found}
 
 
 def test_a_task_without_one_right_answer_per_action_is_refused():
