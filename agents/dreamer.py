@@ -68,11 +68,11 @@ class DreamerConfig:
     # slow seed's held-out score raised as at 1.0 and another seed's lowered (e03925f).
     all_actions: float = 0.0
     # The form of the all-actions term (0: the gradient above). Both that gradient and REINFORCE's move an action's
-    # logit in proportion to its probability, so an actor that gives an action the unimix floor (1/800 at 8
-    # actions) hardly moves towards it however much better imagination rates it: count-16's slow seed rates the
-    # count 5 best at 0.89 of its count-5 states while its actor names 4 at every one of them, and stays so for
-    # 80,000 env steps at every weight tried. > 0: a policy mirror-descent step instead (Tomar et al. 2021, MDPO;
-    # the natural gradient of a softmax policy): the actor is drawn (cross-entropy, weight all_actions) towards
+    # logit in proportion to its probability, so an actor that has pushed an action below the unimix floor hardly
+    # moves back towards it, however much better imagination rates it: count-16's slow seed names one count for
+    # every higher one while its one-step Q ranks the right count first (benchmarks/results/answers-count-16/ and
+    # the results README). > 0: a policy mirror-descent step instead (Tomar et al. 2021, MDPO; the natural gradient
+    # of a softmax policy): the actor is drawn (cross-entropy, weight all_actions) towards
     # target(a) ~ pi(a|s) exp(A(s, a) / temperature), A the normalised advantage above, whose pull on a logit is
     # target - softmax(logits), the logits before the unimix floor: as strong where pi is at its floor, and none
     # where the actions' values are alike (then only the pull of the floor's mass, which keeps no logit far below it).
