@@ -128,11 +128,7 @@ def score(run: Path, episodes: int) -> dict:
 
 
 def main(args: Args) -> int:
-    if not args.runs:
-        raise ValueError("give the run folders to read: --runs RUN [RUN ...]")
-    for run in args.runs:
-        if not (run / "config.yaml").exists():
-            raise ValueError(f"{run} is not a run folder (no config.yaml)")
+    record.check_run_folders(args.runs)
     torch.set_num_threads(args.threads)
     started = record.start()
     rows = []
@@ -144,15 +140,7 @@ def main(args: Args) -> int:
         rows.append(row)
         by = ", ".join(f"{k}: {v['right']:.2f}" for k, v in row["answers"].items())
         print(f"{run}: step {row['step']}, right by answer {by}", flush=True)
-    found = sorted({r["env"] for r in rows})
-    if len(found) != 1:
-        raise ValueError(f"the runs must be of one task, got {', '.join(found)}")
-    path = record.write_result(
-        f"answers-{found[0].split('/')[-1]}",
-        {"env": found[0], "episodes": args.episodes, "runs": rows},
-        started=started,
-        results=args.results,
-    )
+    path = record.write_runs("answers", rows, started=started, results=args.results, episodes=args.episodes)
     print(f"written: {path}")
     return 0
 

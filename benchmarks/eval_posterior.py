@@ -59,11 +59,7 @@ def _flags(run: Path) -> str:
 
 
 def main(args: Args) -> int:
-    if not args.runs:
-        raise ValueError("give the run folders to evaluate: --runs RUN [RUN ...]")
-    for run in args.runs:
-        if not (run / "config.yaml").exists():
-            raise ValueError(f"{run} is not a run folder (no config.yaml)")
+    record.check_run_folders(args.runs)
     torch.set_num_threads(args.threads)
     started = record.start()
     rows = []
@@ -72,13 +68,7 @@ def main(args: Args) -> int:
         rows.append(row)
         sample, mode = row["sample"]["eval/return"], row["mode"]["eval/return"]
         print(f"{run}: step {row['step']}, return sample {sample:.3f}, mode {mode:.3f}", flush=True)
-    envs_ = sorted({r["env"] for r in rows})
-    if len(envs_) != 1:
-        raise ValueError(f"the runs must be of one task, got {', '.join(envs_)}")
-    task = envs_[0].split("/")[-1]
-    path = record.write_result(
-        f"eval-posterior-{task}", {"env": envs_[0], "episodes": args.episodes, "runs": rows}, started=started, results=args.results
-    )
+    path = record.write_runs("eval-posterior", rows, started=started, results=args.results, episodes=args.episodes)
     print(f"written: {path}")
     return 0
 

@@ -101,6 +101,25 @@ def write_result(name: str, payload: dict, *, started: Start | None = None, devi
     raise FileExistsError(f"too many records named {stem}*.json in {folder}")
 
 
+def check_run_folders(runs: list[Path]) -> None:
+    """The run folders a benchmark reads: at least one, each with its config.yaml (else a one-line ValueError)."""
+    if not runs:
+        raise ValueError("give the run folders to read: --runs RUN [RUN ...]")
+    for run in runs:
+        if not (Path(run) / "config.yaml").exists():
+            raise ValueError(f"{run} is not a run folder (no config.yaml)")
+
+
+def write_runs(prefix: str, rows: list[dict], *, started: Start, results: Path = RESULTS, **facts) -> Path:
+    """The record of a benchmark that read run folders of one task, `<prefix>-<task>` (payload: env, facts, runs);
+    rows: one per run, each naming its `env` (a one-line ValueError for runs of several tasks)."""
+    found = sorted({r["env"] for r in rows})
+    if len(found) != 1:
+        raise ValueError(f"the runs must be of one task, got {', '.join(found)}")
+    env = found[0]
+    return write_result(f"{prefix}-{env.split('/')[-1]}", {"env": env, **facts, "runs": rows}, started=started, results=results)
+
+
 def all_runs(name: str, results: Path = RESULTS) -> list[dict]:
     """Every record of benchmark `name`, oldest first (by start time, then file name); each gets its `path`."""
     folder = Path(results) / name
