@@ -241,11 +241,16 @@ def measure(
             policy = learner.actor(feat[rows[:, 0].to(device), rows[:, 1].to(device)])
             scores["actor_right"] = rank_score(policy.parts[0].probs.float().cpu(), answer[rows[:, 0], rows[:, 1]])
             scores["actor_entropy"] = Score(float(policy.entropy().float().mean()), float("nan"), len(rows))
-            base = torch.softmax(policy.parts[0].base.float(), -1).cpu()  # (M, A): before the unimix floor
-            right = base.gather(1, answer[rows[:, 0], rows[:, 1]][:, None])[:, 0]
-            floor = getattr(learner.config, "unimix", 0.0) / data.num_actions
-            scores["right_below_floor"] = Score(float((right < floor).double().mean()), float("nan"), len(rows))
+            below = below_floor(policy, answer[rows[:, 0], rows[:, 1]], getattr(learner.config, "unimix", 0.0))
+            scores["right_below_floor"] = Score(float(below.double().mean()), float("nan"), len(rows))
     return chain_scalars(scores)
+
+
+def below_floor(policy, action: torch.Tensor, unimix: float) -> torch.Tensor:
+    """(M,) bool: whether the actor's probability of `action` (M,) int, before its unimix floor, is below the floor's
+    share unimix / A (where the softmax gradient can hardly move it there); policy: an ActionDist over M states."""
+    base = torch.softmax(policy.parts[0].base.float(), -1).cpu()  # (M, A)
+    return base.gather(1, action.long().cpu()[:, None])[:, 0] < unimix / base.shape[-1]
 
 
 def chain_scalars(scores: dict[str, Score]) -> dict[str, float]:
@@ -292,6 +297,7 @@ __all__ = [
     "Labelled",
     "SCALARS",
     "balanced_share",
+    "below_floor",
     "chain_scalars",
     "pad_episodes",
     "measure",

@@ -459,6 +459,17 @@ class Dreamer(nn.Module):
         }
         return actor_loss + critic_loss, metrics
 
+    @torch.no_grad()
+    def one_step_values(self, starts) -> Tensor:
+        """Q(s, a) = r + gamma * continue * V(s') (N, A) for every action a at N start states, one step imagined from
+        the prior's mode (world_models.chain.first_action_returns with horizon 1), V the critic's mean."""
+        with frozen(self.wm, self.critic):
+            # one step: no action after the first enters Q, so the actor is not run over the N*A imagined states
+            no_action = lambda f: f.new_zeros(f.shape[0], self.codec.dim)  # noqa: E731
+            return first_action_returns(
+                self.wm, starts, no_action, self.codec.dim, 1, self.config.gamma, value=lambda f: self.critic(f).mean
+            )
+
     def all_actions_objective(self, starts, policy: ActionDist, scale: Tensor) -> tuple[Tensor, Tensor]:
         """The all-actions policy objective (DreamerConfig.all_actions) at N start states, and how often the actor's
         mode there is the action of the highest Q (a detached scalar).
@@ -467,10 +478,7 @@ class Dreamer(nn.Module):
         action a, one step imagined from the prior's mode (world_models.chain.first_action_returns with horizon 1),
         V the critic's mean. Returns (sum_a pi(a|s) (Q(s, a) - sum_b pi(b|s) Q(s, b)) / scale (N,), agreement); with
         all_actions_temperature T > 0, sum_a target(a) log pi(a|s), target ~ pi exp(advantage / T) held fixed."""
-        with torch.no_grad(), frozen(self.wm, self.critic):
-            # one step: no action after the first enters Q, so the actor is not run over the N*A imagined states
-            no_action = lambda f: f.new_zeros(f.shape[0], self.codec.dim)  # noqa: E731
-            q = first_action_returns(self.wm, starts, no_action, self.codec.dim, 1, self.config.gamma, value=lambda f: self.critic(f).mean)
+        q = self.one_step_values(starts)  # (N, A)
         probs = policy.parts[0].probs  # (N, A)
         advantage = (q - (probs.detach() * q).sum(-1, keepdim=True)) / scale
         agree = (probs.detach().argmax(-1) == q.argmax(-1)).float().mean()

@@ -43,11 +43,10 @@ def answers(agent, env_id: str, options: dict, episodes: int, seed: int) -> dict
     right answer's probability before the unimix floor was below the floor's) and `q_best` (the share where the
     one-step imagined Q ranks it first)."""
     import envs
+    from agents.chain import below_floor
     from agents.common import obs_to_torch
     from envs.memory.stream import StreamTask
     from world_models.model import OBS_KEYS
-
-    from world_models.chain import first_action_returns
     from world_models.state import State
 
     env = envs.make(env_id, seed=seed, **options)
@@ -56,7 +55,6 @@ def answers(agent, env_id: str, options: dict, episodes: int, seed: int) -> dict
         env.close()
         raise ValueError(f"{env_id} is not a stream task (memory/recall-k*, memory/count-*): its actions have no one right answer")
     A, device = int(env.action_space.n), torch.device("cpu")
-    floor = agent.config.unimix / A
     taken, below = np.zeros((A, A), np.int64), np.zeros(A, np.int64)
     starts, rights = [], []  # the states of the scored steps and their right answers, for the one-step values
     sample = agent.config.act_posterior == "sample"  # the latent memwm eval acts from (DreamerConfig.act_posterior)
@@ -75,23 +73,14 @@ def answers(agent, env_id: str, options: dict, episodes: int, seed: int) -> dict
                     if task.first_query <= task.t < task.length:  # a scored step: its right answer is known
                         right = int(task.answers[task.t])
                         taken[right, action] += 1
-                        base = torch.softmax(dist.parts[0].base.float(), -1)[0, right]
-                        below[right] += int(base < floor)
+                        below[right] += int(below_floor(dist, torch.tensor([right]), agent.config.unimix)[0])
                         starts.append(state)
                         rights.append(right)
                     obs, _, terminated, truncated, _ = env.step(action)
                     if terminated or truncated:
                         break
-            # Q(s, a) = r + gamma * continue * V(s') for every action, one step imagined from the prior's mode: what the
-            # all-actions term (DreamerConfig.all_actions) rates each answer at
-            no_action = lambda f: f.new_zeros(f.shape[0], agent.codec.dim)  # noqa: E731
-            value = lambda f: agent.critic(f).mean  # noqa: E731
-            q = torch.cat(
-                [
-                    first_action_returns(agent.wm, State.cat(starts[i : i + 1024]), no_action, A, 1, agent.config.gamma, value=value)
-                    for i in range(0, len(starts), 1024)
-                ]
-            )
+            # what the all-actions term (DreamerConfig.all_actions) rates each answer at
+            q = torch.cat([agent.one_step_values(State.cat(starts[i : i + 1024])) for i in range(0, len(starts), 1024)])
     finally:
         env.close()
     q_best = np.zeros(A, np.int64)

@@ -41,7 +41,7 @@ def test_an_actor_that_always_names_2_is_right_exactly_where_the_answer_is_2(mar
 
 
 def test_the_one_step_values_are_scored_at_every_scored_step_against_its_right_answer(monkeypatch):
-    import world_models.chain
+    from agents import dreamer
 
     learner = tiny_learner("memory/recall-k2", "s5")
     seen = []
@@ -51,7 +51,7 @@ def test_the_one_step_values_are_scored_at_every_scored_step_against_its_right_a
         assert horizon == 1 and num_actions == 4 and gamma == learner.config.gamma and value is not None
         return torch.tensor([0.0, 1.0, 0.0, 0.0]).expand(start.batch_size, 4)
 
-    monkeypatch.setattr(world_models.chain, "first_action_returns", q_of)
+    monkeypatch.setattr(dreamer, "first_action_returns", q_of)
     found = answers.answers(learner, "memory/recall-k2", {}, EPISODES, seed=40)
     assert sum(seen) == sum(row["count"] for row in found.values())  # every scored step, once
     assert {key: row["q_best"] for key, row in found.items()} == {key: float(key == "1") for key in found}
