@@ -18,9 +18,11 @@ of the final and of the best evaluation, and of the final policy's score on held
 repeats, step for step, a run recorded before (by benchmarks.learning or an earlier ablation; same task, flags,
 budget and seed, the default backbone, on the CPU, ended by its budget), whatever the load; only its env steps per
 minute move with the load. Such an arm gets a record that references the recorded run (`reuses`: its path under
-benchmarks/results/) instead of a rerun, and the table names the commit each arm's runs were made at. Only runs made
-at LEARNER_SINCE or a later commit (its descendants) count: the commit that last changed the default path of the
-learning code, which whoever changes a default moves; between such commits, the ones that leave that path alone
+benchmarks/results/) instead of a rerun, and the table names the commit each arm's runs were made at. A recorded run stands
+for an arm when it learned with the settings the arm's flags give now (its record's resolved settings; a record older
+than those, by its flags: benchmarks.learning.same_learner), so that after a default changes, the runs that chose it
+with a flag stand for the defaults. Only runs made at LEARNER_SINCE or a later commit (its descendants) count: the
+commit that last changed the code those settings run; between such commits, the ones that leave that code alone
 (a new option off by default, say) are vouched for by whoever makes them. The runs still missing run two at a
 time, a seed's two arms together where both are.
 """
@@ -28,7 +30,6 @@ time, a seed's two arms together where both are.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -58,20 +59,11 @@ class Args:
     """reference an arm's run of a seed that is recorded already instead of running it again (see above)"""
 
 
-# the commit that last changed what `memwm train` learns with its defaults: the representation loss at 0.01
-# (wm.rep_scale) and evaluation from the posterior's mode; a run made before it measured another learner
+# the commit that last changed the code that `memwm train`'s default settings run (the representation loss at
+# 0.01, wm.rep_scale, and evaluation from the posterior's mode): a run made before it measured another learner, whatever
+# its settings. A change of a default value alone does not move it: records keep their resolved settings, and an arm
+# is matched by those (benchmarks.learning.same_learner).
 LEARNER_SINCE = "351bb57"
-
-
-def made_since(commit: str | None, since: str | None) -> bool:
-    """Whether `commit` is `since` or a later commit (git: `since` is its ancestor); every commit when since is None,
-    none that git does not know."""
-    if since is None:
-        return True
-    if not commit:
-        return False
-    found = subprocess.run(["git", "merge-base", "--is-ancestor", since, commit], cwd=record.REPO, capture_output=True)
-    return found.returncode == 0
 
 
 def record_name(task: str) -> str:
@@ -81,16 +73,17 @@ def record_name(task: str) -> str:
 def recorded_run(
     task: str, flags: str, minutes: float, seed: int, results: Path = record.RESULTS, since: str | None = LEARNER_SINCE
 ) -> str | None:
-    """The newest run of `task` on the CPU with the default backbone, `flags`, a budget of `minutes` and `seed` that
-    ended by its budget, made at `since` or later (made_since), among benchmarks.learning's records and earlier
-    ablations' own runs: its record's path relative to `results`, or None."""
+    """The newest run of `task` on the CPU with the default backbone, a budget of `minutes` and `seed` that ended by its
+    budget and learned with the settings `flags` give at this commit (benchmarks.learning.same_learner: its resolved
+    settings, whatever it was typed with), made at `since` or later (record.made_since), among benchmarks.learning's
+    records and earlier ablations' own runs: its record's path relative to `results`, or None."""
     found = []
     for name in (f"learning-{task}", record_name(task)):
         for r in record.all_runs(name, results):
             p = r["payload"]
-            same = p.get("backbone") == "s5" and p.get("flags") == flags and p.get("seed") == seed
+            same = p.get("backbone") == "s5" and p.get("seed") == seed and learning.same_learner(r, flags)
             ended = "reuses" not in p and p.get("budget_minutes") == minutes and p.get("exit_code") == 0 and r.get("device") == "cpu"
-            if same and ended and made_since(r.get("commit"), since):
+            if same and ended and record.made_since(r.get("commit"), since):
                 found.append(r)
     if not found:
         return None

@@ -19,6 +19,7 @@ score, and how many seeds met the bar within its minutes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -93,35 +94,23 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+def train_args(name: str, backbone: str = "s5", flags: str = "") -> list[str]:
+    """The arguments after `memwm train` that choose the learner of task `name` (its env and options, the backbone and
+    the variant's flags); run_one adds the ones that name the run (seed, budget, threads, folder)."""
+    task = TASKS[name]
+    args = ["--env", task.env, "--backbone", backbone, *flags.split()]
+    if task.options:
+        args += ["--env-options", *(str(x) for option in task.options for x in option)]
+    return args
+
+
 def run_one(name: str, backbone: str, seed: int, minutes: float, runs: Path, flags: str = "") -> subprocess.Popen:
     """Start `memwm train` for one run; the caller polls it with `watch`."""
-    task = TASKS[name]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     slug = "".join(c if c.isalnum() else "-" for c in flags).strip("-")
     run_dir = runs / "-".join(filter(None, (name, backbone, slug, str(seed), stamp)))
-    cmd = [
-        sys.executable,
-        "-m",
-        "agents.cli",
-        "train",
-        "--env",
-        task.env,
-        "--backbone",
-        backbone,
-        "--seed",
-        str(seed),
-        "--minutes",
-        f"{minutes:g}",
-        "--steps",
-        "10000000",
-        "--threads",
-        "1",
-        "--run",
-        str(run_dir),
-        *flags.split(),
-    ]
-    if task.options:
-        cmd += ["--env-options", *(str(x) for option in task.options for x in option)]
+    run = ["--seed", str(seed), "--minutes", f"{minutes:g}", "--steps", "10000000", "--threads", "1", "--run", str(run_dir)]
+    cmd = [sys.executable, "-m", "agents.cli", "train", *train_args(name, backbone, flags), *run]
     return launch(cmd, run_dir, task=name, backbone=backbone, flags=flags, seed=seed, minutes=minutes)
 
 
@@ -240,6 +229,47 @@ def run_config(run_dir: Path) -> dict | None:
         return None
     data = config.load_yaml(path)
     return {k: v for k, v in data.items() if k != config.SOURCES and k not in RUN_LOCAL}
+
+
+@functools.cache
+def learner_config(name: str, backbone: str = "s5", flags: str = "") -> dict:
+    """The resolved settings that `memwm train` with train_args(name, backbone, flags) learns with at this commit, in
+    the form run_config reads from a run (config.yaml's values, without RUN_LOCAL): a record whose `config` equals it
+    was made by the same learner's settings, whatever flags it was typed with (after a default changes, the defaults
+    equal the flags that chose it before)."""
+    import yaml
+
+    import envs
+
+    args = train_args(name, backbone, flags)
+    given = tyro.cli(config.TrainConfig, args=args)
+    resolved, sources = config.resolve_sources(given, None, dict.fromkeys(config.typed_fields(args), "flag"))
+    env = envs.make(resolved.env, seed=0, **resolved.env_options)
+    try:
+        resolved, _ = config.fit_action_space(resolved, env.action_space, sources)
+    finally:
+        env.close()
+    data = yaml.safe_load(yaml.safe_dump(resolved.to_dict(), sort_keys=False))  # as config.yaml holds it
+    return {k: v for k, v in data.items() if k not in RUN_LOCAL}
+
+
+# the commit that last changed a default value of `memwm train`: a record without its resolved settings (`config`, kept
+# since 17384f6) ran the defaults of its commit, which are this commit's where it was made at DEFAULTS_SINCE or later
+DEFAULTS_SINCE = "351bb57"
+
+
+def same_learner(r: dict, flags: str = "") -> bool:
+    """Whether the run of learning record `r` learned with the settings that `memwm train` with train_args(its task,
+    its backbone, `flags`) gives at this commit ("": the defaults). A record with its resolved settings is compared by
+    them, whatever it was typed with; an older one by its flags, and where they are the defaults' ("") only if git
+    places it at DEFAULTS_SINCE or later (a commit git does not know, a test's, is taken as typed)."""
+    p = r["payload"]
+    if p.get("config") is not None and p.get("task") in TASKS:
+        return p["config"] == learner_config(p["task"], p["backbone"], flags)
+    if p.get("flags", "") != flags:
+        return False
+    code = r.get("commit")
+    return bool(flags) or not record.known_commit(code) or record.made_since(code, DEFAULTS_SINCE)
 
 
 def write(proc: subprocess.Popen, name: str = "", extra: dict | None = None, episodes: int = HELD_OUT_EPISODES) -> Path:

@@ -159,6 +159,25 @@ def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
     return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
 
 
+def made_since(commit: str | None, since: str | None, repo: Path = REPO) -> bool:
+    """Whether `commit` is `since` or a later commit (git: `since` is its ancestor); every commit when since is None,
+    none that git does not know."""
+    if since is None:
+        return True
+    if not commit:
+        return False
+    found = subprocess.run(["git", "merge-base", "--is-ancestor", since, commit], cwd=repo, capture_output=True)
+    return found.returncode == 0
+
+
+def known_commit(commit: str | None, repo: Path = REPO) -> bool:
+    """Whether git knows `commit` (a test's made-up commit, or one of another history, it does not)."""
+    if not commit:
+        return False
+    found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, capture_output=True)
+    return found.returncode == 0
+
+
 def machine() -> dict:
     """The machine a result was measured on: platform, CPU model and cores, Python, torch and GPU."""
     out = {

@@ -22,7 +22,7 @@ from statistics import mean
 
 from benchmarks import record
 from benchmarks.ablate import resolved
-from benchmarks.learning import held_out_score, lowest_after_bar
+from benchmarks.learning import held_out_score, lowest_after_bar, same_learner
 
 REPO = record.REPO
 PAGES = {"README.md": "benchmarks/results/", "benchmarks/results/README.md": ""}  # page -> prefix of its links into results/
@@ -115,6 +115,17 @@ def on_device(r: dict) -> str:
     return f" on {(r.get('machine') or {}).get('gpu') or r['device']}"
 
 
+def settings(rs: list[dict]) -> str:
+    """The flags a group of learning records' runs were typed with, and whether they learned with the defaults of this
+    commit (benchmarks.learning.same_learner): "defaults", "`FLAGS` (the defaults now)", or "earlier defaults" for
+    runs typed without flags under defaults that have changed since."""
+    flags = rs[0]["payload"]["flags"]
+    now = all(same_learner(r, "") for r in rs)
+    if flags:
+        return f"`{flags}`" + (" (the defaults now)" if now else "")
+    return "defaults" if now else "earlier defaults"
+
+
 def learning(results: Path, prefix: str) -> str:
     """Per task, backbone, flags, commit and budget: the seeds' first, final (in-run and held-out) and best evaluation,
     the lowest evaluation after reaching the bar, updates and minutes."""
@@ -124,7 +135,7 @@ def learning(results: Path, prefix: str) -> str:
             p = r["payload"]
             groups[(p["task"], p["backbone"], p["flags"], commit(r), p["budget_minutes"], on_device(r))].append(r)
     rows = []
-    for (task, backbone, flags, code, budget, device), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0]["start"])):
+    for (task, backbone, _, code, budget, device), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0]["start"])):
         ps = [r["payload"] for r in rs]
         p = ps[0]
         loads = [x for q in ps for x in q["load_average_during"]] or [0.0]
@@ -132,7 +143,7 @@ def learning(results: Path, prefix: str) -> str:
             [
                 f"[{p['env']}{options(p)}]({prefix}learning-{task}/) ({p['metric']} >= {p['bar']:g} in {p['bar_minutes']:g} min)",
                 backbone + device,
-                f"`{flags}`" if flags else "defaults",
+                settings(rs),
                 ",".join(str(q["seed"]) for q in sorted(ps, key=lambda q: q["seed"])),
                 f"{budget:g}",
                 spread([q["evals"][0][q["metric"]] for q in ps if q["evals"]]),
@@ -195,7 +206,7 @@ def chain(results: Path, prefix: str) -> str:
                 [
                     f"[{p['env']}{options(p)}]({prefix}{name}/)",
                     p["backbone"] + on_device(r),
-                    f"`{p['flags']}`" if p["flags"] else "defaults",
+                    settings([r]),
                     str(p["seed"]),
                     num(last["minutes"], 1) if last.get("minutes") is not None else "-",
                     *cells,
@@ -227,22 +238,26 @@ DEFAULT_BACKBONE = "s5"  # memwm train's (agents.config.TrainConfig.backbone; te
 
 
 def newest_default_groups(results: Path) -> dict[str, list[dict]]:
-    """Per learning task, the records of its newest group of CPU runs with the defaults (the default backbone, no
-    flags; one commit and budget) run for the bar's minutes, else its newest group at any budget; sorted by seed. A
-    shorter or longer run (a probe) does not stand for the defaults where runs of the bar's minutes exist."""
-    groups = defaultdict(list)  # (task, commit, budget) -> records
+    """Per learning task, the records of its newest group of CPU runs with this commit's defaults and the default
+    backbone (benchmarks.learning.same_learner: runs that recorded their settings form one group across commits,
+    older runs one per commit; one budget) run for the bar's minutes, else its newest group at any budget; the newest
+    run per seed, sorted by seed. A shorter or longer run (a probe) does not stand for the defaults where runs of the
+    bar's minutes exist."""
+    groups = defaultdict(dict)  # (task, commit or "settings", budget) -> seed -> the newest record
     for name in folders("learning-", results):
         for r in runs(name, results):
             p = r["payload"]
-            if not p["flags"] and p["backbone"] == DEFAULT_BACKBONE and not on_device(r):
-                groups[(p["task"], commit(r), p["budget_minutes"])].append(r)
+            if p["backbone"] == DEFAULT_BACKBONE and not on_device(r) and same_learner(r, ""):
+                code = "settings" if p.get("config") is not None else commit(r)
+                groups[(p["task"], code, p["budget_minutes"])][p["seed"]] = r  # runs() is oldest first
 
     def rank(rs: list[dict]) -> tuple[bool, str]:  # at the bar's minutes first, then the newest
         p = rs[0]["payload"]
         return p["budget_minutes"] == p["bar_minutes"], max(r["start"] for r in rs)
 
     newest: dict[str, list[dict]] = {}
-    for (task, _, _), rs in groups.items():
+    for (task, _, _), by_seed in groups.items():
+        rs = list(by_seed.values())
         if task not in newest or rank(rs) > rank(newest[task]):
             newest[task] = rs
     return {task: sorted(rs, key=lambda r: r["payload"]["seed"]) for task, rs in newest.items()}

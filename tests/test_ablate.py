@@ -39,16 +39,17 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=record.REPO, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_only_runs_made_since_the_learner_last_changed_stand_in_for_an_arm(tmp_path):
+def test_only_runs_made_since_the_learner_last_changed_stand_in_for_an_arm(tmp_path, monkeypatch):
     since = git("rev-parse", ablate.LEARNER_SINCE)
     before, head = git("rev-parse", f"{since}~1"), git("rev-parse", "HEAD")
     write_record(tmp_path, "learning-recall-k8", run(0, 0.1), "2026-01-01T00:00:00Z", commit=since)
     write_record(tmp_path, "learning-recall-k8", run(0, 0.2), "2026-01-02T00:00:00Z", commit=before)  # newer, older code
-    assert ablate.made_since(head, since) and ablate.made_since(since, since) and not ablate.made_since(before, since)
-    assert not ablate.made_since("0" * 40, since) and not ablate.made_since(None, since) and ablate.made_since(None, None)
+    assert record.made_since(head, since) and record.made_since(since, since) and not record.made_since(before, since)
+    assert not record.made_since("0" * 40, since) and not record.made_since(None, since) and record.made_since(None, None)
     got = ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=ablate.LEARNER_SINCE)
     assert got == f"learning-recall-k8/20260101T000000Z-{since[:7]}.json"
     assert ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=head) is None  # a learner changed since both
+    monkeypatch.setattr(learning, "DEFAULTS_SINCE", None)  # the older code's run, had its defaults been today's
     assert ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=None).endswith(f"-{before[:7]}.json")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import time
 from types import SimpleNamespace
 
@@ -99,3 +100,51 @@ def test_the_record_keeps_the_learner_s_settings_without_what_names_the_run(tmp_
     save_yaml(changed, run / "config.yaml", sources={"dreamer.all_actions": "flag"})
     assert learning.run_config(run) != first and learning.run_config(run)["dreamer"]["all_actions"] == 0.3
     assert "sources" not in learning.run_config(run) and learning.run_config(tmp_path / "none") is None
+
+
+def test_learner_config_is_what_memwm_train_writes_for_the_benchmark_s_command(tmp_path, monkeypatch):
+    """The settings benchmarks.learning expects of a run equal the config.yaml `memwm train` writes for the command
+    run_one types (without what names the run), for the defaults and for a variant, and tell the two apart."""
+    import agents.train
+    from agents.cli import main
+
+    def build_only(config, typed):  # resolve and write config.yaml, train nothing
+        loop = agents.train.build(config, typed)
+        loop.agent.close()
+        loop.lock.release()
+
+    monkeypatch.setattr(agents.train, "train", build_only)
+    for flags in ("", "--dreamer.all-actions 0.5 --seq-len 16"):
+        run = tmp_path / f"run{len(flags)}"
+        named = ["--seed", "3", "--minutes", "1", "--threads", "1", "--run", str(run)]  # what names the run
+        main(["train", *learning.train_args("recall-k8", "s5", flags), *named])
+        assert learning.run_config(run) == learning.learner_config("recall-k8", "s5", flags)
+    defaults, variant = (learning.learner_config("recall-k8", "s5", f) for f in ("", "--dreamer.all-actions 0.5 --seq-len 16"))
+    assert (variant["dreamer"]["all_actions"], variant["seq_len"]) == (0.5, 16) and defaults != variant
+    assert learning.learner_config("recall-k8", "rssm", "")["backbone"] == "rssm"
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=record.REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_same_learner_compares_resolved_settings_not_the_flags_typed(monkeypatch):
+    """A record with its settings stands for the flags that give those settings now, whatever it was typed with (after
+    a default changes, the runs that chose it by a flag stand for the defaults); one without, by its flags."""
+    variant = "--dreamer.all-actions 0.5"
+    now = {"": learning.learner_config("recall-k8", "s5", ""), variant: learning.learner_config("recall-k8", "s5", variant)}
+
+    def rec(flags, config, commit="abc1234def"):
+        return {"commit": commit, "payload": {"task": "recall-k8", "backbone": "s5", "flags": flags, "config": config}}
+
+    assert learning.same_learner(rec(variant, now[variant]), variant) and not learning.same_learner(rec(variant, now[variant]), "")
+    # typed with a flag whose value is now the default: the defaults' run
+    assert learning.same_learner(rec(variant, now[""]), "") and not learning.same_learner(rec(variant, now[""]), variant)
+    # typed with no flag under defaults since changed: not the defaults' run
+    assert not learning.same_learner(rec("", now[variant]), "") and learning.same_learner(rec("", now[variant]), variant)
+    # a record without settings: by its flags, and the defaults' only if made at DEFAULTS_SINCE or later
+    assert learning.same_learner(rec(variant, None), variant) and not learning.same_learner(rec(variant, None), "")
+    since = git("rev-parse", learning.DEFAULTS_SINCE)
+    before = git("rev-parse", f"{since}~1")
+    assert learning.same_learner(rec("", None, commit=since), "") and not learning.same_learner(rec("", None, commit=before), "")
+    assert learning.same_learner(rec("", None, commit="0" * 40), "")  # a commit git does not know: as typed

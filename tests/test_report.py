@@ -359,3 +359,33 @@ def test_chain_rows_give_each_link_at_the_runs_last_measurement_and_what_it_made
     assert rows[0][5:11] == ["0.90 (0.50)", "0.55", "-", "-", "0.75 (0.25)", "0.30"]  # the last measurement; a chance it lacks is left out
     assert rows[0][11:14] == ["0.25", "1.00", "0.50"]  # the last evaluation's
     assert rows[1][11:14] == ["0.75", "0.70", "-"]  # the held-out evaluation's, where there is one
+
+
+def test_runs_that_recorded_the_defaults_settings_are_the_defaults_whatever_they_were_typed_with(tmp_path):
+    """A run typed with flags whose settings are this commit's defaults is labelled so and stands in the headline for
+    the defaults, with the same settings' runs of other commits (one per seed, the newest); a run typed without flags
+    whose settings are no longer the defaults is an earlier default's."""
+    from benchmarks import learning
+
+    defaults, other = learning.learner_config("recall-k8", "s5", ""), learning.learner_config("recall-k8", "s5", "--seq-len 16")
+    typed = "--dreamer.entropy 0.0003"  # as if this value had been chosen by a flag before it became the default
+    write_record(tmp_path, "learning-recall-k8", learning_run(0, 0.7, 0.7, flags=typed) | {"config": defaults}, "2026-01-01T00:00:00Z")
+    write_record(
+        tmp_path,
+        "learning-recall-k8",
+        learning_run(1, 0.9, 0.9, flags=typed) | {"config": defaults},
+        "2026-01-02T00:00:00Z",
+        commit="fff0000aaa",
+    )
+    write_record(
+        tmp_path,
+        "learning-recall-k8",
+        learning_run(0, 0.8, 0.8, flags=typed) | {"config": defaults},
+        "2026-01-03T00:00:00Z",
+        commit="eee0000aaa",
+    )
+    write_record(tmp_path, "learning-recall-k8", learning_run(2, -0.5, -0.5) | {"config": other}, "2026-01-04T00:00:00Z")
+    rows = report.learning(tmp_path, "").splitlines()[2:]
+    assert [r.split(" | ")[2] for r in rows] == [f"`{typed}` (the defaults now)"] * 3 + ["earlier defaults"]
+    head = report.headline(tmp_path, "").splitlines()[2]
+    assert "seeds 0,1 | return 0.50 (worst 0.50) -> 0.85 (worst 0.80)" in head  # seed 0's newer run, seed 1's; not seed 2
