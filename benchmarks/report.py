@@ -905,7 +905,8 @@ def headline(results: Path, prefix: str) -> str:
     """The README's few results: per task the newest group of learning runs with the defaults (every seed of
     that commit and budget: the mean and the worst), and the newest of each other benchmark."""
     rows = []
-    for task, rs in sorted(newest_default_groups(results).items()):
+    defaults = newest_default_groups(results)
+    for task, rs in sorted(defaults.items()):
         ps = [r["payload"] for r in rs]
         if ps[0].get("env_options"):  # a variant of a task (its rewards in another unit): in the results page
             continue
@@ -919,6 +920,14 @@ def headline(results: Path, prefix: str) -> str:
             score += f", held-out end {some(spread, held)}"
         result = f"{score}; bar {p['bar']:g} in {p['bar_minutes']:g} min met by {sum(q['met'] for q in ps)}/{len(ps)}"
         rows.append([what, result, f"[learning-{task}/]({prefix}learning-{task}/)"])
+    for name in folders("learning-", results):  # a task whose runs all measured other defaults: say so, not nothing
+        task, ps = name.removeprefix("learning-"), [r["payload"] for r in runs(name, results)]
+        if task in defaults or not ps or ps[-1].get("env_options"):
+            continue
+        what = f"`memwm train --env {ps[-1]['env']} --backbone {DEFAULT_BACKBONE}`"
+        rows.append(
+            [what, "no run with this commit's defaults yet (earlier defaults' runs: the results page)", f"[{name}/]({prefix}{name}/)"]
+        )
     longest = {}  # per compare task with the reward probe, the results file of the most training steps
     for path in sorted(results.glob("compare-*/results*.json")):
         p = json.loads(path.read_text())

@@ -387,5 +387,9 @@ def test_runs_that_recorded_the_defaults_settings_are_the_defaults_whatever_they
     write_record(tmp_path, "learning-recall-k8", learning_run(2, -0.5, -0.5) | {"config": other}, "2026-01-04T00:00:00Z")
     rows = report.learning(tmp_path, "").splitlines()[2:]
     assert [r.split(" | ")[2] for r in rows] == [f"`{typed}` (the defaults now)"] * 3 + ["earlier defaults"]
-    head = report.headline(tmp_path, "").splitlines()[2]
-    assert "seeds 0,1 | return 0.50 (worst 0.50) -> 0.85 (worst 0.80)" in head  # seed 0's newer run, seed 1's; not seed 2
+    head = report.headline(tmp_path, "").splitlines()[2:]
+    assert "seeds 0,1 | return 0.50 (worst 0.50) -> 0.85 (worst 0.80)" in head[0] and len(head) == 1  # not seed 2
+    count = learning_run(0, 0.5, 0.5) | {"task": "count-16", "env": "memory/count-16", "config": other}  # earlier defaults only
+    write_record(tmp_path, "learning-count-16", count, "2026-01-05T00:00:00Z")
+    head = report.headline(tmp_path, "").splitlines()[2:]
+    assert head[1].startswith("| `memwm train --env memory/count-16 --backbone s5` | no run with this commit's defaults yet")
