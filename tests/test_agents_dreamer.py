@@ -181,6 +181,11 @@ def test_update_changes_every_module_and_reports_stable_metric_names(space):
 
 def test_discrete_imagination_trains_the_actor_and_not_the_world_model():
     agent = _agent(gym.spaces.Discrete(3), entropy=0.0)
+    # a fresh critic's output layer is zero (DreamerV3's init) and so is every advantage: without entropy the actor would
+    # learn nothing, so the critic is given values that differ from state to state
+    with torch.no_grad():
+        for p in agent.critic.parameters():
+            p.normal_(0.0, 0.5)
     batch = _batch(agent.codec)
     _, _, starts = agent.wm.loss(batch, return_starts=True)
     loss, metrics = agent.actor_critic_loss(starts, batch["is_terminal"].reshape(-1).float())
