@@ -53,7 +53,14 @@ EMBEDDED_RUN_EXTRAS = ("seed", "run", "device", "threads")
 # that holds the observation only in part hands a sampled latent that sometimes names another observation,
 # and the same checkpoints play better from its mode on every seed (benchmarks/results/eval-posterior-recall-k8/);
 # collecting experience still samples it, as DreamerV3 does.
-TRAIN_DREAMER = DreamerConfig(wm_lr=1e-3, actor_lr=3e-4, critic_lr=3e-4, act_posterior="eval_mode")
+# The actor also learns from every action's one-step imagined value (DreamerConfig.all_actions), as a mirror-descent
+# step (all_actions_temperature): REINFORCE's gradient dies where an actor has pushed the right action below its unimix
+# floor, and count-16's slow seed then named one count for every higher one while imagination ranked the right one
+# first (benchmarks/results/answers-count-16/). Chosen by paired ablations: benchmarks/results/ablate-count-16/ (the
+# records at 8981396), ablate-recall-k8/, ablate-distracting-100/ and ablate-cartpole-positions/ (6065475).
+TRAIN_DREAMER = DreamerConfig(
+    wm_lr=1e-3, actor_lr=3e-4, critic_lr=3e-4, act_posterior="eval_mode", all_actions=1.0, all_actions_temperature=0.05
+)
 # The representation loss weighs a tenth of DreamerV3's (rep_scale): at 0.1 a posterior that sees one small
 # observation holds it only in part, its KL at the free-bits floor, and takes the rest in abruptly late in
 # training, when the actor loses its inputs and the evaluation falls; at 0.01 it holds the observation from

@@ -61,11 +61,10 @@ class DreamerConfig:
     # actor's mean, sum_a pi(a|s) (Q(s, a) - sum_b pi(b|s) Q(s, b)) / scale. REINFORCE learns only from the
     # actions it samples: an actor that has become near-deterministic on a wrong action (after the world model
     # re-codes its latent) rarely samples the right one, while imagination still ranks it first (the chain's
-    # imagined_rank against actor_right). A measured option, off by default: at 1.0 it meets count-16's bar on all
-    # three seeds against two, is even on recall-k8 and costs cartpole-positions its bar on every seed, where the
-    # one-step Q is mostly the critic's early guess (benchmarks/results/ablate-*/, the records at d87e8bc, 490e9a8
-    # and 5082d4d); at 0.1 it keeps cartpole-positions' bar (4fd892a) and count-16's at two seeds of three, its
-    # slow seed's held-out score raised as at 1.0 and another seed's lowered (e03925f).
+    # imagined_rank against actor_right). Off here; `memwm train` turns it on in its mirror-descent form below
+    # (agents/config.py TRAIN_DREAMER). This plain form met count-16's bar on more seeds and cost cartpole-positions
+    # its bar, where the one-step Q is mostly the critic's early guess (benchmarks/results/ablate-*/, the records at
+    # d87e8bc, 490e9a8 and 5082d4d).
     all_actions: float = 0.0
     # The form of the all-actions term (0: the gradient above). Both that gradient and REINFORCE's move an action's
     # logit in proportion to its probability, so an actor that has pushed an action below the unimix floor hardly
