@@ -255,7 +255,7 @@ def learner_config(name: str, backbone: str = "s5", flags: str = "") -> dict:
 
 # the commit that last changed a default value of `memwm train`: a record without its resolved settings (`config`, kept
 # since 17384f6) ran the defaults of its commit, which are this commit's where it was made at DEFAULTS_SINCE or later
-DEFAULTS_SINCE = "351bb57"
+DEFAULTS_SINCE = "549ea68"
 
 
 def same_learner(r: dict, flags: str = "") -> bool:

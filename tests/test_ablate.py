@@ -40,6 +40,7 @@ def git(*args: str) -> str:
 
 
 def test_only_runs_made_since_the_learner_last_changed_stand_in_for_an_arm(tmp_path, monkeypatch):
+    monkeypatch.setattr(learning, "DEFAULTS_SINCE", None)  # records without settings, taken as of today's defaults
     since = git("rev-parse", ablate.LEARNER_SINCE)
     before, head = git("rev-parse", f"{since}~1"), git("rev-parse", "HEAD")
     write_record(tmp_path, "learning-recall-k8", run(0, 0.1), "2026-01-01T00:00:00Z", commit=since)
@@ -49,7 +50,6 @@ def test_only_runs_made_since_the_learner_last_changed_stand_in_for_an_arm(tmp_p
     got = ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=ablate.LEARNER_SINCE)
     assert got == f"learning-recall-k8/20260101T000000Z-{since[:7]}.json"
     assert ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=head) is None  # a learner changed since both
-    monkeypatch.setattr(learning, "DEFAULTS_SINCE", None)  # the older code's run, had its defaults been today's
     assert ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=None).endswith(f"-{before[:7]}.json")
 
 
