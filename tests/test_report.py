@@ -369,21 +369,9 @@ def test_runs_that_recorded_the_defaults_settings_are_the_defaults_whatever_they
 
     defaults, other = learning.learner_config("recall-k8", "s5", ""), learning.learner_config("recall-k8", "s5", "--seq-len 16")
     typed = "--dreamer.entropy 0.0003"  # as if this value had been chosen by a flag before it became the default
-    write_record(tmp_path, "learning-recall-k8", learning_run(0, 0.7, 0.7, flags=typed) | {"config": defaults}, "2026-01-01T00:00:00Z")
-    write_record(
-        tmp_path,
-        "learning-recall-k8",
-        learning_run(1, 0.9, 0.9, flags=typed) | {"config": defaults},
-        "2026-01-02T00:00:00Z",
-        commit="fff0000aaa",
-    )
-    write_record(
-        tmp_path,
-        "learning-recall-k8",
-        learning_run(0, 0.8, 0.8, flags=typed) | {"config": defaults},
-        "2026-01-03T00:00:00Z",
-        commit="eee0000aaa",
-    )
+    for seed, final, start, code in ((0, 0.7, "01", "abc1234def"), (1, 0.9, "02", "fff0000aaa"), (0, 0.8, "03", "eee0000aaa")):
+        run = learning_run(seed, final, final, flags=typed) | {"config": defaults}
+        write_record(tmp_path, "learning-recall-k8", run, f"2026-01-{start}T00:00:00Z", commit=code)
     write_record(tmp_path, "learning-recall-k8", learning_run(2, -0.5, -0.5) | {"config": other}, "2026-01-04T00:00:00Z")
     rows = report.learning(tmp_path, "").splitlines()[2:]
     assert [r.split(" | ")[2] for r in rows] == [f"`{typed}` (the defaults now)"] * 3 + ["earlier defaults"]
