@@ -21,6 +21,7 @@ history and ignored by the readers.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -159,6 +160,7 @@ def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
     return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
 
 
+@functools.cache  # the report asks it of the same records once per table
 def made_since(commit: str | None, since: str | None, repo: Path = REPO) -> bool:
     """Whether `commit` is `since` or a later commit (git: `since` is its ancestor); every commit when since is None,
     none that git does not know."""
@@ -170,6 +172,7 @@ def made_since(commit: str | None, since: str | None, repo: Path = REPO) -> bool
     return found.returncode == 0
 
 
+@functools.cache
 def known_commit(commit: str | None, repo: Path = REPO) -> bool:
     """Whether git knows `commit` (a test's made-up commit, or one of another history, it does not)."""
     if not commit:
