@@ -355,6 +355,7 @@ RANGES: dict[str, str] = {
             "explore",
             "all_actions",
             "all_actions_temperature",
+            "all_actions_below",
         )
     },
     **{f"dreamer.{n}": "share" for n in ("gamma", "lam", "unimix", "slow_critic_decay", "retnorm_decay", "retnorm_low", "retnorm_high")},

@@ -76,6 +76,12 @@ class DreamerConfig:
     # target - softmax(logits), the logits before the unimix floor: as strong where pi is at its floor, and none
     # where the actions' values are alike (then only the pull of the floor's mass, which keeps no logit far below it).
     all_actions_temperature: float = 0.0
+    # Where the all-actions term applies (0: at every start). > 0: only at the starts where the actor's probability,
+    # before its unimix floor, of the action with the highest one-step Q is below all_actions_below / A (a share of the
+    # uniform policy's): the collapsed actor the term exists for, leaving an actor that still samples the best action
+    # to REINFORCE, whose early learning the term slowed where the one-step Q is mostly the critic's first guess
+    # (cartpole-positions: benchmarks/results/ablate-cartpole-positions/).
+    all_actions_below: float = 0.0
     # The posterior latent when acting: "sample" (DreamerV3) at every step; "eval_mode", sampled while
     # collecting experience and its mode when evaluating (a deterministic evaluation takes the mode of the
     # latent as of the action); "mode" at every acting step. Training and imagination always sample.
@@ -471,7 +477,8 @@ class Dreamer(nn.Module):
 
     def all_actions_objective(self, starts, policy: ActionDist, scale: Tensor) -> tuple[Tensor, Tensor]:
         """The all-actions policy objective (DreamerConfig.all_actions) at N start states, and how often the actor's
-        mode there is the action of the highest Q (a detached scalar).
+        mode there is the action of the highest Q (a detached scalar). With all_actions_below > 0, the objective is
+        zero at the starts where the actor's probability of that action is not below it (DreamerConfig).
 
         policy: the actor's distribution at the starts (with grad). Q(s, a) = r + gamma * continue * V(s') for every
         action a, one step imagined from the prior's mode (world_models.chain.first_action_returns with horizon 1),
@@ -480,14 +487,21 @@ class Dreamer(nn.Module):
         q = self.one_step_values(starts)  # (N, A)
         probs = policy.parts[0].probs  # (N, A)
         advantage = (q - (probs.detach() * q).sum(-1, keepdim=True)) / scale
-        agree = (probs.detach().argmax(-1) == q.argmax(-1)).float().mean()
+        best = q.argmax(-1)  # (N,)
+        agree = (probs.detach().argmax(-1) == best).float().mean()
         temperature = self.config.all_actions_temperature
         if not temperature:
-            return (probs * advantage).sum(-1), agree
-        # the mirror-descent step from pi, as a target for the actor's logits before the unimix floor: the
-        # cross-entropy's pull on them is target - softmax(logits), where the mixed pi's would vanish below the floor
-        target = torch.softmax(probs.detach().log() + advantage / temperature, -1)
-        return (target * torch.log_softmax(policy.parts[0].base.float(), -1)).sum(-1), agree
+            gain = (probs * advantage).sum(-1)
+        else:
+            # the mirror-descent step from pi, as a target for the actor's logits before the unimix floor: the
+            # cross-entropy's pull on them is target - softmax(logits), where the mixed pi's would vanish below the floor
+            target = torch.softmax(probs.detach().log() + advantage / temperature, -1)
+            gain = (target * torch.log_softmax(policy.parts[0].base.float(), -1)).sum(-1)
+        below = self.config.all_actions_below
+        if below:  # only where the actor has all but stopped sampling imagination's best action
+            base = torch.softmax(policy.parts[0].base.detach().float(), -1)  # (N, A), before the unimix floor
+            gain = gain * (base.gather(1, best[:, None])[:, 0] < below / base.shape[-1])
+        return gain, agree
 
     def replay_value_loss(self, feat: Tensor, imag_return: Tensor, replay: dict[str, Tensor]) -> Tensor:
         """The critic's loss on the replayed posterior states (DreamerV3's repval), without its weight.

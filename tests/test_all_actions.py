@@ -96,11 +96,12 @@ def test_an_actor_collapsed_on_a_wrong_action_is_pushed_to_the_best_one(monkeypa
     assert grad[2] > 0 > grad[0] and float(agree) == 0.0
 
 
-def _collapsed(all_actions: float, temperature: float, monkeypatch, q: torch.Tensor):
+def _collapsed(all_actions: float, temperature: float, monkeypatch, q: torch.Tensor, below: float = 0.0):
     """An agent whose actor picks action 0 almost surely whatever it reads (its logits are its output bias), with
-    the one-step values `q` (A,) at every start: the bias, the objective at the starts, and its gradient."""
+    the one-step values `q` (A,) at every start, or (N, A) start by start: the bias, the objective at the starts,
+    and its gradient."""
     agent = _agent(all_actions=all_actions)
-    agent.config = DreamerConfig(horizon=4, all_actions=all_actions, all_actions_temperature=temperature)
+    agent.config = DreamerConfig(horizon=4, all_actions=all_actions, all_actions_temperature=temperature, all_actions_below=below)
     with torch.no_grad():
         agent.actor.net.net[-1].weight.zero_()
         agent.actor.net.net[-1].bias.copy_(torch.tensor([12.0, 0.0, 0.0, 0.0]))
@@ -134,6 +135,32 @@ def test_where_the_actions_are_worth_the_same_the_mirror_step_only_lifts_logits_
     u, soft = agent.config.unimix, torch.softmax(bias, 0)
     torch.testing.assert_close(grad, u * (0.25 - soft), rtol=1e-4, atol=1e-7)  # the target is pi: the floor's pull
     assert grad[1:].max() < 0.01 and grad[1:].min() > 0 > grad[0]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.05])
+def test_with_a_gate_the_term_acts_only_where_the_actor_has_all_but_dropped_the_best_action(monkeypatch, temperature):
+    g = torch.Generator().manual_seed(1)
+    q = torch.rand(18, 4, generator=g)  # the 3 x 6 starts' one-step values, random
+    best = torch.randint(0, 2, (18,), generator=g) * 2  # the best action: 0 (the actor's mode) or 2 (at its floor)
+    q[torch.arange(18), best] = 2.0
+    _, bias, ungated, _ = _collapsed(1.0, temperature, monkeypatch, q)
+    agent, _, gated, grad = _collapsed(1.0, temperature, monkeypatch, q, below=0.1)
+    open_ = best == 2  # softmax(bias)[2] = e^-12 / (e^12 + 3)-ish < 0.1 / 4, softmax(bias)[0] ~ 1
+    assert 0 < int(open_.sum()) < 18
+    torch.testing.assert_close(gated[open_], ungated[open_])
+    assert (gated[~open_] == 0).all() and (ungated[~open_] != 0).all()
+    # the gradient is the ungated one's from the open starts alone, written out at the same actor
+    bias = bias.clone().requires_grad_(True)
+    u = agent.config.unimix
+    p = ((1 - u) * torch.softmax(bias, 0) + u / 4).expand(18, 4)
+    advantage = (q - (p.detach() * q).sum(-1, keepdim=True)) / 2.0
+    if temperature:
+        target = torch.softmax(p.detach().log() + advantage / temperature, -1)
+        per_start = (target * torch.log_softmax(bias, 0)).sum(-1)
+    else:
+        per_start = (p * advantage).sum(-1)
+    (expected,) = torch.autograd.grad((per_start * open_).mean(), bias)
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-7)
 
 
 def test_all_actions_on_a_space_it_cannot_enumerate_is_refused():
