@@ -16,15 +16,16 @@ of the final and of the best evaluation, and of the final policy's score on held
 
 `--reuse` runs only what is not recorded yet. CPU training is deterministic per seed: a run of the same learning code
 repeats, step for step, a run recorded before (by benchmarks.learning or an earlier ablation; same task, flags,
-budget and seed, the default backbone, on the CPU, ended by its budget), whatever the load; only its env steps per
-minute move with the load. Such an arm gets a record that references the recorded run (`reuses`: its path under
-benchmarks/results/) instead of a rerun, and the table names the commit each arm's runs were made at. A recorded run stands
-for an arm when it learned with the settings the arm's flags give now (its record's resolved settings; a record older
-than those, by its flags: benchmarks.learning.same_learner), so that after a default changes, the runs that chose it
-with a flag stand for the defaults. Only runs made at LEARNER_SINCE or a later commit (its descendants) count: the
-commit that last changed the code those settings run; between such commits, the ones that leave that code alone
-(a new option off by default, say) are vouched for by whoever makes them. The runs still missing run two at a
-time, a seed's two arms together where both are.
+budget and seed, the default backbone, ended by its budget, on a CPU of the same model as this one), whatever the
+load; only its env steps per minute move with the load. (Across CPU models the same seed's floats round apart and
+the runs part ways: an Intel Xeon's run is no stand-in for an AMD EPYC's.) Such an arm gets a record that references
+the recorded run (`reuses`: its path under benchmarks/results/) instead of a rerun, and the table names the commit
+each arm's runs were made at. A recorded run stands for an arm when it learned with the settings the arm's flags
+give now (its record's resolved settings; a record older than those, by its flags: benchmarks.learning.same_learner),
+so that after a default changes, the runs that chose it with a flag stand for the defaults. Only runs made at
+LEARNER_SINCE or a later commit (its descendants) count: the commit that last changed the code those settings run;
+between such commits, the ones that leave that code alone (a new option off by default, say) are vouched for by
+whoever makes them. The runs still missing run two at a time, a seed's two arms together where both are.
 """
 
 from __future__ import annotations
@@ -71,19 +72,27 @@ def record_name(task: str) -> str:
 
 
 def recorded_run(
-    task: str, flags: str, minutes: float, seed: int, results: Path = record.RESULTS, since: str | None = LEARNER_SINCE
+    task: str,
+    flags: str,
+    minutes: float,
+    seed: int,
+    results: Path = record.RESULTS,
+    since: str | None = LEARNER_SINCE,
+    cpu: str | None = None,
 ) -> str | None:
     """The newest run of `task` on the CPU with the default backbone, a budget of `minutes` and `seed` that ended by its
     budget and learned with the settings `flags` give at this commit (benchmarks.learning.same_learner: its resolved
-    settings, whatever it was typed with), made at `since` or later (record.made_since), among benchmarks.learning's
-    records and earlier ablations' own runs: its record's path relative to `results`, or None."""
+    settings, whatever it was typed with), made at `since` or later (record.made_since) on a CPU of model `cpu` (None:
+    any), among benchmarks.learning's records and earlier ablations' own runs: its record's path relative to `results`,
+    or None."""
     found = []
     for name in (f"learning-{task}", record_name(task)):
         for r in record.all_runs(name, results):
             p = r["payload"]
             same = p.get("backbone") == "s5" and p.get("seed") == seed and learning.same_learner(r, flags)
             ended = "reuses" not in p and p.get("budget_minutes") == minutes and p.get("exit_code") == 0 and r.get("device") == "cpu"
-            if same and ended and record.made_since(r.get("commit"), since):
+            here = cpu is None or (r.get("machine") or {}).get("cpu") == cpu
+            if same and ended and here and record.made_since(r.get("commit"), since):
                 found.append(r)
     if not found:
         return None
@@ -96,11 +105,12 @@ def run_pairs(args: Args, results: Path | None = None) -> list[Path]:
     `args.reuse`, an arm's run recorded already (under `results`, default benchmarks/results) gets a record that
     references it instead. Returns the records written."""
     results = Path(results or record.RESULTS)
+    cpu = record.machine()["cpu"]  # training repeats step for step on one CPU model only
     written, jobs = [], []
     for seed in args.seeds:
         for arm, flags in (("a", args.a), ("b", args.b)):
             extra = {"arm": arm, "pair": {"a": args.a, "b": args.b}, "minutes": args.minutes}
-            reused = recorded_run(args.task, flags, args.minutes, seed, results, LEARNER_SINCE) if args.reuse else None
+            reused = recorded_run(args.task, flags, args.minutes, seed, results, LEARNER_SINCE, cpu) if args.reuse else None
             if reused is None:
                 jobs.append((seed, flags, extra))
                 continue

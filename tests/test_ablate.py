@@ -53,11 +53,26 @@ def test_only_runs_made_since_the_learner_last_changed_stand_in_for_an_arm(tmp_p
     assert ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=None).endswith(f"-{before[:7]}.json")
 
 
+def test_a_run_stands_in_only_on_a_cpu_of_the_model_asked_for(tmp_path):
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.1), "2026-01-01T00:00:00Z", commit="1111111aaa", cpu="AMD EPYC")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.2), "2026-01-02T00:00:00Z", commit="2222222aaa", cpu="Intel Xeon")
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.3), "2026-01-03T00:00:00Z", commit="3333333aaa")  # CPU unsaid
+    on = lambda cpu: ablate.recorded_run("recall-k8", "", 30.0, 0, tmp_path, since=None, cpu=cpu)  # noqa: E731
+    assert on("AMD EPYC") == "learning-recall-k8/20260101T000000Z-1111111.json"  # not the newer Intel run
+    assert on("Intel Xeon") == "learning-recall-k8/20260102T000000Z-2222222.json"
+    assert on("Apple M2") is None
+    assert on(None) == "learning-recall-k8/20260103T000000Z-3333333.json"  # any CPU: the newest
+
+
 def test_reuse_writes_references_for_recorded_runs_and_runs_only_the_missing_ones(tmp_path, monkeypatch):
     monkeypatch.setattr(ablate, "LEARNER_SINCE", None)  # the records' commits are made up
+    here = record.machine()["cpu"]
     for seed, final in ((0, 0.1), (1, 0.3)):
-        write_record(tmp_path, "learning-recall-k8", run(seed, final), f"2026-01-0{seed + 1}T00:00:00Z", commit="1111111aaa")
-    write_record(tmp_path, "learning-recall-k8", run(0, 0.9, flags="--x 1"), "2026-01-03T00:00:00Z", commit="2222222aaa")
+        start = f"2026-01-0{seed + 1}T00:00:00Z"
+        write_record(tmp_path, "learning-recall-k8", run(seed, final), start, commit="1111111aaa", cpu=here)
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.9, flags="--x 1"), "2026-01-03T00:00:00Z", commit="2222222aaa", cpu=here)
+    # seed 1's arm b, recorded on another CPU model: it runs again here
+    write_record(tmp_path, "learning-recall-k8", run(1, 0.7, flags="--x 1"), "2026-01-04T00:00:00Z", commit="2222222aaa", cpu="elsewhere")
     started = []
 
     class Finished:  # a run that has ended; `learning.write` is replaced below, so only its facts matter

@@ -10,13 +10,14 @@ from benchmarks import report
 PAGES = list(report.PAGES.items())
 
 
-def write_record(results, name, payload, start, commit="abc1234def", dirty=False, gpu=None):
-    """A record file as benchmarks.record writes it (without running git); `gpu`: measured on that GPU."""
+def write_record(results, name, payload, start, commit="abc1234def", dirty=False, gpu=None, cpu=None):
+    """A record file as benchmarks.record writes it (without running git); `gpu`: measured on that GPU; `cpu`: the
+    machine's CPU model (None: not said)."""
     folder = results / name
     folder.mkdir(parents=True, exist_ok=True)
     stamp = start.replace("-", "").replace(":", "")
     body = {"name": name, "commit": commit, "dirty": dirty, "command": "python -m benchmarks.x", "start": start}
-    body |= {"device": "cuda" if gpu else "cpu", "machine": {"gpu": gpu}}
+    body |= {"device": "cuda" if gpu else "cpu", "machine": {"gpu": gpu} | ({"cpu": cpu} if cpu else {})}
     body |= {"load": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]}, "payload": payload}
     (folder / f"{stamp}-{commit[:7]}.json").write_text(json.dumps(body))
 
