@@ -258,6 +258,20 @@ def learner_config(name: str, backbone: str = "s5", flags: str = "") -> dict:
 DEFAULTS_SINCE = "549ea68"
 
 
+# settings added to `memwm train` after records began to keep theirs, with the value that learns as the code did before
+# the setting existed: a record without one learned with that value
+ADDED_SETTINGS = {("dreamer", "all_actions_below"): 0.0}
+
+
+def recorded_config(config: dict) -> dict:
+    """A record's resolved settings with every setting added since (ADDED_SETTINGS) at the value it learned with."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for (section, key), value in ADDED_SETTINGS.items():
+        if isinstance(out.get(section), dict):
+            out[section].setdefault(key, value)
+    return out
+
+
 def same_learner(r: dict, flags: str = "") -> bool:
     """Whether the run of learning record `r` learned with the settings that `memwm train` with train_args(its task,
     its backbone, `flags`) gives at this commit ("": the defaults). A record with its resolved settings is compared by
@@ -265,7 +279,7 @@ def same_learner(r: dict, flags: str = "") -> bool:
     places it at DEFAULTS_SINCE or later (a commit git does not know, a test's, is taken as typed)."""
     p = r["payload"]
     if p.get("config") is not None and p.get("task") in TASKS:
-        return p["config"] == learner_config(p["task"], p["backbone"], flags)
+        return recorded_config(p["config"]) == learner_config(p["task"], p["backbone"], flags)
     if p.get("flags", "") != flags:
         return False
     code = r.get("commit")

@@ -3,6 +3,7 @@ episodes by memwm's evaluator (a failed run gets no such score)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import subprocess
@@ -148,3 +149,18 @@ def test_same_learner_compares_resolved_settings_not_the_flags_typed(monkeypatch
     before = git("rev-parse", f"{since}~1")
     assert learning.same_learner(rec("", None, commit=since), "") and not learning.same_learner(rec("", None, commit=before), "")
     assert learning.same_learner(rec("", None, commit="0" * 40), "")  # a commit git does not know: as typed
+
+
+def test_a_record_made_before_a_setting_existed_learned_with_the_value_that_keeps_the_code_it_ran():
+    """A setting added since a record was made (learning.ADDED_SETTINGS) is missing from its settings: it stands for
+    the settings that have the setting at its earlier behaviour, and for no others."""
+    off, gated = "--dreamer.all-actions-below 0", "--dreamer.all-actions-below 0.1"
+    assert learning.ADDED_SETTINGS[("dreamer", "all_actions_below")] == 0.0
+    older = copy.deepcopy(learning.learner_config("recall-k8", "s5", off))
+    del older["dreamer"]["all_actions_below"]
+    rec = {"commit": "abc1234def", "payload": {"task": "recall-k8", "backbone": "s5", "flags": "", "config": older}}
+    assert learning.same_learner(rec, off) and not learning.same_learner(rec, gated)
+    assert "all_actions_below" not in older["dreamer"]  # read, not changed
+    other = copy.deepcopy(older)
+    other["dreamer"]["all_actions"] = 0.5  # another setting differs too
+    assert not learning.same_learner(rec | {"payload": rec["payload"] | {"config": other}}, off)
