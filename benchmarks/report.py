@@ -912,7 +912,9 @@ def headline(results: Path, prefix: str) -> str:
             continue
         p, m = ps[0], ps[0]["metric"]
         seeds = ",".join(str(q["seed"]) for q in ps)
-        what = f"`memwm train --env {p['env']} --backbone {p['backbone']}`, {p['budget_minutes']:g} min on one CPU core, seeds {seeds}"
+        cpus = sorted({(r.get("machine") or {}).get("cpu") for r in rs} - {None})  # a bar in minutes depends on the CPU
+        core = "one CPU core" + (f" ({', '.join(cpus)})" if cpus else "")
+        what = f"`memwm train --env {p['env']} --backbone {p['backbone']}`, {p['budget_minutes']:g} min on {core}, seeds {seeds}"
         start = spread([q["evals"][0][m] for q in ps if q["evals"]])
         score = f"{m} {start} -> {spread([q['final'] for q in ps])}, best {spread([q['best'] for q in ps])}"
         held = [held_out_score(q) for q in ps]

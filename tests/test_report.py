@@ -303,6 +303,14 @@ def test_icrl_rows_give_each_memwm_train_env_and_commit_its_held_out_ratio_over_
     )
 
 
+def test_the_headline_names_the_cpu_models_its_runs_were_made_on_where_their_records_say(tmp_path):
+    write_record(tmp_path, "learning-recall-k8", learning_run(0, 0.2, 0.2), "2026-01-01T00:00:00Z")
+    assert "30 min on one CPU core, seeds 0 |" in report.headline(tmp_path, "").splitlines()[2]  # not said: not named
+    for seed, cpu in ((0, "Intel Xeon"), (1, "AMD EPYC"), (2, "Intel Xeon")):
+        write_record(tmp_path, "learning-recall-k8", learning_run(seed, 0.2, 0.2), f"2026-01-02T00:00:0{seed}Z", cpu=cpu)
+    assert "30 min on one CPU core (AMD EPYC, Intel Xeon), seeds 0,1,2 |" in report.headline(tmp_path, "").splitlines()[2]
+
+
 def test_the_headline_gives_every_seed_of_a_tasks_newest_default_runs_and_the_products_bandit(tmp_path):
     write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.9, best=0.9), "2026-01-01T00:00:00Z", commit="0dd0000aaa")
     for seed, final in ((0, 0.2), (1, 0.6)):
