@@ -434,9 +434,9 @@ class Dreamer(nn.Module):
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
         metrics = {}
         if cfg.all_actions:
-            gain, agree = self.all_actions_objective(starts, dists[0], scale)  # (N,)
+            gain, term_metrics = self.all_actions_objective(starts, dists[0], scale)  # (N,)
             actor_loss = actor_loss - cfg.all_actions * (weight[:, 0] * gain).mean()
-            metrics["all_actions_agree"] = agree
+            metrics.update(term_metrics)
 
         slow_value = self.slow_critic(feat[:, :-1].detach()).mean.detach()
         critic_nll = -value_dist.log_prob(ret.detach()) - cfg.slow_critic_reg * value_dist.log_prob(slow_value)
@@ -475,10 +475,11 @@ class Dreamer(nn.Module):
                 self.wm, starts, no_action, self.codec.dim, 1, self.config.gamma, value=lambda f: self.critic(f).mean
             )
 
-    def all_actions_objective(self, starts, policy: ActionDist, scale: Tensor) -> tuple[Tensor, Tensor]:
-        """The all-actions policy objective (DreamerConfig.all_actions) at N start states, and how often the actor's
-        mode there is the action of the highest Q (a detached scalar). With all_actions_below > 0, the objective is
-        zero at the starts where the actor's probability of that action is not below it (DreamerConfig).
+    def all_actions_objective(self, starts, policy: ActionDist, scale: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The all-actions policy objective (DreamerConfig.all_actions) at N start states, and its metrics (detached
+        scalars): all_actions_agree, how often the actor's mode there is the action of the highest Q; with
+        all_actions_below > 0, all_actions_open, the share of the starts where the actor's probability of that action
+        is below it, the only ones where the objective is not zero (DreamerConfig).
 
         policy: the actor's distribution at the starts (with grad). Q(s, a) = r + gamma * continue * V(s') for every
         action a, one step imagined from the prior's mode (world_models.chain.first_action_returns with horizon 1),
@@ -497,11 +498,14 @@ class Dreamer(nn.Module):
             # cross-entropy's pull on them is target - softmax(logits), where the mixed pi's would vanish below the floor
             target = torch.softmax(probs.detach().log() + advantage / temperature, -1)
             gain = (target * torch.log_softmax(policy.parts[0].base.float(), -1)).sum(-1)
+        metrics = {"all_actions_agree": agree}
         below = self.config.all_actions_below
         if below:  # only where the actor has all but stopped sampling imagination's best action
             base = torch.softmax(policy.parts[0].base.detach().float(), -1)  # (N, A), before the unimix floor
-            gain = gain * (base.gather(1, best[:, None])[:, 0] < below / base.shape[-1])
-        return gain, agree
+            gate = base.gather(1, best[:, None])[:, 0] < below / base.shape[-1]
+            gain = gain * gate
+            metrics["all_actions_open"] = gate.float().mean()
+        return gain, metrics
 
     def replay_value_loss(self, feat: Tensor, imag_return: Tensor, replay: dict[str, Tensor]) -> Tensor:
         """The critic's loss on the replayed posterior states (DreamerV3's repval), without its weight.

@@ -86,7 +86,8 @@ def test_an_actor_collapsed_on_a_wrong_action_is_pushed_to_the_best_one(monkeypa
     q = torch.tensor([0.0, 0.0, 1.0, 0.0]).expand(starts.batch_size, 4)  # action 2 is the best everywhere
     monkeypatch.setattr(dreamer_module, "first_action_returns", lambda *args, **kwargs: q)
     bias = agent.actor.net.net[-1].bias
-    gain, agree = agent.all_actions_objective(starts, agent.actor(torch.zeros(starts.batch_size, agent.wm.feat_dim)), torch.tensor(1.0))
+    gain, metrics = agent.all_actions_objective(starts, agent.actor(torch.zeros(starts.batch_size, agent.wm.feat_dim)), torch.tensor(1.0))
+    agree = metrics["all_actions_agree"]
     (grad,) = torch.autograd.grad(gain.mean(), bias)
     # the actor's probabilities p = (1 - u) softmax(logits) + u / 4 (unimix u), the logits its bias; with the
     # advantage A = q - p.q held fixed, d/dlogit_j sum_a p_a A_a = (1 - u) s_j (A_j - s.A), s = softmax(logits)
@@ -99,7 +100,7 @@ def test_an_actor_collapsed_on_a_wrong_action_is_pushed_to_the_best_one(monkeypa
 def _collapsed(all_actions: float, temperature: float, monkeypatch, q: torch.Tensor, below: float = 0.0):
     """An agent whose actor picks action 0 almost surely whatever it reads (its logits are its output bias), with
     the one-step values `q` (A,) at every start, or (N, A) start by start: the bias, the objective at the starts,
-    and its gradient."""
+    its gradient, and the term's metrics."""
     agent = _agent(all_actions=all_actions)
     agent.config = DreamerConfig(horizon=4, all_actions=all_actions, all_actions_temperature=temperature, all_actions_below=below)
     with torch.no_grad():
@@ -108,15 +109,16 @@ def _collapsed(all_actions: float, temperature: float, monkeypatch, q: torch.Ten
     starts, _ = _starts(agent)
     monkeypatch.setattr(dreamer_module, "first_action_returns", lambda *args, **kwargs: q.expand(starts.batch_size, 4))
     bias = agent.actor.net.net[-1].bias
-    gain, _ = agent.all_actions_objective(starts, agent.actor(torch.zeros(starts.batch_size, agent.wm.feat_dim)), torch.tensor(2.0))
+    gain, metrics = agent.all_actions_objective(starts, agent.actor(torch.zeros(starts.batch_size, agent.wm.feat_dim)), torch.tensor(2.0))
     (grad,) = torch.autograd.grad(gain.mean(), bias)
-    return agent, bias.detach(), gain.detach(), grad
+    assert ("all_actions_open" in metrics) == bool(below)
+    return agent, bias.detach(), gain.detach(), grad, metrics
 
 
 def test_the_mirror_step_draws_a_collapsed_actor_to_the_best_action_as_hard_as_its_target_says(monkeypatch):
     q = torch.tensor([0.0, 0.0, 1.0, 0.0])  # action 2 is the best everywhere; the scale is 2
     temperature = 0.05
-    agent, bias, gain, grad = _collapsed(1.0, temperature, monkeypatch, q)
+    agent, bias, gain, grad, _ = _collapsed(1.0, temperature, monkeypatch, q)
     u, soft = agent.config.unimix, torch.softmax(bias, 0)
     p = (1 - u) * soft + u / 4  # the actor's probabilities (unimix u)
     advantage = (q - (p * q).sum()) / 2.0
@@ -126,12 +128,12 @@ def test_the_mirror_step_draws_a_collapsed_actor_to_the_best_action_as_hard_as_i
     torch.testing.assert_close(gain, (target * torch.log_softmax(bias, 0)).sum().expand_as(gain), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, target - soft, rtol=1e-4, atol=1e-6)
     assert target[2] > 0.5 and grad[2] > 0.5 and grad[0] < -0.5  # not scaled by pi(2), which is at the floor
-    _, _, _, plain = _collapsed(1.0, 0.0, monkeypatch, q)  # the gradient form at the same actor
+    _, _, _, plain, _ = _collapsed(1.0, 0.0, monkeypatch, q)  # the gradient form at the same actor
     assert 0 < plain[2] < grad[2] / 1000
 
 
 def test_where_the_actions_are_worth_the_same_the_mirror_step_only_lifts_logits_to_the_floor(monkeypatch):
-    agent, bias, _, grad = _collapsed(1.0, 0.05, monkeypatch, torch.full((4,), 0.7))
+    agent, bias, _, grad, _ = _collapsed(1.0, 0.05, monkeypatch, torch.full((4,), 0.7))
     u, soft = agent.config.unimix, torch.softmax(bias, 0)
     torch.testing.assert_close(grad, u * (0.25 - soft), rtol=1e-4, atol=1e-7)  # the target is pi: the floor's pull
     assert grad[1:].max() < 0.01 and grad[1:].min() > 0 > grad[0]
@@ -143,10 +145,10 @@ def test_with_a_gate_the_term_acts_only_where_the_actor_has_all_but_dropped_the_
     q = torch.rand(18, 4, generator=g)  # the 3 x 6 starts' one-step values, random
     best = torch.randint(0, 2, (18,), generator=g) * 2  # the best action: 0 (the actor's mode) or 2 (at its floor)
     q[torch.arange(18), best] = 2.0
-    _, bias, ungated, _ = _collapsed(1.0, temperature, monkeypatch, q)
-    agent, _, gated, grad = _collapsed(1.0, temperature, monkeypatch, q, below=0.1)
+    _, bias, ungated, _, _ = _collapsed(1.0, temperature, monkeypatch, q)
+    agent, _, gated, grad, metrics = _collapsed(1.0, temperature, monkeypatch, q, below=0.1)
     open_ = best == 2  # softmax(bias)[2] = e^-12 / (e^12 + 3)-ish < 0.1 / 4, softmax(bias)[0] ~ 1
-    assert 0 < int(open_.sum()) < 18
+    assert 0 < int(open_.sum()) < 18 and float(metrics["all_actions_open"]) == float(open_.float().mean())
     torch.testing.assert_close(gated[open_], ungated[open_])
     assert (gated[~open_] == 0).all() and (ungated[~open_] != 0).all()
     # the gradient is the ungated one's from the open starts alone, written out at the same actor
