@@ -239,17 +239,20 @@ DEFAULT_BACKBONE = "s5"  # memwm train's (agents.config.TrainConfig.backbone; te
 
 def newest_default_groups(results: Path) -> dict[str, list[dict]]:
     """Per learning task, the records of its newest group of CPU runs with this commit's defaults and the default
-    backbone (benchmarks.learning.same_learner: runs that recorded their settings form one group across commits,
+    backbone, benchmarks.learning's and ablation arms' (benchmarks.learning.same_learner: runs that recorded their
+    settings form one group across commits,
     older runs one per commit; one budget) run for the bar's minutes, else its newest group at any budget; the newest
     run per seed, sorted by seed. A shorter or longer run (a probe) does not stand for the defaults where runs of the
     bar's minutes exist."""
     groups = defaultdict(dict)  # (task, commit or "settings", budget) -> seed -> the newest record
-    for name in folders("learning-", results):
-        for r in runs(name, results):
+    for name in folders("learning-", results) + folders("ablate-", results):  # an ablation's arm is a learning run too
+        for r in sorted(runs(name, results), key=lambda r: r.get("start") or ""):
             p = r["payload"]
+            if "reuses" in p or "task" not in p or "backbone" not in p:  # a reference to a run, not a run
+                continue
             if p["backbone"] == DEFAULT_BACKBONE and not on_device(r) and same_learner(r, ""):
                 code = "settings" if p.get("config") is not None else commit(r)
-                groups[(p["task"], code, p["budget_minutes"])][p["seed"]] = r  # runs() is oldest first
+                groups[(p["task"], code, p["budget_minutes"])][p["seed"]] = r  # sorted oldest first
 
     def rank(rs: list[dict]) -> tuple[bool, str]:  # at the bar's minutes first, then the newest
         p = rs[0]["payload"]
@@ -906,7 +909,7 @@ def headline(results: Path, prefix: str) -> str:
     that commit and budget: the mean and the worst), and the newest of each other benchmark."""
     rows = []
     defaults = newest_default_groups(results)
-    for task, rs in sorted(defaults.items()):
+    for _, rs in sorted(defaults.items()):
         ps = [r["payload"] for r in rs]
         if ps[0].get("env_options"):  # a variant of a task (its rewards in another unit): in the results page
             continue
@@ -921,7 +924,8 @@ def headline(results: Path, prefix: str) -> str:
         if any(h is not None for h in held):
             score += f", held-out end {some(spread, held)}"
         result = f"{score}; bar {p['bar']:g} in {p['bar_minutes']:g} min met by {sum(q['met'] for q in ps)}/{len(ps)}"
-        rows.append([what, result, f"[learning-{task}/]({prefix}learning-{task}/)"])
+        homes = sorted({Path(r["path"]).parent.name for r in rs})  # learning-<task>/, and ablate-<task>/ where an arm is
+        rows.append([what, result, ", ".join(f"[{home}/]({prefix}{home}/)" for home in homes)])
     for name in folders("learning-", results):  # a task whose runs all measured other defaults: say so, not nothing
         task, ps = name.removeprefix("learning-"), [r["payload"] for r in runs(name, results)]
         if task in defaults or not ps or ps[-1].get("env_options"):

@@ -311,6 +311,19 @@ def test_the_headline_names_the_cpu_models_its_runs_were_made_on_where_their_rec
     assert "30 min on one CPU core (AMD EPYC, Intel Xeon), seeds 0,1,2 |" in report.headline(tmp_path, "").splitlines()[2]
 
 
+def test_an_ablation_arms_own_run_with_the_defaults_is_a_default_run_and_a_reference_is_not(tmp_path):
+    write_record(tmp_path, "learning-recall-k8", learning_run(0, 0.2, 0.2), "2026-01-01T00:00:00Z")
+    arm = {"arm": "b", "pair": {"a": "--x 1", "b": ""}, "minutes": 30.0}
+    write_record(tmp_path, "ablate-recall-k8", learning_run(1, 0.6, 0.6) | arm, "2026-01-02T00:00:00Z")
+    write_record(tmp_path, "ablate-recall-k8", learning_run(2, 0.9, 0.9, flags="--x 1") | arm | {"arm": "a"}, "2026-01-02T00:00:01Z")
+    reference = {"task": "recall-k8", "flags": "", "seed": 0, "reuses": "learning-recall-k8/x.json"} | arm
+    write_record(tmp_path, "ablate-recall-k8", reference, "2026-01-03T00:00:00Z")
+    groups = report.newest_default_groups(tmp_path)
+    assert [(r["payload"]["seed"], r["payload"]["final"]) for r in groups["recall-k8"]] == [(0, 0.2), (1, 0.6)]
+    row = report.headline(tmp_path, "").splitlines()[2]
+    assert "seeds 0,1 |" in row and row.endswith("| [ablate-recall-k8/](ablate-recall-k8/), [learning-recall-k8/](learning-recall-k8/) |")
+
+
 def test_the_headline_gives_every_seed_of_a_tasks_newest_default_runs_and_the_products_bandit(tmp_path):
     write_record(tmp_path, "learning-recall-k8", learning_run(0, final=0.9, best=0.9), "2026-01-01T00:00:00Z", commit="0dd0000aaa")
     for seed, final in ((0, 0.2), (1, 0.6)):
