@@ -255,7 +255,7 @@ def learner_config(name: str, backbone: str = "s5", flags: str = "") -> dict:
 
 # the commit that last changed a default value of `memwm train`: a record without its resolved settings (`config`, kept
 # since 17384f6) ran the defaults of its commit, which are this commit's where it was made at DEFAULTS_SINCE or later
-DEFAULTS_SINCE = "549ea68"
+DEFAULTS_SINCE = "ff198b8"
 
 
 # settings added to `memwm train` after records began to keep theirs, with the value that learns as the code did before
