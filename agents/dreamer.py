@@ -483,7 +483,7 @@ class Dreamer(nn.Module):
 
         policy: the actor's distribution at the starts (with grad). Q(s, a) = r + gamma * continue * V(s') for every
         action a, one step imagined from the prior's mode (world_models.chain.first_action_returns with horizon 1),
-        V the critic's mean. Returns (sum_a pi(a|s) (Q(s, a) - sum_b pi(b|s) Q(s, b)) / scale (N,), agreement); with
+        V the critic's mean. The objective (N,): sum_a pi(a|s) (Q(s, a) - sum_b pi(b|s) Q(s, b)) / scale; with
         all_actions_temperature T > 0, sum_a target(a) log pi(a|s), target ~ pi exp(advantage / T) held fixed."""
         q = self.one_step_values(starts)  # (N, A)
         probs = policy.parts[0].probs  # (N, A)
