@@ -245,14 +245,15 @@ def newest_default_groups(results: Path) -> dict[str, list[dict]]:
     run per seed, sorted by seed. A shorter or longer run (a probe) does not stand for the defaults where runs of the
     bar's minutes exist."""
     groups = defaultdict(dict)  # (task, commit or "settings", budget) -> seed -> the newest record
-    for name in folders("learning-", results) + folders("ablate-", results):  # an ablation's arm is a learning run too
-        for r in sorted(runs(name, results), key=lambda r: r.get("start") or ""):
-            p = r["payload"]
-            if "reuses" in p or "task" not in p or "backbone" not in p:  # a reference to a run, not a run
-                continue
-            if p["backbone"] == DEFAULT_BACKBONE and not on_device(r) and same_learner(r, ""):
-                code = "settings" if p.get("config") is not None else commit(r)
-                groups[(p["task"], code, p["budget_minutes"])][p["seed"]] = r  # sorted oldest first
+    # an ablation's arm is a learning run too; across both folders oldest first, so that the newest run of a seed wins
+    every = [r for name in folders("learning-", results) + folders("ablate-", results) for r in runs(name, results)]
+    for r in sorted(every, key=lambda r: r.get("start") or ""):
+        p = r["payload"]
+        if "reuses" in p or "task" not in p or "backbone" not in p:  # a reference to a run, not a run
+            continue
+        if p["backbone"] == DEFAULT_BACKBONE and not on_device(r) and same_learner(r, ""):
+            code = "settings" if p.get("config") is not None else commit(r)
+            groups[(p["task"], code, p["budget_minutes"])][p["seed"]] = r
 
     def rank(rs: list[dict]) -> tuple[bool, str]:  # at the bar's minutes first, then the newest
         p = rs[0]["payload"]

@@ -318,10 +318,13 @@ def test_an_ablation_arms_own_run_with_the_defaults_is_a_default_run_and_a_refer
     write_record(tmp_path, "ablate-recall-k8", learning_run(2, 0.9, 0.9, flags="--x 1") | arm | {"arm": "a"}, "2026-01-02T00:00:01Z")
     reference = {"task": "recall-k8", "flags": "", "seed": 0, "reuses": "learning-recall-k8/x.json"} | arm
     write_record(tmp_path, "ablate-recall-k8", reference, "2026-01-03T00:00:00Z")
+    write_record(tmp_path, "learning-recall-k8", learning_run(1, 0.4, 0.4), "2026-01-01T00:00:01Z")  # older than the arm's
     groups = report.newest_default_groups(tmp_path)
     assert [(r["payload"]["seed"], r["payload"]["final"]) for r in groups["recall-k8"]] == [(0, 0.2), (1, 0.6)]
     row = report.headline(tmp_path, "").splitlines()[2]
     assert "seeds 0,1 |" in row and row.endswith("| [ablate-recall-k8/](ablate-recall-k8/), [learning-recall-k8/](learning-recall-k8/) |")
+    write_record(tmp_path, "learning-recall-k8", learning_run(1, 0.8, 0.8), "2026-01-04T00:00:00Z")  # newer: it wins
+    assert [r["payload"]["final"] for r in report.newest_default_groups(tmp_path)["recall-k8"]] == [0.2, 0.8]
 
 
 def test_the_headline_gives_every_seed_of_a_tasks_newest_default_runs_and_the_products_bandit(tmp_path):
