@@ -109,6 +109,9 @@ class TrainConfig:
     replay_event_share: float = (
         0.5  # share of replayed sequences placed to hold a nonzero reward or a termination, with the steps before it
     )
+    # of the sequences placed at an event, the share placed at a termination: where every step is rewarded (CartPole's
+    # +1) every step is an event, and a failure is as rare among them as among all steps
+    replay_terminal_share: float = 0.0
     replay_whole_episodes: bool = True  # a sequence never cuts an episode it can hold whole (it starts at the episode's first step)
     # a replayed sequence that starts mid-episode starts from the world-model state the actor acted from, stored with
     # every step (DreamerV3's replay context; recurrent backbones: a Transformer's key/value cache is too big to store)
@@ -341,7 +344,7 @@ RANGES: dict[str, str] = {
     "train_ratio": "positive",  # replayed steps per environment step: 0 would act without ever training
     **dict.fromkeys(("minutes", "prefill", "eval_every", "threads", "seed"), ">= 0"),
     "video_every": ">= -1",
-    **dict.fromkeys(("replay_from_starts", "replay_event_share"), "share"),
+    **dict.fromkeys(("replay_from_starts", "replay_event_share", "replay_terminal_share"), "share"),
     # the world model: sizes (width 0 = fit to the RSSM's parameter count; mlp_layers 0 = linear heads)
     **{f"wm.{n}": "positive" for n in ("deter", "hidden", "layers", "cnn_depth", "stoch", "classes", "heads", "context")},
     **{f"wm.{n}": "positive" for n in ("ssm_state", "s4_state", "mamba_state", "mamba_expand", "probe_stride", "min_std")},

@@ -18,7 +18,10 @@ Two rules need no knowledge of the task:
 - `event_share`: this share of the windows is placed to hold an event, a step with a nonzero reward
   or a termination, drawn uniformly among the events in memory, together with as much of what
   came before it as the window can hold (from its episode's start when that fits): a sparse reward
-  is then seen in most batches, with the history that explains it.
+  is then seen in most batches, with the history that explains it;
+- `terminal_share`: of the windows placed at an event, this share is placed at a termination: where a reward
+  comes every step (CartPole's +1) every step is an event, and a termination, the one step that shows
+  failure, is as rare among the events as among the steps, and rarer the better the policy gets.
 
 Replay context (DreamerV3): a step may also hold `carry/...` arrays, the world-model state the actor
 held before observing it (`State.to_arrays`: h, z, the previous action and the backbone's memory,
@@ -80,6 +83,7 @@ class Replay:
         self.episodes: collections.deque[dict[str, np.ndarray]] = collections.deque()
         self._ends: list[int] = []  # cumulative end index of each episode in the stream
         self._events = np.zeros(0, np.int64)  # stream indices of steps with a nonzero reward or a termination
+        self._terminals = np.zeros(0, np.int64)  # stream indices of terminations
         self.num_steps = 0  # steps held in memory
         self.num_episodes = 0  # episodes ever added (also the next file's index)
         self._pending: dict[int, list[dict[str, np.ndarray]]] = collections.defaultdict(list)
@@ -128,6 +132,7 @@ class Replay:
         self._events = np.concatenate(
             [np.flatnonzero((e["reward"] != 0) | e["is_terminal"]) + f for e, f in zip(self.episodes, firsts)]
         ).astype(np.int64)
+        self._terminals = np.concatenate([np.flatnonzero(e["is_terminal"]) + f for e, f in zip(self.episodes, firsts)]).astype(np.int64)
 
     def _load(self, resume_at: int | None) -> None:
         """Reload the newest episodes (up to capacity) written by an earlier run in the same directory.
@@ -185,6 +190,7 @@ class Replay:
         event_share: float = 0.0,
         whole_episodes: bool = False,
         context: bool = False,
+        terminal_share: float = 0.0,
     ) -> dict[str, np.ndarray]:
         """A batch of windows: dict of (batch_size, length, ...) arrays; is_first marks every episode start inside.
 
@@ -193,12 +199,13 @@ class Replay:
         event_share: the share of the windows placed to hold a rewarded or terminal step (when memory
         holds one) and the steps before it, from its episode's first step when they fit in `length`.
         whole_episodes: a window that starts inside an episode it can hold whole starts at its first step.
+        terminal_share: of the windows placed at an event, the share placed at a termination (when memory holds one).
         context: add `context/...` (batch_size, ...), the carry of each window's first step (zeros where it
         has none, and then is_first[:, 0] is set); without it every window starts with is_first set.
         """
         if self.num_steps < length:
             raise ValueError(f"replay holds {self.num_steps} steps, fewer than the sequence length {length}")
-        for name, share in (("from_starts", from_starts), ("event_share", event_share)):
+        for name, share in (("from_starts", from_starts), ("event_share", event_share), ("terminal_share", terminal_share)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} is a share of the batch in [0, 1], got {share}")
         last = self.num_steps - length  # the latest start of a window that fits in the stream
@@ -207,6 +214,9 @@ class Replay:
         if event_share > 0 and len(self._events):
             events = self._events[self.rng.integers(0, len(self._events), size=batch_size)]
             placed = self.rng.random(batch_size) < event_share
+            if terminal_share > 0 and len(self._terminals):  # drawn only then: without it, the batches of before
+                at_end = self.rng.random(batch_size) < terminal_share
+                events = np.where(at_end, self._terminals[self.rng.integers(0, len(self._terminals), size=batch_size)], events)
             starts = np.where(placed, np.clip(events - length + 1, 0, last), starts)
         # the episode each window is about: its event's (placed windows), else its start's
         about = np.where(placed, events, starts) if event_share > 0 and len(self._events) else starts

@@ -136,7 +136,13 @@ class DreamerAgent:
         for _ in range(owed):
             # with the replay context, `context/...` is each window's start state, which the world-model loss reads
             replayed = self.replay.sample(
-                cfg.batch_size, cfg.seq_len, cfg.replay_from_starts, cfg.replay_event_share, cfg.replay_whole_episodes, self.context
+                cfg.batch_size,
+                cfg.seq_len,
+                cfg.replay_from_starts,
+                cfg.replay_event_share,
+                cfg.replay_whole_episodes,
+                self.context,
+                terminal_share=cfg.replay_terminal_share,
             )
             batch = to_torch(replayed, self.device)
             metrics = self.learner.update(batch)

@@ -260,15 +260,18 @@ DEFAULTS_SINCE = "ff198b8"
 
 # settings added to `memwm train` after records began to keep theirs, with the value that learns as the code did before
 # the setting existed: a record without one learned with that value
-ADDED_SETTINGS = {("dreamer", "all_actions_below"): 0.0}
+# (named as in config.yaml: "field" or "group.field")
+ADDED_SETTINGS = {"dreamer.all_actions_below": 0.0, "replay_terminal_share": 0.0}
 
 
 def recorded_config(config: dict) -> dict:
     """A record's resolved settings with every setting added since (ADDED_SETTINGS) at the value it learned with."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
-    for (section, key), value in ADDED_SETTINGS.items():
-        if isinstance(out.get(section), dict):
-            out[section].setdefault(key, value)
+    for name, value in ADDED_SETTINGS.items():
+        group, _, key = name.rpartition(".")
+        holder = out.get(group) if group else out
+        if isinstance(holder, dict):
+            holder.setdefault(key, value)
     return out
 
 

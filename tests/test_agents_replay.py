@@ -201,3 +201,52 @@ def test_context_windows_carry_their_first_steps_state_and_keep_is_first_as_stor
     assert not batch["is_first"][:, 0].all()
     plain = replay.sample(8, 5)  # without context: no carry, every window starts from a reset
     assert plain["is_first"][:, 0].all() and not any(k.startswith(("carry/", "context/")) for k in plain)
+
+
+def _rewarded_every_step(length, ep_id, terminal):
+    ep = _episode(length, ep_id, image=False)
+    ep["reward"] = np.ones(length, np.float32)  # CartPole's +1 a step: every step is an event
+    ep["is_terminal"] = np.arange(length) == length - 1 if terminal else np.zeros(length, bool)
+    return ep
+
+
+def test_terminal_share_places_that_share_of_the_event_windows_at_a_termination():
+    replay = Replay(capacity=10_000, seed=5)
+    layout = [(60, True), (80, False), (50, True), (90, True), (70, False)]  # long episodes, some truncated
+    for i, (n, terminal) in enumerate(layout):
+        replay.add_episode(_rewarded_every_step(n, i, terminal))
+    length = 10
+
+    def holds_termination(batch):
+        ep, t = batch["vector"][..., 0].astype(int), batch["vector"][..., 1].astype(int)
+        ends = np.array([n - 1 if terminal else -1 for n, terminal in layout])
+        return (t == ends[ep]).any(axis=1)
+
+    # every step is an event: without the share, a window holds a termination about as often as anywhere
+    pooled = holds_termination(replay.sample(3_000, length, event_share=1.0))
+    assert pooled.mean() < 0.2
+    # all event windows at a termination: each ends there (no episode fits whole in the window)
+    batch = replay.sample(3_000, length, event_share=1.0, terminal_share=1.0)
+    assert holds_termination(batch).all()
+    ends = [n - 1 for n, terminal in layout if terminal]
+    assert set(batch["vector"][:, -1, 1].astype(int)) == set(ends)  # the three terminations, each drawn
+    # half of the event windows, themselves half the batch: about a quarter more hold one than before
+    quarter = holds_termination(replay.sample(4_000, length, event_share=0.5, terminal_share=0.5)).mean()
+    base = holds_termination(replay.sample(4_000, length, event_share=0.5)).mean()
+    assert 0.18 < quarter - base < 0.32
+    with pytest.raises(ValueError, match="terminal_share"):
+        replay.sample(2, length, event_share=1.0, terminal_share=1.5)
+
+
+def test_terminal_share_zero_draws_the_batches_of_before():
+    """Without the share the random stream is not touched: a run that leaves it at 0 replays what it did before."""
+    a, b = Replay(capacity=10_000, seed=6), Replay(capacity=10_000, seed=6)
+    for i, n in enumerate([40, 25, 60]):
+        ep = _rewarded_every_step(n, i, terminal=i != 1)
+        a.add_episode(ep)
+        b.add_episode(ep)
+    for _ in range(3):
+        x = a.sample(16, 10, event_share=0.5, whole_episodes=True)
+        y = b.sample(16, 10, event_share=0.5, whole_episodes=True, terminal_share=0.0)
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k])

@@ -155,12 +155,19 @@ def test_a_record_made_before_a_setting_existed_learned_with_the_value_that_keep
     """A setting added since a record was made (learning.ADDED_SETTINGS) is missing from its settings: it stands for
     the settings that have the setting at its earlier behaviour, and for no others."""
     off, gated = "--dreamer.all-actions-below 0", "--dreamer.all-actions-below 0.1"
-    assert learning.ADDED_SETTINGS[("dreamer", "all_actions_below")] == 0.0
+    assert learning.ADDED_SETTINGS["dreamer.all_actions_below"] == 0.0
     older = copy.deepcopy(learning.learner_config("recall-k8", "s5", off))
     del older["dreamer"]["all_actions_below"]
     rec = {"commit": "abc1234def", "payload": {"task": "recall-k8", "backbone": "s5", "flags": "", "config": older}}
     assert learning.same_learner(rec, off) and not learning.same_learner(rec, gated)
     assert "all_actions_below" not in older["dreamer"]  # read, not changed
+    # a top-level setting (no group) the same way
+    assert learning.ADDED_SETTINGS["replay_terminal_share"] == 0.0
+    top = copy.deepcopy(learning.learner_config("cartpole-positions", "s5", ""))
+    del top["replay_terminal_share"]
+    rec_top = {"commit": "abc1234def", "payload": {"task": "cartpole-positions", "backbone": "s5", "flags": "", "config": top}}
+    assert learning.same_learner(rec_top, "--replay-terminal-share 0")
+    assert not learning.same_learner(rec_top, "--replay-terminal-share 0.5")
     other = copy.deepcopy(older)
     other["dreamer"]["all_actions"] = 0.5  # another setting differs too
     assert not learning.same_learner(rec | {"payload": rec["payload"] | {"config": other}}, off)
