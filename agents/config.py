@@ -111,9 +111,10 @@ class TrainConfig:
     )
     # of the sequences placed at an event, the share placed at a termination: where every step is rewarded (CartPole's
     # +1) every step is an event, and a failure is as rare among them as among all steps. 0.5 stops CartPole's late
-    # fall in a paired ablation (benchmarks/results/ablate-cartpole-positions/, the records at c1adf9b); it is not the
-    # default because learning settings are every task's (no per-task tuning) and on recall-k8, whose rewarded steps
-    # outnumber its windows' reach, it moves the windows: the default waits for the memory tasks' runs with it.
+    # fall in a paired ablation (benchmarks/results/ablate-cartpole-positions/, the records at c1adf9b), but learning
+    # settings are every task's (no per-task tuning), and on recall-k8, whose rewarded steps outnumber its windows'
+    # reach, it moves the windows towards episodes' ends and the late evaluations fall on 3 seeds of 3
+    # (benchmarks/results/ablate-recall-k8/, the records at e61feb4): 0 stays the default.
     replay_terminal_share: float = 0.0
     replay_whole_episodes: bool = True  # a sequence never cuts an episode it can hold whole (it starts at the episode's first step)
     # a replayed sequence that starts mid-episode starts from the world-model state the actor acted from, stored with
