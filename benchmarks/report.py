@@ -706,7 +706,27 @@ def vs_sheeprl(results: Path, prefix: str) -> str:
         ratios = ", ".join(f"{k} {x['ratio_vs_sheeprl_paired']:.2f}x" for k, x in mine.items())
         rows.append([key, v["runs"], v["rounds"], num(v["sheeprl_seconds_per_update"], 1), ratios])
     header = ["precision", "runs", "rounds", "sheeprl s / update", "memwm updates/s over sheeprl's (median of paired rounds)"]
-    return f"{source(rs[-1], results, prefix)}\n\n{table(header, rows)}"
+    out = f"{source(rs[-1], results, prefix)}\n\n{table(header, rows)}"
+    run = rs[-1]["payload"]["run"]
+    if "matmul_gflops" in run:  # the roofline of the newest run (benchmarks.throughput's docstring, item 3)
+        rate = run["matmul_gflops"]
+        rows = [
+            [
+                name,
+                num(a["flops_per_update"] / 1e9, 1),
+                num(a["gflops"], 1),
+                f"{a['gflops'] / rate:.2f}",
+                f"{a['ceiling_ratio_vs_sheeprl']:.2f}x" if "ceiling_ratio_vs_sheeprl" in a else "-",
+            ]
+            for name, a in run["agents"].items()
+        ]
+        header = ["agent", "GFLOP per update", "GFLOP/s", "of the matrix product's rate", "ceiling over sheeprl"]
+        out += (
+            f"\n\nThe newest run's roofline: a matrix product ran at {num(rate, 1)} GFLOP/s on {run['threads']} thread(s); "
+            "the FLOPs are those of the matrix products and convolutions, and the ceiling is memwm's ratio if every one "
+            f"of them ran at that rate and nothing else took time.\n\n{table(header, rows)}"
+        )
+    return out
 
 
 def icrl(results: Path, prefix: str) -> str:

@@ -16,7 +16,7 @@ values as float, as sheeprl's buffer hands them over), one-hot Discrete(3) actio
 Metrics are off (`metric.log_level=0`), which spares sheeprl its entropy metrics.
 
 `--serve` is the worker of `python -m benchmarks.throughput --sheeprl PYTHON`: it prints one JSON line
-(parameter counts, versions), then for every `step` line on stdin runs one update and prints its seconds.
+(parameter counts, versions, the FLOPs of one update), then for every `step` line on stdin runs one update and prints its seconds.
 """
 
 from __future__ import annotations
@@ -196,6 +196,16 @@ def versions() -> dict[str, str]:
     return {"sheeprl": version("sheeprl"), "torch": torch.__version__, "lightning": version("lightning"), "python": sys.version.split()[0]}
 
 
+def counted_flops(update) -> int:
+    """The FLOPs of the matrix products and convolutions of one call of `update` (torch's FlopCounterMode, as
+    benchmarks.throughput counts memwm's: a script of this venv cannot import memwm's)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        update()
+    return int(counter.get_total_flops())
+
+
 def main(args: Args) -> None:
     agent = SheeprlDreamer(args)
     header = {
@@ -208,6 +218,7 @@ def main(args: Args) -> None:
     }
     for _ in range(args.warmup):
         agent.update()
+    header["flops_per_update"] = counted_flops(agent.update)
     if args.serve:
         print(json.dumps(header), flush=True)
         for line in sys.stdin:

@@ -20,7 +20,11 @@
    repeat) and one update runs at a time, so the machine's load weighs on both alike. The ratio is
    memwm's updates/s over sheeprl's, from the medians and from the per-round pairs; each run writes a
    new record to benchmarks/results/throughput-vs-sheeprl/, and the ratios are also pooled over every
-   record of the same memwm code (`pooled` in the new record).
+   record of the same memwm code (`pooled` in the new record). The roofline beside it: each worker
+   counts the FLOPs of one update's matrix products and convolutions (torch's FlopCounterMode; the
+   elementwise work is not counted), every round also times a matrix product on this process's threads
+   (`matmul_gflops`, this machine's fp32 rate now), and `ceiling_ratio_vs_sheeprl` is the ratio memwm
+   would reach if its every counted FLOP ran at that rate and nothing else took time.
 Otherwise each run writes a new record to benchmarks/results/throughput-<device>/ (benchmarks.record).
 """
 
@@ -79,6 +83,27 @@ class Args:
     """folder of the result records (a new file per run)"""
     worker: str = ""
     """internal: serve timed updates of this backbone over stdin/stdout (used by --sheeprl)"""
+
+
+def counted_flops(update) -> int:
+    """The FLOPs of the matrix products and convolutions of one call of `update` (torch's FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        update()
+    return int(counter.get_total_flops())
+
+
+def matmul_gflops(size: int = 1024, reps: int = 6) -> float:
+    """The fp32 rate (GFLOP/s) of a (size x size) matrix product on this process's torch threads: the best of `reps`."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def random_batch(codec, B: int, L: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -193,10 +218,12 @@ def serve(args: Args) -> None:
     agent = make_agent(args.worker, args.preset, device, args.precision)
     batch = random_batch(agent.codec, args.batch_size, args.seq_len, device)
     agent.update(batch)  # warm-up
+    flops = counted_flops(lambda: agent.update(batch))
     print(
         json.dumps(
             {
                 **param_counts(agent),
+                "flops_per_update": flops,
                 "memwm_code": code_version(),
                 "versions": {"torch": torch.__version__, "python": platform.python_version()},
                 "threads": torch.get_num_threads(),
@@ -303,15 +330,17 @@ def vs_sheeprl(args: Args) -> dict:
         {"32": "32-true", "bf16": "bf16-mixed"}[sheeprl_precision],
     ]
     workers = {}
+    torch.set_num_threads(threads)  # the matrix-product rate at the workers' threads
     try:
         for name, command in commands.items():  # one at a time: a build does not overlap another's warm-up
             workers[name] = Worker(name, command, threads)
             print(f"{name}: {workers[name].header['trainable_params']:,} trainable parameters", flush=True)
         times = {name: [] for name in workers}
-        load_before, loads = load(), []
+        load_before, loads, rates = load(), [], []
         for r in range(args.rounds):
             for name, worker in workers.items():
                 times[name].append(worker.step())
+            rates.append(matmul_gflops())
             loads.append(load())
             print(
                 f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()) + f"  (load {loads[-1]})",
@@ -331,15 +360,20 @@ def vs_sheeprl(args: Args) -> dict:
         "image": [64, 64, 3],
         "load_before": load_before,
         "load_per_round": loads,
+        "matmul_gflops_per_round": rates,
+        "matmul_gflops": statistics.median(rates),
         "agents": {},
     }
     sheeprl_median = statistics.median(times["sheeprl"])
     for name, worker in workers.items():
         median = statistics.median(times[name])
         entry = {**worker.header, "times": times[name], "seconds_per_update": median, "updates_per_s": 1.0 / median}
+        entry["gflops"] = entry["flops_per_update"] / median / 1e9  # the counted FLOPs' achieved rate
         if name != "sheeprl":  # memwm updates/s over sheeprl's: from the medians, and the median of the per-round pairs
             entry["ratio_vs_sheeprl"] = sheeprl_median / median
             entry["ratio_vs_sheeprl_paired"] = statistics.median(s / m for s, m in zip(times["sheeprl"], times[name]))
+            # every counted FLOP at the matrix-product rate, nothing else: the most this update's arithmetic allows
+            entry["ceiling_ratio_vs_sheeprl"] = sheeprl_median / (entry["flops_per_update"] / (out["matmul_gflops"] * 1e9))
         out["agents"][name] = entry
     return out
 
@@ -427,13 +461,21 @@ def main_vs_sheeprl(args: Args) -> dict:
         f"{result['threads']} thread(s), median of {args.rounds} "
         f"interleaved rounds"
     )
-    print(f"{'agent':<16} {'s/update':>9} {'updates/s':>10} {'params':>11} {'memwm/sheeprl':>14} {'paired':>7}")
+    print(
+        f"{'agent':<16} {'s/update':>9} {'updates/s':>10} {'params':>11} {'GFLOP':>7} {'GFLOP/s':>8} "
+        f"{'memwm/sheeprl':>14} {'paired':>7} {'ceiling':>8}"
+    )
     for name, r in result["agents"].items():
-        ratio = f"{r['ratio_vs_sheeprl']:.2f}x" if "ratio_vs_sheeprl" in r else ""
-        paired = f"{r['ratio_vs_sheeprl_paired']:.2f}x" if "ratio_vs_sheeprl" in r else ""
+        keys = ("ratio_vs_sheeprl", "ratio_vs_sheeprl_paired", "ceiling_ratio_vs_sheeprl")
+        ratio, paired, ceiling = (f"{r[k]:.2f}x" if k in r else "" for k in keys)
         print(
-            f"{name:<16} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['trainable_params']:>11,} {ratio:>14} {paired:>7}"
+            f"{name:<16} {r['seconds_per_update']:>9.3f} {r['updates_per_s']:>10.3f} {r['trainable_params']:>11,} "
+            f"{r['flops_per_update'] / 1e9:>7.1f} {r['gflops']:>8.1f} {ratio:>14} {paired:>7} {ceiling:>8}"
         )
+    print(
+        f"a {result['matmul_gflops']:.1f} GFLOP/s matrix product on {result['threads']} thread(s) (median of the rounds); "
+        "ceiling: memwm over sheeprl if every counted FLOP of memwm's update ran at that rate"
+    )
     earlier = [run["payload"]["run"] for run in record.all_runs("throughput-vs-sheeprl", args.results)]
     pooled = pooled_vs_sheeprl(earlier + [result])
     path = record.write_result(

@@ -172,6 +172,16 @@ def test_throughput_tables_read_the_update_and_the_pooled_sheeprl_records(tmp_pa
     write_record(tmp_path, "throughput-vs-sheeprl", {"run": {}, "pooled": pooled}, "2026-01-01T00:00:00Z")
     assert report.throughput(tmp_path, "").splitlines()[-2:] == ["| s5 | 7.50 | 4,000,000 |", "| rssm | 12.00 | 4,000,000 |"]
     assert report.vs_sheeprl(tmp_path, "").splitlines()[-1] == "| 32 | 2 | 22 | 6.3 | memwm-s5 1.25x |"
+    # a run with the roofline: each agent's counted FLOPs, their rate, its share of the matrix product's, the ceiling
+    agents = {
+        "memwm-s5": {"flops_per_update": 2e11, "gflops": 80.0, "ceiling_ratio_vs_sheeprl": 2.4},
+        "sheeprl": {"flops_per_update": 2.2e11, "gflops": 60.0},
+    }
+    run = {"threads": 1, "matmul_gflops": 160.0, "agents": agents}
+    write_record(tmp_path, "throughput-vs-sheeprl", {"run": run, "pooled": pooled}, "2026-01-02T00:00:00Z")
+    lines = report.vs_sheeprl(tmp_path, "").splitlines()
+    assert lines[-2:] == ["| memwm-s5 | 200.0 | 80.0 | 0.50 | 2.40x |", "| sheeprl | 220.0 | 60.0 | 0.38 | - |"]
+    assert "160.0 GFLOP/s on 1 thread(s)" in report.vs_sheeprl(tmp_path, "")
 
 
 def test_peer_rows_score_each_agent_by_its_held_out_final_and_read_its_curve_at_the_marks(tmp_path):
