@@ -79,14 +79,15 @@ def recorded_run(
     results: Path = record.RESULTS,
     since: str | None = LEARNER_SINCE,
     cpu: str | None = None,
+    names: tuple[str, ...] = (),
 ) -> str | None:
     """The newest run of `task` on the CPU with the default backbone, a budget of `minutes` and `seed` that ended by its
     budget and learned with the settings `flags` give at this commit (benchmarks.learning.same_learner: its resolved
     settings, whatever it was typed with), made at `since` or later (record.made_since) on a CPU of model `cpu` (None:
-    any), among benchmarks.learning's records and earlier ablations' own runs: its record's path relative to `results`,
-    or None."""
+    any), among benchmarks.learning's records, earlier ablations' own runs and those of the benchmarks `names` (whose
+    runs benchmarks.learning writes too): its record's path relative to `results`, or None."""
     found = []
-    for name in (f"learning-{task}", record_name(task)):
+    for name in (f"learning-{task}", record_name(task), *names):
         for r in record.all_runs(name, results):
             p = r["payload"]
             same = p.get("backbone") == "s5" and p.get("seed") == seed and learning.same_learner(r, flags)
@@ -135,15 +136,22 @@ def run_pairs(args: Args, results: Path | None = None) -> list[Path]:
     return written
 
 
+def referenced(p: dict, results: Path = record.RESULTS) -> tuple[dict, str]:
+    """The run a reference record's payload `p` names (`reuses`, a path under `results`): its payload and the commit
+    it was made at (a missing record raises FileNotFoundError)."""
+    source = json.loads((Path(results) / p["reuses"]).read_text())
+    return source["payload"], (source["commit"] or "nogit")[:12]
+
+
 def resolved(r: dict, results: Path = record.RESULTS) -> dict:
     """An ablation record's payload with the ablation's commit (`commit`) and the commit its run was made at
     (`run_commit`); a record that references a recorded run (`reuses`) reads that run's payload."""
     p, code = r["payload"], (r["commit"] or "nogit")[:12]
     if "reuses" not in p:
         return {**p, "commit": code, "run_commit": code}
-    source = json.loads((Path(results) / p["reuses"]).read_text())
+    source, made = referenced(p, results)
     keep = {k: p[k] for k in ("arm", "pair", "minutes", "reuses")}
-    return {**source["payload"], **keep, "commit": code, "run_commit": (source["commit"] or "nogit")[:12]}
+    return {**source, **keep, "commit": code, "run_commit": made}
 
 
 def newest_ablation(task: str, results: Path | None = None) -> list[dict]:

@@ -2,6 +2,7 @@
 
     python -m benchmarks.peers --task recall-k8 --minutes 15 --seeds 0 1 2
     python -m benchmarks.peers --task recall-k8 --plot-only          # redraw the curves, print the table
+    python -m benchmarks.peers --task recall-k8 --minutes 30 --reuse  # the Dreamer's runs recorded already stand in
 
 Arms (`--arms`, default all that are installed):
 - memwm:            `memwm train --env ID` with its defaults (the Dreamer);
@@ -24,6 +25,16 @@ seed interleaved so that the machine's load falls on all of them alike. Each is 
 Each run writes a record (benchmarks/results/peers-<task>/, through benchmarks.record: commit, command,
 machine, load); the output is peers-<task>/curves.png and a table of the mean and worst final score per arm
 and of the mean curve at 5, 15 and 30 minutes.
+
+`--reuse`: the memwm arm's run is the command benchmarks.learning and benchmarks.ablate run (`memwm train --env ID
+--backbone s5 --seed S --minutes M`, one thread), scored by the same evaluator on the same held-out episodes, and CPU
+training repeats step for step on one CPU model (benchmarks.ablate). So a run of the same learner, budget and seed
+recorded on this CPU model (benchmarks.ablate.recorded_run: its resolved settings, made at LEARNER_SINCE or later;
+learning's, an ablation's or an earlier peers run) stands for it: the arm gets a record that references it (`reuses`)
+instead of a rerun, and the table names the commits its runs were made at. What does not carry over: the minutes of
+its curve were those of its own machine load (the records keep the load beside every arm's), and a learning record
+keeps no training episodes, so the training-return panel has no curve for such a run. Only the Dreamer arm: what
+LEARNER_SINCE vouches for is the Dreamer's code, not PPO's.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from benchmarks import learning, record
+from benchmarks import ablate, learning, record
 
 ARMS = ("memwm", "memwm-ppo", "sheeprl-dreamerv3", "sb3-recurrentppo")
 MEMWM_FLAGS = {"memwm": "", "memwm-ppo": "--agent ppo"}
@@ -68,6 +79,9 @@ class Args:
     """the python of a virtual environment that holds sb3-contrib (`make peers-venv` builds this one)"""
     runs: str = "runs/peers"
     plot_only: bool = False
+    reuse: bool = False
+    """the memwm arm: reference a run of the same learner, budget and seed recorded on this CPU model instead of
+    running it again (see above)"""
 
 
 def record_name(task: str) -> str:
@@ -87,6 +101,29 @@ def missing(arm: str, args: Args) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------- one run
+def reusable(seed: int, args: Args, results: Path | None = None) -> str | None:
+    """The recorded run that may stand for the memwm arm's run of `seed` (see --reuse): a finished CPU run of the
+    defaults at this budget and seed on this CPU model, whose held-out episodes are the ones this benchmark plays;
+    its path under `results`, or None."""
+    results = Path(results or record.RESULTS)
+    cpu = record.machine()["cpu"]  # training repeats step for step on one CPU model only
+    found = ablate.recorded_run(args.task, "", args.minutes, seed, results, ablate.LEARNER_SINCE, cpu, (record_name(args.task),))
+    if found is None:
+        return None
+    source, _ = ablate.referenced({"reuses": found}, results)
+    held = source.get("final_held_out") or {}
+    same_episodes = source.get("held_out_seed") == learning.held_out_seed(seed, args.eval_episodes)
+    return found if same_episodes and held.get("episodes") == args.eval_episodes else None
+
+
+def write_reference(seed: int, found: str, args: Args, results: Path | None = None) -> Path:
+    """The memwm arm's record of `seed` that references the recorded run `found` (a path under `results`)."""
+    task = learning.TASKS[args.task]
+    payload = {"task": args.task, "env": task.env, "arm": "memwm", "peer": None, "seed": seed, "metric": task.metric}
+    payload |= {"budget_minutes": args.minutes, "reuses": found}
+    return record.write_result(record_name(args.task), payload, results=Path(results or record.RESULTS))
+
+
 def peer_flags(arm: str, env: str, run_dir: Path) -> list[str]:
     """The worker's flags beyond the common ones: sheeprl's DreamerV3 gets memwm's number of environments, batch,
     window and replayed steps per env step for the task (memwm's defaults, as `memwm train --env` resolves them)."""
@@ -176,11 +213,22 @@ def finish(proc: subprocess.Popen, args: Args) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- results
-def load(task: str) -> list[dict]:
+def resolved(r: dict, results: Path | None = None) -> dict:
+    """A peers record's payload with the commit its run was made at (`run_commit`); a record that references a
+    recorded run (`reuses`, --reuse) reads that run's payload (with no training episodes where its record keeps none)."""
+    p = r["payload"]
+    if "reuses" not in p:
+        return {**p, "run_commit": (r["commit"] or "nogit")[:12]}
+    source, made = ablate.referenced(p, Path(results or record.RESULTS))
+    return {"train": [], **source, **{k: p[k] for k in ("arm", "peer", "seed", "budget_minutes", "reuses")}, "run_commit": made}
+
+
+def load(task: str, results: Path | None = None) -> list[dict]:
     """Per arm and seed the newest run (of the newest commit that ran that arm)."""
+    results = Path(results or record.RESULTS)
     rs = [
-        {**r["payload"], "commit": (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")}
-        for r in record.all_runs(record_name(task))
+        {**resolved(r, results), "commit": (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")}
+        for r in record.all_runs(record_name(task), results)
     ]
     by_arm = defaultdict(list)
     for r in rs:
@@ -215,10 +263,12 @@ def table(task: str, results: list[dict]) -> list[str]:
             ys = [curve_at(_eval_points(r, t.metric, "minutes"), m) for r in runs]
             ys = [y for y in ys if y is not None]
             marks.append(f"{m:g} min {fmt(float(np.mean(ys)) if len(ys) == len(runs) else None)}")
+        made = sorted({r["run_commit"][:7] for r in runs} - {runs[-1]["commit"][:7]})
+        budgets = "/".join(f"{b:g}" for b in sorted({r["budget_minutes"] for r in runs}))
         lines.append(
-            f"{task:<18} {arm:<17} seeds {','.join(str(r['seed']) for r in runs):<6} held-out {t.metric} "
+            f"{task:<18} {arm:<17} seeds {','.join(str(r['seed']) for r in runs):<6} {budgets} min; held-out {t.metric} "
             f"(mean, worst) {fmt(float(np.mean(finals)) if finals else None)}, {fmt(min(finals) if finals else None)}; "
-            f"curve {'; '.join(marks)} (commit {runs[-1]['commit']})"
+            f"curve {'; '.join(marks)} (commit {runs[-1]['commit']}{', runs made at ' + ', '.join(made) if made else ''})"
         )
     return lines
 
@@ -284,6 +334,12 @@ def main(args: Args) -> None:
             else:
                 arms.append(arm)
         queue = [(arm, seed) for seed in args.seeds for arm in arms]  # the arms of a seed run side by side
+        if args.reuse and "memwm" in arms:
+            for seed in args.seeds:
+                found = reusable(seed, args)
+                if found:
+                    print(f"benchmarks.peers: wrote {write_reference(seed, found, args)} (memwm, seed {seed}: reuses {found})", flush=True)
+                    queue.remove(("memwm", seed))
         learning.schedule(
             queue,
             lambda arm, seed: start(arm, seed, args),

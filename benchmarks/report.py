@@ -399,13 +399,22 @@ ARM_ORDER = {"memwm": 0, "memwm-ppo": 1}  # memwm's agents first, then the peers
 
 
 def peer_groups(results: Path) -> dict[tuple, dict[int, tuple[dict, dict]]]:
-    """benchmarks.peers records by (task, arm, commit, budget minutes): per seed, the newest (record, payload)."""
+    """benchmarks.peers records by (task, arm, commit, budget minutes): per seed, the newest (record, payload); a
+    record that references a recorded run (--reuse) by that run's payload (benchmarks.peers.resolved: `run_commit`)."""
+    from benchmarks.peers import resolved as peer_payload
+
     groups = defaultdict(dict)
     for name in folders("peers-", results):
         for r in runs(name, results):
-            p = r["payload"]
+            p = peer_payload(r, results)
             groups[(p["task"], p["arm"], commit(r), p["budget_minutes"])][p["seed"]] = (r, p)
     return groups
+
+
+def made_at(codes: list[str], ps: list[dict]) -> str:
+    """A peers group's commits, and the commits its runs were made at where those are others (reused runs)."""
+    others = sorted({p["run_commit"][:7] for p in ps} - {code[:7] for code in codes})
+    return ", ".join(codes) + (f" (runs made at {', '.join(others)})" if others else "")
 
 
 def peers(results: Path, prefix: str) -> str:
@@ -437,7 +446,7 @@ def peers(results: Path, prefix: str) -> str:
                 spread(finals) + ("" if None not in finals else f" ({finals.count(None)} failed)"),
                 " / ".join(marks) or "-",
                 f"{round(mean(steps)):,}" if steps else "-",
-                code,
+                made_at([code], ps),
                 f"{min(loads):.1f}-{max(loads):.1f}",
             ]
         )
@@ -918,7 +927,8 @@ def side_by_side(results: Path) -> list[tuple[str, float, list[tuple[str, str, l
         rows = []
         for arm, by_seed in sorted(arms.items(), key=lambda kv: (ARM_ORDER.get(kv[0], 2), kv[0])):
             codes = list(dict.fromkeys(code for code, _ in (by_seed[s] for s in sorted(by_seed))))
-            rows.append((arm, ", ".join(codes), [p for _, p in (by_seed[s] for s in sorted(by_seed))]))
+            ps = [p for _, p in (by_seed[s] for s in sorted(by_seed))]
+            rows.append((arm, made_at(codes, ps), ps))
         rows = [row for row in rows if any((p.get("final_held_out") or {}).get(p["metric"]) is not None for p in row[2])]
         if rows:
             out.append((task, budget, rows))

@@ -110,3 +110,44 @@ def test_sheeprl_replays_as_many_steps_per_env_step_as_memwm_on_the_tasks_observ
     other = "algo.mlp_keys.encoder" if key == "rgb" else "algo.cnn_keys.encoder"
     assert cfg[encoder] == f"[{key}]" and cfg[other] == "[]" and cfg["algo"] == "dreamer_v3_XS"
     assert peers.peer_flags("sb3-recurrentppo", env_id, tmp_path) == []
+
+
+def test_reuse_lets_the_dreamers_recorded_run_of_this_cpu_budget_seed_and_held_out_episodes_stand_for_its_arm(tmp_path, monkeypatch):
+    from benchmarks import ablate, learning, record
+    from tests.test_report import learning_run, write_record
+
+    monkeypatch.setattr(ablate, "LEARNER_SINCE", None)  # the records' commits are made up
+    monkeypatch.setattr(record, "RESULTS", tmp_path)
+    here = record.machine()["cpu"]
+
+    def run(seed, final, episodes=32, budget=30.0):
+        held = {"return": final, "success": None, "episodes": episodes, "step": 9}
+        p = learning_run(seed, final=final, best=final) | {"budget_minutes": budget, "exit_code": 0, "final_held_out": held}
+        return p | {"held_out_seed": learning.held_out_seed(seed, episodes)}
+
+    write_record(tmp_path, "learning-recall-k8", run(0, 0.7), "2026-01-01T00:00:00Z", commit="1111111aaa", cpu=here)
+    write_record(tmp_path, "learning-recall-k8", run(1, 0.8, episodes=16), "2026-01-01T00:00:01Z", commit="1111111aaa", cpu=here)
+    write_record(tmp_path, "learning-recall-k8", run(2, 0.9), "2026-01-01T00:00:02Z", commit="1111111aaa", cpu="elsewhere")
+    write_record(tmp_path, "learning-recall-k8", run(3, 0.6, budget=15.0), "2026-01-01T00:00:03Z", commit="1111111aaa", cpu=here)
+    # an earlier peers run of the Dreamer arm counts too (benchmarks.learning wrote it), its PPO arm does not
+    write_record(tmp_path, "peers-recall-k8", run(4, 0.5) | {"arm": "memwm"}, "2026-01-01T00:00:04Z", commit="2222222aaa", cpu=here)
+    ppo = run(5, 0.4) | {"arm": "memwm-ppo", "flags": "--agent ppo"}
+    write_record(tmp_path, "peers-recall-k8", ppo, "2026-01-01T00:00:05Z", commit="2222222aaa", cpu=here)
+    queued = []
+    monkeypatch.setattr(learning, "schedule", lambda queue, *rest: queued.extend(queue))
+    monkeypatch.setattr(peers, "plot", lambda task, results: None)
+    peers.main(peers.Args(task="recall-k8", minutes=30.0, seeds=[0, 1, 2, 3, 4, 5], arms=["memwm"], reuse=True))
+    # seed 1's held-out episodes are other ones, seed 2 ran on another CPU model, seed 3 for another budget, seed 5 is PPO
+    assert queued == [("memwm", 1), ("memwm", 2), ("memwm", 3), ("memwm", 5)]
+    got = {r["seed"]: r for r in peers.load("recall-k8") if "reuses" in r}
+    assert sorted(got) == [0, 4]
+    assert got[0]["reuses"] == "learning-recall-k8/20260101T000000Z-1111111.json" and got[4]["reuses"].startswith("peers-recall-k8/")
+    assert got[0]["final_held_out"]["return"] == 0.7 and got[0]["evals"][-1]["return"] == 0.7  # the referenced run's own
+    assert got[0]["arm"] == "memwm" and got[0]["run_commit"] == "1111111aaa" and got[0]["train"] == []
+    assert got[0]["commit"] != "1111111aaa"  # the reference is this checkout's record
+    (line,) = [line for line in peers.table("recall-k8", list(got.values())) if " memwm " in line]
+    assert "runs made at 1111111, 2222222" in line and "30 min" in line
+    without = []
+    monkeypatch.setattr(learning, "schedule", lambda queue, *rest: without.extend(queue))
+    peers.main(peers.Args(task="recall-k8", minutes=30.0, seeds=[0], arms=["memwm"]))
+    assert without == [("memwm", 0)]  # without --reuse every run runs

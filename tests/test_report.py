@@ -203,6 +203,19 @@ def test_peer_rows_score_each_agent_by_its_held_out_final_and_read_its_curve_at_
     assert sb3[5] == "- / - / -"  # seed 1's curve ends long before the marks; 30 min is past the budget
 
 
+def test_a_peers_row_reads_a_reused_run_and_names_the_commit_it_was_made_at(tmp_path):
+    evals = [{"step": 0, "minutes": 0.1, "return": -0.5, "success": None}, {"step": 900, "minutes": 29.9, "return": 0.9, "success": None}]
+    run = learning_run(0, final=0.9, best=0.9) | {"evals": evals, "final_held_out": {"return": 0.95}}
+    write_record(tmp_path, "learning-recall-k8", run, "2026-01-01T00:00:00Z", commit="1111111aaa")
+    reference = {"task": "recall-k8", "env": "memory/recall-k8", "arm": "memwm", "peer": None, "seed": 0, "metric": "return"}
+    reference |= {"budget_minutes": 30.0, "reuses": "learning-recall-k8/20260101T000000Z-1111111.json"}
+    write_record(tmp_path, "peers-recall-k8", reference, "2026-01-02T00:00:00Z", commit="2222222aaa")
+    (row,) = (row.strip("| ").split(" | ") for row in report.peers(tmp_path, "").splitlines()[2:])
+    assert row[1:6] == ["memwm", "0", "30", "0.95", "-0.50 / -0.50 / 0.90"]  # the referenced run's curve and held-out score
+    assert row[7] == "2222222 (runs made at 1111111)"
+    assert "memwm 0.95 over seeds 0 at 2222222 (runs made at 1111111)" in report.headline(tmp_path, "")
+
+
 def test_reward_units_put_each_units_newest_runs_in_units_of_the_best_return_and_stay_out_of_the_headline(tmp_path):
     def run(task, scale, seed, curve, budget=10.0):
         p = learning_run(seed, final=curve[-1][1], best=max(y for _, y in curve))
