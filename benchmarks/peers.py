@@ -307,7 +307,8 @@ def plot(task: str, results: list[dict]) -> Path | None:
     ):
         ax.set_xlabel(x)
         ax.set_ylabel(y)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a panel may have no curve (the training returns of reused runs)
+            ax.legend(fontsize=8)
     fig.suptitle(f"{t.env}: memwm against its peers, each seed thin, the mean thick")
     fig.tight_layout()
     path = record.RESULTS / record_name(task) / "curves.png"
