@@ -223,6 +223,13 @@ def resolved(r: dict, results: Path | None = None) -> dict:
     return {"train": [], **source, **{k: p[k] for k in ("arm", "peer", "seed", "budget_minutes", "reuses")}, "run_commit": made}
 
 
+def made_at(codes: list[str], runs: list[dict]) -> str:
+    """The commits of a group of peers records, and the commits their runs were made at where those are others
+    (reused runs: `run_commit`)."""
+    others = sorted({r["run_commit"][:7] for r in runs} - {code[:7] for code in codes})
+    return ", ".join(codes) + (f" (runs made at {', '.join(others)})" if others else "")
+
+
 def load(task: str, results: Path | None = None) -> list[dict]:
     """Per arm and seed the newest run (of the newest commit that ran that arm)."""
     results = Path(results or record.RESULTS)
@@ -263,12 +270,11 @@ def table(task: str, results: list[dict]) -> list[str]:
             ys = [curve_at(_eval_points(r, t.metric, "minutes"), m) for r in runs]
             ys = [y for y in ys if y is not None]
             marks.append(f"{m:g} min {fmt(float(np.mean(ys)) if len(ys) == len(runs) else None)}")
-        made = sorted({r["run_commit"][:7] for r in runs} - {runs[-1]["commit"][:7]})
         budgets = "/".join(f"{b:g}" for b in sorted({r["budget_minutes"] for r in runs}))
         lines.append(
             f"{task:<18} {arm:<17} seeds {','.join(str(r['seed']) for r in runs):<6} {budgets} min; held-out {t.metric} "
             f"(mean, worst) {fmt(float(np.mean(finals)) if finals else None)}, {fmt(min(finals) if finals else None)}; "
-            f"curve {'; '.join(marks)} (commit {runs[-1]['commit']}{', runs made at ' + ', '.join(made) if made else ''})"
+            f"curve {'; '.join(marks)} (commit {made_at([runs[-1]['commit']], runs)})"
         )
     return lines
 

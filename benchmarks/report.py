@@ -411,16 +411,10 @@ def peer_groups(results: Path) -> dict[tuple, dict[int, tuple[dict, dict]]]:
     return groups
 
 
-def made_at(codes: list[str], ps: list[dict]) -> str:
-    """A peers group's commits, and the commits its runs were made at where those are others (reused runs)."""
-    others = sorted({p["run_commit"][:7] for p in ps} - {code[:7] for code in codes})
-    return ", ".join(codes) + (f" (runs made at {', '.join(others)})" if others else "")
-
-
 def peers(results: Path, prefix: str) -> str:
     """Per task, arm and commit (benchmarks.peers): the seeds, the held-out final score (mean and worst), the
     evaluation curve read at fixed minutes (the mean over seeds, where every seed reached the mark), env steps."""
-    from benchmarks.peers import MARKS, curve_at
+    from benchmarks.peers import MARKS, curve_at, made_at
 
     rows = []
     groups = sorted(peer_groups(results).items(), key=lambda kv: (kv[0][0], ARM_ORDER.get(kv[0][1], 2), kv[0][2]))
@@ -915,6 +909,8 @@ def side_by_side(results: Path) -> list[tuple[str, float, list[tuple[str, str, l
     """Per peers task, its newest budget: every arm run at that budget, each seed's newest record (a seed run again
     at a newer commit replaces the older one; seeds run at different commits stand together), as (arm, the commits
     joined, payloads by seed), memwm's agents first. Arms whose every run failed are left out."""
+    from benchmarks.peers import made_at
+
     groups = peer_groups(results)
     start = {key: max(r["start"] for r, _ in by_seed.values()) for key, by_seed in groups.items()}  # its newest record
     out = []
