@@ -315,6 +315,20 @@ class Dreamer(nn.Module):
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.ac_eps)
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=config.ac_eps)
 
+    def compile_networks(self) -> None:
+        """Compile the dense networks in place with torch.compile (TorchInductor: C++ kernels on a CPU, Triton on a
+        GPU): the image encoder and decoder, the MLPs of the latents, the heads, the actor and the critics. It fuses
+        each layer's norm and activation (and their gradients) into one pass over the activations, which eager
+        PyTorch makes one pass each. Parameters, state dict and optimisers are those of the eager modules, and the
+        results equal theirs up to float rounding; the first update, and the first acting step at each new batch
+        shape, pay the compilation (tens of seconds on a CPU). The backbone's scan and the distributions stay eager."""
+        wm = self.wm
+        parts = [wm.encoder, wm.decoder, wm.reward_head, wm.cont_head, wm.posterior_net.net, wm.prior_net.net]
+        parts += [self.actor.net, self.critic.net, self.slow_critic.net]
+        for module in parts:
+            if module is not None:
+                module.compile()
+
     def autocast(self):
         """The forward passes' precision: bfloat16 autocast on the agent's device when `precision` is "bf16"
         (as DreamerV3 itself computes), else a no-op. Matrix products and convolutions run in bf16; the

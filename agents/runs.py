@@ -48,6 +48,8 @@ def build_dreamer(config: TrainConfig, device: torch.device, spaces=None) -> tup
     config, _ = fit_action_space(config, act_space)
     wm = world_models.make(config.backbone, obs_space, act_space, config.wm, device=device)
     agent = Dreamer(wm, act_space, config.dreamer, config.wm, precision=config.precision).to(device)
+    if config.compile:
+        agent.compile_networks()
     return agent, (obs_space, act_space)
 
 

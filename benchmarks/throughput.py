@@ -6,11 +6,13 @@
     python -m benchmarks.throughput --sheeprl /tmp/sheeprl-venv/bin/python --backbones s5 rssm --rounds 5 --threads 1
                                                           # side by side with sheeprl 0.8.4's DreamerV3 (see below)
     ... --precision bf16 [--sheeprl-precision 32]         # bf16 autocast on both sides [memwm only: mixed vs default]
+    ... --compile                                         # also each backbone compiled (torch.compile), beside the eager one
 
 1. Update: one `Dreamer.update` (world model, imagination of 15 steps from every replayed state,
    actor and critic) on a random batch of (B, L) 64x64x3 uint8 images of a Discrete(3) task,
    per backbone. Rounds are interleaved across backbones (a shared machine drifts); the table
    shows the median seconds per update and updates per second, and the parameter count.
+   `--compile` adds each backbone with its dense networks compiled (`memwm train --compile`) beside it.
 2. Loop: `memwm train` on `--env` at train ratio 32 after prefill, env steps per second over the
    trained part (acting with one `WorldModel.step` per env step plus the updates it owes).
 3. `--sheeprl PYTHON`: memwm's update (per backbone) against sheeprl 0.8.4's DreamerV3 update
@@ -81,6 +83,9 @@ class Args:
     """with --sheeprl: sheeprl's precision when it differs from memwm's (e.g. memwm bf16 against sheeprl's default 32)"""
     results: Path = record.RESULTS
     """folder of the result records (a new file per run)"""
+    compile: bool = False
+    """also time each backbone with its dense networks compiled (`memwm train --compile`, `Dreamer.compile_networks`):
+    with --sheeprl a second worker per backbone, `memwm-<backbone>-compiled`, beside the eager one"""
     worker: str = ""
     """internal: serve timed updates of this backbone over stdin/stdout (used by --sheeprl)"""
 
@@ -136,6 +141,9 @@ def param_counts(agent: Dreamer) -> dict[str, int]:
 
 def time_updates(args: Args, device: torch.device) -> dict[str, dict]:
     agents = {name: make_agent(name, args.preset, device, args.precision) for name in args.backbones}
+    for name in args.backbones if args.compile else ():
+        agents[f"{name}-compiled"] = make_agent(name, args.preset, device, args.precision)
+        agents[f"{name}-compiled"].compile_networks()
     batch = random_batch(agents[args.backbones[0]].codec, args.batch_size, args.seq_len, device)
     times = {name: [] for name in agents}
     for agent in agents.values():
@@ -218,7 +226,13 @@ def serve(args: Args) -> None:
     agent = make_agent(args.worker, args.preset, device, args.precision)
     batch = random_batch(agent.codec, args.batch_size, args.seq_len, device)
     agent.update(batch)  # warm-up
-    flops = counted_flops(lambda: agent.update(batch))
+    flops = counted_flops(lambda: agent.update(batch))  # eager: compiled kernels do not pass torch's dispatcher
+    compile_seconds = None
+    if args.compile:
+        start = time.perf_counter()
+        agent.compile_networks()
+        agent.update(batch)  # compiles every network's forward and backward
+        compile_seconds = time.perf_counter() - start
     print(
         json.dumps(
             {
@@ -229,6 +243,8 @@ def serve(args: Args) -> None:
                 "threads": torch.get_num_threads(),
                 "batch": [args.batch_size, args.seq_len],
                 "precision": args.precision,
+                "compiled": args.compile,
+                "compile_seconds": compile_seconds,
             }
         ),
         flush=True,
@@ -298,23 +314,13 @@ def vs_sheeprl(args: Args) -> dict:
     threads = args.threads or 1
     size = ["--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
     script = str(Path(__file__).with_name("sheeprl_dreamer.py"))
-    commands = {
-        f"memwm-{name}": [
-            sys.executable,
-            "-m",
-            "benchmarks.throughput",
-            "--worker",
-            name,
-            "--preset",
-            args.preset,
-            *size,
-            "--precision",
-            args.precision,
-            "--threads",
-            str(threads),
-        ]
-        for name in args.backbones
-    }
+    memwm = [sys.executable, "-m", "benchmarks.throughput", "--preset", args.preset, *size, "--precision", args.precision]
+    memwm += ["--threads", str(threads)]
+    commands = {}
+    for name in args.backbones:
+        commands[f"memwm-{name}"] = [*memwm, "--worker", name]
+        if args.compile:
+            commands[f"memwm-{name}-compiled"] = [*memwm, "--worker", name, "--compile"]
     wm = world_models.WorldModelConfig.preset(args.preset)  # the same sizes in sheeprl's config
     sizes = [f"--{k.replace('_', '-')}={getattr(wm, k)}" for k in ("deter", "hidden", "mlp_layers", "cnn_depth", "stoch", "classes")]
     sheeprl_precision = args.sheeprl_precision or args.precision

@@ -1,6 +1,7 @@
 """Dreamer's speed paths against the plain computation: the one-pass actor-critic loss equals the two-pass one
-(critic run twice, actor run again on the imagined features), and a bf16-autocast update stays within a few
-percent of the float32 one on the same batch, with float32 distributions and recurrent states."""
+(critic run twice, actor run again on the imagined features), a bf16-autocast update stays within a few
+percent of the float32 one on the same batch, with float32 distributions and recurrent states, and an update and an
+acting step with the networks compiled (torch.compile) equal the eager ones up to float rounding."""
 
 import contextlib
 import copy
@@ -166,3 +167,48 @@ def test_precision_is_a_train_flag_passed_to_the_agent_and_bad_values_raise():
     assert resolve(TrainConfig(env="memory/distracting-8")).precision == "32"
     with pytest.raises(ValueError, match="precision.*'fp16'"):
         _agent(gym.spaces.Discrete(3), precision="fp16")
+
+
+@pytest.mark.parametrize("backbone", ["rssm", "s5"])
+def test_compiled_networks_update_and_act_as_the_eager_ones(backbone):
+    from torch._dynamo.utils import counters
+
+    eager = _agent(gym.spaces.Discrete(3), backbone)
+    with torch.no_grad():  # the critics start at 0: make their outputs (and the actor's advantages) nonzero
+        for p in [*eager.critic.parameters(), *eager.slow_critic.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
+    compiled = copy.deepcopy(eager)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled.compile_networks()
+    assert set(compiled.state_dict()) == set(eager.state_dict())  # checkpoints are the eager modules'
+    for step in range(2):
+        batch = _batch(eager.codec, seed=step)
+        torch.manual_seed(step)  # the same sampled latents and imagined actions in both
+        m_eager = eager.update(batch)
+        torch.manual_seed(step)
+        m_compiled = compiled.update(batch)
+        for name in ("loss", "loss/image", "loss/reward", "loss/cont", "loss/dyn", "loss/actor", "loss/critic", "wm_grad_norm"):
+            assert m_compiled[name] == pytest.approx(m_eager[name], rel=1e-3, abs=1e-6), (step, name)
+    # every network ran as compiled graphs: encoder, decoder, latent nets, heads, actor, critic and slow critic
+    assert counters["stats"]["unique_graphs"] >= 9
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+    N, g = 3, torch.Generator().manual_seed(5)
+    states = [a.wm.initial_state(N, torch.device("cpu")) for a in (eager, compiled)]
+    prev = [torch.zeros(N, 3), torch.zeros(N, 3)]
+    for t in range(3):
+        obs = {"image": torch.randint(0, 256, (N, 64, 64, 3), dtype=torch.uint8, generator=g)}
+        for i, agent in enumerate((eager, compiled)):
+            torch.manual_seed(t)
+            prev[i], states[i] = agent.policy(states[i], obs, prev[i], torch.tensor([t == 0] * N), explore=False)
+        torch.testing.assert_close(prev[1], prev[0])
+
+
+def test_compile_is_a_train_flag_that_compiles_the_networks():
+    config = resolve(TrainConfig(env="memory/distracting-8", compile=True))
+    agent, _ = build_dreamer(config, torch.device("cpu"))
+    assert agent.wm.encoder._compiled_call_impl is not None and agent.critic.net._compiled_call_impl is not None
+    eager, _ = build_dreamer(resolve(TrainConfig(env="memory/distracting-8")), torch.device("cpu"))
+    assert eager.wm.encoder._compiled_call_impl is None
