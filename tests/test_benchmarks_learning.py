@@ -168,6 +168,9 @@ def test_a_record_made_before_a_setting_existed_learned_with_the_value_that_keep
     rec_top = {"commit": "abc1234def", "payload": {"task": "cartpole-positions", "backbone": "s5", "flags": "", "config": top}}
     assert learning.same_learner(rec_top, "--replay-terminal-share 0")
     assert not learning.same_learner(rec_top, "--replay-terminal-share 0.5")
+    assert learning.ADDED_SETTINGS["compile"] is False  # a record made before --compile existed learned eagerly
+    del top["compile"]
+    assert learning.same_learner(rec_top, "--no-compile") and not learning.same_learner(rec_top, "--compile")
     other = copy.deepcopy(older)
     other["dreamer"]["all_actions"] = 0.5  # another setting differs too
     assert not learning.same_learner(rec | {"payload": rec["payload"] | {"config": other}}, off)
