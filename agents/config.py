@@ -133,8 +133,9 @@ class TrainConfig:
     precision: Literal["32", "bf16"] = (
         "32"  # bf16: autocast the forward passes to bfloat16 (as DreamerV3); fast only with bf16 units (CPU avx512_bf16/AMX, recent GPUs)
     )
-    # torch.compile the learner's dense networks (`Dreamer.compile_networks`): the same model and updates, faster
-    # per update once compiled; the first update pays the compilation
+    # torch.compile the learner's dense networks (`Dreamer.compile_networks`): the same model and updates up to float
+    # rounding, compiled at the first update; for GPUs, where fusing pays. On a CPU it is slower per update than eager
+    # (benchmarks/results/throughput-vs-sheeprl/): off.
     compile: bool = False
     tensorboard: bool = True
     wm: WorldModelConfig = field(default_factory=lambda: train_wm_config(DEFAULT_PRESET))

@@ -322,9 +322,14 @@ class Dreamer(nn.Module):
         PyTorch makes one pass each. Parameters, state dict and optimisers are those of the eager modules, and the
         results equal theirs up to float rounding; the first update, and the first acting step at each new batch
         shape, pay the compilation (tens of seconds on a CPU). The backbone's scan and the distributions stay eager."""
+        from torch._dynamo import config as dynamo_config  # imported here: it is slow to import, and rarely used
+
         wm = self.wm
         parts = [wm.encoder, wm.decoder, wm.reward_head, wm.cont_head, wm.posterior_net.net, wm.prior_net.net]
         parts += [self.actor.net, self.critic.net, self.slow_critic.net]
+        # the MLPs share one forward, compiled once per module, input rank and grad mode: past torch's limit of 8
+        # graphs per function the rest would run eager
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 8 * len(parts))
         for module in parts:
             if module is not None:
                 module.compile()
