@@ -59,6 +59,11 @@ PEER_WORKERS = {
     "sb3-recurrentppo": ("sb3_python", "sb3_contrib", "benchmarks.peer_sb3"),
 }
 MARKS = (5.0, 15.0, 30.0)  # minutes at which the table reads the curves
+# The commit that last changed what a peer arm runs: its adapter (benchmarks/peer_sheeprl.py, peer_sb3.py), the held-out
+# evaluator (peer_eval.py), this module's commands and memwm's environments. The runs of a peer arm made at it or later
+# (clean trees) ran the same code, so their seeds are one group (`row_key`), whichever of those commits a call that
+# added seeds ran at. memwm's own arms, whose code changes more often, are grouped by their commit.
+PEERS_SINCE = "32fdd13"
 
 
 @dataclass
@@ -230,20 +235,29 @@ def made_at(codes: list[str], runs: list[dict]) -> str:
     return ", ".join(codes) + (f" (runs made at {', '.join(others)})" if others else "")
 
 
+def row_key(arm: str, commit: str, dirty: bool = False) -> str:
+    """What a run is grouped by, with the other seeds of its arm: "since PEERS_SINCE" for a peer arm's run made at it
+    or later from a clean tree, else the run's own commit."""
+    if arm in PEER_WORKERS and not dirty and record.made_since(commit, PEERS_SINCE):
+        return f"since {PEERS_SINCE}"
+    return commit
+
+
 def load(task: str, results: Path | None = None) -> list[dict]:
-    """Per arm and seed the newest run (of the newest commit that ran that arm)."""
+    """Per arm and seed the newest run of the arm's newest group (`row_key`: its commit, or PEERS_SINCE)."""
     results = Path(results or record.RESULTS)
-    rs = [
-        {**resolved(r, results), "commit": (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")}
-        for r in record.all_runs(record_name(task), results)
-    ]
+    rs = []
+    for r in record.all_runs(record_name(task), results):
+        p = resolved(r, results)
+        code = (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")
+        rs.append({**p, "commit": code, "group": row_key(p["arm"], r["commit"] or "", r["dirty"]) or code})
     by_arm = defaultdict(list)
     for r in rs:
         by_arm[r["arm"]].append(r)
     out = []
     for runs in by_arm.values():
-        newest = runs[-1]["commit"]
-        out.extend({r["seed"]: r for r in runs if r["commit"] == newest}.values())
+        newest = runs[-1]["group"]
+        out.extend({r["seed"]: r for r in runs if r["group"] == newest}.values())
     return out
 
 
@@ -274,7 +288,7 @@ def table(task: str, results: list[dict]) -> list[str]:
         lines.append(
             f"{task:<18} {arm:<17} seeds {','.join(str(r['seed']) for r in runs):<6} {budgets} min; held-out {t.metric} "
             f"(mean, worst) {fmt(float(np.mean(finals)) if finals else None)}, {fmt(min(finals) if finals else None)}; "
-            f"curve {'; '.join(marks)} (commit {made_at([runs[-1]['commit']], runs)})"
+            f"curve {'; '.join(marks)} (commit {made_at(list(dict.fromkeys(r['commit'] for r in runs)), runs)})"
         )
     return lines
 

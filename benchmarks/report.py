@@ -399,15 +399,19 @@ ARM_ORDER = {"memwm": 0, "memwm-ppo": 1}  # memwm's agents first, then the peers
 
 
 def peer_groups(results: Path) -> dict[tuple, dict[int, tuple[dict, dict]]]:
-    """benchmarks.peers records by (task, arm, commit, budget minutes): per seed, the newest (record, payload); a
-    record that references a recorded run (--reuse) by that run's payload (benchmarks.peers.resolved: `run_commit`)."""
+    """benchmarks.peers records by (task, arm, commit, budget minutes), the commit a peer arm's PEERS_SINCE for its runs
+    made since (benchmarks.peers.row_key): per seed, the newest (record, payload); a record that references a recorded
+    run (--reuse) by that run's payload (benchmarks.peers.resolved: `run_commit`)."""
     from benchmarks.peers import resolved as peer_payload
+    from benchmarks.peers import row_key
 
     groups = defaultdict(dict)
     for name in folders("peers-", results):
         for r in runs(name, results):
             p = peer_payload(r, results)
-            groups[(p["task"], p["arm"], commit(r), p["budget_minutes"])][p["seed"]] = (r, p)
+            key = row_key(p["arm"], r["commit"] or "", r["dirty"])
+            group = key if key.startswith("since ") else commit(r)
+            groups[(p["task"], p["arm"], group, p["budget_minutes"])][p["seed"]] = (r, p)
     return groups
 
 
@@ -418,7 +422,7 @@ def peers(results: Path, prefix: str) -> str:
 
     rows = []
     groups = sorted(peer_groups(results).items(), key=lambda kv: (kv[0][0], ARM_ORDER.get(kv[0][1], 2), kv[0][2]))
-    for (task, arm, code, budget), by_seed in groups:
+    for (task, arm, _, budget), by_seed in groups:
         ps = [p for _, (_, p) in sorted(by_seed.items())]
         metric = ps[0]["metric"]
         finals = [(p.get("final_held_out") or {}).get(metric) for p in ps]
@@ -440,7 +444,7 @@ def peers(results: Path, prefix: str) -> str:
                 spread(finals) + ("" if None not in finals else f" ({finals.count(None)} failed)"),
                 " / ".join(marks) or "-",
                 f"{round(mean(steps)):,}" if steps else "-",
-                made_at([code], ps),
+                made_at(list(dict.fromkeys(commit(r) for r, _ in sorted(by_seed.values(), key=lambda rp: rp[0]["start"]))), ps),
                 f"{min(loads):.1f}-{max(loads):.1f}",
             ]
         )
@@ -918,8 +922,8 @@ def side_by_side(results: Path) -> list[tuple[str, float, list[tuple[str, str, l
         budget = max((key for key in groups if key[0] == task), key=start.get)[3]
         arms = defaultdict(dict)  # arm -> seed -> (commit, payload); oldest first, so each seed's newest record stays
         for key in sorted((key for key in groups if key[0] == task and key[3] == budget), key=start.get):
-            for seed, (_, p) in groups[key].items():
-                arms[key[1]][seed] = (key[2], p)
+            for seed, (r, p) in groups[key].items():
+                arms[key[1]][seed] = (commit(r), p)
         rows = []
         for arm, by_seed in sorted(arms.items(), key=lambda kv: (ARM_ORDER.get(kv[0], 2), kv[0])):
             codes = list(dict.fromkeys(code for code, _ in (by_seed[s] for s in sorted(by_seed))))

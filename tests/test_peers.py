@@ -151,3 +151,53 @@ def test_reuse_lets_the_dreamers_recorded_run_of_this_cpu_budget_seed_and_held_o
     monkeypatch.setattr(learning, "schedule", lambda queue, *rest: without.extend(queue))
     peers.main(peers.Args(task="recall-k8", minutes=30.0, seeds=[0], arms=["memwm"]))
     assert without == [("memwm", 0)]  # without --reuse every run runs
+
+
+def test_a_peer_arms_runs_since_its_code_last_changed_are_one_group_and_memwms_arms_are_grouped_by_commit(tmp_path, monkeypatch):
+    """Calls that add seeds at later commits read with the earlier seeds for a peer arm whose code has not changed since
+    (peers.PEERS_SINCE), in benchmarks.peers and in the results page; not across that commit, nor a dirty tree's run,
+    nor memwm's own arms."""
+    from benchmarks import record, report
+    from tests.test_report import write_record
+
+    order = ["0000000aaa", "1111111aaa", "2222222aaa"]  # made-up history: each commit the child of the one before
+    monkeypatch.setattr(peers, "PEERS_SINCE", order[1])
+    monkeypatch.setattr(record, "made_since", lambda commit, since: commit in order and order.index(commit) >= order.index(since))
+    monkeypatch.setattr(record, "RESULTS", tmp_path)
+
+    def run(arm, seed, final):
+        evals = [{"step": 100, "minutes": 4.0, "return": final, "success": None}]
+        return {"task": "recall-k8", "env": "memory/recall-k8", "arm": arm, "peer": arm, "seed": seed, "metric": "return"} | {
+            "budget_minutes": 30.0, "exit_code": 0, "wall_minutes": 30.1, "load_average_during": [1.0, 2.0], "evals": evals,
+            "train": [], "final_held_out": {"return": final, "episodes": 32}, "held_out_seed": 7,
+        }  # fmt: skip
+
+    made = [  # (arm, seed, final, commit, dirty)
+        ("sheeprl-dreamerv3", 0, -0.9, order[0], False),  # before the peers' code last changed
+        ("sheeprl-dreamerv3", 0, -0.5, order[1], False),
+        ("sheeprl-dreamerv3", 1, -0.3, order[2], False),
+        ("sheeprl-dreamerv3", 2, 0.7, order[2], True),  # a dirty tree: its own row
+        ("memwm", 0, 0.2, order[1], False),
+        ("memwm", 1, 0.4, order[2], False),
+    ]
+    for i, (arm, seed, final, commit, dirty) in enumerate(made):
+        write_record(tmp_path, "peers-recall-k8", run(arm, seed, final), f"2026-01-01T00:00:0{i}Z", commit=commit, dirty=dirty)
+
+    loaded = {(r["arm"], r["seed"]): r["final_held_out"]["return"] for r in peers.load("recall-k8", tmp_path)}
+    # the newest group of each arm: the dirty run alone for sheeprl (the newest), memwm's newest commit alone
+    assert loaded == {("sheeprl-dreamerv3", 2): 0.7, ("memwm", 1): 0.4}
+    (tmp_path / "peers-recall-k8" / "20260101T000003Z-2222222.json").unlink()
+    loaded = {(r["arm"], r["seed"]): r["final_held_out"]["return"] for r in peers.load("recall-k8", tmp_path)}
+    assert loaded == {("sheeprl-dreamerv3", 0): -0.5, ("sheeprl-dreamerv3", 1): -0.3, ("memwm", 1): 0.4}
+    (line,) = [line for line in peers.table("recall-k8", peers.load("recall-k8", tmp_path)) if "sheeprl" in line]
+    assert "seeds 0,1" in line and "-0.40" in line and "commit 1111111aaa, 2222222aaa" in line
+
+    groups = {key[1:3]: sorted(by_seed) for key, by_seed in report.peer_groups(tmp_path).items()}
+    assert groups == {
+        ("sheeprl-dreamerv3", "0000000"): [0],
+        ("sheeprl-dreamerv3", f"since {order[1]}"): [0, 1],
+        ("memwm", "1111111"): [0],
+        ("memwm", "2222222"): [1],
+    }
+    (row,) = [row for row in report.peers(tmp_path, "").splitlines() if "sheeprl" in row and "0,1" in row]
+    assert "| 1111111, 2222222 |" in row and "-0.40 (worst -0.50)" in row
