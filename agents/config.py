@@ -134,8 +134,8 @@ class TrainConfig:
         "32"  # bf16: autocast the forward passes to bfloat16 (as DreamerV3); fast only with bf16 units (CPU avx512_bf16/AMX, recent GPUs)
     )
     # torch.compile the learner's dense networks (`Dreamer.compile_networks`): the same model and updates up to float
-    # rounding, compiled at the first update; for GPUs, where fusing pays. On a CPU it is slower per update than eager
-    # (benchmarks/results/throughput-vs-sheeprl/): off.
+    # rounding, compiled at the first update. Measured on a CPU only, where it does not pay: benchmarks.throughput
+    # --compile (benchmarks/results/throughput-vs-sheeprl/); no GPU has measured it yet. Off.
     compile: bool = False
     tensorboard: bool = True
     wm: WorldModelConfig = field(default_factory=lambda: train_wm_config(DEFAULT_PRESET))
