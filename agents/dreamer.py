@@ -321,7 +321,7 @@ class Dreamer(nn.Module):
         each layer's norm and activation (and their gradients) into one pass over the activations, which eager
         PyTorch makes one pass each. Parameters, state dict and optimisers are those of the eager modules, and the
         results equal theirs up to float rounding; the first update, and the first acting step at each new batch
-        shape, pay the compilation (tens of seconds on a CPU). The backbone's scan and the distributions stay eager."""
+        shape, pay the compilation. The backbone's scan and the distributions stay eager."""
         from torch._dynamo import config as dynamo_config  # imported here: it is slow to import, and rarely used
 
         wm = self.wm

@@ -399,9 +399,10 @@ ARM_ORDER = {"memwm": 0, "memwm-ppo": 1}  # memwm's agents first, then the peers
 
 
 def peer_groups(results: Path) -> dict[tuple, dict[int, tuple[dict, dict]]]:
-    """benchmarks.peers records by (task, arm, commit, budget minutes), the commit a peer arm's PEERS_SINCE for its runs
-    made since (benchmarks.peers.row_key): per seed, the newest (record, payload); a record that references a recorded
-    run (--reuse) by that run's payload (benchmarks.peers.resolved: `run_commit`)."""
+    """benchmarks.peers records by (task, arm, group, budget minutes), the group the record's commit, or "since
+    PEERS_SINCE" for a peer arm's runs made since its code last changed (benchmarks.peers.row_key): per seed, the
+    newest (record, payload); a record that references a recorded run (--reuse) by that run's payload
+    (benchmarks.peers.resolved: `run_commit`)."""
     from benchmarks.peers import resolved as peer_payload
     from benchmarks.peers import row_key
 
