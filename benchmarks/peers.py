@@ -229,8 +229,9 @@ def resolved(r: dict, results: Path | None = None) -> dict:
 
 
 def made_at(codes: list[str], runs: list[dict]) -> str:
-    """The commits of a group of peers records, and the commits their runs were made at where those are others
-    (reused runs: `run_commit`)."""
+    """The commits of a group of peers records (each once, in the order given), and the commits their runs were made at
+    where those are others (reused runs: `run_commit`)."""
+    codes = list(dict.fromkeys(codes))
     others = sorted({r["run_commit"][:7] for r in runs} - {code[:7] for code in codes})
     return ", ".join(codes) + (f" (runs made at {', '.join(others)})" if others else "")
 
@@ -250,7 +251,7 @@ def load(task: str, results: Path | None = None) -> list[dict]:
     for r in record.all_runs(record_name(task), results):
         p = resolved(r, results)
         code = (r["commit"] or "nogit")[:12] + ("+dirty" if r["dirty"] else "")
-        rs.append({**p, "commit": code, "group": row_key(p["arm"], r["commit"] or "", r["dirty"]) or code})
+        rs.append({**p, "commit": code, "group": row_key(p["arm"], code, r["dirty"])})
     by_arm = defaultdict(list)
     for r in rs:
         by_arm[r["arm"]].append(r)
@@ -288,7 +289,7 @@ def table(task: str, results: list[dict]) -> list[str]:
         lines.append(
             f"{task:<18} {arm:<17} seeds {','.join(str(r['seed']) for r in runs):<6} {budgets} min; held-out {t.metric} "
             f"(mean, worst) {fmt(float(np.mean(finals)) if finals else None)}, {fmt(min(finals) if finals else None)}; "
-            f"curve {'; '.join(marks)} (commit {made_at(list(dict.fromkeys(r['commit'] for r in runs)), runs)})"
+            f"curve {'; '.join(marks)} (commit {made_at([r['commit'] for r in runs], runs)})"
         )
     return lines
 

@@ -410,9 +410,7 @@ def peer_groups(results: Path) -> dict[tuple, dict[int, tuple[dict, dict]]]:
     for name in folders("peers-", results):
         for r in runs(name, results):
             p = peer_payload(r, results)
-            key = row_key(p["arm"], r["commit"] or "", r["dirty"])
-            group = key if key.startswith("since ") else commit(r)
-            groups[(p["task"], p["arm"], group, p["budget_minutes"])][p["seed"]] = (r, p)
+            groups[(p["task"], p["arm"], row_key(p["arm"], commit(r), r["dirty"]), p["budget_minutes"])][p["seed"]] = (r, p)
     return groups
 
 
@@ -445,7 +443,7 @@ def peers(results: Path, prefix: str) -> str:
                 spread(finals) + ("" if None not in finals else f" ({finals.count(None)} failed)"),
                 " / ".join(marks) or "-",
                 f"{round(mean(steps)):,}" if steps else "-",
-                made_at(list(dict.fromkeys(commit(r) for r, _ in sorted(by_seed.values(), key=lambda rp: rp[0]["start"]))), ps),
+                made_at([commit(r) for r, _ in sorted(by_seed.values(), key=lambda rp: rp[0]["start"])], ps),
                 f"{min(loads):.1f}-{max(loads):.1f}",
             ]
         )
@@ -927,7 +925,7 @@ def side_by_side(results: Path) -> list[tuple[str, float, list[tuple[str, str, l
                 arms[key[1]][seed] = (commit(r), p)
         rows = []
         for arm, by_seed in sorted(arms.items(), key=lambda kv: (ARM_ORDER.get(kv[0], 2), kv[0])):
-            codes = list(dict.fromkeys(code for code, _ in (by_seed[s] for s in sorted(by_seed))))
+            codes = [code for code, _ in (by_seed[s] for s in sorted(by_seed))]
             ps = [p for _, p in (by_seed[s] for s in sorted(by_seed))]
             rows.append((arm, made_at(codes, ps), ps))
         rows = [row for row in rows if any((p.get("final_held_out") or {}).get(p["metric"]) is not None for p in row[2])]
